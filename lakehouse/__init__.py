@@ -1,0 +1,1 @@
+"""Platform core: settings, the `lakehouse` CLI, the embedded services and the Spark session."""

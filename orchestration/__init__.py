@@ -1,0 +1,1 @@
+"""Dagster code location: definitions, per-domain assets/resources/schedules/sensors, lib."""

@@ -1,0 +1,1 @@
+"""PySpark jobs, plain functions (spark, inputs) -> DataFrame, run through Spark Connect."""

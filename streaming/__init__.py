@@ -1,0 +1,1 @@
+"""Clickstream: the event contract, the Kafka producer and the Kafka -> bronze ingester."""

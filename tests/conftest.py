@@ -1,0 +1,82 @@
+"""Shared fixtures: an isolated data root and free ports, so tests never touch a running demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.settings import Settings
+
+# The installed console script, exactly as users run it.
+LAKEHOUSE = [str(Path(sys.executable).parent / "lakehouse")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(data_root: Path) -> dict[str, str]:
+    """Environment for a platform instance of its own: own data root, own ports."""
+    env = {k: v for k, v in os.environ.items() if k not in _OVERRIDDEN}
+    env.update(
+        LAKEHOUSE_DATA_ROOT=str(data_root),
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+        SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}",
+    )
+    return env
+
+
+_OVERRIDDEN = {"LAKE_URI", "ERP_DB_URL", "WAREHOUSE_PATH", "DAGSTER_HOME"}
+
+
+def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real `lakehouse` CLI in a subprocess."""
+    result = subprocess.run(
+        [*LAKEHOUSE, *args], check=False, env=env, capture_output=True, text=True, timeout=180
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"lakehouse {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def cli_json(*args: str, env: dict[str, str], check: bool = True) -> dict:
+    return json.loads(run_cli(*args, "--json", env=env, check=check).stdout)
+
+
+@pytest.fixture(scope="session")
+def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Embedded services started once for the test session, stopped at the end."""
+    env = isolated_env(tmp_path_factory.mktemp("platform"))
+    run_cli("services", "up", env=env)
+    try:
+        yield env
+    finally:
+        run_cli("services", "down", env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def platform_settings(platform_env: dict[str, str]) -> Settings:
+    return Settings(
+        data_root=platform_env["LAKEHOUSE_DATA_ROOT"],
+        kafka_bootstrap_servers=platform_env["KAFKA_BOOTSTRAP_SERVERS"],
+        spark_remote=platform_env["SPARK_REMOTE"],
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(platform_settings: Settings):
+    from lakehouse.spark import spark_session
+
+    return spark_session(platform_settings)

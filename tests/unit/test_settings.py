@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from lakehouse.settings import Settings, SettingsError, env_var_names, load_settings
+
+
+def test_defaults_hang_off_the_data_root(tmp_path: Path) -> None:
+    settings = Settings(data_root=tmp_path)
+    assert settings.lake_uri == str(tmp_path / "lake")
+    assert settings.erp_db_url == f"sqlite:///{tmp_path / 'erp' / 'erp.sqlite'}"
+    assert settings.warehouse_path == tmp_path / "warehouse"
+    assert settings.dagster_home == tmp_path / "dagster"
+    assert settings.run_dir == tmp_path / "run"
+    assert settings.log_dir == tmp_path / "logs"
+    assert settings.table_uri("bronze", "events") == f"{tmp_path}/lake/bronze/events"
+    assert settings.broker_is_embedded and settings.spark_is_embedded
+
+
+def test_production_values_are_just_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092, kafka-2:9092")
+    monkeypatch.setenv("SPARK_REMOTE", "sc://spark-connect:15002")
+    monkeypatch.setenv("LAKE_URI", "s3://lakehouse/lake/")
+    monkeypatch.setenv("ERP_DB_URL", "postgresql+psycopg://erp@db/erp")
+    monkeypatch.setenv("DAGSTER_HOME", "/opt/dagster/home")
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert settings.kafka_endpoint == ("kafka-1", 9092)
+    assert settings.spark_endpoint == ("spark-connect", 15002)
+    assert not settings.broker_is_embedded and not settings.spark_is_embedded
+    assert settings.table_uri("gold", "dim_date") == "s3://lakehouse/lake/gold/dim_date"
+    assert settings.erp_db_url == "postgresql+psycopg://erp@db/erp"
+    assert settings.dagster_home == Path("/opt/dagster/home")
+
+
+def test_relative_data_root_is_resolved(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAKEHOUSE_DATA_ROOT", "here")
+    assert load_settings().data_root == tmp_path / "here"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", "no-port", "host:port"),
+        ("KAFKA_BOOTSTRAP_SERVERS", " , ", "host:port"),
+        ("SPARK_REMOTE", "http://spark:15002", "sc://host:15002"),
+        ("LAKEHOUSE_SERVICE_START_TIMEOUT", "0", "greater than 0"),
+        ("LAKEHOUSE_SERVICE_START_TIMEOUT", "soon", "valid number"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    assert var in str(excinfo.value)
+    assert message in str(excinfo.value)
+
+
+def test_env_var_names_cover_every_field() -> None:
+    assert env_var_names() >= {
+        "LAKEHOUSE_DATA_ROOT",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "SPARK_REMOTE",
+        "LAKE_URI",
+        "ERP_DB_URL",
+        "WAREHOUSE_PATH",
+        "DAGSTER_HOME",
+    }
+    assert len(env_var_names()) == len(Settings.model_fields)
+
+
+def test_describe_never_prints_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERP_DB_URL", "postgresql+psycopg://erp:s3cret@db:5432/erp")
+    monkeypatch.setenv("SUPERSET_SECRET_KEY", "also-secret")
+    described = str(load_settings().describe())
+    assert "s3cret" not in described and "also-secret" not in described
+    assert "postgresql+psycopg://erp:***@db:5432/erp" in described

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse (publishing) and the Superset environment and dashboards-as-code."""
