@@ -76,7 +76,11 @@ def platform_settings(platform_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(platform_settings: Settings):
+def spark(platform_settings: Settings) -> Iterator:
     from lakehouse.spark import spark_session
 
-    return spark_session(platform_settings)
+    session = spark_session(platform_settings)
+    yield session
+    # Close before the server goes down: an open Spark Connect client runs cleanup RPCs at
+    # interpreter exit and retries them for minutes against a server that is gone.
+    session.stop()
