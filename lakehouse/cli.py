@@ -167,7 +167,7 @@ def demo() -> None:
         out.print(f"  {key:<24} {value}", highlight=False)
     out.print(
         f"\n[green]Demo finished in {time.monotonic() - started:.1f}s.[/green] "
-        "Services keep running; stop them with `uv run lakehouse services down`."
+        "Services keep running; stop them with `.venv/bin/lakehouse services down`."
     )
 
 
