@@ -77,25 +77,18 @@ def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def check_kafka(bootstrap_servers: str, timeout: float) -> None:
-    """A Kafka metadata request (list topics) answered by the broker."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    """A Kafka metadata request answered by the broker."""
+    from confluent_kafka import KafkaException
+
+    from lakehouse.kafka import list_topics
 
     host, port = bootstrap_servers.split(",", maxsplit=1)[0].rsplit(":", 1)
     if not tcp_reachable(host, int(port), timeout=min(timeout, 2.0)):
         raise ServiceError(f"nothing accepts connections on {host}:{port}")
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
-            client_id="lakehouse-health",
-            request_timeout_ms=max(int(timeout * 1000), 1000),
-        )
-        try:
-            admin.list_topics()
-        finally:
-            admin.close()
-    except KafkaError as exc:
-        raise ServiceError(f"metadata request failed: {exc!r}") from exc
+        list_topics(bootstrap_servers, timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceError(f"metadata request failed: {exc}") from exc
 
 
 def check_spark(remote: str, timeout: float) -> None:

@@ -3,7 +3,6 @@ Spark Connect read back by delta-rs. Used by `lakehouse demo`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
@@ -15,45 +14,43 @@ SMOKE_TOPIC = "lakehouse.smoke"
 
 def broker_round_trip(settings: Settings, topic: str = SMOKE_TOPIC) -> dict:
     """Produce one keyed message and read it back from the exact partition and offset."""
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from lakehouse.kafka import client_config, ensure_topic
 
     servers = settings.kafka_bootstrap_servers
-    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="lakehouse-smoke")
-    try:
-        if topic not in admin.list_topics():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        admin.close()
-
+    ensure_topic(servers, topic, partitions=1)
     key = uuid.uuid4().hex
-    payload = {"smoke_id": key, "sent_at": time.time()}
+    payload = json.dumps({"smoke_id": key, "sent_at": time.time()}).encode()
     started = time.perf_counter()
-    producer = KafkaProducer(bootstrap_servers=servers, acks="all")
-    try:
-        meta = producer.send(topic, key=key.encode(), value=json.dumps(payload).encode()).get(30)
-    finally:
-        producer.close()
+    delivered = []
+    producer = Producer(client_config(servers, acks="all"))
+    producer.produce(
+        topic, key=key.encode(), value=payload, on_delivery=lambda e, m: delivered.append((e, m))
+    )
+    producer.flush(30)
+    if not delivered or delivered[0][0] is not None:
+        raise RuntimeError(f"broker did not acknowledge the message: {delivered}")
+    meta = delivered[0][1]
 
-    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    consumer = Consumer(
+        client_config(servers, **{"group.id": "lakehouse-smoke", "enable.auto.commit": False})
+    )
     try:
-        tp = TopicPartition(topic, meta.partition)
-        consumer.assign([tp])
-        consumer.seek(tp, meta.offset)
+        consumer.assign([TopicPartition(topic, meta.partition(), meta.offset())])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            for record in consumer.poll(timeout_ms=500).get(tp, []):
-                if record.key == key.encode():
-                    if json.loads(record.value) != payload:
-                        raise RuntimeError("broker returned a different payload than was sent")
-                    return {
-                        "topic": topic,
-                        "partition": meta.partition,
-                        "offset": meta.offset,
-                        "round_trip_ms": round((time.perf_counter() - started) * 1000, 1),
-                    }
+            record = consumer.poll(0.5)
+            if record is None or record.error() or record.key() != key.encode():
+                continue
+            if record.value() != payload:
+                raise RuntimeError("broker returned a different payload than was sent")
+            return {
+                "topic": topic,
+                "partition": meta.partition(),
+                "offset": meta.offset(),
+                "round_trip_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
     finally:
         consumer.close()
     raise RuntimeError(f"message {key} was produced to {topic} but not read back within 30s")
