@@ -331,33 +331,27 @@ class ErpWriter:
     @staticmethod
     def _apply_changes(conn, world: World, batch: DayBatch, midnight: dt.datetime) -> None:
         for kind, index, payload in batch.changes:
-            key = index + 1
             if kind.startswith("customer_"):
                 if world.customer_registered_day[index] > batch.day:
-                    continue  # not in the ERP yet; inserted with current values later
-                values = {
-                    "customer_move": lambda p: {"CityID": p[0] + 1, "AreaID": p[1] + 1},
-                    "customer_tier": lambda p: {"Segment": ref.LOYALTY_TIERS[p]},
-                    "customer_close": lambda _: {"Status": "Closed"},
-                }[kind](payload)
-                conn.execute(
-                    customer.update()
-                    .where(customer.c.CustomerID == key)
-                    .values(**values, ModifiedAt=midnight)
-                )
+                    continue  # not in the ERP yet; inserted later with the current values
+                if kind == "customer_move":
+                    values = {"CityID": payload[0] + 1, "AreaID": payload[1] + 1}
+                elif kind == "customer_tier":
+                    values = {"Segment": ref.LOYALTY_TIERS[payload]}
+                else:  # customer_close
+                    values = {"Status": "Closed"}
+                statement = customer.update().where(customer.c.CustomerID == index + 1)
             else:
                 if world.product_launch_day[index] > batch.day:
                     continue
-                values = {
-                    "product_price": lambda _: {"ListPrice": float(world.product_price[index])},
-                    "product_subcategory": lambda p: {"SubCategoryID": p + 1},
-                    "product_retire": lambda _: {"IsActive": False},
-                }[kind](payload)
-                conn.execute(
-                    product.update()
-                    .where(product.c.ProductID == key)
-                    .values(**values, ModifiedAt=midnight)
-                )
+                if kind == "product_price":
+                    values = {"ListPrice": float(world.product_price[index])}
+                elif kind == "product_subcategory":
+                    values = {"SubCategoryID": payload + 1}
+                else:  # product_retire
+                    values = {"IsActive": False}
+                statement = product.update().where(product.c.ProductID == index + 1)
+            conn.execute(statement.values(**values, ModifiedAt=midnight))
 
     @staticmethod
     def _insert_sales(conn, batch: DayBatch) -> None:
@@ -392,31 +386,22 @@ class ErpWriter:
                 }
             )
         conn.execute(sales.insert(), headers)
-        lines = batch.lines
+        lines = {name: values.tolist() for name, values in batch.lines.items()}
         conn.execute(
             sales_detail.insert(),
             [
                 {
                     "InvoiceID": invoice_id,
-                    "LineNo": line_no,
-                    "ProductID": product_index + 1,
-                    "Quantity": quantity,
-                    "UnitPrice": unit_price,
-                    "DiscountAmount": discount,
-                    "LineAmount": amount,
+                    "LineNo": lines["line_no"][i],
+                    "ProductID": lines["product"][i] + 1,
+                    "Quantity": lines["quantity"][i],
+                    "UnitPrice": lines["unit_price"][i],
+                    "DiscountAmount": lines["discount"][i],
+                    "LineAmount": lines["amount"][i],
                     "CreatedAt": created[invoice_id],
                     "ModifiedAt": created[invoice_id],
                 }
-                for invoice_id, line_no, product_index, quantity, unit_price, discount, amount in zip(
-                    lines["invoice"].tolist(),
-                    lines["line_no"].tolist(),
-                    lines["product"].tolist(),
-                    lines["quantity"].tolist(),
-                    lines["unit_price"].tolist(),
-                    lines["discount"].tolist(),
-                    lines["amount"].tolist(),
-                    strict=True,
-                )
+                for i, invoice_id in enumerate(lines["invoice"])
             ],
         )
 

@@ -527,10 +527,7 @@ class Simulation:
         # Discounts, totals, cancellations; schedule some returns.
         line_arr = _lines_array(lines)
         n_lines = len(line_arr["invoice"])
-        if peak:
-            rate = rng.uniform(0.15, 0.40, n_lines)
-        else:
-            rate = rng.uniform(0.05, 0.25, n_lines)
+        rate = rng.uniform(0.15, 0.4, n_lines) if peak else rng.uniform(0.05, 0.25, n_lines)
         discount_rate = np.where(rng.random(n_lines) < (0.5 if peak else 0.15), rate, 0.0)
         gross = line_arr["quantity"] * line_arr["unit_price"]
         line_discount = np.round(gross * discount_rate, 2)
