@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import datetime
 import json
 import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from generator.world import PRESETS, Scale
 from lakehouse.services import ServiceError, ServiceManager, ServiceStatus
-from lakehouse.settings import Settings, SettingsError, load_settings
+from lakehouse.settings import Settings, SettingsError, load_settings, mask_password
 
 app = typer.Typer(
     name="lakehouse",
@@ -109,6 +115,234 @@ def services_status(as_json: JsonOption = False) -> None:
     _print_statuses(statuses, as_json)
     if not all(s.healthy for s in statuses):
         raise typer.Exit(1)
+
+
+PRESET_HELP = "World size: tiny, demo (~1 M events), medium (~10 M), large (~100 M)."
+
+
+def _scale(
+    preset: str,
+    customers: int | None,
+    products: int | None,
+    days: int | None,
+    events: int | None,
+    seed: int | None,
+    start: datetime.datetime | None,
+) -> Scale:
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    overrides = {
+        name: value
+        for name, value in {
+            "customers": customers,
+            "products": products,
+            "days": days,
+            "events": events,
+            "seed": seed,
+            "start": start.date() if start else None,
+        }.items()
+        if value is not None
+    }
+    try:
+        return dataclasses.replace(PRESETS[preset], **overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _day_index(scale: Scale, when: datetime.datetime | None, option: str) -> int | None:
+    if when is None:
+        return None
+    index = (when.date() - scale.start).days
+    if not 0 <= index <= scale.days:
+        raise typer.BadParameter(
+            f"{option} {when.date()} is outside the simulated window "
+            f"{scale.start} .. {scale.end} (exclusive)"
+        )
+    return index
+
+
+@app.command("generate")
+def generate_command(
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "demo",
+    customers: Annotated[int | None, typer.Option(help="Override the preset.")] = None,
+    products: Annotated[int | None, typer.Option(help="Override the preset.")] = None,
+    days: Annotated[int | None, typer.Option(help="Simulated days (override).")] = None,
+    events: Annotated[int | None, typer.Option(help="Target event count (override).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (override).")] = None,
+    start: Annotated[
+        datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First simulated day.")
+    ] = None,
+    until: Annotated[
+        datetime.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Write only the days before this date; a later "
+            "run continues from there (so master-data changes appear over time).",
+        ),
+    ] = None,
+    no_events: Annotated[bool, typer.Option("--no-events", help="Skip the event files.")] = False,
+    reset: Annotated[bool, typer.Option(help="Drop and recreate the ERP tables first.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate the ERP database (MV_* tables), the clickstream event files and the ground truth."""
+    from generator.erp import GeneratorMismatch
+    from generator.generate import generate
+
+    settings = _settings()
+    scale = _scale(preset, customers, products, days, events, seed, start)
+    until_day = _day_index(scale, until, "--until")
+    with _day_progress(scale.days if until_day is None else until_day, as_json) as advance:
+        try:
+            report = generate(
+                scale,
+                settings.erp_db_url,
+                settings.generated_dir,
+                until_day=until_day,
+                write_events=not no_events,
+                reset=reset,
+                on_day=lambda batch: advance(batch.n_events),
+            )
+        except GeneratorMismatch as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    out.print(
+        f"wrote {report.days_written} days ({report.days_skipped} already there): "
+        f"{report.invoices_written:,} invoices, {report.lines_written:,} lines, "
+        f"{report.events_written:,} events in {report.seconds:.1f}s "
+        f"({report.events_per_second:,.0f} events/s, peak RSS {report.peak_rss_mb:.0f} MB)",
+        highlight=False,
+    )
+    out.print(f"ERP database: {mask_password(report.erp_db_url)}", highlight=False)
+    if report.events_dir:
+        out.print(f"event files:  {report.events_dir}", highlight=False)
+    if report.ground_truth_dir:
+        out.print(f"ground truth: {report.ground_truth_dir}", highlight=False)
+
+
+@app.command("produce")
+def produce_command(
+    topic: Annotated[str | None, typer.Option(help="Default: KAFKA_EVENTS_TOPIC.")] = None,
+    rate: Annotated[float, typer.Option(min=0, help="Messages per second; 0 = unthrottled.")] = 0,
+    events: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds.")
+    ] = None,
+    start: Annotated[
+        datetime.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First simulated day to send."),
+    ] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Simulated days to send.")] = None,
+    key: Annotated[str, typer.Option(help="Message key: session or customer.")] = "session",
+    duplicates: Annotated[float, typer.Option(help="Share of events sent twice.")] = 0.0,
+    late: Annotated[float, typer.Option(help="Share of events sent late, out of order.")] = 0.0,
+    malformed: Annotated[float, typer.Option(help="Extra malformed messages, share.")] = 0.0,
+    drift: Annotated[float, typer.Option(help="Share with an extra field, version 1.1.")] = 0.0,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions if creating the topic.")] = 6,
+    preset: Annotated[
+        str | None, typer.Option(help="World size when nothing was generated. " + PRESET_HELP)
+    ] = None,
+    ack_log: Annotated[
+        Path | None, typer.Option(help="CSV of acknowledged messages (partition, offset, kind).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send the simulated clickstream to Kafka, optionally with faults injected.
+
+    Uses the world of the last `lakehouse generate` (so purchases match ERP invoices), or a
+    preset if nothing was generated."""
+    from confluent_kafka import KafkaException
+
+    from streaming.producer import Faults, produce, simulated_messages
+
+    settings = _settings()
+    if key not in ("session", "customer"):
+        raise typer.BadParameter(f"--key must be session or customer, got {key!r}")
+    manifest = settings.generated_dir / "manifest.json"
+    if preset is None and manifest.exists():
+        scale = Scale.from_dict(json.loads(manifest.read_text())["scale"])
+    else:
+        scale = _scale(preset or "demo", None, None, None, None, None, None)
+    first_day = _day_index(scale, start, "--start") or 0
+    try:
+        faults = Faults(duplicates=duplicates, late=late, malformed=malformed, drift=drift)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    window = scale.days if days is None else min(days, scale.days - first_day)
+    expected = events or int(scale.events * window / scale.days)
+    progress = _progress(as_json)
+    task = progress.add_task("producing", total=expected)
+    try:
+        with progress:
+            report = produce(
+                settings.kafka_bootstrap_servers,
+                topic or settings.events_topic,
+                simulated_messages(scale, first_day, days, key_by=key),
+                faults=faults,
+                rate=rate,
+                max_events=events,
+                duration=duration,
+                partitions=partitions,
+                ack_log=ack_log,
+                on_progress=lambda r: progress.update(task, completed=r.events),
+            )
+    except KafkaException as exc:
+        err.print(
+            f"[red]error:[/red] Kafka at {settings.kafka_bootstrap_servers}: {exc}", highlight=False
+        )
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    out.print(
+        f"sent {report.events:,} events ({report.messages:,} messages incl. faults) to "
+        f"{report.topic} in {report.seconds:.1f}s = {report.events_per_second:,.0f} msgs/s; "
+        f"acknowledged {report.acknowledged:,}",
+        highlight=False,
+    )
+    out.print(
+        f"simulated time {report.first_event_time} .. {report.last_event_time}", highlight=False
+    )
+    faults_sent = {k: v for k, v in report.kinds.items() if k != "valid"}
+    if faults_sent:
+        out.print(f"faults: {faults_sent}", highlight=False)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+
+
+@contextlib.contextmanager
+def _day_progress(total_days: int, quiet: bool):
+    progress = Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+    task = progress.add_task("days", total=total_days, events=0)
+    counted = [0]
+
+    def advance(n_events: int) -> None:
+        counted[0] += n_events
+        progress.update(task, advance=1, events=counted[0])
+
+    with progress:
+        yield advance
 
 
 @app.command("settings")

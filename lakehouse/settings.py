@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         description="SUPERSET_ADMIN_PASSWORD: password of the Superset admin user. "
         "Unset in embedded mode: generated once and kept under the data root.",
     )
+    events_topic: str = Field(
+        default="clickstream.events",
+        min_length=1,
+        validation_alias=_env("KAFKA_EVENTS_TOPIC"),
+        description="KAFKA_EVENTS_TOPIC: the clickstream topic.",
+    )
     broker_storage: str = Field(
         default="memory://tansu/",
         validation_alias=_env("LAKEHOUSE_BROKER_STORAGE"),
@@ -175,6 +181,11 @@ class Settings(BaseSettings):
         return self.data_root / "logs"
 
     @property
+    def generated_dir(self) -> Path:
+        """Output of `lakehouse generate`: event files, ground truth, manifest."""
+        return self.data_root / "generated"
+
+    @property
     def kafka_endpoint(self) -> tuple[str, int]:
         """First bootstrap server as (host, port)."""
         host, port = self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
@@ -204,6 +215,7 @@ class Settings(BaseSettings):
         return {
             "data_root": str(self.data_root),
             "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "events_topic": self.events_topic,
             "spark_remote": self.spark_remote,
             "lake_uri": str(self.lake_uri),
             "erp_db_url": mask_password(str(self.erp_db_url)),
@@ -212,6 +224,7 @@ class Settings(BaseSettings):
             "dagster_storage": "postgres" if self.dagster_postgres_url else "sqlite",
             "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
             "broker_storage": self.broker_storage,
+            "generated": str(self.generated_dir),
             "logs": str(self.log_dir),
             "pids": str(self.run_dir),
         }
