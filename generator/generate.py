@@ -60,6 +60,23 @@ def generate(
     until_day = scale.days if until_day is None else min(until_day, scale.days)
     erp = ErpWriter(erp_db_url)
     done = erp.prepare(scale, reset=reset)
+    truth_dir = out_dir / "ground_truth"
+    manifest = out_dir / "manifest.json"
+    if done >= until_day and (until_day < scale.days or truth_dir.exists()) and manifest.exists():
+        # Nothing left to write: report what is there without simulating again.
+        previous = json.loads(manifest.read_text())
+        return GenerateReport(
+            **{
+                **previous,
+                "days_written": 0,
+                "days_skipped": done,
+                "events_written": 0,
+                "invoices_written": 0,
+                "lines_written": 0,
+                "seconds": round(time.perf_counter() - started, 2),
+                "events_per_second": 0.0,
+            }
+        )
     world = build_world(scale)
     simulation = Simulation(world)
     if done == 0:
@@ -74,9 +91,7 @@ def generate(
             invoices += len(batch.invoices["invoice_id"])
             lines += len(batch.lines["invoice"])
         on_day(batch)
-    truth_dir = None
     if until_day == scale.days:
-        truth_dir = out_dir / "ground_truth"
         write_ground_truth(world, simulation, truth_dir)
     elapsed = time.perf_counter() - started
     report = GenerateReport(
@@ -91,10 +106,10 @@ def generate(
         peak_rss_mb=round(peak_rss_mb(), 1),
         erp_db_url=erp_db_url,
         events_dir=str(files.root) if files else None,
-        ground_truth_dir=str(truth_dir) if truth_dir else None,
+        ground_truth_dir=str(truth_dir) if until_day == scale.days else None,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").write_text(json.dumps(report.to_dict(), indent=2))
+    manifest.write_text(json.dumps(report.to_dict(), indent=2))
     return report
 
 

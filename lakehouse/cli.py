@@ -357,11 +357,17 @@ def show_settings(as_json: JsonOption = False) -> None:
 
 
 @app.command("demo")
-def demo() -> None:
-    """Run the platform end to end on embedded defaults and print where everything is."""
+def demo(
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "demo",
+) -> None:
+    """Run the platform end to end on embedded defaults and print where everything is.
+
+    Idempotent: a second run reuses the running services, the generated ERP database and the
+    clickstream already on the topic."""
     from lakehouse import smoke
 
     settings = _settings()
+    scale = _scale(preset, None, None, None, None, None, None)
     started = time.monotonic()
     steps = [
         ("Starting the embedded services", lambda: ServiceManager(settings).up(progress=_dim)),
@@ -370,6 +376,11 @@ def demo() -> None:
             "Writing and reading a Delta table via Spark Connect",
             lambda: smoke.delta_round_trip(settings),
         ),
+        (
+            f"Generating the {preset} ERP database and ground truth",
+            lambda: _demo_generate(settings, scale),
+        ),
+        (f"Producing the {preset} clickstream to Kafka", lambda: _demo_produce(settings, scale)),
     ]
     results = []
     for number, (title, step) in enumerate(steps, start=1):
@@ -384,7 +395,7 @@ def demo() -> None:
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta = results
+    statuses, kafka, delta, generated, produced = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -396,6 +407,8 @@ def demo() -> None:
         "written by Spark, read by Spark and delta-rs",
         highlight=False,
     )
+    out.print(f"erp:    {generated}", highlight=False)
+    out.print(f"kafka:  {produced}", highlight=False)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
         out.print(f"  {key:<24} {value}", highlight=False)
@@ -403,6 +416,49 @@ def demo() -> None:
         f"\n[green]Demo finished in {time.monotonic() - started:.1f}s.[/green] "
         "Services keep running; stop them with `.venv/bin/lakehouse services down`."
     )
+
+
+def _demo_generate(settings: Settings, scale: Scale) -> str:
+    from generator.generate import generate
+
+    with _day_progress(scale.days, quiet=False) as advance:
+        report = generate(
+            scale,
+            settings.erp_db_url,
+            settings.generated_dir,
+            write_events=False,
+            on_day=lambda b: advance(b.n_events),
+        )
+    if report.days_written == 0:
+        return (
+            f"already generated ({report.days_skipped} days) in {mask_password(report.erp_db_url)}"
+        )
+    return (
+        f"{report.invoices_written:,} invoices, {report.lines_written:,} lines in "
+        f"{mask_password(report.erp_db_url)}"
+    )
+
+
+def _demo_produce(settings: Settings, scale: Scale) -> str:
+    from lakehouse.kafka import list_topics
+    from streaming.producer import produce, simulated_messages
+
+    topic = settings.events_topic
+    marker = settings.generated_dir / f"produced-{topic}.json"
+    if topic in list_topics(settings.kafka_bootstrap_servers) and marker.exists():
+        return f"topic {topic} already holds the clickstream ({marker.read_text().strip()})"
+    progress = _progress(quiet=False)
+    task = progress.add_task("producing", total=scale.events)
+    with progress:
+        report = produce(
+            settings.kafka_bootstrap_servers,
+            topic,
+            simulated_messages(scale),
+            on_progress=lambda r: progress.update(task, completed=r.events),
+        )
+    summary = f"{report.events:,} events to {topic} at {report.events_per_second:,.0f} msgs/s"
+    marker.write_text(summary + "\n")
+    return summary
 
 
 def _dim(message: str) -> None:
