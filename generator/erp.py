@@ -249,10 +249,16 @@ class ErpWriter:
                     for i, name in enumerate(world.subcategory_names)
                 ],
             )
-            self._insert_products(conn, world, np.flatnonzero(world.product_launch_day < 0), before)
-            self._insert_customers(
-                conn, world, np.flatnonzero(world.customer_registered_day < 0), before
-            )
+            # In chunks: a million customers as one list of dicts would cost a GB.
+            for chunk in np.array_split(
+                np.flatnonzero(world.product_launch_day < 0), max(1, world.n_products // 20_000)
+            ):
+                self._insert_products(conn, world, chunk, before)
+            for chunk in np.array_split(
+                np.flatnonzero(world.customer_registered_day < 0),
+                max(1, world.n_customers // 20_000),
+            ):
+                self._insert_customers(conn, world, chunk, before)
             self._set_state(conn, world.scale, 0)
 
     def write_day(self, world: World, batch: DayBatch) -> None:

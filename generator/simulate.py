@@ -105,6 +105,18 @@ class Simulation:
         """Sessions per unit of activity so that the window produces about `scale.events`."""
         w, scale = self.world, self.world.scale
         customer_sessions = scale.events / self.EVENTS_PER_SESSION * (1 - scale.anonymous_share)
+        # Restock sessions come on top of the activity-driven ones: take them out of the budget
+        # (they are shorter: ~3.5 events instead of ~4.7).
+        staple = w.customer_staple >= 0
+        first = np.maximum(w.customer_registered_day[staple], 0)
+        last = np.minimum(
+            np.minimum(w.customer_churn_day[staple], w.customer_closed_day[staple]), scale.days
+        )
+        restocks = (np.maximum(last - first, 0) / w.customer_restock_cycle[staple]).sum()
+        customer_sessions = max(
+            customer_sessions - 0.75 * restocks / (1 - scale.anonymous_share),
+            0.2 * customer_sessions,
+        )
         exposure = 0.0
         for day in range(scale.days):
             active = self._active(day)

@@ -213,8 +213,10 @@ def build_world(scale: Scale) -> World:
     age_days = (rng.gamma(4.0, 2.6, n) + 18) * 365.25
     birth = (np.datetime64(scale.start) - age_days.astype("timedelta64[D]")).astype("datetime64[D]")
     customer_city = rng.choice(len(city_names), size=n, p=city_share)
-    areas_of_city = [np.flatnonzero(area_city == c) for c in range(len(city_names))]
-    customer_area = np.array([rng.choice(areas_of_city[c]) for c in customer_city])
+    customer_area = np.zeros(n, dtype=np.int64)
+    for c in range(len(city_names)):
+        in_city = np.flatnonzero(customer_city == c)
+        customer_area[in_city] = rng.choice(np.flatnonzero(area_city == c), size=len(in_city))
     registered = -rng.integers(1, 3 * 365, n)
     newcomers = rng.random(n) < 0.15
     registered[newcomers] = rng.integers(0, scale.days, newcomers.sum())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import heapq
+import resource
 import time
 import uuid
 from collections import Counter
@@ -58,6 +59,7 @@ class ProduceReport:
     last_event_time: str | None = None
     seconds: float = 0.0
     events_per_second: float = 0.0
+    peak_rss_mb: float = 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "kinds": dict(self.kinds)}
@@ -265,6 +267,7 @@ def produce(
         acks.close()
     report.seconds = round(time.monotonic() - started, 2)
     report.events_per_second = round(report.messages / max(report.seconds, 1e-9), 1)
+    report.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     on_progress(report)
     if report.failed:
         raise KafkaException(f"{report.failed} messages failed delivery, e.g. {errors}")
