@@ -67,6 +67,26 @@ def _segment_positions(counts: np.ndarray) -> np.ndarray:
     return np.arange(counts.sum()) - starts
 
 
+@dataclass
+class _Sessions:
+    ids: np.ndarray
+    customer: np.ndarray  # -1 for anonymous visitors
+    city: np.ndarray
+    device: np.ndarray
+    start: np.ndarray  # epoch ms
+    has_search: np.ndarray
+    n_views: np.ndarray  # product views per session
+
+
+@dataclass
+class _Views:
+    session: np.ndarray  # row in the day's sessions
+    position: np.ndarray  # 0.. within the session
+    product: np.ndarray
+    carted: np.ndarray
+    removed: np.ndarray
+
+
 class Simulation:
     """Carries the state that links days: restock schedules, pending returns, id counters."""
 
@@ -225,22 +245,9 @@ class Simulation:
         line_views = line_views[np.sort(first_idx)]
         has_search = rng.random(n_sessions) < np.where(s_restock, 0.5, 0.35)
 
-        events = self._assemble_events(
-            rng,
-            s_ids,
-            s_customer,
-            s_city,
-            s_device,
-            s_start,
-            has_search,
-            v_session,
-            v_pos,
-            v_product,
-            v_cart,
-            v_removed,
-            line_views,
-            n_views,
-        )
+        sessions = _Sessions(s_ids, s_customer, s_city, s_device, s_start, has_search, n_views)
+        views = _Views(v_session, v_pos, v_product, v_cart, v_removed)
+        events = self._assemble_events(rng, sessions, views, line_views)
         search_rows = np.flatnonzero(events["event_type"] == SEARCH)
         queries = self._search_queries(rng, search_rows, events, s_category, s_customer)
 
@@ -313,23 +320,14 @@ class Simulation:
         return candidates[rows, choice], fit[rows, choice], is_fav[rows, choice]
 
     def _assemble_events(
-        self,
-        rng,
-        s_ids,
-        s_customer,
-        s_city,
-        s_device,
-        s_start,
-        has_search,
-        v_session,
-        v_pos,
-        v_product,
-        v_cart,
-        v_removed,
-        line_views,
-        n_views,
+        self, rng: np.random.Generator, sessions: _Sessions, views: _Views, line_views: np.ndarray
     ) -> dict[str, np.ndarray]:
         """Build every event with an in-session order key, then lay them out in time."""
+        s_ids, s_customer, s_city = sessions.ids, sessions.customer, sessions.city
+        s_device, s_start, has_search = sessions.device, sessions.start, sessions.has_search
+        n_views = sessions.n_views
+        v_session, v_pos, v_product = views.session, views.position, views.product
+        v_cart, v_removed = views.carted, views.removed
         w = self.world
         n_sessions = len(s_ids)
         parts = []  # (session, order key, type, product, quantity, line order)
