@@ -156,10 +156,9 @@ def write_ground_truth(world: World, simulation: Simulation, out: Path) -> None:
         "top_category": [world.category_names[c] for c in prefs.argmax(axis=1)],
     }
     for c, name in enumerate(world.category_names):
-        columns[f"pref_{name.lower().replace(' & ', '_').replace(' ', '_')}"] = prefs[:, c]
-    for c, name in enumerate(world.category_names):
-        fav = world.customer_favourite_brand[:, c]
-        columns[f"brand_{name.lower().replace(' & ', '_').replace(' ', '_')}"] = [
-            world.brand_names[b] if b >= 0 else None for b in fav
+        slug = name.lower().replace(" & ", "_").replace(" ", "_")
+        columns[f"pref_{slug}"] = prefs[:, c]
+        columns[f"brand_{slug}"] = [
+            world.brand_names[b] if b >= 0 else None for b in world.customer_favourite_brand[:, c]
         ]
     pq.write_table(pa.table(columns), out / "customer_tastes.parquet")

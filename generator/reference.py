@@ -99,6 +99,10 @@ CATEGORIES: dict[str, list[tuple[str, float, int]]] = {
     ],
 }
 
+# How much of the traffic each category draws before regional and personal tastes (same order
+# as CATEGORIES).
+CATEGORY_BASE_SHARE = [1.3, 1.1, 1.4, 1.0, 1.5, 0.6, 0.6, 0.5]
+
 # Brands by their main category; a few also sell in a second category.
 BRANDS: dict[str, list[str]] = {
     "Electronics": ["Voltra", "Nexon", "Sonique", "Pixelon", "Zentek", "Auralis", "Kairo", "Lumio"],

@@ -106,8 +106,7 @@ class Simulation:
         sub_median = np.array([p for c in ref.CATEGORIES.values() for _, p, _ in c])
         self.subcategory_median = sub_median
         n_regions = len(world.region_names)
-        base = np.array([1.3, 1.1, 1.4, 1.0, 1.5, 0.6, 0.6, 0.5])
-        region_pref = base[None, :] * world.region_category_tilt
+        region_pref = np.array(ref.CATEGORY_BASE_SHARE)[None, :] * world.region_category_tilt
         self.region_pref = region_pref / region_pref.sum(axis=1, keepdims=True)
         self.city_share = np.array([c[2] for c in ref.CITIES]) / sum(c[2] for c in ref.CITIES)
         assert region_pref.shape[0] == n_regions

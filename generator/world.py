@@ -234,7 +234,7 @@ def build_world(scale: Scale) -> World:
 
     n_regions, n_categories = len(region_names), len(category_names)
     region_tilt = np.exp(rng.normal(0.0, 0.45, (n_regions, n_categories)))
-    base_share = np.array([1.3, 1.1, 1.4, 1.0, 1.5, 0.6, 0.6, 0.5])[:n_categories]
+    base_share = np.array(ref.CATEGORY_BASE_SHARE)
     alpha = 1.2 * base_share[None, :] * region_tilt[city_region[customer_city]]
     category_pref = rng.gamma(alpha)  # Dirichlet rows via normalised gammas
     category_pref /= category_pref.sum(axis=1, keepdims=True)
