@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import orjson
 
 from generator import reference as ref
 from generator.simulate import EVENT_TYPES, PURCHASE, DayBatch
-from generator.world import World
+from generator.world import Scale, World
 from streaming.contract import SCHEMA_VERSION
 
 DEVICE_NAMES = [d[0] for d in ref.DEVICES]
@@ -93,11 +94,16 @@ class EventFiles:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def path(self, batch: DayBatch) -> Path:
-        return self.root / f"date={batch.date.isoformat()}" / "events.jsonl.gz"
+    def path(self, date: dt.date) -> Path:
+        return self.root / f"date={date.isoformat()}" / "events.jsonl.gz"
+
+    def missing(self, scale: Scale, until_day: int) -> list[dt.date]:
+        """Days before until_day whose file is not written yet."""
+        dates = [scale.start + dt.timedelta(days=d) for d in range(until_day)]
+        return [d for d in dates if not self.path(d).exists()]
 
     def write_day(self, world: World, batch: DayBatch) -> int:
-        target = self.path(batch)
+        target = self.path(batch.date)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         count = 0

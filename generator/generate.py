@@ -62,7 +62,14 @@ def generate(
     done = erp.prepare(scale, reset=reset)
     truth_dir = out_dir / "ground_truth"
     manifest = out_dir / "manifest.json"
-    if done >= until_day and (until_day < scale.days or truth_dir.exists()) and manifest.exists():
+    files = EventFiles(out_dir / "events") if write_events else None
+    complete = (
+        done >= until_day
+        and (until_day < scale.days or truth_dir.exists())
+        and (files is None or not files.missing(scale, until_day))
+        and manifest.exists()
+    )
+    if complete:
         # Nothing left to write: report what is there without simulating again.
         previous = json.loads(manifest.read_text())
         return GenerateReport(
@@ -81,15 +88,16 @@ def generate(
     simulation = Simulation(world)
     if done == 0:
         erp.write_master(world)
-    files = EventFiles(out_dir / "events") if write_events else None
     events = invoices = lines = 0
     for batch in simulation.days(until_day):
         if batch.day >= done:
             erp.write_day(world, batch)
-            if files is not None:
-                events += files.write_day(world, batch)
             invoices += len(batch.invoices["invoice_id"])
             lines += len(batch.lines["invoice"])
+        # Event files are kept per day and independently of the ERP's progress: an earlier run
+        # may have skipped them (--no-events, the demo).
+        if files is not None and not files.path(batch.date).exists():
+            events += files.write_day(world, batch)
         on_day(batch)
     if until_day == scale.days:
         write_ground_truth(world, simulation, truth_dir)

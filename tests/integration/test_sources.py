@@ -228,3 +228,14 @@ def test_produced_clickstream_reconciles_with_erp_invoices(generated, platform_e
         assert event["price"] == pytest.approx(price)
         event_time = dt.datetime.fromisoformat(event["event_time"].replace("Z", ""))
         assert dt.datetime.fromisoformat(when) == event_time
+
+
+def test_event_files_are_written_even_when_the_erp_is_already_complete(tmp_path) -> None:
+    env = isolated_env(tmp_path)
+    first = cli_json("generate", "--preset", "tiny", "--no-events", env=env)
+    assert first["events_written"] == 0 and first["days_written"] == 21
+    second = cli_json("generate", "--preset", "tiny", env=env)
+    assert second["days_written"] == 0 and second["events_written"] > 20_000
+    assert len(list((tmp_path / "generated" / "events").glob("date=*/events.jsonl.gz"))) == 21
+    third = cli_json("generate", "--preset", "tiny", env=env)
+    assert third["events_written"] == 0 and third["seconds"] < 5  # complete: nothing simulated
