@@ -345,6 +345,118 @@ def _day_progress(total_days: int, quiet: bool):
         yield advance
 
 
+@app.command("ingest")
+def ingest_command(
+    topic: Annotated[str | None, typer.Option(help="Default: KAFKA_EVENTS_TOPIC.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep ingesting until Ctrl-C / SIGTERM.")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show offsets and lag; ingest nothing.")
+    ] = False,
+    group: Annotated[str, typer.Option(help="Kafka consumer group.")] = "lakehouse-bronze-events",
+    max_events: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many messages.")
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds.")
+    ] = None,
+    batch_events: Annotated[int, typer.Option(min=1, help="Messages per Delta commit.")] = 50_000,
+    batch_seconds: Annotated[
+        float, typer.Option(min=0.05, help="Longest a message waits for its commit.")
+    ] = 2.0,
+    session_timeout_ms: Annotated[
+        int, typer.Option(min=1000, help="Consumer-group session timeout.")
+    ] = 6000,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the clickstream topic into bronze.events (exactly once; bad messages to
+    bronze.events_dead_letter).
+
+    Without --follow it ingests what is on the topic and stops; with --follow it keeps going.
+    --status shows the offsets recorded in bronze, the broker's log end and the lag."""
+    from confluent_kafka import KafkaException
+
+    from streaming.ingest import IngestOptions, ingest, ingest_status, status_path
+
+    settings = _settings()
+    topic = topic or settings.events_topic
+    if status and follow:
+        raise typer.BadParameter("--status and --follow cannot be combined")
+    try:
+        if status:
+            _print_ingest_status(ingest_status(settings, topic), as_json)
+            return
+        options = IngestOptions(
+            topic=topic,
+            group_id=group,
+            batch_max_events=batch_events,
+            batch_max_seconds=batch_seconds,
+            max_events=max_events,
+            max_seconds=max_seconds,
+            session_timeout_ms=session_timeout_ms,
+        )
+        progress = Progress(
+            TextColumn("ingesting {task.fields[topic]}"),
+            TextColumn("{task.fields[events]:,} events, {task.fields[dead]:,} dead letters"),
+            TextColumn("lag {task.fields[lag]:,}"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=as_json,
+        )
+        task = progress.add_task("ingest", total=None, topic=topic, events=0, dead=0, lag=0)
+
+        def on_batch(r) -> None:
+            lag = sum(r.lag.values())
+            progress.update(task, events=r.events_written, dead=r.dead_letters_written, lag=lag)
+
+        with progress:
+            report = ingest(
+                settings,
+                options,
+                follow=follow,
+                on_batch=on_batch,
+                status_file=status_path(settings, topic) if follow else None,
+            )
+    except KafkaException as exc:
+        err.print(
+            f"[red]error:[/red] Kafka at {settings.kafka_bootstrap_servers}: {exc}", highlight=False
+        )
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    out.print(
+        f"ingested {report.messages:,} messages from {topic} in {report.seconds:.1f}s "
+        f"({report.events_per_second:,.0f} msgs/s after joining the group in "
+        f"{report.joined_after or 0:.1f}s): {report.events_written:,} events, "
+        f"{report.dead_letters_written:,} dead letters, {report.batches} commits; "
+        f"bronze.events at version {report.events_version}",
+        highlight=False,
+    )
+
+
+def _print_ingest_status(status: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    table = Table(title=f"{status['topic']} → bronze.events (version {status['events_version']})")
+    for column in ("partition", "next offset", "log end", "lag"):
+        table.add_column(column, justify="right")
+    for row in status["partitions"]:
+        cells = (row["partition"], row["next_offset"], row["log_end"], row["lag"])
+        table.add_row(*("?" if c is None else f"{c:,}" for c in cells))
+    out.print(table)
+    for follower in status["followers"]:
+        out.print(
+            f"follower pid {follower['pid']}: {follower['events_written']:,} events, "
+            f"{follower['events_per_second']:,.0f} msgs/s, last commit {follower['last_batch_at']}",
+            highlight=False,
+        )
+    if not status["followers"]:
+        out.print("no `lakehouse ingest --follow` is running for this topic", style="dim")
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the resolved configuration (environment variables over embedded defaults)."""

@@ -7,6 +7,7 @@ two agree on valid and broken events.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from functools import cache
@@ -26,6 +27,7 @@ _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _VERSION = re.compile(r"^1\.\d+$")
 _TYPES = frozenset(EVENT_TYPES)
 _DEVICES = frozenset(DEVICES)
+MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
 
 
 @cache
@@ -58,6 +60,10 @@ def validate_event(event: Any) -> str | None:
         return f"event_id is not a UUID: {event['event_id']!r}"
     if not isinstance(event["event_time"], str) or not _TIME.match(event["event_time"]):
         return f"event_time is not ISO 8601 UTC: {event['event_time']!r}"
+    try:
+        dt.datetime.fromisoformat(event["event_time"])
+    except ValueError:
+        return f"event_time is not a valid date and time: {event['event_time']!r}"
     session = event["session_id"]
     if not isinstance(session, str) or not 1 <= len(session) <= 64:
         return "session_id must be a string of 1-64 characters"
@@ -65,8 +71,8 @@ def validate_event(event: Any) -> str | None:
         return f"unknown device: {event['device']!r}"
     for name in ("customer_id", "product_id", "order_id"):
         value = event.get(name)
-        if value is not None and (not _int(value) or value < 1):
-            return f"{name} must be a positive integer, got {value!r}"
+        if value is not None and (not _int(value) or not 1 <= value <= MAX_ID):
+            return f"{name} must be a positive 64-bit integer, got {value!r}"
     quantity = event.get("quantity")
     if quantity is not None and (not _int(quantity) or quantity < 1):
         return f"quantity must be a positive integer, got {quantity!r}"

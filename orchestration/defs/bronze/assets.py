@@ -1,0 +1,163 @@
+"""Bronze: the clickstream from Kafka and the ERP tables, landed raw in Delta with lineage."""
+
+import dagster as dg
+from pydantic import Field
+
+from lakehouse.erp_extract import ERP_TABLES, bronze_name, extract_table
+from orchestration.defs.resources import (
+    ErpDatabaseResource,
+    KafkaResource,
+    LakeResource,
+    platform_settings,
+)
+from orchestration.lib.metadata import delta_metadata
+from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, IngestOptions, ingest
+
+# Sources, shown in the graph so lineage starts where the data does.
+CLICKSTREAM_TOPIC = dg.AssetSpec(
+    key=["kafka", "clickstream_events"],
+    description="Clickstream JSON events on the Kafka topic KAFKA_EVENTS_TOPIC "
+    "(contract: docs/event_contract.md).",
+    group_name="sources",
+    kinds={"kafka"},
+)
+ERP_SOURCES = {
+    table: dg.AssetSpec(
+        key=["erp", table],
+        description=f"ERP table {table} in ERP_DB_URL (schema: docs/erp_schema.md).",
+        group_name="sources",
+        kinds={"sql"},
+    )
+    for table in ERP_TABLES
+}
+
+
+class IngestConfig(dg.Config):
+    """A bounded ingestion run: what is on the topic now, within these limits."""
+
+    max_events: int | None = None
+    max_seconds: float = 600.0
+    batch_max_events: int = 50_000
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            key=["bronze", EVENTS_TABLE],
+            description="Clickstream events exactly once, partitioned by event_date: the raw "
+            "payload, the contract's fields as typed columns, and Kafka lineage (topic, "
+            "partition, offset, timestamp, ingestion time, batch id). The consumed offsets are "
+            "committed in the same Delta commits.",
+            deps=[CLICKSTREAM_TOPIC],
+            kinds={"kafka", "delta"},
+        ),
+        dg.AssetSpec(
+            key=["bronze", DEAD_LETTER_TABLE],
+            description="Messages that are not valid events (undecodable bytes, invalid JSON, "
+            "contract violations, unknown event types) with their raw bytes, the reason and "
+            "Kafka lineage.",
+            deps=[CLICKSTREAM_TOPIC],
+            kinds={"kafka", "delta"},
+        ),
+    ],
+    group_name="bronze",
+    name="bronze_clickstream",
+)
+def bronze_clickstream(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    kafka: KafkaResource,
+    lake: LakeResource,
+):
+    """Ingest what the topic holds now into the bronze tables, then stop."""
+    settings = platform_settings(kafka=kafka, lake=lake)
+    options = IngestOptions(
+        topic=kafka.events_topic,
+        group_id=kafka.consumer_group,
+        batch_max_events=config.batch_max_events,
+        max_events=config.max_events,
+        max_seconds=config.max_seconds,
+    )
+
+    def log_batch(report) -> None:
+        context.log.info(
+            f"committed batch {report.batches}: {report.events_written:,} events, "
+            f"{report.dead_letters_written:,} dead letters so far, lag {sum(report.lag.values()):,}"
+        )
+
+    report = ingest(settings, options, on_batch=log_batch)
+    run_facts = {
+        "messages_consumed": report.messages,
+        "events_per_second": report.events_per_second,
+        "consumer_lag": sum(report.lag.values()),
+        "lag_by_partition": {str(p): n for p, n in sorted(report.lag.items())},
+        "next_offsets": {str(p): n for p, n in sorted(report.offsets.items())},
+        "commits": report.batches,
+        "conflicts": report.conflicts,
+        "seconds": report.seconds,
+    }
+    for name, written in (
+        (EVENTS_TABLE, report.events_written),
+        (DEAD_LETTER_TABLE, report.dead_letters_written),
+    ):
+        uri = lake.table_uri("bronze", name)
+        yield dg.MaterializeResult(
+            asset_key=["bronze", name],
+            metadata={
+                **delta_metadata(lake.open("bronze", name), uri),
+                "rows_written": written,
+                **run_facts,
+            },
+        )
+
+
+class ErpExtractConfig(dg.Config):
+    full_snapshot: bool = Field(
+        default=False,
+        description="Re-read the whole source table and overwrite bronze with it.",
+    )
+
+
+def _erp_asset(source_table: str) -> dg.AssetsDefinition:
+    name = bronze_name(source_table)
+
+    @dg.asset(
+        key=["bronze", name],
+        deps=[ERP_SOURCES[source_table]],
+        group_name="bronze",
+        kinds={"sql", "delta"},
+        description=f"ERP {source_table}, extracted incrementally by ModifiedAt (watermark kept "
+        "in the Delta table), with extraction lineage; unreadable rows go to "
+        "bronze.erp_quarantine.",
+    )
+    def erp_table(
+        context: dg.AssetExecutionContext,
+        config: ErpExtractConfig,
+        erp: ErpDatabaseResource,
+        lake: LakeResource,
+    ) -> dg.MaterializeResult:
+        settings = platform_settings(lake=lake, erp=erp)
+        report = extract_table(settings, source_table, full=config.full_snapshot)
+        context.log.info(
+            f"{source_table}: read {report.rows_read:,}, wrote {report.rows_written:,}, "
+            f"quarantined {report.rows_quarantined:,}"
+        )
+        table = lake.open("bronze", name)
+        facts = {} if table is None else delta_metadata(table, lake.table_uri("bronze", name))
+        return dg.MaterializeResult(
+            metadata={
+                **facts,
+                "mode": report.mode,
+                "rows_read": report.rows_read,
+                "rows_written": report.rows_written,
+                "rows_quarantined": report.rows_quarantined,
+                "watermark": report.watermark_after or "",
+                "columns_added": ", ".join(report.columns_added) or "none",
+                "seconds": report.seconds,
+            }
+        )
+
+    return erp_table
+
+
+erp_assets = [_erp_asset(table) for table in ERP_TABLES]

@@ -1,0 +1,50 @@
+"""Streaming refresh: ingest the clickstream whenever the topic has messages bronze lacks."""
+
+import dagster as dg
+from confluent_kafka import KafkaException
+
+from orchestration.defs.bronze.assets import bronze_clickstream
+from orchestration.defs.resources import KafkaResource, LakeResource, platform_settings
+from streaming.ingest import ingest_status
+
+ingest_clickstream_job = dg.define_asset_job(
+    "ingest_clickstream",
+    selection=dg.AssetSelection.assets(bronze_clickstream),
+    description="Bounded Kafka → bronze.events ingestion (what the topic holds now).",
+)
+
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.sensor(
+    job=ingest_clickstream_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests an ingestion run when the topic holds messages that bronze.events "
+    "has not recorded (lag > 0), unless one is already queued or running.",
+)
+def clickstream_sensor(
+    context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource
+) -> dg.RunRequest | dg.SkipReason:
+    active = context.instance.get_run_records(
+        dg.RunsFilter(job_name=ingest_clickstream_job.name, statuses=_ACTIVE), limit=1
+    )
+    if active:
+        return dg.SkipReason(f"ingestion run {active[0].dagster_run.run_id} is still going")
+    try:
+        status = ingest_status(platform_settings(kafka=kafka, lake=lake), kafka.events_topic)
+    except KafkaException as exc:
+        return dg.SkipReason(f"Kafka at {kafka.bootstrap_servers} not answering: {exc}")
+    lag = status["total_lag"]
+    if lag == 0:
+        return dg.SkipReason(f"bronze.events is up to date with {kafka.events_topic}")
+    ends = ",".join(str(p["log_end"]) for p in status["partitions"])
+    return dg.RunRequest(
+        run_key=f"{kafka.events_topic}@{ends}",
+        tags={"lakehouse/lag": str(lag)},
+    )

@@ -1,0 +1,506 @@
+"""Kafka → `bronze.events` (+ `bronze.events_dead_letter`), exactly once.
+
+How exactly-once works (the kafka-delta-ingest design):
+- Each Delta commit carries, next to its rows, one app transaction per topic-partition in the
+  batch: app id `<topic>-<partition>`, version = the last offset written. The offsets live in the
+  table and change only with the rows they describe.
+- On start and on every rebalance the ingester seeks each assigned partition to the offset after
+  the one recorded in `bronze.events`. Broker-side group offsets are committed too, but only so
+  that the usual lag tools show something; nothing reads them back.
+- A commit is made against the table snapshot the offsets were read from. If another process
+  committed the same partition since (a zombie after a rebalance), Delta rejects the commit
+  (concurrent transaction) and this process drops its batch and seeks again.
+- Dead letters go to their own table first, with their own app transactions; rows at or below
+  that table's recorded offset are skipped, so a crash between the two commits re-reads the batch
+  without writing its dead letters twice.
+So a crash before the write, during it (parquet files written, not committed: orphans that vacuum
+removes) or after the commit loses nothing and duplicates nothing.
+
+Run modes, one code path: `run(follow=False)` ingests what is available and stops (the Dagster
+asset); `run(follow=True)` keeps going until stopped (`lakehouse ingest --follow`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from lakehouse.kafka import client_config
+from lakehouse.lake import open_table, storage_options
+from lakehouse.settings import Settings
+from streaming.records import (
+    DEAD_LETTER_SCHEMA,
+    EVENTS_PARTITION_BY,
+    EVENTS_SCHEMA,
+    BatchBuilder,
+)
+
+EVENTS_TABLE = "events"
+DEAD_LETTER_TABLE = "events_dead_letter"
+DEFAULT_GROUP = "lakehouse-bronze-events"
+
+
+def app_id(topic: str, partition: int) -> str:
+    """Delta app transaction id holding a partition's last ingested offset."""
+    return f"{topic}-{partition}"
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    topic: str
+    group_id: str = DEFAULT_GROUP
+    batch_max_events: int = 50_000  # flush when a batch holds this many messages ...
+    batch_max_seconds: float = 2.0  # ... or when its first message is this old ...
+    caught_up_seconds: float = 0.25  # ... or this old once every partition is drained
+    session_timeout_ms: int = 6000  # tansu takes about half of it to complete a group join
+    max_events: int | None = None  # bounded runs: stop after this many messages
+    max_seconds: float | None = None  # bounded runs: stop after this long
+    assignment_timeout: float = 30.0  # bounded runs: give up when no partition is assigned
+
+    def __post_init__(self) -> None:
+        if self.batch_max_events < 1:
+            raise ValueError(f"batch_max_events must be >= 1, got {self.batch_max_events}")
+        if self.batch_max_seconds <= 0:
+            raise ValueError(f"batch_max_seconds must be > 0, got {self.batch_max_seconds}")
+
+
+@dataclass
+class IngestReport:
+    topic: str
+    group_id: str
+    messages: int = 0  # consumed (re-reads after a rebalance or conflict included)
+    events_written: int = 0
+    dead_letters_written: int = 0
+    batches: int = 0
+    conflicts: int = 0  # commits refused because another process had written the partition
+    rebalances: int = 0
+    seconds: float = 0.0
+    joined_after: float | None = None  # seconds until the group gave this member partitions
+    events_per_second: float = 0.0  # messages per second once partitions were assigned
+    peak_rss_mb: float = 0.0
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
+    lag: dict[int, int] = field(default_factory=dict)  # partition -> messages behind
+    events_version: int | None = None
+    dead_letter_version: int | None = None
+    last_batch_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BronzeEventTables:
+    """The two bronze tables and the offsets recorded in them."""
+
+    def __init__(self, settings: Settings):
+        self.options = storage_options(settings)
+        self.events_uri = settings.table_uri("bronze", EVENTS_TABLE)
+        self.dead_letter_uri = settings.table_uri("bronze", DEAD_LETTER_TABLE)
+        self.events = self._create(self.events_uri, EVENTS_SCHEMA, EVENTS_PARTITION_BY)
+        self.dead_letter = self._create(self.dead_letter_uri, DEAD_LETTER_SCHEMA, None)
+
+    def _create(self, uri: str, schema: Any, partition_by: list[str] | None) -> DeltaTable:
+        try:
+            return DeltaTable.create(
+                uri,
+                schema,
+                mode="ignore",
+                partition_by=partition_by,
+                storage_options=self.options or None,
+            )
+        except Exception:  # noqa: BLE001 - another ingester created it a moment ago
+            table = open_table(uri, self.options)
+            if table is None:
+                raise
+            return table
+
+    def reload(self) -> None:
+        """Read the latest snapshots; their offsets are what the next commits build on."""
+        self.events = DeltaTable(self.events_uri, storage_options=self.options or None)
+        self.dead_letter = DeltaTable(self.dead_letter_uri, storage_options=self.options or None)
+
+    @staticmethod
+    def offset(table: DeltaTable, topic: str, partition: int) -> int:
+        """Last offset of the partition recorded in the table, -1 when none."""
+        version = table.transaction_version(app_id(topic, partition))
+        return -1 if version is None else version
+
+    def write(self, batch: BatchBuilder, batch_id: str) -> tuple[int, int]:
+        """Commit one batch: dead letters first, then events. Returns rows written to each."""
+        topic = batch.topic
+        now = dt.datetime.now(dt.UTC)
+        events, dead = batch.tables(batch_id, now)
+        last = batch.last_offsets
+        metadata = {
+            "batch_id": batch_id,
+            "ingester": f"{socket.gethostname()}:{os.getpid()}",
+            "offsets": json.dumps(last),
+        }
+        # The dead-letter table can be ahead of bronze.events (a crash between the two
+        # commits): skip what it already holds, and never move its offsets backwards.
+        recorded = {p: self.offset(self.dead_letter, topic, p) for p in last}
+        floor = [recorded[p] for p in dead.column("kafka_partition").to_pylist()]
+        dead = dead.filter(pc.greater(dead.column("kafka_offset"), pa.array(floor, pa.int64())))
+        if dead.num_rows:
+            write_deltalake(
+                self.dead_letter,
+                dead,
+                mode="append",
+                storage_options=self.options or None,
+                commit_properties=CommitProperties(
+                    custom_metadata=metadata,
+                    app_transactions=_transactions(topic, last, at_least=recorded),
+                ),
+            )
+        # Always commit events, even with no rows: the offsets must advance with every batch.
+        write_deltalake(
+            self.events,
+            events,
+            mode="append",
+            partition_by=EVENTS_PARTITION_BY,
+            storage_options=self.options or None,
+            commit_properties=CommitProperties(
+                custom_metadata=metadata, app_transactions=_transactions(topic, last)
+            ),
+        )
+        return events.num_rows, dead.num_rows
+
+
+def _transactions(
+    topic: str, last: dict[int, int], at_least: dict[int, int] | None = None
+) -> list[Transaction]:
+    floor = at_least or {}
+    return [Transaction(app_id(topic, p), max(o, floor.get(p, -1))) for p, o in last.items()]
+
+
+class Ingester:
+    """One consumer-group member moving the topic into the bronze tables."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: IngestOptions,
+        on_batch: Callable[[IngestReport], None] = lambda _: None,
+    ):
+        self.settings = settings
+        self.options = options
+        self.on_batch = on_batch
+        self.tables = BronzeEventTables(settings)
+        self.report = IngestReport(topic=options.topic, group_id=options.group_id)
+        self.batch = BatchBuilder(options.topic)
+        self.batch_started: float | None = None
+        self.assigned: set[int] = set()
+        self.at_end: dict[int, bool] = {}
+        self.stop_requested = False
+        self.joined_at: float | None = None
+        self.consumer = Consumer(
+            client_config(
+                settings.kafka_bootstrap_servers,
+                **{
+                    "group.id": options.group_id,
+                    "client.id": f"bronze-ingester-{socket.gethostname()}-{os.getpid()}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": options.session_timeout_ms,
+                    "heartbeat.interval.ms": max(options.session_timeout_ms // 6, 100),
+                    "fetch.max.bytes": 64 * 1024 * 1024,
+                    "queued.max.messages.kbytes": 64 * 1024,
+                },
+            )
+        )
+
+    # -- rebalance callbacks (run inside consume(), never during a write) ------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.report.rebalances += 1
+        if self.joined_at is None and partitions:
+            self.joined_at = time.monotonic()
+        self.tables.reload()
+        for tp in partitions:
+            tp.offset = self._start_offset(tp.partition)
+        consumer.assign(partitions)
+        self.assigned = {tp.partition for tp in partitions}
+        self.at_end = dict.fromkeys(self.assigned, False)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Unwritten messages are dropped: whoever owns the partitions next re-reads them from
+        # the offsets in the table.
+        self.batch = BatchBuilder(self.options.topic)
+        self.batch_started = None
+        self.assigned -= {tp.partition for tp in partitions}
+        self.at_end = {p: self.at_end.get(p, False) for p in self.assigned}
+        consumer.unassign()
+
+    def _start_offset(self, partition: int) -> int:
+        last = self.tables.offset(self.tables.events, self.options.topic, partition)
+        return OFFSET_BEGINNING if last < 0 else last + 1
+
+    def _seek_to_recorded(self) -> None:
+        self.tables.reload()
+        self.batch = BatchBuilder(self.options.topic)
+        self.batch_started = None
+        for partition in self.assigned:
+            tp = TopicPartition(self.options.topic, partition, self._start_offset(partition))
+            self.consumer.seek(tp)
+            self.at_end[partition] = False
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self, follow: bool = False) -> IngestReport:
+        """Ingest until stopped (follow) or until every assigned partition is drained."""
+        opts = self.options
+        started = time.monotonic()
+        topics = self.consumer.list_topics(timeout=10).topics
+        if opts.topic not in topics:
+            raise KafkaException(
+                f"topic {opts.topic!r} does not exist on {self.settings.kafka_bootstrap_servers}"
+                " (`lakehouse produce` creates it)"
+            )
+        self.consumer.subscribe([opts.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            while not self.stop_requested:
+                if not follow and self._bound_reached(started):
+                    break
+                room = opts.batch_max_events - len(self.batch)
+                self._take(self.consumer.consume(num_messages=min(room, 10_000), timeout=0.1))
+                if self._batch_due():
+                    self._flush()
+                if not follow and self._drained():
+                    break
+            if len(self.batch):
+                self._flush()
+        finally:
+            self.consumer.close()
+            self._finish(started)
+        return self.report
+
+    def request_stop(self, *_: Any) -> None:
+        self.stop_requested = True
+
+    def _take(self, messages: list[Any]) -> None:
+        """Add consumed messages to the batch (the hot loop: keep it lean)."""
+        add, assigned, at_end = self.batch.add, self.assigned, self.at_end
+        taken = 0
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end[msg.partition()] = True
+                elif error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise KafkaException(error)
+                continue  # transient (broker restart, rebalance): librdkafka retries
+            partition = msg.partition()
+            if partition not in assigned:
+                continue
+            at_end[partition] = False
+            add(partition, msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
+            taken += 1
+        if taken and self.batch_started is None:
+            self.batch_started = time.monotonic()
+        self.report.messages += taken
+
+    def _batch_due(self) -> bool:
+        if not len(self.batch):
+            return False
+        age = time.monotonic() - self.batch_started
+        caught_up = all(self.at_end.get(p) for p in self.assigned)
+        return (
+            len(self.batch) >= self.options.batch_max_events
+            or age >= self.options.batch_max_seconds
+            or (caught_up and age >= self.options.caught_up_seconds)
+        )
+
+    def _bound_reached(self, started: float) -> bool:
+        opts = self.options
+        elapsed = time.monotonic() - started
+        if opts.max_seconds is not None and elapsed >= opts.max_seconds:
+            return True
+        if opts.max_events is not None and self.report.messages >= opts.max_events:
+            return True
+        return not self.assigned and elapsed >= opts.assignment_timeout
+
+    def _drained(self) -> bool:
+        return (
+            bool(self.assigned)
+            and not len(self.batch)
+            and all(self.at_end.get(p) for p in self.assigned)
+        )
+
+    def _flush(self) -> None:
+        batch_id = uuid.uuid4().hex
+        try:
+            events, dead = self.tables.write(self.batch, batch_id)
+        except CommitFailedError as exc:
+            if "concurrent" not in str(exc).lower():
+                raise
+            # Someone else wrote one of these partitions: they own it now. Start again from
+            # what the table says; the coming rebalance will sort out ownership.
+            self.report.conflicts += 1
+            self._seek_to_recorded()
+            return
+        offsets = dict(self.batch.last_offsets)
+        self.report.events_written += events
+        self.report.dead_letters_written += dead
+        self.report.batches += 1
+        self.report.last_batch_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.report.offsets.update({p: last + 1 for p, last in offsets.items()})
+        self.batch = BatchBuilder(self.options.topic)
+        self.batch_started = None
+        self._commit_group_offsets(offsets)
+        self._update_lag()
+        self.on_batch(self.report)
+
+    def _commit_group_offsets(self, offsets: dict[int, int]) -> None:
+        """Informational only (lag dashboards); correctness comes from the Delta offsets."""
+        tps = [TopicPartition(self.options.topic, p, last + 1) for p, last in offsets.items()]
+        with contextlib.suppress(KafkaException):  # mid-rebalance: the next batch commits
+            self.consumer.commit(offsets=tps, asynchronous=True)
+
+    def _update_lag(self) -> None:
+        # Cached watermarks come from fetch responses: right even where offset queries are not.
+        for partition, next_offset in self.report.offsets.items():
+            tp = TopicPartition(self.options.topic, partition)
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                self.report.lag[partition] = max(high - next_offset, 0)
+
+    def _finish(self, started: float) -> None:
+        report = self.report
+        report.seconds = round(time.monotonic() - started, 2)
+        if self.joined_at is not None:
+            report.joined_after = round(self.joined_at - started, 2)
+            working = time.monotonic() - self.joined_at
+            report.events_per_second = round(report.messages / max(working, 1e-9), 1)
+        report.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        report.events_version = self.tables.events.version()
+        report.dead_letter_version = self.tables.dead_letter.version()
+
+
+def ingest(
+    settings: Settings,
+    options: IngestOptions,
+    *,
+    follow: bool = False,
+    on_batch: Callable[[IngestReport], None] = lambda _: None,
+    status_file: Path | None = None,
+) -> IngestReport:
+    """Run one ingester; in follow mode SIGINT/SIGTERM stop it after the current batch."""
+    ingester = Ingester(settings, options, on_batch=_with_status(on_batch, status_file))
+    if follow:
+        signal.signal(signal.SIGINT, ingester.request_stop)
+        signal.signal(signal.SIGTERM, ingester.request_stop)
+    try:
+        return ingester.run(follow=follow)
+    finally:
+        if status_file is not None:
+            status_file.unlink(missing_ok=True)
+
+
+def _with_status(
+    on_batch: Callable[[IngestReport], None], status_file: Path | None
+) -> Callable[[IngestReport], None]:
+    if status_file is None:
+        return on_batch
+
+    def both(report: IngestReport) -> None:
+        status = {"pid": os.getpid(), "updated_at": time.time(), **report.to_dict()}
+        status_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(status_file)
+        on_batch(report)
+
+    return both
+
+
+def ingest_status(settings: Settings, topic: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Offsets recorded in bronze, the broker's log end and the lag, per partition.
+
+    The log end comes from a fetch (a short peek from the recorded offset), because the embedded
+    broker under-reports it in offset queries."""
+    options = storage_options(settings)
+    events = open_table(settings.table_uri("bronze", EVENTS_TABLE), options)
+    peek = Consumer(
+        client_config(
+            settings.kafka_bootstrap_servers,
+            **{
+                "group.id": f"lakehouse-status-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
+    )
+    try:
+        metadata = peek.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise KafkaException(f"topic {topic!r} does not exist")
+        partitions = sorted(metadata.partitions)
+        recorded = {
+            p: (-1 if events is None else BronzeEventTables.offset(events, topic, p))
+            for p in partitions
+        }
+        peek.assign([TopicPartition(topic, p, recorded[p] + 1) for p in partitions])
+        pending = set(partitions)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in peek.consume(num_messages=len(partitions) * 10, timeout=0.2):
+                pending.discard(msg.partition())
+        rows = []
+        for p in partitions:
+            _, high = peek.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+            next_offset = recorded[p] + 1
+            rows.append(
+                {
+                    "partition": p,
+                    "next_offset": next_offset,
+                    "log_end": high if high >= 0 else None,
+                    "lag": max(high - next_offset, 0) if high >= 0 else None,
+                }
+            )
+    finally:
+        peek.close()
+    return {
+        "topic": topic,
+        "events_table": settings.table_uri("bronze", EVENTS_TABLE),
+        "events_version": None if events is None else events.version(),
+        "partitions": rows,
+        "total_lag": sum(r["lag"] or 0 for r in rows),
+        "followers": live_followers(settings, topic),
+    }
+
+
+def status_path(settings: Settings, topic: str) -> Path:
+    """Where this `lakehouse ingest --follow` process publishes its progress."""
+    return settings.run_dir / f"ingest-{topic}-{os.getpid()}.json"
+
+
+def live_followers(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Progress of the `--follow` ingesters of a topic that are still running on this host."""
+    followers = []
+    for path in sorted(settings.run_dir.glob(f"ingest-{topic}-*.json")):
+        try:
+            status = json.loads(path.read_text())
+            os.kill(status["pid"], 0)
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # its process is gone
+            continue
+        followers.append(status)
+    return followers
