@@ -310,12 +310,12 @@ def produce_command(
         out.print(f"faults: {faults_sent}", highlight=False)
 
 
-def _progress(quiet: bool) -> Progress:
+def _progress(quiet: bool, unit: str = "events") -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("events"),
+        TextColumn(unit),
         TimeElapsedColumn(),
         console=err,
         disable=quiet,
@@ -455,6 +455,56 @@ def _print_ingest_status(status: dict, as_json: bool) -> None:
         )
     if not status["followers"]:
         out.print("no `lakehouse ingest --follow` is running for this topic", style="dim")
+
+
+@app.command("extract")
+def extract_command(
+    table: Annotated[
+        list[str] | None, typer.Option(help="ERP table(s) to extract; default: all.")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Full snapshot: overwrite bronze with the table.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Extract the ERP tables into bronze.mv_* incrementally by ModifiedAt (or --full)."""
+    from lakehouse.erp_extract import ERP_TABLES, ErpSourceError, extract_table
+
+    settings = _settings()
+    tables = table or list(ERP_TABLES)
+    unknown = [t for t in tables if t not in ERP_TABLES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown ERP table(s) {', '.join(unknown)}; expected {', '.join(ERP_TABLES)}",
+            param_hint="--table",
+        )
+    reports = []
+    progress = _progress(as_json, unit="tables")
+    task = progress.add_task("extracting", total=len(tables))
+    try:
+        with progress:
+            for name in tables:
+                reports.append(extract_table(settings, name, full=full))
+                progress.advance(task)
+    except ErpSourceError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    summary = Table(title=f"ERP → bronze ({'full snapshot' if full else 'incremental'})")
+    for column in ("table", "read", "written", "quarantined", "watermark", "seconds"):
+        summary.add_column(column, justify="left" if column in ("table", "watermark") else "right")
+    for r in reports:
+        summary.add_row(
+            r.bronze_table,
+            f"{r.rows_read:,}",
+            f"{r.rows_written:,}",
+            f"{r.rows_quarantined:,}",
+            r.watermark_after or "-",
+            f"{r.seconds:.2f}",
+        )
+    out.print(summary)
 
 
 @app.command("settings")

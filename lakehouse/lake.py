@@ -42,21 +42,27 @@ def open_table(uri: str, options: dict[str, str] | None = None) -> DeltaTable | 
 
 def table_metadata(table: DeltaTable, preview_rows: int = 5) -> dict[str, Any]:
     """Facts about a table for asset metadata and CLI output: version, rows, files, schema."""
-    dataset = table.to_pyarrow_dataset()
     return {
         "delta_version": table.version(),
-        "row_count": dataset.count_rows(),
+        "row_count": table.count(),
         "files": len(table.file_uris()),
         "schema": {field.name: str(field.type) for field in pa.schema(table.schema())},
-        "preview": preview(dataset, preview_rows),
+        "preview": preview(table, preview_rows),
     }
 
 
-def preview(dataset: Any, rows: int) -> list[dict[str, Any]]:
-    """The first rows of a dataset as JSON-friendly dicts (binary shown by length)."""
-    table = dataset.head(rows) if rows else pa.table({})
+def preview(table: DeltaTable, rows: int) -> list[dict[str, Any]]:
+    """The first rows of a table as JSON-friendly dicts (binary shown by its length).
+
+    Read with delta-rs's own scan: pyarrow datasets over delta-rs can abort the interpreter at
+    exit when their filesystem is released late."""
+    if rows <= 0:
+        return []
+    batch = next(iter(table.scan()), None)
+    if batch is None:
+        return []
     out = []
-    for row in table.to_pylist():
+    for row in pa.record_batch(batch).slice(0, rows).to_pylist():
         out.append(
             {
                 k: (f"<{len(v)} bytes>" if isinstance(v, bytes) else v if _plain(v) else str(v))
