@@ -543,6 +543,10 @@ def demo(
             lambda: _demo_generate(settings, scale),
         ),
         (f"Producing the {preset} clickstream to Kafka", lambda: _demo_produce(settings, scale)),
+        (
+            "Materialising the bronze assets with Dagster (Kafka and ERP → Delta)",
+            lambda: _demo_bronze(settings),
+        ),
     ]
     results = []
     for number, (title, step) in enumerate(steps, start=1):
@@ -557,7 +561,7 @@ def demo(
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced = results
+    statuses, kafka, delta, generated, produced, bronze = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -571,6 +575,7 @@ def demo(
     )
     out.print(f"erp:    {generated}", highlight=False)
     out.print(f"kafka:  {produced}", highlight=False)
+    out.print(f"bronze: {bronze}", highlight=False)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
         out.print(f"  {key:<24} {value}", highlight=False)
@@ -621,6 +626,28 @@ def _demo_produce(settings: Settings, scale: Scale) -> str:
     summary = f"{report.events:,} events to {topic} at {report.events_per_second:,.0f} msgs/s"
     marker.write_text(summary + "\n")
     return summary
+
+
+def _demo_bronze(settings: Settings) -> str:
+    """Run the bronze assets in-process, recorded in the demo's Dagster instance."""
+    import dagster as dg
+    from deltalake import DeltaTable
+
+    from orchestration.definitions import defs
+
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    bronze = [key for key in keys if key.path[0] == "bronze"]
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        job.execute_in_process(run_config=quiet, instance=instance, asset_selection=bronze)
+    events = DeltaTable(settings.table_uri("bronze", "events"))
+    dead = DeltaTable(settings.table_uri("bronze", "events_dead_letter"))
+    return (
+        f"{events.count():,} events (version {events.version()}), {dead.count():,} dead letters, "
+        f"{len(bronze) - 2} ERP tables at {settings.table_uri('bronze', '')}"
+    )
 
 
 def _dim(message: str) -> None:
