@@ -19,35 +19,17 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import CLI, free_port, run_json
 from deltalake import DeltaTable
 
 from lakehouse.services import ServiceManager
 from lakehouse.settings import Settings
-
-CLI = str(Path(sys.executable).parent / "lakehouse")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_json(args: list[str], env: dict[str, str]) -> dict:
-    result = subprocess.run(
-        [CLI, *args, "--json"], env=env, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"lakehouse {' '.join(args)} failed:\n{result.stderr}")
-    return json.loads(result.stdout)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -253,8 +253,6 @@ def produce_command(
 
     Uses the world of the last `lakehouse generate` (so purchases match ERP invoices), or a
     preset if nothing was generated."""
-    from confluent_kafka import KafkaException
-
     from streaming.producer import Faults, produce, simulated_messages
 
     settings = _settings()
@@ -274,25 +272,19 @@ def produce_command(
     expected = events or int(scale.events * window / scale.days)
     progress = _progress(as_json)
     task = progress.add_task("producing", total=expected)
-    try:
-        with progress:
-            report = produce(
-                settings.kafka_bootstrap_servers,
-                topic or settings.events_topic,
-                simulated_messages(scale, first_day, days, key_by=key),
-                faults=faults,
-                rate=rate,
-                max_events=events,
-                duration=duration,
-                partitions=partitions,
-                ack_log=ack_log,
-                on_progress=lambda r: progress.update(task, completed=r.events),
-            )
-    except KafkaException as exc:
-        err.print(
-            f"[red]error:[/red] Kafka at {settings.kafka_bootstrap_servers}: {exc}", highlight=False
+    with _kafka_errors(settings), progress:
+        report = produce(
+            settings.kafka_bootstrap_servers,
+            topic or settings.events_topic,
+            simulated_messages(scale, first_day, days, key_by=key),
+            faults=faults,
+            rate=rate,
+            max_events=events,
+            duration=duration,
+            partitions=partitions,
+            ack_log=ack_log,
+            on_progress=lambda r: progress.update(task, completed=r.events),
         )
-        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
@@ -375,15 +367,13 @@ def ingest_command(
 
     Without --follow it ingests what is on the topic and stops; with --follow it keeps going.
     --status shows the offsets recorded in bronze, the broker's log end and the lag."""
-    from confluent_kafka import KafkaException
-
     from streaming.ingest import IngestOptions, ingest, ingest_status, status_path
 
     settings = _settings()
     topic = topic or settings.events_topic
     if status and follow:
         raise typer.BadParameter("--status and --follow cannot be combined")
-    try:
+    with _kafka_errors(settings):
         if status:
             _print_ingest_status(ingest_status(settings, topic), as_json)
             return
@@ -418,11 +408,6 @@ def ingest_command(
                 on_batch=on_batch,
                 status_file=status_path(settings, topic) if follow else None,
             )
-    except KafkaException as exc:
-        err.print(
-            f"[red]error:[/red] Kafka at {settings.kafka_bootstrap_servers}: {exc}", highlight=False
-        )
-        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
@@ -434,6 +419,20 @@ def ingest_command(
         f"bronze.events at version {report.events_version}",
         highlight=False,
     )
+
+
+@contextlib.contextmanager
+def _kafka_errors(settings: Settings) -> Iterator[None]:
+    """A Kafka failure is one red line naming the brokers, and exit code 1."""
+    from confluent_kafka import KafkaException
+
+    try:
+        yield
+    except KafkaException as exc:
+        err.print(
+            f"[red]error:[/red] Kafka at {settings.kafka_bootstrap_servers}: {exc}", highlight=False
+        )
+        raise typer.Exit(1) from None
 
 
 def _print_ingest_status(status: dict, as_json: bool) -> None:

@@ -7,10 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from lakehouse.settings import Settings
 
@@ -84,3 +86,25 @@ def spark(platform_settings: Settings) -> Iterator:
     # Close before the server goes down: an open Spark Connect client runs cleanup RPCs at
     # interpreter exit and retries them for minutes against a server that is gone.
     session.stop()
+
+
+# The machines run PostgreSQL with trust auth; tests make a database of their own on it.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LAKEHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh, empty database on the local PostgreSQL server, dropped afterwards."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"lakehouse_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"the local PostgreSQL server ({POSTGRES_ADMIN_URL}) is needed: {exc}")
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -30,9 +28,6 @@ from lakehouse.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "LAKEHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 TINY = PRESETS["tiny"]
 FIRST_DAYS = 10  # the first extraction sees days [0, 10) of the 21-day tiny window
 
@@ -109,21 +104,6 @@ def erp(template: Path, tmp_path: Path) -> tuple[Settings, str]:
     shutil.copytree(template, tmp_path / "erp")
     url = f"sqlite:///{tmp_path / 'erp' / 'erp.sqlite'}"
     return _settings(tmp_path, url), url
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"erp_extract_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"the local PostgreSQL server ({POSTGRES_ADMIN_URL}) is needed: {exc}")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 # -- tests ------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import uuid
 from collections import defaultdict
 
@@ -14,26 +13,14 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, TopicPartition
 
+from lakehouse.erp_extract import ERP_TABLES
 from lakehouse.kafka import client_config
 from streaming.contract import validate_event
 from tests.conftest import cli_json, isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "LAKEHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-TABLES = [
-    "MV_SetupCity",
-    "MV_SetupArea",
-    "Brand",
-    "Category",
-    "SubCategory",
-    "MV_SetupProduct",
-    "MV_SetupCustomer",
-    "MV_Sales",
-    "MV_SalesDetail",
-]
+TABLES = ERP_TABLES
 
 
 def _dump(url: str) -> dict[str, list[tuple]]:
@@ -64,21 +51,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     report = cli_json("generate", "--preset", "tiny", env=env)
     assert report["days_written"] == 21 and report["events_written"] > 20_000
     return env
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"erp_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"the local PostgreSQL server ({POSTGRES_ADMIN_URL}) is needed: {exc}")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_erp_in_postgres_is_identical_to_sqlite(generated, postgres_url, tmp_path) -> None:

@@ -1,0 +1,27 @@
+"""Helpers shared by the benchmark scripts (run as `python bench/<name>.py`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = str(Path(sys.executable).parent / "lakehouse")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_json(args: list[str], env: dict[str, str]) -> dict:
+    """Run `lakehouse <args> --json` and return its report; exit with its stderr on failure."""
+    result = subprocess.run(
+        [CLI, *args, "--json"], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"lakehouse {' '.join(args)} failed:\n{result.stderr}")
+    return json.loads(result.stdout)
