@@ -233,10 +233,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     topic = "ingest-sigkill"
     acks = tmp_path / "acks.csv"
     ensure_topic(settings.kafka_bootstrap_servers, topic, 3)
-    # ~80 s of production at 2,500 msgs/s (below the business peak), so every kill lands while
-    # messages are arriving; each cycle is a group join, at least one commit and a random wait.
+    # ~130 s of production at 1,500 msgs/s, so that every kill lands while messages arrive; a
+    # cycle (a group join, waiting out the killed member's session, a commit, a wait) takes
+    # 5-10 s, so that is 13-26 kills even on a busy machine.
     producer = in_background(
-        lambda: produce_events(settings, topic, 200_000, acks, partitions=3, rate=2_500)
+        lambda: produce_events(settings, topic, 200_000, acks, partitions=3, rate=1_500)
     )
     rng = random.Random(20251128)
     events_uri = settings.table_uri("bronze", "events")
