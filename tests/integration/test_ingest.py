@@ -317,3 +317,18 @@ def test_two_ingesters_in_one_group_through_a_rebalance(
     }
     assert {f"{os.uname().nodename}:{p.pid}" for p in (first, second)} <= writers
     print(f"\nrebalance test: {counts}, reports {[r['events_written'] for r in reports]}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "--status", "--follow"], "cannot be combined"),
+        (["ingest", "--batch-events", "0"], "--batch-events"),
+        (["ingest", "--session-timeout-ms", "10"], "--session-timeout-ms"),
+        (["extract", "--table", "MV_Nope"], "unknown ERP table"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_problem(lake_env, args: list[str], message: str) -> None:
+    result = run_cli(*args, env=lake_env, check=False)
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
