@@ -30,12 +30,12 @@ class LakeResource(dg.ConfigurableResource):
     aws_endpoint_url: str | None = None
 
     def table_uri(self, layer: str, name: str) -> str:
-        return f"{self.uri.rstrip('/')}/{layer}/{name}"
+        return platform_settings(lake=self).table_uri(layer, name)
 
     def open(self, layer: str, name: str) -> Any:
         """The DeltaTable, or None when nothing has been written yet."""
-        options = storage_options(platform_settings(lake=self))
-        return open_table(self.table_uri(layer, name), options)
+        settings = platform_settings(lake=self)
+        return open_table(settings.table_uri(layer, name), storage_options(settings))
 
 
 class ErpDatabaseResource(dg.ConfigurableResource):
@@ -53,7 +53,7 @@ class SparkConnectResource(dg.ConfigurableResource):
     def session(self) -> Iterator[Any]:
         from lakehouse.spark import spark_session
 
-        spark = spark_session(get_settings().model_copy(update={"spark_remote": self.remote}))
+        spark = spark_session(platform_settings(spark=self))
         try:
             yield spark
         finally:
@@ -64,6 +64,7 @@ def platform_settings(
     kafka: KafkaResource | None = None,
     lake: LakeResource | None = None,
     erp: ErpDatabaseResource | None = None,
+    spark: SparkConnectResource | None = None,
 ) -> Settings:
     """The settings the platform's Python code takes, with the resources' values applied."""
     update: dict[str, Any] = {}
@@ -76,6 +77,8 @@ def platform_settings(
         update |= {"lake_uri": lake.uri, "aws_endpoint_url": lake.aws_endpoint_url}
     if erp is not None:
         update |= {"erp_db_url": erp.url}
+    if spark is not None:
+        update |= {"spark_remote": spark.remote}
     return get_settings().model_copy(update=update)
 
 
