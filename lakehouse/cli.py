@@ -240,6 +240,15 @@ def produce_command(
     late: Annotated[float, typer.Option(help="Share of events sent late, out of order.")] = 0.0,
     malformed: Annotated[float, typer.Option(help="Extra malformed messages, share.")] = 0.0,
     drift: Annotated[float, typer.Option(help="Share with an extra field, version 1.1.")] = 0.0,
+    orphans: Annotated[
+        float, typer.Option(help="Extra events with unknown product/customer ids, share.")
+    ] = 0.0,
+    future: Annotated[
+        float, typer.Option(help="Extra events 1-30 days ahead of the wall clock, share.")
+    ] = 0.0,
+    negative_quantities: Annotated[
+        float, typer.Option(help="Extra cart/purchase events with quantity < 0, share.")
+    ] = 0.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions if creating the topic.")] = 6,
     preset: Annotated[
         str | None, typer.Option(help="World size when nothing was generated. " + PRESET_HELP)
@@ -265,7 +274,15 @@ def produce_command(
         scale = _scale(preset or "demo", None, None, None, None, None, None)
     first_day = _day_index(scale, start, "--start") or 0
     try:
-        faults = Faults(duplicates=duplicates, late=late, malformed=malformed, drift=drift)
+        faults = Faults(
+            duplicates=duplicates,
+            late=late,
+            malformed=malformed,
+            drift=drift,
+            orphans=orphans,
+            future=future,
+            negative_quantities=negative_quantities,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     window = scale.days if days is None else min(days, scale.days - first_day)

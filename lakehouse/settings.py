@@ -132,6 +132,28 @@ class Settings(BaseSettings):
         "to become healthy.",
     )
 
+    silver_lateness_hours: float = Field(
+        default=6.0,
+        gt=0,
+        validation_alias=_env("SILVER_LATENESS_HOURS"),
+        description="SILVER_LATENESS_HOURS: how late (event time behind its Kafka timestamp) an "
+        "event may arrive and still be placed in silver; later ones are quarantined.",
+    )
+    silver_future_tolerance_minutes: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias=_env("SILVER_FUTURE_TOLERANCE_MINUTES"),
+        description="SILVER_FUTURE_TOLERANCE_MINUTES: clock skew allowed between an event's time "
+        "and its Kafka timestamp before the event counts as from the future.",
+    )
+    interaction_half_life_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env("INTERACTION_HALF_LIFE_DAYS"),
+        description="INTERACTION_HALF_LIFE_DAYS: time decay of implicit feedback in "
+        "gold.customer_product_interactions.",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:

@@ -11,8 +11,13 @@ if TYPE_CHECKING:
 
 
 def spark_session(settings: Settings | None = None) -> SparkSession:
-    """A Spark Connect session for the configured remote (cached per remote by PySpark)."""
+    """A Spark Connect session for the configured remote (cached per remote by PySpark).
+
+    The session time zone is UTC: every timestamp in the lake is UTC, and dates derived from
+    them (partitions) must not depend on the server's local zone."""
     from pyspark.sql import SparkSession
 
     settings = settings or get_settings()
-    return SparkSession.builder.remote(settings.spark_remote).getOrCreate()
+    session = SparkSession.builder.remote(settings.spark_remote).getOrCreate()
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    return session

@@ -4,6 +4,9 @@ Events are keyed by session (or customer), so a session's events stay in order i
 Faults never remove a good event: duplicates re-send an event's exact bytes, late events are held
 back and sent after newer ones, malformed records are *extra* messages (a corrupted copy with a
 fresh id, or undecodable bytes), and drift adds a field and bumps the minor schema version.
+Orphans, future-dated events and negative quantities are extra copies with a fresh id, too:
+contract-valid events that reference unknown products or customers or carry an event_time days
+ahead of the wall clock, and cart or purchase events with a quantity below 1 (a dead letter).
 Every acknowledged message can be logged (partition, offset, kind, event id) so a consumer's
 result can be checked against what the broker accepted.
 """
@@ -28,8 +31,16 @@ from generator.events import event_records, session_keys
 from generator.simulate import Simulation
 from generator.world import Scale, build_world
 from lakehouse.kafka import client_config, ensure_topic
+from streaming.contract import PRODUCT_EVENTS
 
 MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_event_type", "undecodable")
+ORPHAN_ID_BASE = 900_000_000  # no product or customer has an id this high
+QUANTITY_EVENTS = frozenset({"add_to_cart", "purchase"})
+DAY_MS = 86_400_000
+
+Message = tuple[bytes, bytes, str, str]  # key, value, kind, event_id
+Extra = tuple[bytes, str, str]  # value, kind, event_id of an extra message
+Maker = Callable[[np.random.Generator, dict], Extra | None]
 
 
 @dataclass(frozen=True)
@@ -38,13 +49,25 @@ class Faults:
     late: float = 0.0  # share of events held back and sent after newer ones
     malformed: float = 0.0  # extra broken messages, as a share of events
     drift: float = 0.0  # share of events with an unknown extra field and schema_version 1.1
+    orphans: float = 0.0  # extra copies with a product_id/customer_id no master record has
+    future: float = 0.0  # extra copies with an event_time 1-30 days after their send time
+    negative_quantities: float = 0.0  # extra cart/purchase copies with quantity < 0
     seed: int = 7
 
     def __post_init__(self) -> None:
-        for name in ("duplicates", "late", "malformed", "drift"):
+        for name in (
+            "duplicates",
+            "late",
+            "malformed",
+            "drift",
+            "orphans",
+            "future",
+            "negative_quantities",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 0.5:
-                raise ValueError(f"--{name} must be a share between 0 and 0.5, got {value}")
+                option = name.replace("_", "-")
+                raise ValueError(f"--{option} must be a share between 0 and 0.5, got {value}")
 
 
 @dataclass
@@ -92,16 +115,33 @@ class FaultInjector:
 
     def __init__(self, faults: Faults):
         self.faults = faults
+        # The stream's clock: the simulated time at which the message being yielded is sent.
+        # It becomes the Kafka timestamp, so a consumer measures lateness (and events from the
+        # future) against the time an event was sent, in replays as in live traffic.
+        self.now_ms = 0
         self.rng = np.random.default_rng(faults.seed)
+        # The extra copies (orphans, future, negative quantities) draw from a stream of their own,
+        # so switching them on leaves every other message, fault or not, exactly as it was.
+        self.extra_rng = np.random.default_rng([faults.seed, 1])
+        self.makers: tuple[tuple[float, np.random.Generator, Maker], ...] = tuple(
+            (share, rng, make)
+            for share, rng, make in (
+                (faults.malformed, self.rng, self._malformed),
+                (faults.orphans, self.extra_rng, self._orphan),
+                (faults.future, self.extra_rng, self._future),
+                (faults.negative_quantities, self.extra_rng, self._negative_quantity),
+            )
+            if share  # a knob that is off draws no random numbers
+        )
         self.held: list[tuple[int, int, bytes, bytes, str, str]] = []  # heap by release time
         self.counter = 0
 
-    def messages(
-        self, stream: Iterator[tuple[bytes, dict, int]]
-    ) -> Iterator[tuple[bytes, bytes, str, str]]:
-        """(key, value, kind, event_id); kinds: valid, duplicate, late, drift, malformed_*."""
+    def messages(self, stream: Iterator[tuple[bytes, dict, int]]) -> Iterator[Message]:
+        """(key, value, kind, event_id); kinds: valid, duplicate, late, drift, malformed_*,
+        orphan_product, orphan_customer, future_time, negative_quantity."""
         f, rng = self.faults, self.rng
         for key, record, event_ms in stream:
+            self.now_ms = max(self.now_ms, event_ms)
             yield from self._release(event_ms)
             kind = "valid"
             if f.drift and rng.random() < f.drift:
@@ -123,30 +163,67 @@ class FaultInjector:
                 self._hold(
                     event_ms + int(rng.uniform(0, 300_000)), key, value, "duplicate", event_id
                 )
-            if f.malformed and rng.random() < f.malformed:
-                yield self._malformed(key, record)
+            yield from self._extras(key, record)
         while self.held:
-            _, _, key, value, kind, event_id = heapq.heappop(self.held)
+            release_ms, _, key, value, kind, event_id = heapq.heappop(self.held)
+            self.now_ms = max(self.now_ms, release_ms)
             yield key, value, kind, event_id
 
     def _hold(self, release_ms: int, key: bytes, value: bytes, kind: str, event_id: str) -> None:
         self.counter += 1
         heapq.heappush(self.held, (release_ms, self.counter, key, value, kind, event_id))
 
-    def _release(self, now_ms: int) -> Iterator[tuple[bytes, bytes, str, str]]:
+    def _release(self, now_ms: int) -> Iterator[Message]:
         while self.held and self.held[0][0] <= now_ms:
             _, _, key, value, kind, event_id = heapq.heappop(self.held)
             yield key, value, kind, event_id
 
-    def _malformed(self, key: bytes, record: dict) -> tuple[bytes, bytes, str, str]:
-        kind = MALFORMED_KINDS[int(self.rng.integers(len(MALFORMED_KINDS)))]
-        broken = {**record, "event_id": str(uuid.UUID(bytes=self.rng.bytes(16), version=4))}
+    def _extras(self, key: bytes, record: dict) -> Iterator[Message]:
+        """The extra messages for one good event, each a copy under a fresh event_id (or, for
+        one malformed kind, undecodable bytes); a maker returns None when the event has nothing
+        its fault applies to."""
+        for share, rng, make in self.makers:
+            if rng.random() < share:
+                extra = make(rng, record)
+                if extra is not None:
+                    value, kind, event_id = extra
+                    yield key, value, kind, event_id
+
+    @staticmethod
+    def _copy(rng: np.random.Generator, record: dict, **changes) -> dict:
+        """A copy of the event under a fresh (seeded) event_id, so it is not a duplicate."""
+        return {**record, "event_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)), **changes}
+
+    def _orphan(self, rng: np.random.Generator, record: dict) -> Extra | None:
+        orphan_id = ORPHAN_ID_BASE + 1 + int(rng.integers(1_000))
+        if record["event_type"] in PRODUCT_EVENTS or record.get("product_id") is not None:
+            copy, kind = self._copy(rng, record, product_id=orphan_id), "orphan_product"
+        elif record.get("customer_id") is not None:
+            copy, kind = self._copy(rng, record, customer_id=orphan_id), "orphan_customer"
+        else:
+            return None  # an anonymous page view or search references no master data
+        return orjson.dumps(copy), kind, copy["event_id"]
+
+    def _future(self, rng: np.random.Generator, record: dict) -> Extra:
+        event_ms = self.now_ms + int(rng.uniform(DAY_MS, 30 * DAY_MS))
+        # Formatted like generator.events: ISO 8601 UTC, milliseconds, "Z".
+        event_time = np.datetime_as_string(np.datetime64(event_ms, "ms"), unit="ms") + "Z"
+        copy = self._copy(rng, record, event_time=event_time)
+        return orjson.dumps(copy), "future_time", copy["event_id"]
+
+    def _negative_quantity(self, rng: np.random.Generator, record: dict) -> Extra | None:
+        if record["event_type"] not in QUANTITY_EVENTS:
+            return None
+        copy = self._copy(rng, record, quantity=-(1 + int(rng.integers(5))))
+        return orjson.dumps(copy), "negative_quantity", copy["event_id"]
+
+    def _malformed(self, rng: np.random.Generator, record: dict) -> Extra:
+        kind = MALFORMED_KINDS[int(rng.integers(len(MALFORMED_KINDS)))]
+        broken = self._copy(rng, record)
         if kind == "bad_json":
             value = orjson.dumps(broken)[:-7] + b'",,}'
         elif kind == "missing_field":
-            broken.pop(
-                ["event_time", "event_type", "session_id", "device"][int(self.rng.integers(4))]
-            )
+            broken.pop(["event_time", "event_type", "session_id", "device"][int(rng.integers(4))])
             value = orjson.dumps(broken)
         elif kind == "wrong_type":
             broken["customer_id" if broken.get("customer_id") else "event_time"] = [
@@ -159,8 +236,8 @@ class FaultInjector:
             broken["event_type"] = "wishlist_add"
             value = orjson.dumps(broken)
         else:  # undecodable: not UTF-8 at all
-            value = b"\xff\xfe\x00" + self.rng.bytes(24)
-        return key, value, f"malformed_{kind}", broken["event_id"]
+            value = b"\xff\xfe\x00" + rng.bytes(24)
+        return value, f"malformed_{kind}", broken["event_id"]
 
 
 class AckLog:
@@ -237,7 +314,8 @@ def produce(
             yield item
 
     try:
-        for key, value, kind, event_id in FaultInjector(faults).messages(limited()):
+        injector = FaultInjector(faults)
+        for key, value, kind, event_id in injector.messages(limited()):
             report.kinds[kind] += 1
             report.messages += 1
             while True:
@@ -246,6 +324,7 @@ def produce(
                         topic,
                         value=value,
                         key=key,
+                        timestamp=injector.now_ms,
                         on_delivery=lambda err, msg, k=kind, e=event_id: delivered(k, e, err, msg),
                     )
                     break

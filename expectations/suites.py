@@ -1,0 +1,438 @@
+"""The Great Expectations suites of the silver and gold tables, one function per table.
+
+Each suite sees the staged batch (the partitions being replaced, or the whole table for dims).
+Rules that GX cannot state on one column (referential integrity, "quantity is negative only on
+returns") are computed as boolean columns first (`derived`, `references`) and then expected true,
+so every rule is a GX expectation with its own result row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+EVENT_TYPES = ["page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "purchase"]
+DEVICES = ["mobile_app_android", "mobile_app_ios", "mobile_web", "desktop_web"]
+CHANNELS = ["Web", "App", "Store"]
+PAYMENT_TYPES = ["Card", "Cash on Delivery", "Wallet", "Cash"]
+INVOICE_TYPES = ["Sale", "Return"]
+INVOICE_STATUSES = ["Completed", "Cancelled"]
+CUSTOMER_STATUSES = ["Active", "Closed"]
+LOYALTY_TIERS = ["Regular", "Silver", "Gold", "Platinum"]
+CUSTOMER_TYPES = ["Individual", "Corporate", "Reseller"]
+# A replaced partition may shrink (duplicates found later) but never lose half its rows.
+MIN_KEPT_SHARE = 0.5
+# Dimensions only grow; a rebuild keeping fewer than this share of rows has lost history.
+MIN_DIM_SHARE = 0.9
+EARLIEST = dt.datetime(2000, 1, 1)
+MAX_MONEY = 10_000_000  # PKR; far above any single line or order
+
+
+@dataclass
+class Reference:
+    """`column` values must exist in `target`.`target_column` (nulls are not checked)."""
+
+    column: str
+    target: DataFrame
+    target_column: str
+    target_name: str
+
+    @property
+    def flag(self) -> str:
+        return f"{self.column}_in_{self.target_name.replace('.', '_')}"
+
+
+@dataclass
+class Suite:
+    name: str
+    expectations: list[Any]
+    derived: dict[str, Callable[[], Column]] = field(default_factory=dict)
+    references: list[Reference] = field(default_factory=list)
+
+    def prepare(self, frame: DataFrame) -> DataFrame:
+        """The frame GX validates: the batch plus the derived and reference flag columns."""
+        from pyspark.sql import functions as F
+
+        for name, make in self.derived.items():
+            frame = frame.withColumn(name, make())
+        for ref in self.references:
+            keys = ref.target.select(F.col(ref.target_column).alias("_ref_key")).distinct()
+            keys = keys.withColumn("_ref_found", F.lit(True))
+            frame = (
+                frame.join(keys, F.col(ref.column) == F.col("_ref_key"), "left")
+                .withColumn(ref.flag, F.coalesce("_ref_found", F.col(ref.column).isNull()))
+                .drop("_ref_key", "_ref_found")
+            )
+        return frame
+
+
+@dataclass
+class SuiteContext:
+    """What a suite needs beyond the batch: the clock, the rows it replaces, the source's newest
+    time (freshness) and the tables it references."""
+
+    now: dt.datetime
+    rows_before: int = 0
+    source_newest: dt.datetime | None = None
+    refs: dict[str, DataFrame] = field(default_factory=dict)
+
+
+def _gx():
+    import great_expectations as gx
+
+    return gx.expectations
+
+
+def _true(column: str):
+    return _gx().ExpectColumnValuesToBeInSet(column=column, value_set=[True])
+
+
+def _key(*columns: str) -> list[Any]:
+    e = _gx()
+    out = [e.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
+    if len(columns) == 1:
+        out.append(e.ExpectColumnValuesToBeUnique(column=columns[0]))
+    else:
+        out.append(e.ExpectCompoundColumnsToBeUnique(column_list=list(columns)))
+    return out
+
+
+def _row_count(ctx: SuiteContext, share: float) -> Any:
+    """Row-count change within bounds: the batch keeps at least `share` of the rows it replaces."""
+    return _gx().ExpectTableRowCountToBeBetween(min_value=math.floor(ctx.rows_before * share))
+
+
+def _not_future(column: str, ctx: SuiteContext) -> Any:
+    return _gx().ExpectColumnValuesToBeBetween(
+        column=column, min_value=EARLIEST, max_value=ctx.now + dt.timedelta(minutes=5)
+    )
+
+
+def _fresh(column: str, ctx: SuiteContext, allowance: dt.timedelta) -> list[Any]:
+    """Freshness: the batch's newest row is within `allowance` of its source's newest row."""
+    if ctx.source_newest is None:
+        return []
+    return [
+        _gx().ExpectColumnMaxToBeBetween(column=column, min_value=ctx.source_newest - allowance)
+    ]
+
+
+def _refs(ctx: SuiteContext, *pairs: tuple[str, str, str]) -> list[Reference]:
+    return [Reference(col, ctx.refs[name], target_col, name) for col, name, target_col in pairs]
+
+
+def _with_refs(suite: Suite) -> Suite:
+    suite.expectations += [_true(r.flag) for r in suite.references]
+    return suite
+
+
+def silver_events(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "silver_events",
+            [
+                *_key("event_id"),
+                e.ExpectColumnValuesToNotBeNull(column="session_id"),
+                e.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES),
+                e.ExpectColumnValuesToBeInSet(column="device", value_set=DEVICES),
+                e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=1_000),
+                e.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=MAX_MONEY),
+                e.ExpectColumnValuesToBeBetween(column="event_seq", min_value=1),
+                _not_future("event_time", ctx),
+                _true("within_session"),
+                _true("keyed"),
+                _row_count(ctx, MIN_KEPT_SHARE),
+                *_fresh("event_time", ctx, dt.timedelta(days=1)),
+            ],
+            derived={
+                "within_session": lambda: F.col("event_time").between(
+                    F.col("session_start"), F.col("session_end")
+                ),
+                # every customer/product id resolved to the SCD2 version valid at event time
+                "keyed": lambda: (
+                    (F.col("customer_id").isNull() | F.col("customer_sk").isNotNull())
+                    & (F.col("product_id").isNull() | F.col("product_sk").isNotNull())
+                ),
+            },
+            references=_refs(
+                ctx,
+                ("customer_sk", "silver.customers", "customer_sk"),
+                ("product_sk", "silver.products", "product_sk"),
+            ),
+        )
+    )
+
+
+def silver_sales(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "silver_sales",
+            [
+                *_key("invoice_id"),
+                e.ExpectColumnValuesToBeInSet(column="channel", value_set=CHANNELS),
+                e.ExpectColumnValuesToBeInSet(column="payment_type", value_set=PAYMENT_TYPES),
+                e.ExpectColumnValuesToBeInSet(column="invoice_type", value_set=INVOICE_TYPES),
+                e.ExpectColumnValuesToBeInSet(column="status", value_set=INVOICE_STATUSES),
+                e.ExpectColumnValuesToBeBetween(
+                    column="net_amount", min_value=-MAX_MONEY, max_value=MAX_MONEY
+                ),
+                e.ExpectColumnValuesToBeBetween(column="line_count", min_value=1),
+                _not_future("invoice_time", ctx),
+                _true("sign_matches_type"),
+                _true("return_has_original"),
+                _row_count(ctx, MIN_KEPT_SHARE),
+                *_fresh("invoice_time", ctx, dt.timedelta(days=1)),
+            ],
+            derived={
+                "sign_matches_type": lambda: F.when(
+                    F.col("is_return"), F.col("gross_amount") <= 0
+                ).otherwise(F.col("gross_amount") >= 0),
+                "return_has_original": lambda: (
+                    ~F.col("is_return") | F.col("original_invoice_id").isNotNull()
+                ),
+            },
+            references=_refs(ctx, ("customer_id", "silver.customers", "customer_id")),
+        )
+    )
+
+
+def silver_sales_lines(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "silver_sales_lines",
+            [
+                *_key("invoice_id", "line_no"),
+                e.ExpectColumnValuesToBeBetween(
+                    column="unit_price", min_value=0, max_value=MAX_MONEY
+                ),
+                e.ExpectColumnValuesToNotBeNull(column="quantity"),
+                _true("quantity_sign_matches_type"),
+                _row_count(ctx, MIN_KEPT_SHARE),
+            ],
+            derived={
+                # no negative quantities outside returns, no positive ones on them
+                "quantity_sign_matches_type": lambda: F.when(
+                    F.col("is_return"), F.col("quantity") < 0
+                ).otherwise(F.col("quantity") > 0)
+            },
+            references=_refs(
+                ctx,
+                ("invoice_id", "silver.sales", "invoice_id"),
+                ("product_id", "silver.products", "product_id"),
+            ),
+        )
+    )
+
+
+def _scd2(name: str, sk: str, key: str, ctx: SuiteContext, extra: list[Any], **kw) -> Suite:
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            name,
+            [
+                *_key(sk),
+                *_key(key, "valid_from"),
+                e.ExpectColumnValuesToBeBetween(column="version", min_value=1),
+                _true("valid_from_before_valid_to"),
+                _true("one_current_version"),
+                _row_count(ctx, MIN_DIM_SHARE),
+                *extra,
+            ],
+            derived={
+                "valid_from_before_valid_to": lambda: F.col("valid_from") < F.col("valid_to"),
+                "one_current_version": lambda: (
+                    F.sum(F.col("is_current").cast("int")).over(Window.partitionBy(key)) == 1
+                ),
+            },
+            **kw,
+        )
+    )
+
+
+def silver_customers(ctx: SuiteContext) -> Suite:
+    e = _gx()
+    return _scd2(
+        "silver_customers",
+        "customer_sk",
+        "customer_id",
+        ctx,
+        [
+            e.ExpectColumnValuesToBeInSet(column="gender", value_set=["M", "F"]),
+            e.ExpectColumnValuesToBeInSet(column="status", value_set=CUSTOMER_STATUSES),
+            e.ExpectColumnValuesToBeInSet(column="loyalty_tier", value_set=LOYALTY_TIERS),
+            e.ExpectColumnValuesToBeInSet(column="customer_type", value_set=CUSTOMER_TYPES),
+        ],
+        references=_refs(ctx, ("area_id", "silver.geography", "area_id")),
+    )
+
+
+def silver_products(ctx: SuiteContext) -> Suite:
+    e = _gx()
+    return _scd2(
+        "silver_products",
+        "product_sk",
+        "product_id",
+        ctx,
+        [
+            e.ExpectColumnValuesToBeBetween(column="list_price", min_value=0, max_value=MAX_MONEY),
+            e.ExpectColumnValuesToBeBetween(column="unit_cost", min_value=0, max_value=MAX_MONEY),
+        ],
+        references=_refs(
+            ctx,
+            ("subcategory_id", "silver.product_hierarchy", "subcategory_id"),
+            ("brand_id", "silver.brands", "brand_id"),
+        ),
+    )
+
+
+def reference(name: str, key: str, not_null: list[str]) -> Callable[[SuiteContext], Suite]:
+    """Suites of the small reference tables: a key and the names that must be there."""
+
+    def suite(ctx: SuiteContext) -> Suite:
+        e = _gx()
+        return Suite(
+            name,
+            [
+                *_key(key),
+                *[e.ExpectColumnValuesToNotBeNull(column=c) for c in not_null],
+                _row_count(ctx, MIN_DIM_SHARE),
+            ],
+        )
+
+    return suite
+
+
+def fact_sales_line(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_fact_sales_line",
+            [
+                *_key("invoice_id", "line_no"),
+                e.ExpectColumnValuesToNotBeNull(column="customer_sk"),
+                e.ExpectColumnValuesToNotBeNull(column="product_sk"),
+                _true("quantity_sign_matches_type"),
+                # prices within a band around the list price of the product version sold
+                e.ExpectColumnValuesToBeBetween(
+                    column="price_to_list", min_value=0.5, max_value=2.0, mostly=0.999
+                ),
+                _not_future("invoice_time", ctx),
+                _row_count(ctx, MIN_KEPT_SHARE),
+                *_fresh("invoice_time", ctx, dt.timedelta(0)),
+            ],
+            derived={
+                "quantity_sign_matches_type": lambda: F.when(
+                    F.col("is_return"), F.col("quantity") < 0
+                ).otherwise(F.col("quantity") > 0),
+                "price_to_list": lambda: F.col("unit_price") / F.col("list_price_at_sale"),
+            },
+            references=_refs(
+                ctx,
+                ("customer_sk", "gold.dim_customer", "customer_sk"),
+                ("product_sk", "gold.dim_product", "product_sk"),
+                ("area_id", "gold.dim_geography", "area_id"),
+                ("date_key", "gold.dim_date", "date_key"),
+            ),
+        )
+    )
+
+
+def fact_events(ctx: SuiteContext) -> Suite:
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_fact_events",
+            [
+                *_key("event_id"),
+                e.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES),
+                _not_future("event_time", ctx),
+                _row_count(ctx, MIN_KEPT_SHARE),
+                *_fresh("event_time", ctx, dt.timedelta(0)),
+            ],
+            references=_refs(
+                ctx,
+                ("customer_sk", "gold.dim_customer", "customer_sk"),
+                ("product_sk", "gold.dim_product", "product_sk"),
+                ("date_key", "gold.dim_date", "date_key"),
+            ),
+        )
+    )
+
+
+def fact_sessions(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_fact_sessions",
+            [
+                *_key("session_id"),
+                e.ExpectColumnValuesToBeBetween(
+                    column="duration_seconds", min_value=0, max_value=86_400
+                ),
+                e.ExpectColumnValuesToBeBetween(column="events", min_value=1),
+                _true("converted_has_revenue"),
+                _row_count(ctx, MIN_KEPT_SHARE),
+            ],
+            derived={"converted_has_revenue": lambda: ~F.col("converted") | (F.col("revenue") > 0)},
+            references=_refs(ctx, ("date_key", "gold.dim_date", "date_key")),
+        )
+    )
+
+
+def kpis(name: str) -> Callable[[SuiteContext], Suite]:
+    def suite(ctx: SuiteContext) -> Suite:
+        e = _gx()
+        return Suite(
+            name,
+            [
+                *_key("period_start"),
+                e.ExpectColumnValuesToBeBetween(column="events", min_value=1),
+                e.ExpectColumnValuesToBeBetween(column="revenue", min_value=0),
+                e.ExpectColumnValuesToBeBetween(column="conversion_rate", min_value=0, max_value=1),
+                _row_count(ctx, MIN_KEPT_SHARE),
+            ],
+        )
+
+    return suite
+
+
+def customer_product_interactions(ctx: SuiteContext) -> Suite:
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_customer_product_interactions",
+            [
+                *_key("customer_id", "product_id"),
+                e.ExpectColumnValuesToBeBetween(column="weight", min_value=0),
+                e.ExpectColumnValuesToBeBetween(column="views", min_value=0),
+                _row_count(ctx, MIN_KEPT_SHARE),
+            ],
+            references=_refs(
+                ctx,
+                ("customer_id", "gold.dim_customer", "customer_id"),
+                ("product_id", "gold.dim_product", "product_id"),
+            ),
+        )
+    )
