@@ -523,6 +523,120 @@ def extract_command(
     out.print(summary)
 
 
+@app.command("transform")
+def transform_command(
+    layer: Annotated[
+        list[str] | None, typer.Option(help="silver and/or gold; default: both.")
+    ] = None,
+    step: Annotated[
+        list[str] | None, typer.Option(help="Only these steps, e.g. silver.events.")
+    ] = None,
+    start: Annotated[
+        datetime.datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="Backfill from this date."),
+    ] = None,
+    end: Annotated[
+        datetime.datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Backfill to this date (inclusive)."),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rebuild from the sources' whole history.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build silver and gold with Spark: only what changed upstream, or a date range (--from/--to).
+
+    Every batch is staged and validated with its Great Expectations suite before it replaces the
+    table's partitions; a failing batch is left in staging and the command exits 1."""
+    from spark_jobs.pipeline import STEPS, GateFailed, MissingInput, Pipeline, run_step
+
+    layers = layer or ["silver", "gold"]
+    bad = [name for name in layers if name not in ("silver", "gold")]
+    if bad:
+        raise typer.BadParameter(f"unknown layer {', '.join(bad)}", param_hint="--layer")
+    steps = step or [s for s in STEPS if s.split(".")[0] in layers]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown step(s) {', '.join(unknown)}; expected {', '.join(STEPS)}",
+            param_hint="--step",
+        )
+    if (start is None) != (end is None):
+        raise typer.BadParameter("--from and --to go together", param_hint="--from/--to")
+    dates = None
+    if start and end:
+        if end < start:
+            raise typer.BadParameter(f"--to {end:%Y-%m-%d} is before --from", param_hint="--to")
+        dates = {(start + datetime.timedelta(days=k)).date() for k in range((end - start).days + 1)}
+    settings = _settings()
+    results = []
+    progress = _progress(as_json, unit="steps")
+    task = progress.add_task("transforming", total=len(steps))
+    failed = None
+    with _spark_errors(settings) as spark, progress:
+        pipeline = Pipeline(spark, settings)
+        for name in steps:
+            progress.update(task, description=name)
+            try:
+                results += run_step(pipeline, name, dates=dates, full=full)
+            except GateFailed as exc:
+                results.append(exc.result)
+                failed = exc
+                break
+            except MissingInput as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+            progress.advance(task)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        summary = Table(title="silver / gold")
+        for column in ("table", "status", "partitions", "rows", "quarantined", "checks", "s"):
+            summary.add_column(
+                column, justify="left" if column in ("table", "status", "checks") else "right"
+            )
+        for r in results:
+            status = "skipped" if r.skipped else "published" if r.published else "[red]FAILED[/red]"
+            summary.add_row(
+                r.table,
+                status,
+                "all" if r.dates is None else str(len(r.dates)),
+                f"{r.rows:,}",
+                f"{r.quarantined:,}",
+                r.report.summary() if r.report else "-",
+                f"{r.seconds:.1f}",
+            )
+        out.print(summary)
+    if failed is not None:
+        err.print(
+            f"[red]error:[/red] {failed}; the batch stays in staging at "
+            f"{failed.result.report.staging_uri}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _spark_errors(settings: Settings) -> Iterator:
+    """A Spark session, with a plain message instead of a traceback when the server is down."""
+    from lakehouse.services import tcp_reachable
+    from lakehouse.spark import spark_session
+
+    host, port = settings.spark_endpoint
+    if not tcp_reachable(host, port):
+        err.print(
+            f"[red]error:[/red] no Spark Connect server at {settings.spark_remote}; "
+            "start the embedded one with `lakehouse services up` or set SPARK_REMOTE",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    spark = spark_session(settings)
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the resolved configuration (environment variables over embedded defaults)."""
@@ -563,6 +677,10 @@ def demo(
             "Materialising the bronze assets with Dagster (Kafka and ERP → Delta)",
             lambda: _demo_bronze(settings),
         ),
+        (
+            "Building silver and gold with Spark (each batch gated by Great Expectations)",
+            lambda: _demo_silver_gold(settings),
+        ),
     ]
     results = []
     for number, (title, step) in enumerate(steps, start=1):
@@ -577,7 +695,7 @@ def demo(
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced, bronze = results
+    statuses, kafka, delta, generated, produced, bronze, silver_gold = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -592,6 +710,7 @@ def demo(
     out.print(f"erp:    {generated}", highlight=False)
     out.print(f"kafka:  {produced}", highlight=False)
     out.print(f"bronze: {bronze}", highlight=False)
+    out.print(f"silver/gold: {silver_gold}", highlight=False)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
         out.print(f"  {key:<24} {value}", highlight=False)
@@ -644,25 +763,54 @@ def _demo_produce(settings: Settings, scale: Scale) -> str:
     return summary
 
 
-def _demo_bronze(settings: Settings) -> str:
-    """Run the bronze assets in-process, recorded in the demo's Dagster instance."""
+def _materialise(settings: Settings, groups: tuple[str, ...]) -> list:
+    """Run the assets of `groups` in-process, recorded in the demo's Dagster instance; fail with
+    the failing steps' errors (a failed blocking check included)."""
     import dagster as dg
-    from deltalake import DeltaTable
 
     from orchestration.definitions import defs
 
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    keys = defs.resolve_asset_graph().get_all_asset_keys()
-    bronze = [key for key in keys if key.path[0] == "bronze"]
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name in groups]
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        job.execute_in_process(run_config=quiet, instance=instance, asset_selection=bronze)
+        result = job.execute_in_process(
+            run_config=quiet, instance=instance, asset_selection=keys, raise_on_error=False
+        )
+    if not result.success:
+        failures = [
+            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
+            for e in result.all_events
+            if e.event_type_value == "STEP_FAILURE"
+        ]
+        raise RuntimeError("; ".join(failures) or "the run failed")
+    return keys
+
+
+def _demo_bronze(settings: Settings) -> str:
+    from deltalake import DeltaTable
+
+    bronze = _materialise(settings, ("bronze",))
     events = DeltaTable(settings.table_uri("bronze", "events"))
     dead = DeltaTable(settings.table_uri("bronze", "events_dead_letter"))
     return (
         f"{events.count():,} events (version {events.version()}), {dead.count():,} dead letters, "
         f"{len(bronze) - 2} ERP tables at {settings.table_uri('bronze', '')}"
+    )
+
+
+def _demo_silver_gold(settings: Settings) -> str:
+    from deltalake import DeltaTable
+
+    keys = _materialise(settings, ("silver", "gold"))
+    facts = {
+        name: DeltaTable(settings.table_uri("gold", name)).count()
+        for name in ("fact_sales_line", "fact_events", "fact_sessions")
+    }
+    return f"{len(keys)} tables, each batch gated by Great Expectations; gold: " + ", ".join(
+        f"{name} {rows:,} rows" for name, rows in facts.items()
     )
 
 

@@ -14,13 +14,22 @@ from orchestration.defs.bronze.assets import (
     erp_assets,
 )
 from orchestration.defs.bronze.sensors import clickstream_sensor, ingest_clickstream_job
+from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
 from orchestration.defs.resources import default_resources
+from orchestration.defs.silver.assets import silver_assets
 
 extract_erp_job = dg.define_asset_job(
     "extract_erp",
     selection=dg.AssetSelection.assets(*erp_assets),
     description="Incremental extraction of every ERP table into bronze.",
+)
+
+refresh_silver_gold_job = dg.define_asset_job(
+    "refresh_silver_gold",
+    selection=dg.AssetSelection.groups("silver", "gold"),
+    description="Rebuild the silver and gold partitions that changed upstream, each batch gated "
+    "by its Great Expectations suite. Run config per step: start_date/end_date to backfill.",
 )
 
 defs = dg.Definitions(
@@ -30,8 +39,10 @@ defs = dg.Definitions(
         bronze_clickstream,
         *erp_assets,
         bronze_table_maintenance,
+        *silver_assets,
+        *gold_assets,
     ],
-    jobs=[ingest_clickstream_job, extract_erp_job],
+    jobs=[ingest_clickstream_job, extract_erp_job, refresh_silver_gold_job],
     sensors=[clickstream_sensor],
     resources=default_resources(get_settings()),
 )
