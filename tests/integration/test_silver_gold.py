@@ -1,0 +1,287 @@
+"""Bronze → silver → gold on the real Spark Connect server (Sail), real Delta tables and GX.
+
+One tiny world, built in two halves so the ERP's master data changes between extractions (SCD2):
+ERP generated up to a split date, the whole clickstream produced with every fault knob on,
+ingested, extracted and transformed; then the rest of the ERP generated, extracted and
+transformed again incrementally.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from tests.conftest import cli_json, run_cli
+
+pytestmark = pytest.mark.integration
+
+SPLIT = "2025-09-11"
+LATENESS_HOURS = 6.0
+FAULTS = ["--duplicates", "0.03", "--late", "0.05", "--malformed", "0.01"]
+FAULTS += ["--orphans", "0.01", "--future", "0.01", "--negative-quantities", "0.02"]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+@pytest.fixture(scope="module")
+def world(platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("silver-gold")
+    (root / "dagster").mkdir()
+    env = {
+        **platform_env,
+        "LAKEHOUSE_DATA_ROOT": str(root),
+        "KAFKA_EVENTS_TOPIC": f"silver-gold-{root.name}",
+        "DAGSTER_HOME": str(root / "dagster"),
+        "SILVER_LATENESS_HOURS": str(LATENESS_HOURS),
+    }
+    acks = root / "acks.csv"
+    cli_json("generate", "--preset", "tiny", "--no-events", "--until", SPLIT, env=env)
+    produced = cli_json("produce", "--preset", "tiny", *FAULTS, "--ack-log", str(acks), env=env)
+    cli_json("ingest", env=env)
+    cli_json("extract", env=env)
+    first = cli_json("transform", env=env)
+    cli_json("generate", "--preset", "tiny", "--no-events", env=env)
+    cli_json("extract", env=env)
+    second = cli_json("transform", env=env)
+    return {"env": env, "root": root, "acks": acks, "produced": produced, "runs": [first, second]}
+
+
+def table(world: dict, name: str) -> pa.Table:
+    layer, rest = name.split(".")
+    return DeltaTable(f"{world['root']}/lake/{layer}/{rest}").to_pyarrow_table()
+
+
+def ack_kinds(world: dict) -> dict[str, set[str]]:
+    kinds: dict[str, set[str]] = {}
+    with open(world["acks"]) as f:
+        for row in csv.DictReader(f):
+            kinds.setdefault(row["kind"], set()).add(row["event_id"])
+    return kinds
+
+
+def test_faults_are_quarantined_with_reasons_and_good_rows_reconcile(world: dict) -> None:
+    kinds = ack_kinds(world)
+    bronze = table(world, "bronze.events")
+    silver = table(world, "silver.events")
+    quarantine = table(world, "silver.events_quarantine")
+    dead = table(world, "bronze.events_dead_letter")
+    silver_ids = set(silver["event_id"].to_pylist())
+    by_reason: dict[str, set[str]] = {}
+    for event_id, reason in zip(
+        quarantine["event_id"].to_pylist(), quarantine["reason"].to_pylist(), strict=True
+    ):
+        by_reason.setdefault(reason, set()).add(event_id)
+    reasons = Counter(quarantine["reason"].to_pylist())
+
+    # every bronze row is in exactly one place: silver or the quarantine
+    assert bronze.num_rows == silver.num_rows + quarantine.num_rows
+    assert len(silver_ids) == silver.num_rows  # deduplicated
+    # none of the bad rows is in silver; each is quarantined with its reason
+    assert not silver_ids & (kinds["future_time"] | kinds["orphan_product"])
+    assert kinds["future_time"] <= by_reason["future_event_time"]
+    assert kinds["orphan_product"] <= by_reason["unknown_product"]
+    assert kinds.get("orphan_customer", set()) <= by_reason.get("unknown_customer", set())
+    assert reasons["duplicate_event_id"] == len(kinds["duplicate"])  # one row per extra copy
+    # customers who registered after the split came in with the second extraction: their
+    # events, first quarantined as orphans, were rebuilt into silver
+    orphans = by_reason.get("unknown_customer", set()) | by_reason["unknown_product"]
+    assert orphans == kinds.get("orphan_customer", set()) | kinds["orphan_product"]
+    # late events: in silver within the window, quarantined beyond it; none lost
+    late = kinds["late"]
+    assert late <= silver_ids | by_reason["late_beyond_window"]
+    assert late & silver_ids and late & by_reason["late_beyond_window"]
+    lateness = pc.divide(
+        pc.subtract(
+            silver["kafka_timestamp"].cast(pa.int64()), silver["event_time"].cast(pa.int64())
+        ),
+        3_600_000_000,
+    )
+    assert pc.max(lateness).as_py() <= LATENESS_HOURS
+    # every good event made it: valid/late/drift minus the ones too late
+    good = kinds["valid"] | kinds.get("drift", set()) | late
+    assert good - by_reason["late_beyond_window"] == silver_ids
+    # contract violations never reached silver: they are bronze dead letters
+    rejected = sum(len(ids) for k, ids in kinds.items() if k.startswith("malformed"))
+    assert dead.num_rows == rejected + len(kinds["negative_quantity"])
+    # events sit in their true date partition
+    assert pc.all(
+        pc.equal(silver["event_date"], pc.cast(silver["event_time"], pa.date32()))
+    ).as_py()
+
+
+def test_gold_reconciles_with_silver(world: dict) -> None:
+    silver_events = table(world, "silver.events")
+    silver_sales = table(world, "silver.sales")
+    silver_lines = table(world, "silver.sales_lines")
+    facts = table(world, "gold.fact_sales_line")
+    assert table(world, "gold.fact_events").num_rows == silver_events.num_rows
+    assert facts.num_rows == silver_lines.num_rows > 500
+    # Σ line net amounts per invoice = the header's net amount (the coupon spread over lines)
+    per_invoice = facts.group_by("invoice_id").aggregate([("net_amount", "sum")])
+    nets = dict(
+        zip(
+            silver_sales["invoice_id"].to_pylist(),
+            silver_sales["net_amount"].to_pylist(),
+            strict=True,
+        )
+    )
+    for invoice_id, total in zip(
+        per_invoice["invoice_id"].to_pylist(),
+        per_invoice["net_amount_sum"].to_pylist(),
+        strict=True,
+    ):
+        assert total == nets[invoice_id], invoice_id
+    sessions = table(world, "gold.fact_sessions")
+    assert pc.sum(sessions["events"]).as_py() == silver_events.num_rows
+    kpis = table(world, "gold.kpi_hourly")
+    assert pc.sum(kpis["events"]).as_py() == silver_events.num_rows
+    interactions = table(world, "gold.customer_product_interactions")
+    assert interactions.num_rows > 0 and pc.min(interactions["weight"]).as_py() >= 0
+    assert table(world, "silver.sales_quarantine").num_rows == 0  # the generated ERP is clean
+
+
+def test_scd2_attributes_sales_to_the_city_of_the_time(world: dict) -> None:
+    customers = table(world, "gold.dim_customer").to_pylist()
+    versions: dict[int, list[dict]] = {}
+    for row in customers:
+        versions.setdefault(row["customer_id"], []).append(row)
+    movers = {
+        cid: sorted(rows, key=lambda r: r["version"])
+        for cid, rows in versions.items()
+        if len({r["city_id"] for r in rows}) > 1
+    }
+    assert movers, "customers moved city between the two extractions"
+    for rows in movers.values():
+        assert [r["is_current"] for r in rows] == [False] * (len(rows) - 1) + [True]
+        for older, newer in zip(rows, rows[1:], strict=False):
+            assert older["valid_to"] == newer["valid_from"]
+            assert newer["valid_from"] >= dt.datetime.fromisoformat(SPLIT).replace(tzinfo=dt.UTC)
+    city_of = {r["customer_sk"]: r["city_id"] for r in customers}
+    facts = table(world, "gold.fact_sales_line").to_pylist()
+    # The ERP stamps each invoice with the customer's city at the time: SCD2 must agree from the
+    # first extraction on, and for the movers it saw move. (A move before the first extraction
+    # is history the source never showed: version 1 covers the time before it.)
+    split = dt.datetime.fromisoformat(SPLIT).replace(tzinfo=dt.UTC)
+    observed = [f for f in facts if f["invoice_time"] >= split or f["customer_id"] in movers]
+    assert len(observed) > len(facts) / 3
+    assert all(city_of[f["customer_sk"]] == f["city_id"] for f in observed)
+    cities_of_movers = {
+        cid: {f["city_id"] for f in facts if f["customer_id"] == cid} for cid in movers
+    }
+    assert any(len(c) > 1 for c in cities_of_movers.values()), "a mover bought before and after"
+
+
+def checksum(world: dict, name: str, key: list[str]) -> str:
+    data = table(world, name).sort_by([(k, "ascending") for k in key])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data.combine_chunks())
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+KEYS = {
+    "silver.events": ["event_id"],
+    "silver.events_quarantine": ["event_id", "kafka_partition", "kafka_offset"],
+    "silver.sales_lines": ["invoice_id", "line_no"],
+    "gold.fact_sales_line": ["invoice_id", "line_no"],
+    "gold.fact_sessions": ["session_id"],
+    "gold.kpi_minute": ["period_start"],
+    "gold.customer_product_interactions": ["customer_id", "product_id"],
+}
+
+
+def test_rerun_and_backfill_reproduce_identical_results(world: dict) -> None:
+    env = world["env"]
+    before = {name: checksum(world, name, key) for name, key in KEYS.items()}
+    again = cli_json("transform", env=env)
+    assert all(r["skipped"] for r in again), "nothing new upstream: nothing rebuilt"
+    backfill = cli_json("transform", "--from", "2025-09-05", "--to", "2025-09-12", env=env)
+    assert {r["table"] for r in backfill if r["published"]} >= {"silver.events", "gold.fact_events"}
+    assert {name: checksum(world, name, key) for name, key in KEYS.items()} == before
+    full = cli_json("transform", "--full", env=env)
+    assert all(r["published"] for r in full)
+    assert {name: checksum(world, name, key) for name, key in KEYS.items()} == before
+
+
+@pytest.mark.slow
+def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(world: dict) -> None:
+    env, root = world["env"], world["root"]
+    day = "2025-09-15"
+    bronze = DeltaTable(f"{root}/lake/bronze/events")
+    silver = DeltaTable(f"{root}/lake/silver/events")
+    gold = DeltaTable(f"{root}/lake/gold/fact_events")
+    versions = (bronze.version(), silver.version(), gold.version())
+    # an accident upstream: most of a day's bronze rows are deleted
+    bronze.delete(f"event_date = '{day}' AND kafka_offset % 10 != 0")
+    try:
+        failed = run_cli(
+            "transform", "--step", "silver.events", "--from", day, "--to", day, env=env, check=False
+        )
+        assert failed.returncode == 1
+        assert "expect_table_row_count_to_be_between" in failed.stderr
+        assert "staging" in failed.stderr
+        silver.update_incremental()
+        assert silver.version() == versions[1], "the failing batch was not published"
+        results = table(world, "quality.validation_results")
+        failures = results.filter(
+            pc.and_(pc.equal(results["table_name"], "silver.events"), pc.invert(results["success"]))
+        )
+        assert "expect_table_row_count_to_be_between" in failures["expectation"].to_pylist()
+
+        # through Dagster: the blocking check fails and gold is not built on the bad batch
+        select = "silver/events,gold/fact_events"
+        config = (
+            'ops:\n  silver__events:\n    config:\n      start_date: "2025-09-15"\n'
+            '      end_date: "2025-09-15"\n'
+        )
+        config_file = root / "backfill.yaml"
+        config_file.write_text(config)
+        run = subprocess.run(
+            [
+                DAGSTER,
+                "asset",
+                "materialize",
+                "-m",
+                "orchestration.definitions",
+                "--select",
+                select,
+                "-c",
+                str(config_file),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode != 0
+        assert "great_expectations" in run.stderr + run.stdout
+        silver.update_incremental()
+        gold.update_incremental()
+        assert (silver.version(), gold.version()) == versions[1:]
+    finally:
+        DeltaTable(f"{root}/lake/bronze/events").restore(versions[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "platinum"], "unknown layer"),
+        (["--step", "gold.nothing"], "unknown step"),
+        (["--from", "2025-09-01"], "go together"),
+        (["--from", "2025-09-05", "--to", "2025-09-01"], "before --from"),
+    ],
+)
+def test_transform_rejects_bad_arguments(world: dict, args: list[str], message: str) -> None:
+    result = run_cli("transform", *args, env=world["env"], check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
