@@ -285,3 +285,55 @@ def test_transform_rejects_bad_arguments(world: dict, args: list[str], message: 
     result = run_cli("transform", *args, env=world["env"], check=False)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_bad_erp_rows_are_quarantined_whole_invoices_with_reasons(world: dict) -> None:
+    import sqlalchemy as sa
+
+    env, root = world["env"], world["root"]
+    engine = sa.create_engine(f"sqlite:///{root}/erp/erp.sqlite")
+    with engine.begin() as conn:
+        latest = conn.execute(sa.text('SELECT max("ModifiedAt") FROM "MV_Sales"')).scalar()
+        later = dt.datetime.fromisoformat(str(latest)) + dt.timedelta(minutes=1)
+        sales = conn.execute(
+            sa.text(
+                'SELECT "InvoiceID" FROM "MV_Sales" WHERE "InvoiceType" = \'Sale\' '
+                'AND "Status" = \'Completed\' ORDER BY "InvoiceID" LIMIT 2'
+            )
+        ).scalars()
+        mismatched, negative = list(sales)
+        conn.execute(
+            sa.text(
+                'UPDATE "MV_Sales" SET "NetAmount" = "NetAmount" + 5, "ModifiedAt" = :at '
+                'WHERE "InvoiceID" = :id'
+            ),
+            {"at": later, "id": mismatched},
+        )
+        conn.execute(
+            sa.text(
+                'UPDATE "MV_SalesDetail" SET "Quantity" = -"Quantity", "ModifiedAt" = :at '
+                'WHERE "InvoiceID" = :id AND "LineNo" = 1'
+            ),
+            {"at": later, "id": negative},
+        )
+        conn.execute(
+            sa.text(
+                'INSERT INTO "MV_SalesDetail" ("InvoiceID", "LineNo", "ProductID", "Quantity", '
+                '"UnitPrice", "DiscountAmount", "LineAmount", "CreatedAt", "ModifiedAt") '
+                "VALUES (999999999, 1, 1, 1, 10, 0, 10, :at, :at)"
+            ),
+            {"at": later},
+        )
+    cli_json("extract", env=env)
+    results = cli_json("transform", "--layer", "silver", env=env)
+    assert {r["table"] for r in results if r["published"]} >= {"silver.sales", "silver.sales_lines"}
+
+    sales_ids = set(table(world, "silver.sales")["invoice_id"].to_pylist())
+    line_ids = set(table(world, "silver.sales_lines")["invoice_id"].to_pylist())
+    assert not {mismatched, negative} & (sales_ids | line_ids)
+    quarantine = table(world, "silver.sales_quarantine").to_pylist()
+    reasons = {(q["source_table"], q["invoice_id"]): q["reason"] for q in quarantine}
+    assert reasons[("MV_Sales", mismatched)] == "net amount != gross - discount"
+    assert reasons[("MV_Sales", negative)] == "negative quantity on a sale"
+    assert reasons[("MV_SalesDetail", negative)] == "negative quantity on a sale"  # all its lines
+    assert reasons[("MV_SalesDetail", 999999999)] == "line of an unknown invoice"
