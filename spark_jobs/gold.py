@@ -11,7 +11,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.silver_events import _version_at
+from spark_jobs.silver_events import version_at
 
 # Implicit-feedback weight of one interaction, before time decay.
 INTERACTION_WEIGHTS = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
@@ -125,7 +125,6 @@ def fact_sales_line(
         "status",
         "is_cancelled",
         "order_coupon_amount",
-        F.col("net_amount").alias("_invoice_net"),
     )
     joined = lines.drop("is_return", "is_cancelled").join(header, "invoice_id")
     invoice = Window.partitionBy("invoice_id")
@@ -147,8 +146,8 @@ def fact_sales_line(
         .otherwise(F.col("_share"))
         .cast(MONEY),
     ).withColumnRenamed("invoice_time", "event_time")
-    keyed = _version_at(joined, customers, "customer_id", "customer_sk")
-    keyed = _version_at(keyed, products, "product_id", "product_sk")
+    keyed = version_at(joined, customers, "customer_id", "customer_sk")
+    keyed = version_at(keyed, products, "product_id", "product_sk")
     cost = products.select("product_sk", "list_price", "unit_cost")
     return keyed.join(cost, "product_sk", "left").select(
         "invoice_id",

@@ -145,9 +145,3 @@ class ConsumedVersions:
             mode="append",
             storage_options=self.options,
         )
-
-    def forget(self, target: str) -> None:
-        """Make the next build of `target` start from the sources' whole history."""
-        table = open_table(self.uri, self.options)
-        if table is not None:
-            table.delete(f"target = '{target}'")

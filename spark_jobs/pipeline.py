@@ -21,7 +21,10 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F
 
 from expectations import suites
 from expectations.gate import ValidationReport, store, validate
@@ -183,13 +186,11 @@ class Pipeline:
         return result
 
     def write_quarantine(self, table: str, frame: DataFrame, condition: str | None) -> int:
-        """Replace the quarantine rows matching `condition` (all rows for None); the row count."""
+        """Replace the quarantine rows matching `condition` (all rows for None); their count,
+        read back from the table rather than by computing `frame` a second time."""
         self._replace_where(table, frame, condition)
-        return (
-            int(frame.count())
-            if condition is None
-            else int(self.read(table).where(condition).count())
-        )
+        written = self.read(table)
+        return int((written if condition is None else written.where(condition)).count())
 
     def _replace(self, table: str, frame: DataFrame, dates: Dates) -> None:
         column = PARTITION_COLUMN.get(table)
@@ -239,13 +240,19 @@ def _describe(dates: Dates) -> str:
     return f"{len(ordered)} partitions {ordered[0]}..{ordered[-1]}"
 
 
+def _all_dates(p: Pipeline, table: str) -> set[dt.date]:
+    """Every date between the first and last partition of `table` (empty if it has none)."""
+    span = partition_range(p.uri(table), p.options)
+    if span is None:
+        return set()
+    return {span[0] + dt.timedelta(days=k) for k in range((span[1] - span[0]).days + 1)}
+
+
 def _neighbours(dates: set[dt.date], days: int = 1) -> set[dt.date]:
     return {d + dt.timedelta(days=k) for d in dates for k in range(-days, days + 1)}
 
 
 def _newest(frame: DataFrame, column: str) -> dt.datetime | None:
-    from pyspark.sql import functions as F
-
     return frame.agg(F.max(column)).collect()[0][0]
 
 
@@ -269,7 +276,9 @@ def _rebuild(
     }
 
 
-def silver_reference(p: Pipeline, target: str, *, full: bool = False) -> StepResult:
+def silver_reference(
+    p: Pipeline, *, target: str, dates: Dates = None, full: bool = False
+) -> StepResult:
     """silver.geography / product_hierarchy / brands / customers / products: rebuilt whole from
     every extracted version when any of their bronze tables changed (they are small, and SCD2
     needs each key's whole history anyway)."""
@@ -300,8 +309,6 @@ def silver_reference(p: Pipeline, target: str, *, full: bool = False) -> StepRes
 def silver_sales(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
     """silver.sales + silver.sales_lines (+ silver.sales_quarantine) for the invoice dates that
     gained header or line versions in bronze (or `dates` for a backfill)."""
-    from pyspark.sql import functions as F
-
     target = "silver.sales"
     headers, lines = p.read("bronze.mv_sales"), p.read("bronze.mv_sales_detail")
     found = [p.change(target, s, full=full) for s in ("bronze.mv_sales", "bronze.mv_sales_detail")]
@@ -371,8 +378,6 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
         dates = set(found.partitions or set())
         if any(c.changed for c in dims.values()) and p.exists("silver.events_quarantine"):
             # master data arrived: give events quarantined as orphans another chance
-            from pyspark.sql import functions as F
-
             orphans = p.read("silver.events_quarantine").where(
                 F.col("reason").isin(list(silver_events.ORPHAN_REASONS))
             )
@@ -381,10 +386,9 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
             return [p.skip(target, versions)]
         dates = _neighbours(dates)
     if dates is None:
-        span = partition_range(p.uri("bronze.events"), p.options)
-        if span is None:
+        dates = _all_dates(p, "bronze.events")
+        if not dates:
             return [p.skip(target, versions)]
-        dates = {span[0] + dt.timedelta(days=k) for k in range((span[1] - span[0]).days + 1)}
     customers, products = p.read("silver.customers"), p.read("silver.products")
     bronze = p.read_dates("bronze.events", _neighbours(dates))
     rows, quarantine = silver_events.build(
@@ -395,8 +399,6 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
         lateness=dt.timedelta(hours=p.settings.silver_lateness_hours),
         future_tolerance=dt.timedelta(minutes=p.settings.silver_future_tolerance_minutes),
     )
-    from pyspark.sql import functions as F
-
     tolerance = dt.timedelta(minutes=p.settings.silver_future_tolerance_minutes).total_seconds()
     in_dates = p.read_dates("bronze.events", dates)
     newest = _newest(
@@ -430,7 +432,9 @@ GOLD_DIMS = {
 }
 
 
-def gold_dimension(p: Pipeline, target: str, *, full: bool = False) -> StepResult:
+def gold_dimension(
+    p: Pipeline, *, target: str, dates: Dates = None, full: bool = False
+) -> StepResult:
     changed, versions = _rebuild(p, target, GOLD_DIMS[target], full)
     if not changed:
         return p.skip(target, versions)
@@ -468,12 +472,7 @@ def _changed_dates(
     if dates is not None:
         return dates, {source: found.version}
     if found.since is None:
-        span = partition_range(p.uri(source), p.options)
-        if span is None:
-            return set(), {source: found.version}
-        return {span[0] + dt.timedelta(days=k) for k in range((span[1] - span[0]).days + 1)}, {
-            source: found.version
-        }
+        return _all_dates(p, source), {source: found.version}
     return set(found.partitions or set()), {source: found.version}
 
 
@@ -544,7 +543,7 @@ def gold_fact_sessions(p: Pipeline, *, dates: Dates = None, full: bool = False) 
     return p.finish(target, result, versions)
 
 
-def gold_kpis(p: Pipeline, grain: str, *, dates: Dates = None, full: bool = False) -> StepResult:
+def gold_kpis(p: Pipeline, *, grain: str, dates: Dates = None, full: bool = False) -> StepResult:
     target = f"gold.kpi_{grain}ly" if grain == "hour" else f"gold.kpi_{grain}"
     dates, versions = _changed_dates(p, target, "silver.events", dates, full)
     if not dates:
@@ -554,7 +553,7 @@ def gold_kpis(p: Pipeline, grain: str, *, dates: Dates = None, full: bool = Fals
     return p.finish(target, result, versions)
 
 
-def gold_interactions(p: Pipeline, *, full: bool = False) -> StepResult:
+def gold_interactions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
     """Rebuilt whole when either fact changed: time decay moves every weight as time passes."""
     target = "gold.customer_product_interactions"
     changed, versions = _rebuild(p, target, ["gold.fact_events", "gold.fact_sales_line"], full)
@@ -576,61 +575,25 @@ def gold_interactions(p: Pipeline, *, full: bool = False) -> StepResult:
 
 # -- everything, in dependency order --------------------------------------------------------
 
+# Every step takes (pipeline, *, dates, full); whole-table steps rebuild whole and ignore dates.
 STEPS: dict[str, Callable[..., StepResult | list[StepResult]]] = {
-    "silver.geography": lambda p, **kw: silver_reference(
-        p, "silver.geography", full=kw.get("full", False)
-    ),
-    "silver.product_hierarchy": lambda p, **kw: silver_reference(
-        p, "silver.product_hierarchy", full=kw.get("full", False)
-    ),
-    "silver.brands": lambda p, **kw: silver_reference(
-        p, "silver.brands", full=kw.get("full", False)
-    ),
-    "silver.customers": lambda p, **kw: silver_reference(
-        p, "silver.customers", full=kw.get("full", False)
-    ),
-    "silver.products": lambda p, **kw: silver_reference(
-        p, "silver.products", full=kw.get("full", False)
-    ),
+    **{t: partial(silver_reference, target=t) for t in ERP_SOURCES},
     "silver.sales": silver_sales,
     "silver.events": silver_events_step,
-    "gold.dim_date": lambda p, **kw: gold_dimension(p, "gold.dim_date", full=kw.get("full", False)),
-    "gold.dim_geography": lambda p, **kw: gold_dimension(
-        p, "gold.dim_geography", full=kw.get("full", False)
-    ),
-    "gold.dim_customer": lambda p, **kw: gold_dimension(
-        p, "gold.dim_customer", full=kw.get("full", False)
-    ),
-    "gold.dim_product": lambda p, **kw: gold_dimension(
-        p, "gold.dim_product", full=kw.get("full", False)
-    ),
+    **{t: partial(gold_dimension, target=t) for t in GOLD_DIMS},
     "gold.fact_sales_line": gold_fact_sales_line,
     "gold.fact_events": gold_fact_events,
     "gold.fact_sessions": gold_fact_sessions,
-    "gold.kpi_minute": lambda p, **kw: gold_kpis(p, "minute", **kw),
-    "gold.kpi_hourly": lambda p, **kw: gold_kpis(p, "hour", **kw),
-    "gold.customer_product_interactions": lambda p, **kw: gold_interactions(
-        p, full=kw.get("full", False)
-    ),
-}
-PARTITIONED_STEPS = {
-    "silver.sales",
-    "silver.events",
-    "gold.fact_sales_line",
-    "gold.fact_events",
-    "gold.fact_sessions",
-    "gold.kpi_minute",
-    "gold.kpi_hourly",
+    "gold.kpi_minute": partial(gold_kpis, grain="minute"),
+    "gold.kpi_hourly": partial(gold_kpis, grain="hour"),
+    "gold.customer_product_interactions": gold_interactions,
 }
 
 
 def run_step(
     p: Pipeline, step: str, *, dates: Dates = None, full: bool = False
 ) -> list[StepResult]:
-    kwargs: dict[str, Any] = {"full": full}
-    if step in PARTITIONED_STEPS:
-        kwargs["dates"] = dates
-    out = STEPS[step](p, **kwargs)
+    out = STEPS[step](p, dates=dates, full=full)
     return out if isinstance(out, list) else [out]
 
 

@@ -52,7 +52,7 @@ def _in_dates(column: str, dates: list[dt.date]) -> Column:
     return F.col(column).isin([F.lit(d) for d in dates])
 
 
-def _version_at(events: DataFrame, dim: DataFrame, id_col: str, sk_col: str) -> DataFrame:
+def version_at(events: DataFrame, dim: DataFrame, id_col: str, sk_col: str) -> DataFrame:
     """Attach the surrogate key of the SCD2 version valid at event_time (the first version also
     covers anything earlier). Events without the id keep a null key."""
     versions = dim.select(
@@ -90,8 +90,8 @@ def build(
     first_copy = Window.partitionBy("event_id").orderBy("kafka_partition", "kafka_offset")
     arrived_after = F.col("kafka_timestamp").cast("long") - F.col("event_time").cast("long")
     checked = bronze.withColumn("_copy", F.row_number().over(first_copy))
-    checked = _version_at(checked, customers, "customer_id", "customer_sk")
-    checked = _version_at(checked, products, "product_id", "product_sk")
+    checked = version_at(checked, customers, "customer_id", "customer_sk")
+    checked = version_at(checked, products, "product_id", "product_sk")
     reason = (
         F.when(F.col("_copy") > 1, F.lit(DUPLICATE))
         .when(-arrived_after > future_tolerance.total_seconds(), F.lit(FUTURE))

@@ -177,8 +177,8 @@ def _facts(result: Any) -> dict[str, Any]:
     return {
         "skipped": result.skipped,
         "partitions_rebuilt": "whole table" if result.dates is None else len(result.dates),
-        "first_partition": (result.dates or [""])[0] if result.dates else "",
-        "last_partition": (result.dates or [""])[-1] if result.dates else "",
+        "first_partition": result.dates[0] if result.dates else "",
+        "last_partition": result.dates[-1] if result.dates else "",
         "batch_rows": result.rows,
         "rows_quarantined": result.quarantined,
         "seconds": round(result.seconds, 2),
