@@ -548,7 +548,8 @@ def transform_command(
 
     Every batch is staged and validated with its Great Expectations suite before it replaces the
     table's partitions; a failing batch is left in staging and the command exits 1."""
-    from spark_jobs.pipeline import STEPS, GateFailed, MissingInput, Pipeline, run_step
+    from spark_jobs.pipeline import GateFailed, MissingInput, Pipeline
+    from spark_jobs.steps import STEPS, run_step
 
     layers = layer or ["silver", "gold"]
     bad = [name for name in layers if name not in ("silver", "gold")]
@@ -574,7 +575,13 @@ def transform_command(
     task = progress.add_task("transforming", total=len(steps))
     failed = None
     with _spark_errors(settings) as spark, progress:
-        pipeline = Pipeline(spark, settings)
+        pipeline = Pipeline(
+            spark,
+            settings,
+            on_batch=lambda table, i, n, part: progress.update(
+                task, description=f"{table} batch {i}/{n} ({min(part)}..{max(part)})"
+            ),
+        )
         for name in steps:
             progress.update(task, description=name)
             try:

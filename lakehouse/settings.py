@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         description="SILVER_FUTURE_TOLERANCE_MINUTES: clock skew allowed between an event's time "
         "and its Kafka timestamp before the event counts as from the future.",
     )
+    transform_batch_rows: int = Field(
+        default=2_000_000,
+        gt=0,
+        validation_alias=_env("TRANSFORM_BATCH_ROWS"),
+        description="TRANSFORM_BATCH_ROWS: source rows per batch when silver/gold rebuild many "
+        "date partitions (a first build, --full, a long backfill); bounds Spark's memory.",
+    )
     interaction_half_life_days: float = Field(
         default=30.0,
         gt=0,

@@ -92,19 +92,48 @@ def partition_range(
     return min(dates), max(dates)
 
 
+def partition_row_counts(uri: str, options: dict[str, str] | None = None) -> dict[dt.date, int]:
+    """Rows per date partition of a table, from file statistics (empty if missing)."""
+    table = open_table(uri, options)
+    if table is None:
+        return {}
+    actions = _actions(table)
+    col = f"partition.{table.metadata().partition_columns[0]}"
+    counts: dict[dt.date, int] = {}
+    for value, rows in zip(
+        actions.column(col).to_pylist(), actions.column("num_records").to_pylist(), strict=True
+    ):
+        day = _as_date(value)
+        counts[day] = counts.get(day, 0) + int(rows or 0)
+    return counts
+
+
 def partition_rows(
     uri: str, dates: set[dt.date] | None, options: dict[str, str] | None = None
 ) -> int:
     """Rows currently in the given date partitions (all rows for None), from file statistics."""
-    table = open_table(uri, options)
-    if table is None:
-        return 0
-    actions = _actions(table)
-    if dates is not None:
-        col = f"partition.{table.metadata().partition_columns[0]}"
-        keep = [_as_date(v) in dates for v in actions.column(col).to_pylist()]
-        actions = actions.filter(pa.array(keep, pa.bool_()))
-    return int(pc.sum(actions.column("num_records")).as_py() or 0)
+    if dates is None:
+        table = open_table(uri, options)
+        return 0 if table is None else int(pc.sum(_actions(table)["num_records"]).as_py() or 0)
+    return sum(n for d, n in partition_row_counts(uri, options).items() if d in dates)
+
+
+def batch_dates(dates: set[dt.date], rows: dict[dt.date, int], max_rows: int) -> list[set[dt.date]]:
+    """`dates` in order, cut into batches of at most `max_rows` rows (by `rows` per date); a date
+    alone over the limit is a batch of its own."""
+    out: list[set[dt.date]] = []
+    current: set[dt.date] = set()
+    total = 0
+    for day in sorted(dates):
+        n = rows.get(day, 0)
+        if current and total + n > max_rows:
+            out.append(current)
+            current, total = set(), 0
+        current.add(day)
+        total += n
+    if current:
+        out.append(current)
+    return out
 
 
 class ConsumedVersions:

@@ -1,4 +1,4 @@
-"""One Dagster asset per pipeline step (spark_jobs/pipeline.py), with its GX gate as a blocking
+"""One Dagster asset per pipeline step (spark_jobs/steps.py), with its GX gate as a blocking
 asset check: a failing batch is left in staging, the check fails and nothing downstream runs."""
 
 import datetime as dt
@@ -120,12 +120,19 @@ def step_asset(
         spark: SparkConnectResource,
         lake: LakeResource,
     ):
-        from spark_jobs.pipeline import GateFailed, MissingInput, Pipeline, run_step
+        from spark_jobs.pipeline import GateFailed, MissingInput, Pipeline
+        from spark_jobs.steps import run_step
 
         settings = platform_settings(lake=lake, spark=spark)
         dates = config.dates()
         with spark.session() as session:
-            pipeline = Pipeline(session, settings)
+            pipeline = Pipeline(
+                session,
+                settings,
+                on_batch=lambda table, i, n, part: context.log.info(
+                    f"{table}: batch {i}/{n}, {min(part)}..{max(part)}"
+                ),
+            )
             try:
                 results = run_step(pipeline, step, dates=dates, full=config.full_rebuild)
             except GateFailed as failed:
@@ -180,6 +187,7 @@ def _facts(result: Any) -> dict[str, Any]:
         "first_partition": result.dates[0] if result.dates else "",
         "last_partition": result.dates[-1] if result.dates else "",
         "batch_rows": result.rows,
+        "computed_in_batches": result.batches,
         "rows_quarantined": result.quarantined,
         "seconds": round(result.seconds, 2),
         "source_versions": {k: int(v) for k, v in result.sources.items()},
