@@ -15,6 +15,8 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --locked --no-dev --no-install-project
 COPY . .
 RUN uv sync --locked --no-dev \
+    && DBT_DUCKDB_PATH=:memory: LAKE_URI=unused \
+       dagster-dbt project prepare-and-package --file orchestration/defs/marts/project.py \
     && mkdir -p "$DAGSTER_HOME" \
     && cp deploy/dagster/dagster.yaml deploy/dagster/workspace.yaml "$DAGSTER_HOME/"
 

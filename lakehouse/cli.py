@@ -644,6 +644,95 @@ def _spark_errors(settings: Settings) -> Iterator:
         spark.stop()
 
 
+marts_app = typer.Typer(
+    help="The dbt marts in the DuckDB warehouse: build, publish, inspect.", no_args_is_help=True
+)
+app.add_typer(marts_app, name="marts")
+
+
+@marts_app.command("build")
+def marts_build(
+    select: Annotated[
+        str | None, typer.Option(help="dbt selection, e.g. +mart_customer_rfm.")
+    ] = None,
+    as_of: Annotated[
+        datetime.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="RFM run date (default: latest sale)."),
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """`dbt build` the marts into a new warehouse file and publish it atomically.
+
+    Readers keep querying the previous version meanwhile; if a model or test fails nothing is
+    published and the command exits 1."""
+    from warehouse.marts import build_marts
+    from warehouse.publish import WarehouseError
+
+    settings = _settings()
+    args = ["build"]
+    if select:
+        # tests of selected models may reach unselected ones, absent from a first build
+        args += ["--select", select, "--indirect-selection", "cautious"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if as_of:
+        args += ["--vars", json.dumps({"as_of_date": f"{as_of:%Y-%m-%d}"})]
+    echo = (
+        (lambda _line: None)
+        if as_json
+        else (lambda line: err.print(line, style="dim", highlight=False, markup=False))
+    )
+    try:
+        result = build_marts(settings, dbt_args=args, echo=echo)
+    except WarehouseError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    out.print(
+        f"[green]published[/green] build {result.build_id}: {len(result.models)} tables, "
+        f"{result.tests_passed} tests passed, {result.seconds:.1f}s → {result.published}",
+        highlight=False,
+    )
+
+
+@marts_app.command("status")
+def marts_status(as_json: JsonOption = False) -> None:
+    """The published warehouse build and the builds kept for rollback."""
+    from warehouse.publish import Warehouse
+
+    warehouse = Warehouse(_settings().warehouse_path)
+    published = warehouse.published()
+    status = {
+        "warehouse": str(warehouse.current),
+        "published": published.build_id if published else None,
+        "kept": [b.build_id for b in warehouse.builds()],
+    }
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    out.print(f"warehouse  {status['warehouse']}", highlight=False)
+    out.print(f"published  {status['published'] or '(nothing yet)'}", highlight=False)
+    out.print(f"kept       {', '.join(status['kept']) or '-'}", highlight=False)
+
+
+@marts_app.command("publish")
+def marts_publish(build_id: Annotated[str, typer.Argument(help="A kept build id.")]) -> None:
+    """Point the warehouse at a kept build (a rollback), atomically."""
+    from warehouse.publish import Warehouse, WarehouseError
+
+    try:
+        build = Warehouse(_settings().warehouse_path).publish(build_id)
+    except WarehouseError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    out.print(f"published build {build.build_id}", highlight=False)
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the resolved configuration (environment variables over embedded defaults)."""
@@ -688,6 +777,7 @@ def demo(
             "Building silver and gold with Spark (each batch gated by Great Expectations)",
             lambda: _demo_silver_gold(settings),
         ),
+        ("Building the marts with dbt and publishing the warehouse", lambda: _demo_marts(settings)),
     ]
     results = []
     for number, (title, step) in enumerate(steps, start=1):
@@ -702,7 +792,7 @@ def demo(
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced, bronze, silver_gold = results
+    statuses, kafka, delta, generated, produced, bronze, silver_gold, marts = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -718,6 +808,7 @@ def demo(
     out.print(f"kafka:  {produced}", highlight=False)
     out.print(f"bronze: {bronze}", highlight=False)
     out.print(f"silver/gold: {silver_gold}", highlight=False)
+    out.print(f"marts:  {marts}", highlight=False)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
         out.print(f"  {key:<24} {value}", highlight=False)
@@ -818,6 +909,17 @@ def _demo_silver_gold(settings: Settings) -> str:
     }
     return f"{len(keys)} tables, each batch gated by Great Expectations; gold: " + ", ".join(
         f"{name} {rows:,} rows" for name, rows in facts.items()
+    )
+
+
+def _demo_marts(settings: Settings) -> str:
+    from warehouse.publish import Warehouse
+
+    keys = _materialise(settings, ("marts",))
+    warehouse = Warehouse(settings.warehouse_path)
+    return (
+        f"{len(keys)} dbt models, tested, published as build {warehouse.published().build_id} "
+        f"at {warehouse.current} (open it read-only: duckdb -readonly {warehouse.current})"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -93,6 +94,13 @@ class Settings(BaseSettings):
         validation_alias=_env("DAGSTER_POSTGRES_URL"),
         description="DAGSTER_POSTGRES_URL: PostgreSQL for Dagster's run/event/schedule storage. "
         "Unset: SQLite under DAGSTER_HOME.",
+    )
+    dagster_executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process",
+        validation_alias=_env("DAGSTER_EXECUTOR"),
+        description="DAGSTER_EXECUTOR: how a run executes its steps. in_process: one after "
+        "another in the run's process (a step costs no start-up; right for a small machine "
+        "where Spark Connect does the heavy work); multiprocess: a process per step, in parallel.",
     )
     superset_metadata_db_url: str | None = Field(
         default=None,
@@ -251,6 +259,7 @@ class Settings(BaseSettings):
             "warehouse_path": str(self.warehouse_path),
             "dagster_home": str(self.dagster_home),
             "dagster_storage": "postgres" if self.dagster_postgres_url else "sqlite",
+            "dagster_executor": self.dagster_executor,
             "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
             "broker_storage": self.broker_storage,
             "generated": str(self.generated_dir),

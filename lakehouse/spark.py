@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from lakehouse.settings import Settings, get_settings
@@ -15,9 +16,25 @@ def spark_session(settings: Settings | None = None) -> SparkSession:
 
     The session time zone is UTC: every timestamp in the lake is UTC, and dates derived from
     them (partitions) must not depend on the server's local zone."""
+    _not_a_doctest()
     from pyspark.sql import SparkSession
 
     settings = settings or get_settings()
     session = SparkSession.builder.remote(settings.spark_remote).getOrCreate()
     session.conf.set("spark.sql.session.timeZone", "UTC")
     return session
+
+
+def _not_a_doctest() -> None:
+    """pyspark's Spark Connect import takes a process whose `__main__` has neither a spec nor a
+    file for a doctest run, then looks for a local Spark installation and exits without one.
+    Dagster's in-process run workers are such processes: give their `__main__` a file name."""
+    main = sys.modules.get("__main__")
+    looks_like_doctest = (
+        main is not None
+        and getattr(main, "__spec__", None) is None
+        and not hasattr(main, "__file__")
+        and not hasattr(sys, "ps1")
+    )
+    if looks_like_doctest:
+        main.__file__ = sys.argv[0] or "lakehouse"

@@ -16,6 +16,8 @@ from orchestration.defs.bronze.assets import (
 from orchestration.defs.bronze.sensors import clickstream_sensor, ingest_clickstream_job
 from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
+from orchestration.defs.marts.assets import dbt_marts
+from orchestration.defs.marts.resources import marts_resources
 from orchestration.defs.resources import default_resources
 from orchestration.defs.silver.assets import silver_assets
 
@@ -25,12 +27,23 @@ extract_erp_job = dg.define_asset_job(
     description="Incremental extraction of every ERP table into bronze.",
 )
 
+build_marts_job = dg.define_asset_job(
+    "build_marts",
+    selection=dg.AssetSelection.groups("marts"),
+    description="dbt build of the marts into a new warehouse file, published atomically when "
+    "every model and test passed.",
+)
+
 refresh_silver_gold_job = dg.define_asset_job(
     "refresh_silver_gold",
     selection=dg.AssetSelection.groups("silver", "gold"),
     description="Rebuild the silver and gold partitions that changed upstream, each batch gated "
     "by its Great Expectations suite. Run config per step: start_date/end_date to backfill.",
 )
+
+# A process per step costs ~10 s of imports (Dagster, dbt, pyspark, GX) before it starts.
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+settings = get_settings()
 
 defs = dg.Definitions(
     assets=[
@@ -41,8 +54,10 @@ defs = dg.Definitions(
         bronze_table_maintenance,
         *silver_assets,
         *gold_assets,
+        dbt_marts,
     ],
-    jobs=[ingest_clickstream_job, extract_erp_job, refresh_silver_gold_job],
+    jobs=[ingest_clickstream_job, extract_erp_job, refresh_silver_gold_job, build_marts_job],
     sensors=[clickstream_sensor],
-    resources=default_resources(get_settings()),
+    resources=default_resources(settings) | marts_resources(settings),
+    executor=EXECUTORS[settings.dagster_executor],
 )

@@ -111,3 +111,40 @@ def test_sensor_and_ui_launched_runs(live) -> None:
     )
     assert client.get_run_status(run_id) == dg.DagsterRunStatus.SUCCESS
     assert DeltaTable(settings.table_uri("bronze", "mv_sales")).count() > 0
+
+    # silver and gold launched like the UI does, then their checks read back as the UI reads them
+    run_cli("extract", env=env)
+    run_id = client.submit_job_execution("refresh_silver_gold")
+    wait_for(
+        lambda: (
+            client.get_run_status(run_id)
+            in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+        ),
+        600,
+        "the launched silver/gold run",
+    )
+    assert client.get_run_status(run_id) == dg.DagsterRunStatus.SUCCESS
+    for path in (["silver", "events"], ["silver", "sales_lines"], ["gold", "fact_events"]):
+        assert asset_checks(client, path) == {"great_expectations": ("SUCCEEDED", True)}, path
+
+
+CHECKS_QUERY = """
+query Checks($key: AssetKeyInput!) {
+  assetNodes(assetKeys: [$key]) {
+    assetChecksOrError {
+      ... on AssetChecks {
+        checks { name blocking executionForLatestMaterialization { status } }
+      }
+    }
+  }
+}
+"""
+
+
+def asset_checks(client: DagsterGraphQLClient, path: list[str]) -> dict[str, tuple[str, bool]]:
+    """An asset's checks as the asset page shows them: name → (latest status, blocking)."""
+    nodes = client._execute(CHECKS_QUERY, {"key": {"path": path}})["assetNodes"]
+    checks = nodes[0]["assetChecksOrError"]["checks"]
+    return {
+        c["name"]: (c["executionForLatestMaterialization"]["status"], c["blocking"]) for c in checks
+    }

@@ -1,0 +1,21 @@
+select
+    session_id,
+    session_date,
+    session_start,
+    session_end,
+    duration_seconds,
+    customer_sk,
+    customer_id,
+    device,
+    city as session_city,
+    events,
+    page_views,
+    product_views,
+    searches,
+    adds_to_cart,
+    removes_from_cart,
+    purchase_lines,
+    orders,
+    revenue,
+    converted
+from {{ source('gold', 'fact_sessions') }}

@@ -1,0 +1,149 @@
+"""Publishing the DuckDB warehouse so that readers never wait and never see half-built marts.
+
+DuckDB lets one process write a database file, and a reader cannot open a file a writer holds.
+So dbt never writes the file readers open:
+
+1. a build gets a new file, `builds/<build id>.duckdb`, holding only the published tables of the
+   incremental models (they carry on from them);
+2. dbt builds into that file; the runner stamps it (table `warehouse_build`) and checks it opens
+   read-only with every mart in it;
+3. publishing points `warehouse.duckdb` at it: a fresh hard link renamed over the old name, one
+   atomic `rename(2)`.
+
+A reader that opened the previous version keeps reading it (an open file outlives its name on
+POSIX), so a query in flight finishes on the version it started on; the next connection opens
+the new one. The last `KEEP_BUILDS` builds stay in `builds/`; `publish(build_id)` points the
+warehouse back at any of them. A failed build is never published and is deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+KEEP_BUILDS = 3
+CURRENT = "warehouse.duckdb"
+
+
+@dataclass(frozen=True)
+class Build:
+    build_id: str
+    path: Path
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be built or published as asked."""
+
+
+class Warehouse:
+    """The published warehouse file and its builds under one directory (WAREHOUSE_PATH)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.builds_dir = self.root / "builds"
+
+    @property
+    def current(self) -> Path:
+        """The file readers open (read-only): always a complete, published build."""
+        return self.root / CURRENT
+
+    def builds(self) -> list[Build]:
+        """Builds kept on disk, oldest first (build ids sort by time)."""
+        if not self.builds_dir.is_dir():
+            return []
+        files = sorted(self.builds_dir.glob("*.duckdb"))
+        return [Build(f.stem, f) for f in files]
+
+    def published(self) -> Build | None:
+        """The build `warehouse.duckdb` points at (same file), None before the first publish."""
+        if not self.current.exists():
+            return None
+        current = self.current.stat()
+        for build in self.builds():
+            if os.path.samestat(build.path.stat(), current):
+                return build
+        return Build("unknown", self.current)
+
+    def new_build(self, carry: list[tuple[str, str]] = ()) -> Build:
+        """A file to build into, holding the published warehouse's `carry` tables ((schema,
+        table) pairs: what incremental models carry on from) and nothing else, so dropped
+        models and the space of replaced tables do not pile up from build to build."""
+        self.builds_dir.mkdir(parents=True, exist_ok=True)
+        build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        build = Build(build_id, self.builds_dir / f"{build_id}.duckdb")
+        if self.current.exists() and carry:
+            with duckdb.connect(str(build.path)) as con:
+                con.execute(f"ATTACH '{self.current}' AS published (READ_ONLY)")
+                present = set(
+                    con.execute(
+                        "SELECT schema_name, table_name FROM duckdb_tables() "
+                        "WHERE database_name = 'published'"
+                    ).fetchall()
+                )
+                for schema, table in carry:
+                    if (schema, table) in present:
+                        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                        con.execute(
+                            f'CREATE TABLE "{schema}"."{table}" AS '
+                            f'FROM published."{schema}"."{table}"'
+                        )
+                con.execute("DETACH published")
+        return build
+
+    def stamp(self, build: Build, **facts: str) -> None:
+        """Record the build id (and `facts`, e.g. the gold versions read) inside the build, so
+        a reader can tell which version it is querying."""
+        with duckdb.connect(str(build.path)) as con:
+            con.execute(
+                "CREATE OR REPLACE TABLE warehouse_build "
+                "(build_id VARCHAR, built_at TIMESTAMPTZ, fact VARCHAR, value VARCHAR)"
+            )
+            rows = [(k, str(v)) for k, v in sorted(facts.items())] or [("", "")]
+            con.executemany(
+                "INSERT INTO warehouse_build VALUES (?, now(), ?, ?)",
+                [(build.build_id, k, v) for k, v in rows],
+            )
+            con.execute("CHECKPOINT")
+
+    def check(self, build: Build, tables: list[str]) -> None:
+        """The build opens read-only and holds every table in `tables`."""
+        with duckdb.connect(str(build.path), read_only=True) as con:
+            rows = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        present = {r[0] for r in rows}
+        missing = sorted(set(tables) - present)
+        if missing:
+            raise WarehouseError(f"build {build.build_id} lacks {', '.join(missing)}")
+
+    def publish(self, build_id: str) -> Build:
+        """Point `warehouse.duckdb` at a kept build, atomically."""
+        build = next((b for b in self.builds() if b.build_id == build_id), None)
+        if build is None:
+            kept = ", ".join(b.build_id for b in self.builds()) or "none"
+            raise WarehouseError(f"no build {build_id!r} in {self.builds_dir} (kept: {kept})")
+        link = self.root / f".{CURRENT}.{build_id}"
+        link.unlink(missing_ok=True)
+        os.link(build.path, link)
+        os.replace(link, self.current)
+        return build
+
+    def discard(self, build: Build) -> None:
+        """Delete a build that failed (it was never published)."""
+        for path in (build.path, build.path.with_name(build.path.name + ".wal")):
+            path.unlink(missing_ok=True)
+
+    def prune(self, keep: int = KEEP_BUILDS) -> list[str]:
+        """Delete all but the newest `keep` builds (never the published one); their ids.
+
+        A reader still holding a deleted build keeps reading it until it closes it."""
+        published = self.published()
+        builds = self.builds()
+        removed = []
+        for build in builds[: max(len(builds) - keep, 0)]:
+            if published is None or build.build_id != published.build_id:
+                self.discard(build)
+                removed.append(build.build_id)
+        return removed
