@@ -363,7 +363,9 @@ def ingest_command(
     status: Annotated[
         bool, typer.Option("--status", help="Show offsets and lag; ingest nothing.")
     ] = False,
-    group: Annotated[str, typer.Option(help="Kafka consumer group.")] = "lakehouse-bronze-events",
+    group: Annotated[
+        str, typer.Option(help="Kafka consumer group [default: lakehouse-bronze-<topic>].")
+    ] = "",
     max_events: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many messages.")
     ] = None,

@@ -54,7 +54,12 @@ from streaming.records import (
 
 EVENTS_TABLE = "events"
 DEAD_LETTER_TABLE = "events_dead_letter"
-DEFAULT_GROUP = "lakehouse-bronze-events"
+
+
+def default_group(topic: str) -> str:
+    """The consumer group of a topic's bronze ingestion: one per topic, so members ingesting
+    different topics never wait on each other's rebalances."""
+    return f"lakehouse-bronze-{topic}"
 
 
 def app_id(topic: str, partition: int) -> str:
@@ -65,7 +70,7 @@ def app_id(topic: str, partition: int) -> str:
 @dataclass(frozen=True)
 class IngestOptions:
     topic: str
-    group_id: str = DEFAULT_GROUP
+    group_id: str = ""  # default: default_group(topic)
     batch_max_events: int = 50_000  # flush when a batch holds this many messages ...
     batch_max_seconds: float = 2.0  # ... or when its first message is this old ...
     caught_up_seconds: float = 0.25  # ... or this old once every partition is drained
@@ -75,6 +80,8 @@ class IngestOptions:
     assignment_timeout: float = 30.0  # bounded runs: give up when no partition is assigned
 
     def __post_init__(self) -> None:
+        if not self.group_id:
+            object.__setattr__(self, "group_id", default_group(self.topic))
         if self.batch_max_events < 1:
             raise ValueError(f"batch_max_events must be >= 1, got {self.batch_max_events}")
         if self.batch_max_seconds <= 0:

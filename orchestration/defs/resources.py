@@ -12,7 +12,6 @@ import dagster as dg
 
 from lakehouse.lake import open_table, storage_options
 from lakehouse.settings import Settings, get_settings
-from streaming.ingest import DEFAULT_GROUP
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -20,7 +19,7 @@ class KafkaResource(dg.ConfigurableResource):
 
     bootstrap_servers: str
     events_topic: str
-    consumer_group: str = DEFAULT_GROUP
+    consumer_group: str = ""  # default: lakehouse-bronze-<topic>
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -1,0 +1,109 @@
+"""Content-based recommendations: products described by their text and price, not by who bought
+them, so a product nobody has bought yet still has neighbours (the cold-start answer for new
+products) and `gold.similar_products` covers the whole catalogue.
+
+Each product becomes a vector: TF-IDF over its name, brand, category and subcategory (plus
+whole-field tokens such as `cat_grocery`, so an exact category or brand match counts more than a
+shared word), and a price-band block (log-price quantile band, one-hot with half weight on the
+adjacent bands, scaled by `price_weight`) so a 2,000 PKR kettle is closer to a 2,500 one than to
+a 40,000 one. Cosine similarity keeps the top-k neighbours per product (chunked, as in item CF).
+A customer's score for a product is Σ over their history of weight × similarity.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from ml.interactions import Interactions
+from ml.recommenders.base import Ids, Recommender, normalise_rows
+from ml.recommenders.neighbourhood import item_similarity, neighbours_frame
+
+PRODUCT_TEXT_COLUMNS = ("name", "brand", "category", "subcategory")
+
+
+def _slug(value: object) -> str:
+    return re.sub(r"\W+", "_", str(value).lower()).strip("_")
+
+
+def product_features(
+    products: pd.DataFrame, price_bands: int = 5, price_weight: float = 0.3
+) -> sp.csr_matrix:
+    """One row per product (in the frame's order): [TF-IDF text | price band], unit length.
+
+    `products` needs product_id, name, brand, category, subcategory, price (missing text is
+    fine; a missing price gets no price block).
+    """
+    text = products.reindex(columns=list(PRODUCT_TEXT_COLUMNS)).fillna("").astype(str)
+    docs = (
+        text["name"]
+        + " "
+        + text["brand"]
+        + " "
+        + text["category"]
+        + " "
+        + text["subcategory"]
+        + " brand_"
+        + text["brand"].map(_slug)
+        + " cat_"
+        + text["category"].map(_slug)
+        + " sub_"
+        + text["subcategory"].map(_slug)
+    )
+    tfidf = TfidfVectorizer(sublinear_tf=True, min_df=1).fit_transform(docs.tolist())
+    price = pd.to_numeric(products.get("price"), errors="coerce").to_numpy(dtype=np.float64)
+    bands = np.zeros((len(products), price_bands))
+    ok = np.isfinite(price) & (price > 0)
+    if ok.any() and price_bands > 0:
+        logp = np.log(price[ok])
+        edges = np.quantile(logp, np.linspace(0, 1, price_bands + 1)[1:-1])
+        band = np.searchsorted(edges, logp, side="right")
+        rows = np.flatnonzero(ok)
+        bands[rows, band] = 1.0
+        bands[rows[band > 0], band[band > 0] - 1] = 0.5
+        bands[rows[band < price_bands - 1], band[band < price_bands - 1] + 1] = 0.5
+        bands /= np.maximum(np.linalg.norm(bands, axis=1, keepdims=True), 1e-12)
+    block = sp.csr_matrix(bands * price_weight, dtype=np.float32)
+    return normalise_rows(sp.csr_matrix(sp.hstack([tfidf.astype(np.float32), block])))
+
+
+class ContentBased(Recommender):
+    """Recommends products similar (by content) to a customer's history, over the catalogue."""
+
+    name = "content"
+
+    def __init__(
+        self,
+        products: pd.DataFrame,
+        neighbours: int = 50,
+        price_bands: int = 5,
+        price_weight: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.products = products.drop_duplicates("product_id").sort_values("product_id")
+        self.neighbours = neighbours
+        self.price_bands = price_bands
+        self.price_weight = price_weight
+        self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0))
+
+    def _fit(self, interactions: Interactions) -> None:
+        catalogue = self.products["product_id"].to_numpy(dtype=np.int64)
+        self.train = interactions.reindex_items(catalogue)
+        self.item_ids = self.train.item_ids
+        features = product_features(self.products, self.price_bands, self.price_weight)
+        self.similarity = item_similarity(sp.csr_matrix(features.T), self.neighbours, "cosine")
+
+    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+        assert self.train is not None
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        known = rows >= 0
+        scores[known] = (self.train.matrix[rows[known]] @ self.similarity).toarray()
+        return scores
+
+    def similar_items(self) -> pd.DataFrame:
+        """gold.similar_products: (product_id, rank, similar_product_id, similarity)."""
+        return neighbours_frame(self.similarity, self.item_ids)

@@ -1,0 +1,117 @@
+"""Matrix factorisation with `implicit`: ALS (Hu, Koren & Volinsky) and BPR, on the CPU.
+
+Both learn a latent vector per customer and per product from the users × items CSR matrix
+(implicit >= 0.5 takes user_items, rows = users); a customer's score for a product is the dot
+product. Confidence scaling: the matrix holds interaction weights r; ALS fits preference 1 on
+non-zero cells with confidence alpha · r (and 0 with confidence 1 elsewhere), so `alpha` sets how
+much an observed interaction outweighs an unobserved one. BPR ignores magnitudes (it samples
+positive/negative pairs) so it has no alpha.
+
+BLAS is capped to one thread around fitting: implicit parallelises itself (`num_threads`), and a
+threaded OpenBLAS underneath it is up to 10x slower (see ml/__init__.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ml.interactions import Interactions
+from ml.recommenders.base import Ids, Recommender
+
+
+class _Factorization(Recommender):
+    """Scores = user_factors[rows] @ item_factors.T; customers the model never saw get nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: object | None = None
+        self.user_factors: np.ndarray = np.empty((0, 0), dtype=np.float32)
+        self.item_factors: np.ndarray = np.empty((0, 0), dtype=np.float32)
+
+    def _build(self) -> object:
+        raise NotImplementedError
+
+    def _fit(self, interactions: Interactions) -> None:
+        with threadpool_limits(limits=1, user_api="blas"):
+            model = self._build()
+            model.fit(interactions.matrix.astype(np.float32), show_progress=False)  # type: ignore[attr-defined]
+        self.model = model
+        self.user_factors = np.asarray(model.user_factors)  # type: ignore[attr-defined]
+        self.item_factors = np.asarray(model.item_factors)  # type: ignore[attr-defined]
+
+    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        known = rows >= 0
+        scores[known] = self.user_factors[rows[known]] @ self.item_factors.T
+        return scores
+
+
+class ALS(_Factorization):
+    """implicit's AlternatingLeastSquares (conjugate-gradient solver), CPU."""
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 10.0,
+        iterations: int = 15,
+        random_state: int = 0,
+        num_threads: int = 0,
+    ) -> None:
+        super().__init__()
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _build(self) -> object:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
+        )
+
+
+class BPR(_Factorization):
+    """implicit's BayesianPersonalizedRanking (pairwise ranking loss, SGD), CPU."""
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int = 0,
+        num_threads: int = 0,
+    ) -> None:
+        super().__init__()
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _build(self) -> object:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        return BayesianPersonalizedRanking(
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
+        )

@@ -1,0 +1,146 @@
+"""Neighbourhood collaborative filtering: item-based and user-based, over the CSR matrix.
+
+Item-based: two products are similar when the same customers take both. Similarities are
+computed as sparse products, a chunk of items at a time, and only the top-k neighbours of each
+item are kept, so memory is bounded by chunk × items (dense) plus items × k (the result) rather
+than items². A customer's score for a product is the sum, over the products in their history,
+of (history weight × similarity). In production the co-occurrence runs in Spark SQL; this is the
+reference implementation (and the one used at demo scale).
+
+User-based: the k customers most similar to a customer (cosine over their histories) vote for
+their products, weighted by similarity. Computed at recommend time, a batch of customers at a
+time (batch × customers cells), which is fine for evaluation and demo sizes but is the reason
+item-based CF is the one to run at tens of millions of customers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from ml.interactions import Interactions
+from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, Recommender, normalise_rows, top_k_sparse
+
+
+def item_similarity(
+    matrix: sp.csr_matrix,
+    k: int = 50,
+    metric: Literal["cosine", "jaccard"] = "cosine",
+    chunk_cells: int = SCORE_BATCH_CELLS,
+) -> sp.csr_matrix:
+    """Top-k item-item similarity (items × items, row i = the neighbours of item i, no self).
+
+    cosine: weighted item vectors (columns of `matrix`) normalised to unit length;
+    jaccard: |customers of i ∩ customers of j| / |customers of i ∪ customers of j|.
+    """
+    n_items = matrix.shape[1]
+    if metric == "cosine":
+        items = normalise_rows(sp.csr_matrix(matrix.T, dtype=np.float32))
+    elif metric == "jaccard":
+        items = sp.csr_matrix(matrix.T.astype(bool), dtype=np.float32)
+    else:
+        raise ValueError(f"unknown metric {metric!r}")
+    sizes = np.diff(items.indptr).astype(np.float64)
+    items_t = sp.csc_matrix(items.T)
+    step = max(1, chunk_cells // max(n_items, 1))
+    blocks = []
+    for start in range(0, n_items, step):
+        stop = min(start + step, n_items)
+        block = (items[start:stop] @ items_t).toarray().astype(np.float64)
+        if metric == "jaccard":
+            union = sizes[start:stop, None] + sizes[None, :] - block
+            block = np.divide(block, union, out=np.zeros_like(block), where=union > 0)
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        blocks.append(top_k_sparse(block, k))
+    return sp.csr_matrix(sp.vstack(blocks, format="csr")) if blocks else sp.csr_matrix((0, 0))
+
+
+def neighbours_frame(
+    similarity: sp.csr_matrix, item_ids: npt.NDArray[np.int64], value: str = "similarity"
+) -> pd.DataFrame:
+    """A top-k similarity matrix as rows (product_id, rank, similar_product_id, <value>)."""
+    coo = similarity.tocoo()
+    frame = pd.DataFrame(
+        {
+            "product_id": item_ids[coo.row],
+            "similar_product_id": item_ids[coo.col],
+            value: coo.data.astype(np.float64),
+        }
+    ).sort_values(["product_id", value, "similar_product_id"], ascending=[True, False, True])
+    frame.insert(1, "rank", frame.groupby("product_id").cumcount() + 1)
+    return frame.reset_index(drop=True)
+
+
+class ItemKNN(Recommender):
+    """Item-based CF with cosine or Jaccard similarity and `neighbours` neighbours per item."""
+
+    name = "item_knn"
+
+    def __init__(
+        self,
+        neighbours: int = 50,
+        metric: Literal["cosine", "jaccard"] = "cosine",
+        use_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        self.neighbours = neighbours
+        self.metric = metric
+        self.use_weights = use_weights
+        self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0))
+        self.name = f"item_knn_{metric}"
+
+    def _history(self) -> sp.csr_matrix:
+        assert self.train is not None
+        m = self.train.matrix
+        return m if self.use_weights else sp.csr_matrix(m.astype(bool), dtype=np.float32)
+
+    def _fit(self, interactions: Interactions) -> None:
+        self.similarity = item_similarity(interactions.matrix, self.neighbours, self.metric)
+
+    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        known = rows >= 0
+        scores[known] = (self._history()[rows[known]] @ self.similarity).toarray()
+        return scores
+
+    def similar_items(self) -> pd.DataFrame:
+        """The neighbour lists: (product_id, rank, similar_product_id, similarity)."""
+        return neighbours_frame(self.similarity, self.item_ids)
+
+
+class UserKNN(Recommender):
+    """User-based CF: the `neighbours` most cosine-similar customers vote with their items."""
+
+    name = "user_knn"
+
+    def __init__(self, neighbours: int = 50, use_weights: bool = True) -> None:
+        super().__init__()
+        self.neighbours = neighbours
+        self.use_weights = use_weights
+        self._users: sp.csr_matrix = sp.csr_matrix((0, 0))
+        self._users_t: sp.csc_matrix = sp.csc_matrix((0, 0))
+        self._votes: sp.csr_matrix = sp.csr_matrix((0, 0))
+
+    def _fit(self, interactions: Interactions) -> None:
+        m = interactions.matrix
+        self._votes = m if self.use_weights else sp.csr_matrix(m.astype(bool), dtype=np.float32)
+        self._users = normalise_rows(self._votes)
+        self._users_t = sp.csc_matrix(self._users.T)
+
+    def _batch_size(self) -> int:
+        assert self.train is not None
+        return max(1, SCORE_BATCH_CELLS // max(*self.train.shape, 1))
+
+    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        known = np.flatnonzero(rows >= 0)
+        if len(known) == 0:
+            return scores
+        sim = (self._users[rows[known]] @ self._users_t).toarray().astype(np.float64)
+        sim[np.arange(len(known)), rows[known]] = 0.0
+        scores[known] = (top_k_sparse(sim, self.neighbours) @ self._votes).toarray()
+        return scores

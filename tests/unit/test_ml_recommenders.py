@@ -1,0 +1,341 @@
+"""Recommenders: the shared contract, quality against the popularity baseline on data with known
+latent structure, and the rules (trending, cold start, business filters, association rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.evaluation import evaluate, time_split
+from ml.interactions import Interactions
+from ml.recommenders import (
+    ALS,
+    BPR,
+    BusinessRules,
+    ContentBased,
+    GroupPopularity,
+    Hybrid,
+    ItemKNN,
+    Popularity,
+    Recommender,
+    Trending,
+    UserKNN,
+    association_rules,
+    frequently_bought_together,
+    top_k,
+)
+from ml.synthetic import clustered_interactions
+
+CUTOFF = "2025-02-20"  # 50 of the 60 synthetic days train, the last 10 test
+CLUSTER_NAMES = ["Grocery", "Electronics", "Fashion", "Home & Kitchen", "Toys & Baby"]
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, object]:
+    synthetic = clustered_interactions(seed=7)
+    train, test = time_split(synthetic.events, CUTOFF)
+    interactions = Interactions.from_arrays(
+        train["customer_id"], train["product_id"], train["weight"], train["at"]
+    )
+    products = pd.DataFrame(
+        {
+            "product_id": np.arange(1, len(synthetic.item_cluster) + 1),
+            "category": [CLUSTER_NAMES[c] for c in synthetic.item_cluster],
+        }
+    )
+    products["name"] = [
+        f"item {i} {c.split()[0].lower()} thing" for i, c in enumerate(products["category"])
+    ]
+    products["brand"] = "Acme"
+    products["subcategory"] = products["category"] + " misc"
+    products["price"] = 1000.0
+    return {"synthetic": synthetic, "train": interactions, "test": test, "products": products}
+
+
+def _factories(products: pd.DataFrame) -> dict[str, Callable[[], Recommender]]:
+    return {
+        "popularity": Popularity,
+        "group_popularity": lambda: GroupPopularity({i: f"g{i % 3}" for i in range(1, 301)}),
+        "trending": Trending,
+        "als": lambda: ALS(factors=16, iterations=10, num_threads=1),
+        "bpr": lambda: BPR(factors=16, iterations=50, num_threads=1),
+        "item_knn_cosine": lambda: ItemKNN(20, "cosine"),
+        "item_knn_jaccard": lambda: ItemKNN(20, "jaccard"),
+        "user_knn": lambda: UserKNN(30),
+        "content": lambda: ContentBased(products, neighbours=20),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(data: dict) -> dict[str, Recommender]:
+    return {name: make().fit(data["train"]) for name, make in _factories(data["products"]).items()}
+
+
+@pytest.fixture(scope="module")
+def ndcg(data: dict, fitted: dict[str, Recommender]) -> dict[str, dict]:
+    test = data["test"]
+    hybrid = Hybrid(
+        {"als": (fitted["als"], 0.5), "item_knn": (fitted["item_knn_cosine"], 0.5)},
+        cold_start=fitted["popularity"],
+    ).fit(data["train"])
+    return {
+        name: evaluate(model, data["train"], test["customer_id"], test["product_id"], k=10)
+        for name, model in {**fitted, "hybrid": hybrid}.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "popularity",
+        "group_popularity",
+        "trending",
+        "als",
+        "bpr",
+        "item_knn_cosine",
+        "item_knn_jaccard",
+        "user_knn",
+        "content",
+    ],
+)
+def test_every_recommender_returns_k_distinct_unseen_items_best_first(
+    name: str, data: dict, fitted: dict[str, Recommender]
+) -> None:
+    train: Interactions = data["train"]
+    customers = train.user_ids[:50]
+    recs = fitted[name].recommend(customers, k=10)
+    assert recs.product_ids.shape == (50, 10)
+    for customer, items, scores in zip(customers, recs.product_ids, recs.scores, strict=True):
+        assert (items > 0).all(), f"{name}: padding for a warm customer"
+        assert len(set(items.tolist())) == 10
+        assert not set(items.tolist()) & set(train.seen(int(customer)).tolist())
+        assert np.all(np.diff(scores) <= 1e-12), f"{name}: scores not in descending order"
+    frame = recs.to_frame()
+    assert list(frame.columns) == ["customer_id", "rank", "product_id", "score"]
+    assert len(frame) == 500
+
+
+def test_als_beats_popularity_on_latent_structure(ndcg: dict[str, dict]) -> None:
+    als, pop = ndcg["als"]["ndcg@10"], ndcg["popularity"]["ndcg@10"]
+    print(
+        f"\nNDCG@10 on 300 users x 200 items, 5 latent clusters: ALS {als:.3f} vs popularity "
+        f"{pop:.3f} ({als / pop:.1f}x); users evaluated {ndcg['als']['users_evaluated']}"
+    )
+    for name, metrics in ndcg.items():
+        shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}
+        print(f"  {name:18s} {shown}")
+    assert als >= 2.0 * pop and als - pop >= 0.1
+
+
+@pytest.mark.parametrize(
+    "name", ["item_knn_cosine", "item_knn_jaccard", "user_knn", "bpr", "hybrid"]
+)
+def test_collaborative_models_beat_popularity(name: str, ndcg: dict[str, dict]) -> None:
+    assert ndcg[name]["ndcg@10"] >= 1.5 * ndcg["popularity"]["ndcg@10"]
+    assert ndcg[name][f"recall@{10}"] > ndcg["popularity"]["recall@10"]
+
+
+def test_unknown_customers_get_padding_or_the_popular_list(fitted: dict[str, Recommender]) -> None:
+    als = fitted["als"].recommend([999_999], k=5)
+    assert (als.product_ids == -1).all() and np.isnan(als.scores).all()
+    pop = fitted["popularity"].recommend([999_999], k=5)
+    assert (pop.product_ids > 0).all()
+
+
+def test_interactions_sum_duplicates_and_keep_a_fixed_universe() -> None:
+    inter = Interactions.from_arrays(
+        [10, 10, 20, 30], [1, 1, 2, 99], [1.0, 2.0, 1.0, 5.0], item_ids=[1, 2, 3]
+    )
+    assert inter.shape == (3, 3)  # customer 30 keeps a (now empty) row; product 99 is dropped
+    assert inter.matrix[0, 0] == 3.0
+    assert inter.user_rows([20, 77]).tolist() == [1, -1]
+    assert inter.item_user_counts().tolist() == [1, 1, 0]
+    wider = inter.reindex_items([0, 1, 2, 3, 4])
+    assert wider.shape == (3, 5) and wider.matrix[0, 1] == 3.0
+
+
+def test_top_k_breaks_ties_by_popularity_and_pads() -> None:
+    scores = np.array([[0.0, 1.0, 0.0, 0.0], [-np.inf, 2.0, -np.inf, -np.inf]])
+    cols, vals = top_k(scores, 3, tie_order=np.array([3, 2, 1, 0]))
+    assert cols[0].tolist() == [1, 3, 2]  # the tie between 0, 2, 3 goes to the "most popular"
+    assert cols[1].tolist() == [1, -1, -1] and np.isnan(vals[1, 1:]).all()
+
+
+def test_trending_favours_recent_rising_items_and_takes_a_boost() -> None:
+    day = np.datetime64("2025-03-01T12:00:00", "s")
+    d = np.timedelta64(1, "D")
+    # product 1: steady (3 a day for 14 days); product 2: rising (0 last week, 6 a day now);
+    # product 3: was big two weeks ago, quiet now.
+    customers, products, at = [], [], []
+    for age in range(14):
+        customers += [1, 2, 3]
+        products += [1, 1, 1]
+        at += [day - age * d] * 3
+    for age in range(4):
+        customers += list(range(10, 16))
+        products += [2] * 6
+        at += [day - age * d] * 6
+    for age in range(14, 20):
+        customers += list(range(20, 30))
+        products += [3] * 10
+        at += [day - age * d] * 10
+    inter = Interactions.from_arrays(customers, products, None, np.array(at))
+    trending = Trending(window_days=7, half_life_days=3).fit(inter)
+    table = trending.table()
+    assert table["product_id"].tolist()[:2] == [2, 1]
+    assert table.set_index("product_id").loc[3, "score"] == 0.0
+    assert table.set_index("product_id").loc[2, "velocity"] > 0.9
+
+    def boost_steady(ids: np.ndarray, as_of: np.datetime64) -> np.ndarray:
+        return np.where(ids == 1, 3.0, 1.0)
+
+    boosted = Trending(window_days=7, half_life_days=3, seasonal_boost=boost_steady).fit(inter)
+    assert boosted.table()["product_id"].iloc[0] == 1
+    # per group: customers 10-15 are in Lahore, where product 2 trends; a new Lahore customer
+    # (never seen) gets it first, an unknown-group customer the global list
+    groups = {c: ("Lahore" if 10 <= c <= 15 else "Karachi") for c in range(1, 30)} | {500: "Lahore"}
+    by_city = Trending(window_days=7, half_life_days=3, groups=groups).fit(inter)
+    assert by_city.recommend([500], k=1).product_ids[0, 0] == 2
+    assert by_city.recommend([1], k=1, exclude_seen=False).product_ids[0, 0] == 1
+    per_city = by_city.group_table(top_n=1).set_index("group")
+    assert per_city.loc["Lahore", "product_id"] == 2 and per_city.loc["Karachi", "product_id"] == 1
+
+
+def test_group_popularity_answers_cold_customers_with_their_group() -> None:
+    # Karachi customers take product 1, Lahore customers product 2; product 1 is more popular.
+    customers = [1, 2, 3, 4, 5, 6]
+    products = [1, 1, 1, 1, 2, 2]
+    groups = {1: "Karachi", 2: "Karachi", 3: "Karachi", 4: "Karachi", 5: "Lahore", 6: "Lahore"}
+    model = GroupPopularity(groups | {100: "Lahore"}, prior_strength=1.0)
+    model.fit(Interactions.from_arrays(customers, products))
+    assert model.recommend([100], k=1).product_ids[0, 0] == 2
+    assert model.recommend([200], k=1).product_ids[0, 0] == 1  # no group: global
+
+
+def test_content_based_finds_same_category_items_first(data: dict, fitted: dict) -> None:
+    content: ContentBased = fitted["content"]
+    products = data["products"].set_index("product_id")
+    similar = content.similar_items()
+    top5 = similar[similar["rank"] <= 5]
+    same = (
+        products.loc[top5["product_id"], "category"].to_numpy()
+        == products.loc[top5["similar_product_id"], "category"].to_numpy()
+    )
+    assert same.all()
+    # price bands: with text equal, the nearest price wins
+    catalogue = pd.DataFrame(
+        {
+            "product_id": [1, 2, 3, 4, 5, 6],
+            "name": ["kettle"] * 6,
+            "brand": ["Acme"] * 6,
+            "category": ["Home & Kitchen"] * 6,
+            "subcategory": ["Small Appliances"] * 6,
+            "price": [1000, 1100, 5000, 9000, 40000, 45000],
+        }
+    )
+    model = ContentBased(catalogue, neighbours=2, price_bands=3).fit(
+        Interactions.from_arrays([1], [1])
+    )
+    nearest = model.similar_items().query("product_id == 1 and rank == 1")
+    assert nearest["similar_product_id"].item() == 2
+
+
+def test_hybrid_cold_start_new_products_and_business_filters(data: dict, fitted: dict) -> None:
+    train: Interactions = data["train"]
+    products: pd.DataFrame = data["products"]
+    new_product = int(products["product_id"].max()) + 1
+    category_of_first = products.set_index("product_id")["category"]
+    customer = int(train.user_ids[0])
+    favourite = category_of_first.reindex(train.seen(customer)).value_counts().index[0]
+    catalogue = pd.concat(
+        [
+            products,
+            pd.DataFrame(
+                {
+                    "product_id": [new_product],
+                    "category": [favourite],
+                    "name": [f"new {favourite.split()[0].lower()} thing"],
+                    "brand": ["Acme"],
+                    "subcategory": [f"{favourite} misc"],
+                    "price": [1000.0],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    content = ContentBased(catalogue, neighbours=60).fit(train)
+    groups = pd.Series({int(c): "Lahore" for c in train.user_ids} | {5000: "Lahore"})
+    cold = GroupPopularity(groups).fit(train)
+    als, knn = fitted["als"], fitted["item_knn_cosine"]
+
+    # filters: product X is inactive; the customer just bought Y (not repeatable) and Z
+    # (in a repeatable category), with exclude_seen off so only the rule can remove them.
+    plain = Hybrid({"als": (als, 0.6), "item_knn": (knn, 0.4)}).fit(train)
+    top = plain.recommend([customer], k=10, exclude_seen=False).product_ids[0]
+    x, y, z = (int(p) for p in top[:3])
+    category = {int(p): "Electronics" for p in catalogue["product_id"]} | {z: "Grocery"}
+    rules = BusinessRules(
+        allowed_product_ids=np.setdiff1d(catalogue["product_id"].to_numpy(), [x]),
+        recent_purchases=pd.DataFrame({"customer_id": [customer, customer], "product_id": [y, z]}),
+        product_category=category,
+        repeatable_categories=frozenset({"Grocery"}),
+    )
+    hybrid = Hybrid(
+        {"als": (als, 0.6), "item_knn": (knn, 0.4)},
+        cold_start=cold,
+        content=content,
+        rules=rules,
+        chunk_customers=1,
+    ).fit(train)
+    recs = hybrid.recommend([customer, 5000], k=10, exclude_seen=False)
+    mine = recs.product_ids[0].tolist()
+    assert x not in mine and y not in mine and z in mine
+    assert new_product in mine  # the reserved slot for a content-similar new product
+    reasons = dict(zip(mine, recs.reasons[0], strict=True))
+    assert reasons[new_product] == "new_product:content"
+    assert {r.split(":")[0] for r in recs.reasons[0]} <= {"blend", "new_product"}
+    assert np.all(np.diff(recs.scores[0]) <= 1e-12)
+    assert len(set(mine)) == 10
+    # the customer with no history gets the group's popular products, said so
+    assert (recs.product_ids[1] > 0).all()
+    assert set(recs.reasons[1]) == {"cold_start:group_popularity"}
+    assert x not in recs.product_ids[1]
+    frame = recs.to_frame()
+    assert set(frame.columns) == {"customer_id", "rank", "product_id", "score", "reason"}
+
+
+def test_association_rules_on_hand_made_baskets() -> None:
+    baskets = {
+        1: [1, 2, 3],
+        2: [1, 2],
+        3: [1, 2, 3],
+        4: [2, 3],
+        5: [4],
+        6: [1, 2, 2],  # a repeated line counts once
+        7: [1, 3],
+        8: [5, 4],
+    }
+    invoices = [i for i, items in baskets.items() for _ in items]
+    products = [p for items in baskets.values() for p in items]
+    rules = association_rules(invoices, products, min_support=0.25, max_size=3)
+    by_rule = {(r.antecedent, r.consequent): r for r in rules.itertuples()}
+    # support counts: {1}=5, {2}=5, {3}=4, {4}=2; {1,2}=4, {1,3}=3, {2,3}=3, {1,2,3}=2 of 8
+    r = by_rule[((1,), 2)]
+    assert r.count == 4 and r.support == pytest.approx(0.5)
+    assert r.confidence == pytest.approx(4 / 5)
+    assert r.lift == pytest.approx((4 / 5) / (5 / 8))
+    assert by_rule[((3,), 1)].confidence == pytest.approx(3 / 4)
+    assert ((4,), 5) not in by_rule  # {4,5} appears once: below 25 % support
+    assert (rules["size"] == 2).sum() == 6 and (rules["size"] == 3).sum() == 3
+    t = by_rule[((1, 2), 3)]
+    assert t.count == 2 and t.confidence == pytest.approx(2 / 4)
+    assert t.lift == pytest.approx((2 / 4) / (4 / 8))
+    assert by_rule[((2, 3), 1)].confidence == pytest.approx(2 / 3)
+    fbt = frequently_bought_together(rules, top_n=1)
+    assert fbt.set_index("product_id").loc[1, "other_product_id"] == 2
+    assert list(fbt.columns[:3]) == ["product_id", "rank", "other_product_id"]
+    strict = association_rules(invoices, products, min_support=0.25, min_confidence=0.7)
+    assert (strict["confidence"] >= 0.7).all() and len(strict) < len(rules)
