@@ -271,92 +271,99 @@ def _gold_refs(p: Pipeline, *names: str) -> dict[str, DataFrame]:
     return {n: p.read(n) for n in names}
 
 
-def gold_fact_sales_line(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
-    target = "gold.fact_sales_line"
-    dates, versions = _changed_dates(p, target, "silver.sales_lines", dates, full)
+def _gold_partitions(
+    p: Pipeline,
+    target: str,
+    source: str,
+    build: Callable[[set[dt.date]], DataFrame],
+    suite: Callable[[suites.SuiteContext], suites.Suite],
+    *,
+    dates: Dates,
+    full: bool,
+    refs: tuple[str, ...] = (),
+    newest: tuple[str, str] | None = None,
+    widen: Callable[[set[dt.date]], set[dt.date]] = lambda d: d,
+) -> StepResult:
+    """A date-partitioned gold table: the partitions of `source` that changed (`widen`ed),
+    built batch by batch with `build`, gated by `suite` against `refs`; freshness compares the
+    batch with the newest value of `newest` (table, column) in those partitions."""
+    dates, versions = _changed_dates(p, target, source, dates, full)
     if not dates:
         return p.skip(target, versions)
-    customers, products = p.read("silver.customers"), p.read("silver.products")
-    p.stage_batches(
+    dates = widen(dates)
+    p.stage_batches(target, source, dates, build)
+    result = p.publish(
         target,
+        suite,
+        dates=dates,
+        refs=_gold_refs(p, *refs),
+        source_newest=newest and _newest(p.read_dates(newest[0], dates), newest[1]),
+    )
+    return p.finish(target, result, versions)
+
+
+def gold_fact_sales_line(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
+    customers, products = p.read("silver.customers"), p.read("silver.products")
+    return _gold_partitions(
+        p,
+        "gold.fact_sales_line",
         "silver.sales_lines",
-        dates,
         lambda part: gold.fact_sales_line(
             p.read_dates("silver.sales", part),
             p.read_dates("silver.sales_lines", part),
             customers,
             products,
         ),
-    )
-    refs = _gold_refs(
-        p, "gold.dim_customer", "gold.dim_product", "gold.dim_geography", "gold.dim_date"
-    )
-    result = p.publish(
-        target,
         suites.fact_sales_line,
         dates=dates,
-        refs=refs,
-        source_newest=_newest(p.read_dates("silver.sales", dates), "invoice_time"),
+        full=full,
+        refs=("gold.dim_customer", "gold.dim_product", "gold.dim_geography", "gold.dim_date"),
+        newest=("silver.sales", "invoice_time"),
     )
-    return p.finish(target, result, versions)
 
 
 def gold_fact_events(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
-    target = "gold.fact_events"
-    dates, versions = _changed_dates(p, target, "silver.events", dates, full)
-    if not dates:
-        return p.skip(target, versions)
-    p.stage_batches(
-        target,
+    return _gold_partitions(
+        p,
+        "gold.fact_events",
         "silver.events",
-        dates,
         lambda part: gold.fact_events(p.read_dates("silver.events", part)),
-    )
-    refs = _gold_refs(p, "gold.dim_customer", "gold.dim_product", "gold.dim_date")
-    result = p.publish(
-        target,
         suites.fact_events,
         dates=dates,
-        refs=refs,
-        source_newest=_newest(p.read_dates("silver.events", dates), "event_time"),
+        full=full,
+        refs=("gold.dim_customer", "gold.dim_product", "gold.dim_date"),
+        newest=("silver.events", "event_time"),
     )
-    return p.finish(target, result, versions)
 
 
 def gold_fact_sessions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
-    target = "gold.fact_sessions"
-    dates, versions = _changed_dates(p, target, "silver.events", dates, full)
-    if not dates:
-        return p.skip(target, versions)
-    # a session filed under day D may have events on D+1; one started on D-1 may change with D
-    dates = dates | {d - dt.timedelta(days=1) for d in dates}
-    p.stage_batches(
-        target,
+    return _gold_partitions(
+        p,
+        "gold.fact_sessions",
         "silver.events",
-        dates,
         lambda part: gold.fact_sessions(
             p.read_dates("silver.events", _neighbours(part)), sorted(part)
         ),
+        suites.fact_sessions,
+        dates=dates,
+        full=full,
+        refs=("gold.dim_date",),
+        # a session filed under day D may have events on D+1; one started on D-1 may change
+        widen=lambda days: days | {d - dt.timedelta(days=1) for d in days},
     )
-    result = p.publish(
-        target, suites.fact_sessions, dates=dates, refs=_gold_refs(p, "gold.dim_date")
-    )
-    return p.finish(target, result, versions)
 
 
 def gold_kpis(p: Pipeline, *, grain: str, dates: Dates = None, full: bool = False) -> StepResult:
     target = f"gold.kpi_{grain}ly" if grain == "hour" else f"gold.kpi_{grain}"
-    dates, versions = _changed_dates(p, target, "silver.events", dates, full)
-    if not dates:
-        return p.skip(target, versions)
-    p.stage_batches(
+    return _gold_partitions(
+        p,
         target,
         "silver.events",
-        dates,
         lambda part: gold.kpis(p.read_dates("silver.events", part), grain),
+        suites.kpis(target.replace(".", "_")),
+        dates=dates,
+        full=full,
     )
-    result = p.publish(target, suites.kpis(target.replace(".", "_")), dates=dates)
-    return p.finish(target, result, versions)
 
 
 def gold_interactions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:

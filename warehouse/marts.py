@@ -73,37 +73,35 @@ def dbt_dirs(settings: Settings) -> list[str]:
     ]
 
 
-def gold_versions(settings: Settings) -> dict[str, int]:
-    """The Delta version of every gold table, recorded in the build it is read into."""
+PREPARED_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"  # `./run` prepares it
+
+
+def prepared_manifest() -> dict:
+    if not PREPARED_MANIFEST.exists():
+        raise WarehouseError(f"no dbt manifest at {PREPARED_MANIFEST}: run ./run (it prepares it)")
+    return json.loads(PREPARED_MANIFEST.read_text())
+
+
+def gold_versions(settings: Settings, manifest: dict) -> dict[str, int]:
+    """The Delta version of every gold table the project reads (its `gold` source), recorded in
+    the build it is read into."""
     options = storage_options(settings)
+    names = sorted(
+        s["name"] for s in manifest["sources"].values() if s["source_name"] == GOLD_SOURCES
+    )
     versions = {}
-    for name in sorted(_gold_tables()):
+    for name in names:
         table = open_table(settings.table_uri("gold", name), options)
         if table is not None:
             versions[name] = table.version()
     return versions
 
 
-def _gold_tables() -> list[str]:
-    """The gold tables the dbt project reads (its `gold` source, from the YAML)."""
-    import yaml
-
-    tables = []
-    for path in (DBT_PROJECT_DIR / "models").rglob("*.yml"):
-        for source in (yaml.safe_load(path.read_text()) or {}).get("sources", []) or []:
-            if source.get("name") == GOLD_SOURCES:
-                tables += [t["name"] for t in source.get("tables", [])]
-    return tables
-
-
-def incremental_tables(manifest: Path = DBT_PROJECT_DIR / "target" / "manifest.json") -> list:
-    """(schema, table) of the incremental models, from the manifest prepared at set-up."""
-    if not manifest.exists():
-        raise WarehouseError(f"no dbt manifest at {manifest}: run ./run (it prepares it)")
-    nodes = json.loads(manifest.read_text())["nodes"].values()
+def incremental_tables(manifest: dict) -> list[tuple[str, str]]:
+    """(schema, table) of the incremental models."""
     return [
         (node["schema"], node["alias"] or node["name"])
-        for node in nodes
+        for node in manifest["nodes"].values()
         if node["resource_type"] == "model" and node["config"]["materialized"] == "incremental"
     ]
 
@@ -152,7 +150,10 @@ def publishing(settings: Settings) -> Iterator[PendingBuild]:
     pruned. If the block raises, the build is deleted and the published warehouse untouched."""
     warehouse = Warehouse(Path(settings.warehouse_path))
     with build_lock(settings):
-        pending = PendingBuild(warehouse.new_build(incremental_tables()), gold_versions(settings))
+        manifest = prepared_manifest()
+        pending = PendingBuild(
+            warehouse.new_build(incremental_tables(manifest)), gold_versions(settings, manifest)
+        )
         try:
             yield pending
             if pending.target is None:
