@@ -51,11 +51,11 @@ def dbt_executable() -> str:
     return str(Path(sys.executable).with_name("dbt"))
 
 
-def dbt_env(settings: Settings, build: Build) -> dict[str, str]:
-    """The environment dbt runs in: the profile writes `build`, the sources read LAKE_URI."""
-    env = os.environ | {"DBT_DUCKDB_PATH": str(build.path), "LAKE_URI": str(settings.lake_uri)}
-    # delta-rs in dbt's process reads an S3 lake's endpoint and options from AWS_* variables
-    return env | {k: v for k, v in storage_options(settings).items() if k.startswith("AWS_")}
+def dbt_variables(settings: Settings, build: Build) -> dict[str, str]:
+    """What dbt's environment needs on top of ours: the profile writes `build`, the sources
+    read LAKE_URI, and delta-rs takes an S3 lake's endpoint and options from AWS_* variables."""
+    variables = {"DBT_DUCKDB_PATH": str(build.path), "LAKE_URI": str(settings.lake_uri)}
+    return variables | {k: v for k, v in storage_options(settings).items() if k.startswith("AWS_")}
 
 
 def dbt_dirs(settings: Settings) -> list[str]:
@@ -182,7 +182,7 @@ def build_marts(
     started = time.monotonic()
     with publishing(settings) as pending:
         command = [dbt_executable(), *(dbt_args or ["build"]), *dbt_dirs(settings)]
-        tail = _run(command, dbt_env(settings, pending.build), echo)
+        tail = _run(command, os.environ | dbt_variables(settings, pending.build), echo)
         if tail.returncode != 0:
             raise WarehouseError(
                 f"dbt exited {tail.returncode}; the published warehouse is unchanged. "

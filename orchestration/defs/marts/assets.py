@@ -13,7 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from orchestration.defs.marts.project import dbt_project
 from orchestration.defs.marts.resources import WarehouseResource
 from orchestration.defs.resources import LakeResource, platform_settings
-from warehouse.marts import dbt_env, publishing
+from warehouse.marts import dbt_variables, publishing
 
 
 class MartsTranslator(DagsterDbtTranslator):
@@ -58,8 +58,7 @@ def dbt_marts(
 ):
     settings = platform_settings(lake=lake).model_copy(update={"warehouse_path": warehouse.path})
     with publishing(settings) as pending:
-        env = dbt_env(settings, pending.build)
-        with _environment({k: env[k] for k in ("DBT_DUCKDB_PATH", "LAKE_URI")}):
+        with _environment(dbt_variables(settings, pending.build)):
             invocation = dbt.cli(["build"], context=context, raise_on_error=False)
             events = list(invocation.stream())
         if not invocation.is_successful():
