@@ -735,6 +735,87 @@ def marts_publish(build_id: Annotated[str, typer.Argument(help="A kept build id.
     out.print(f"published build {build.build_id}", highlight=False)
 
 
+ml_app = typer.Typer(
+    help="Recommenders and customer models: train, evaluate, pick the champion.",
+    no_args_is_help=True,
+)
+app.add_typer(ml_app, name="ml")
+ML_PARTS = ("recommenders", "customers")
+
+
+@ml_app.command("train")
+def ml_train(
+    part: Annotated[
+        list[str] | None,
+        typer.Option(help="recommenders and/or customers (segments, churn, CLV); default both."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train on gold with an offline time-split evaluation; write the recommendations, scores,
+    evaluations and model versions to gold (see docs/ml.md)."""
+    from ml.training import NotEnoughData, train_customer_models, train_recommenders
+
+    parts = part or list(ML_PARTS)
+    unknown = [p for p in parts if p not in ML_PARTS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown part(s) {', '.join(unknown)}; expected {', '.join(ML_PARTS)}",
+            param_hint="--part",
+        )
+    settings = _settings()
+    progress = (lambda _: None) if as_json else _dim
+    runs = {"recommenders": train_recommenders, "customers": train_customer_models}
+    reports = {}
+    with _spark_errors(settings) as spark:
+        for name in parts:
+            try:
+                reports[name] = runs[name](spark, settings, progress)
+            except NotEnoughData as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2, default=str))
+        return
+    if "recommenders" in reports:
+        r = reports["recommenders"]
+        metric = settings.ml_champion_metric
+        table = Table(
+            title=f"recommenders (trained to {r.windows['train_end']}, "
+            f"tested on {r.windows['test_days']} days)"
+        )
+        for column in ("model", metric, "recall@10", "hit_rate@10", "coverage@10", "truth"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for e in r.evaluations:
+            table.add_row(
+                e["model"] + (" (champion)" if e["model"] == r.champion else ""),
+                f"{e[metric]:.4f}",
+                f"{e['recall@10']:.4f}",
+                f"{e['hit_rate@10']:.4f}",
+                f"{e['coverage@10']:.3f}",
+                f"{e['truth_top_category_share']:.3f}" if "truth_top_category_share" in e else "-",
+            )
+        out.print(table)
+    if "customers" in reports:
+        r = reports["customers"]
+        for e in r.evaluations:
+            if e["task"] == "clv":
+                better = "better" if e["mae_improvement"] >= 0 else "worse"
+                out.print(
+                    f"clv: MAE {e['mae']:,.0f} vs baseline {e['mae_baseline']:,.0f} "
+                    f"({abs(e['mae_improvement']):.1%} {better}), "
+                    f"window {r.windows['churn_days']} days",
+                    highlight=False,
+                )
+            else:
+                out.print(
+                    f"{e['task']}: ROC-AUC {e['roc_auc']:.3f} vs baseline "
+                    f"{e['baseline_roc_auc']:.3f}, PR-AUC {e['pr_auc']:.3f}, F1 {e['f1']:.3f}",
+                    highlight=False,
+                )
+    for r in reports.values():
+        out.print(", ".join(f"{t} {n:,} rows" for t, n in r.tables.items()), style="dim")
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the resolved configuration (environment variables over embedded defaults)."""
@@ -779,6 +860,10 @@ def demo(
             "Building silver and gold with Spark (each batch gated by Great Expectations)",
             lambda: _demo_silver_gold(settings),
         ),
+        (
+            "Training the recommenders and customer models (champion picked offline)",
+            lambda: _demo_ml(settings),
+        ),
         ("Building the marts with dbt and publishing the warehouse", lambda: _demo_marts(settings)),
     ]
     results = []
@@ -794,7 +879,7 @@ def demo(
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced, bronze, silver_gold, marts = results
+    statuses, kafka, delta, generated, produced, bronze, silver_gold, ml, marts = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -810,6 +895,7 @@ def demo(
     out.print(f"kafka:  {produced}", highlight=False)
     out.print(f"bronze: {bronze}", highlight=False)
     out.print(f"silver/gold: {silver_gold}", highlight=False)
+    out.print(f"models: {ml}", highlight=False)
     out.print(f"marts:  {marts}", highlight=False)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
@@ -911,6 +997,24 @@ def _demo_silver_gold(settings: Settings) -> str:
     }
     return f"{len(keys)} tables, each batch gated by Great Expectations; gold: " + ", ".join(
         f"{name} {rows:,} rows" for name, rows in facts.items()
+    )
+
+
+def _demo_ml(settings: Settings) -> str:
+    from deltalake import DeltaTable
+
+    _materialise(settings, ("ml",))
+    evaluations = DeltaTable(settings.table_uri("gold", "model_evaluations")).to_pandas()
+    latest = evaluations[evaluations["task"] == "recommendation"]
+    latest = latest[latest["run_id"] == latest.sort_values("evaluated_at")["run_id"].iloc[-1]]
+    metric = settings.ml_champion_metric
+    score = latest[(latest["metric"] == metric) & (latest["population"] == "warm")]
+    score = score.set_index("model")["value"]
+    champion = latest.loc[latest["is_champion"], "model"].iloc[0]
+    return (
+        f"champion recommender {champion}: {metric} {score[champion]:.4f} vs popularity "
+        f"{score['popularity']:.4f} ({score[champion] / score['popularity'] - 1:+.0%}); "
+        "gold.customer_recommendations, customer_scores and model_evaluations written"
     )
 
 

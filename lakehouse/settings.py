@@ -168,6 +168,47 @@ class Settings(BaseSettings):
         description="INTERACTION_HALF_LIFE_DAYS: time decay of implicit feedback in "
         "gold.customer_product_interactions.",
     )
+    ml_test_days: int = Field(
+        default=14,
+        ge=1,
+        validation_alias=_env("ML_TEST_DAYS"),
+        description="ML_TEST_DAYS: the recommenders are trained up to this many days before "
+        "the newest data and evaluated on the purchases of those days.",
+    )
+    ml_churn_window_days: int = Field(
+        default=90,
+        ge=1,
+        validation_alias=_env("ML_CHURN_WINDOW_DAYS"),
+        description="ML_CHURN_WINDOW_DAYS: churned = no purchase in this many days after the "
+        "snapshot; also the CLV horizon (shortened when the history is too short).",
+    )
+    ml_propensity_window_days: int = Field(
+        default=30,
+        ge=1,
+        validation_alias=_env("ML_PROPENSITY_WINDOW_DAYS"),
+        description="ML_PROPENSITY_WINDOW_DAYS: purchase propensity = a purchase in this many "
+        "days after the snapshot (shortened when the history is too short).",
+    )
+    ml_champion_metric: str = Field(
+        default="ndcg@10",
+        pattern=r"^(precision|recall|ndcg|map|hit_rate)@10$",
+        validation_alias=_env("ML_CHAMPION_METRIC"),
+        description="ML_CHAMPION_METRIC: the offline metric that picks the recommender feeding "
+        "gold.customer_recommendations (precision|recall|ndcg|map|hit_rate @10).",
+    )
+    ml_recommendations: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        validation_alias=_env("ML_RECOMMENDATIONS"),
+        description="ML_RECOMMENDATIONS: products per customer in gold.customer_recommendations.",
+    )
+    ml_repeatable_categories: str = Field(
+        default="Grocery,Beauty & Personal Care",
+        validation_alias=_env("ML_REPEATABLE_CATEGORIES"),
+        description="ML_REPEATABLE_CATEGORIES: comma-separated categories customers buy again; "
+        "only these may be recommended right after a purchase.",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -17,3 +17,12 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+# The gold tables every model trains on: their Delta versions are recorded with each model, and
+# the Dagster `ml` assets depend on them.
+TRAINING_INPUTS = (
+    "gold.fact_events",
+    "gold.fact_sales_line",
+    "gold.dim_product",
+    "gold.dim_customer",
+)

@@ -6,13 +6,14 @@ several cutoffs to train on older snapshots and evaluate on the newest one: the 
 mirrors production (train on the past, score today, learn the truth later). The expected columns
 are `FEATURES` and `LABELS` below, the one place they are defined.
 
-Label definitions:
-- churned: no purchase in the `horizon_days` (default 90) after the cutoff
-  (`orders_next_90d == 0`).
-- purchase propensity: at least one purchase in the 30 days after the cutoff
-  (`orders_next_30d > 0`).
-- CLV: net spend in the 90 days after the cutoff (`spend_next_90d`), against the naive baseline
-  "historical average daily spend × 90" (monetary / tenure_days × horizon).
+Label definitions (the windows are ML_CHURN_WINDOW_DAYS, default 90, and
+ML_PROPENSITY_WINDOW_DAYS, default 30; shorter when the history is too short to hold them, see
+ml.training):
+- churned: no purchase in the churn window after the cutoff (`orders_next_churn_window == 0`).
+- purchase propensity: at least one purchase in the propensity window after the cutoff
+  (`orders_next_propensity_window > 0`).
+- CLV: net spend in the churn window after the cutoff (`spend_next_churn_window`), against the
+  naive baseline "historical average daily spend × window" (monetary / tenure_days × window).
 
 A training snapshot must have its whole label window before the evaluation cutoff
 (cutoff + horizon ≤ eval cutoff), otherwise training would see the evaluation period.
@@ -87,9 +88,9 @@ FEATURES = (
 )
 # Labels, computed from the days after the cutoff (absent on the snapshot being scored).
 LABELS = (
-    Column("orders_next_30d", "purchase invoices in the 30 days after the cutoff"),
-    Column("orders_next_90d", "purchase invoices in the 90 days after the cutoff"),
-    Column("spend_next_90d", "net spend in the 90 days after the cutoff"),
+    Column("orders_next_propensity_window", "purchase invoices in the propensity window after"),
+    Column("orders_next_churn_window", "purchase invoices in the churn window after the cutoff"),
+    Column("spend_next_churn_window", "net spend in the churn window after the cutoff"),
 )
 FEATURE_COLUMNS = [c.name for c in FEATURES]
 LABEL_COLUMNS = [c.name for c in LABELS]
@@ -274,15 +275,19 @@ def _dbscan(z: np.ndarray, min_samples: int) -> dict[str, Any]:
 def segment_profiles(
     frame: pd.DataFrame, segments: np.ndarray, features: Sequence[str]
 ) -> pd.DataFrame:
-    """Per segment: size, share, the mean of each raw feature, and a short label comparing its
-    recency/frequency/monetary medians with the whole base (for the marts and dashboards)."""
+    """Per segment: size, share, the mean of each raw feature, and a short label comparing the
+    segment's recency/frequency/monetary medians with the whole base's (medians on both sides:
+    the features are heavy-tailed, so a segment mean is above the base median almost always)."""
     data = frame[list(features)].astype(np.float64).assign(segment=segments)
-    profiles = data.groupby("segment").mean()
-    profiles.insert(0, "size", data.groupby("segment").size())
+    grouped = data.groupby("segment")
+    profiles = grouped.mean()
+    profiles.insert(0, "size", grouped.size())
     profiles.insert(1, "share", profiles["size"] / len(data))
+    medians = grouped.median()
     overall = data[list(features)].median()
 
-    def label(row: pd.Series) -> str:
+    def label(segment: int) -> str:
+        row = medians.loc[segment]
         parts = []
         if "recency_days" in row:
             parts.append("recent" if row["recency_days"] <= overall["recency_days"] else "lapsing")
@@ -292,7 +297,7 @@ def segment_profiles(
             parts.append("high spend" if row["monetary"] >= overall["monetary"] else "low spend")
         return ", ".join(parts)
 
-    profiles["label"] = profiles.apply(label, axis=1)
+    profiles["label"] = [label(segment) for segment in profiles.index]
     return profiles.reset_index()
 
 
@@ -434,7 +439,7 @@ def train_classifier(
 
 def train_churn(
     frame: pd.DataFrame,
-    label_column: str = "orders_next_90d",
+    label_column: str = "orders_next_churn_window",
     horizon_days: int = 90,
     **kwargs: Any,
 ) -> ClassifierResult:
@@ -447,7 +452,7 @@ def train_churn(
 
 def train_propensity(
     frame: pd.DataFrame,
-    label_column: str = "orders_next_30d",
+    label_column: str = "orders_next_propensity_window",
     horizon_days: int = 30,
     **kwargs: Any,
 ) -> ClassifierResult:
@@ -481,17 +486,21 @@ def naive_clv(frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
 
 def train_clv(
     frame: pd.DataFrame,
-    label_column: str = "spend_next_90d",
+    label_column: str = "spend_next_churn_window",
     horizon_days: int = 90,
     features: Sequence[str] = tuple(FEATURE_COLUMNS),
-    loss: Literal["squared_error", "absolute_error", "poisson"] = "squared_error",
+    loss: Literal["squared_error", "absolute_error", "poisson"] = "absolute_error",
     eval_cutoff: str | pd.Timestamp | None = None,
     random_state: int = 0,
     n_threads: int | None = 1,
 ) -> RegressionResult:
     """Next-`horizon_days` spend with gradient boosting, against `naive_clv`; reports the MAE
     (and RMSE, and total predicted vs actual spend) of both and the relative MAE improvement.
-    Squared error by default: it estimates expected spend, which is what sums to a forecast."""
+    Absolute error by default: MAE is the figure the model is judged by, and spend is heavy-
+    tailed, so a squared-error fit chases the few big spenders (on the demo data it lost to
+    the baseline on MAE, 45.7 k vs 39.6 k, while absolute error won, 34.3 k, and had the lower
+    RMSE too). Squared error estimates the mean, which is what sums to a revenue forecast; pass
+    `loss="squared_error"` for that."""
     with threadpool_limits(limits=n_threads):
         features = list(features)
         require_columns(frame, ["customer_id", "cutoff_date", label_column, *features])

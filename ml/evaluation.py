@@ -207,9 +207,9 @@ def evaluate(
     users = np.fromiter(relevant, dtype=np.int64, count=len(relevant))
     recs = recommender.recommend(users, k, exclude_seen).as_dict() if len(users) else {}
     counts = pd.Series(train.item_user_counts(), index=train.item_ids)
-    metrics = evaluate_recommendations(
-        recs, relevant, k, len(train.item_ids), counts, train.shape[0]
-    )
+    # the catalogue a model can recommend from: the content model's reaches past the matrix
+    catalogue = np.union1d(train.item_ids, getattr(recommender, "item_ids", train.item_ids))
+    metrics = evaluate_recommendations(recs, relevant, k, len(catalogue), counts, train.shape[0])
     return {"model": recommender.name, **metrics}
 
 

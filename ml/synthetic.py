@@ -156,9 +156,9 @@ def _snapshot(
             "return_rate": rng.beta(1, 20, n),
             "discount_share": rng.beta(2, 18, n),
             "avg_days_between_orders": np.where(np.isnan(gaps), tenure, gaps),
-            "orders_next_30d": window(cut, cut + 30, "count"),
-            "orders_next_90d": window(cut, cut + 90, "count"),
-            "spend_next_90d": window(cut, cut + 90, "spend"),
+            "orders_next_propensity_window": window(cut, cut + 30, "count"),
+            "orders_next_churn_window": window(cut, cut + 90, "count"),
+            "spend_next_churn_window": window(cut, cut + 90, "spend"),
         }
     )
     assert list(frame.columns[2:-3]) == FEATURE_COLUMNS

@@ -18,6 +18,7 @@ from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
 from orchestration.defs.marts.assets import dbt_marts
 from orchestration.defs.marts.resources import marts_resources
+from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.resources import default_resources
 from orchestration.defs.silver.assets import silver_assets
 
@@ -41,6 +42,13 @@ refresh_silver_gold_job = dg.define_asset_job(
     "by its Great Expectations suite. Run config per step: start_date/end_date to backfill.",
 )
 
+train_models_job = dg.define_asset_job(
+    "train_models",
+    selection=dg.AssetSelection.groups("ml"),
+    description="Evaluate the recommenders and customer models on a time split, refit the "
+    "champion and write recommendations, scores, evaluations and model versions to gold.",
+)
+
 # A process per step costs ~10 s of imports (Dagster, dbt, pyspark, GX) before it starts.
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
 settings = get_settings()
@@ -54,9 +62,16 @@ defs = dg.Definitions(
         bronze_table_maintenance,
         *silver_assets,
         *gold_assets,
+        *ml_assets,
         dbt_marts,
     ],
-    jobs=[ingest_clickstream_job, extract_erp_job, refresh_silver_gold_job, build_marts_job],
+    jobs=[
+        ingest_clickstream_job,
+        extract_erp_job,
+        refresh_silver_gold_job,
+        train_models_job,
+        build_marts_job,
+    ],
     sensors=[clickstream_sensor],
     resources=default_resources(settings) | marts_resources(settings),
     executor=EXECUTORS[settings.dagster_executor],

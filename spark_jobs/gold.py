@@ -283,12 +283,10 @@ def kpis(events: DataFrame, grain: str) -> DataFrame:
     )
 
 
-def customer_product_interactions(
-    events: DataFrame, sales_lines: DataFrame, as_of: dt.date, half_life_days: float
-) -> DataFrame:
-    """Implicit feedback per customer × product: views and carts from the clickstream, purchases
-    from the ERP (all channels, stores too; cancelled orders and returns excluded), each weighted
-    by INTERACTION_WEIGHTS and halved every `half_life_days` before `as_of`."""
+def interaction_rows(events: DataFrame, sales_lines: DataFrame) -> DataFrame:
+    """Every implicit-feedback signal as one row (customer_id, product_id, event_type, at, units,
+    w): views and carts from the clickstream, purchases from the ERP (all channels, stores too;
+    cancelled orders and returns excluded), `w` their INTERACTION_WEIGHTS weight before decay."""
     clicks = events.where(
         F.col("customer_id").isNotNull() & F.col("event_type").isin("product_view", "add_to_cart")
     ).select(
@@ -308,13 +306,21 @@ def customer_product_interactions(
     weight = F.create_map(
         *[x for k, v in INTERACTION_WEIGHTS.items() for x in (F.lit(k), F.lit(v))]
     )
+    return clicks.unionByName(bought).withColumn("w", weight[F.col("event_type")])
+
+
+def customer_product_interactions(
+    events: DataFrame, sales_lines: DataFrame, as_of: dt.date, half_life_days: float
+) -> DataFrame:
+    """Implicit feedback per customer × product (see `interaction_rows`), each signal halved
+    every `half_life_days` before `as_of`."""
     age_days = F.datediff(F.lit(as_of), F.to_date("at"))
     decay = F.pow(F.lit(0.5), age_days / F.lit(half_life_days))
     t = F.col("event_type")
     return (
-        clicks.unionByName(bought)
+        interaction_rows(events, sales_lines)
         .where(F.to_date("at") <= F.lit(as_of))
-        .withColumn("w", weight[t] * decay)
+        .withColumn("w", F.col("w") * decay)
         .groupBy("customer_id", "product_id")
         .agg(
             F.sum((t == "product_view").cast("int")).alias("views"),

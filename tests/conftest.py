@@ -104,8 +104,8 @@ def ingest_all(env: dict[str, str], events: int) -> int:
 def gold_world(
     platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
-    """The environment of a tiny world built through bronze, silver and gold: the marts' and
-    the models' input."""
+    """The environment of a tiny world built through bronze, silver, gold and the models (whose
+    outputs the marts read)."""
     root = tmp_path_factory.mktemp("gold-world")
     (root / "dagster").mkdir()
     env = {
@@ -118,6 +118,7 @@ def gold_world(
     ingest_all(env, cli_json("produce", "--preset", "tiny", env=env)["events"])
     cli_json("extract", env=env)
     cli_json("transform", env=env)
+    cli_json("ml", "train", env=env)
     return env
 
 

@@ -160,7 +160,10 @@ def top_k(
 
     Non-finite scores are never selected. Equal scores are ordered by `tie_order` (a permutation
     of the columns, preferred first; the training popularity), so results are deterministic and
-    sensible when a model has no signal. Linear in the batch size (no full sort).
+    sensible when a model has no signal. Linear in the batch size (no full sort): one
+    `argpartition` per row picks k candidates; only rows where more columns tie at the k-th
+    score than there are slots left take the slower path that picks among the ties by
+    `tie_order`.
     """
     b, n = scores.shape
     cols_out = np.full((b, k), -1, dtype=np.int64)
@@ -169,7 +172,37 @@ def top_k(
     if b == 0 or kk == 0:
         return cols_out, vals_out
     order = np.arange(n) if tie_order is None or len(tie_order) != n else tie_order
-    s = np.where(np.isfinite(scores), scores, -np.inf)[:, order]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)  # preference of each column among equals (0 = first)
+    s = np.asarray(scores, dtype=np.float64)
+    bad = ~np.isfinite(s)
+    if bad.any():  # (np.where over the whole batch costs as much as the partition)
+        s = s.copy()
+        s[bad] = -np.inf
+    cand = np.argpartition(s, n - kk, axis=1)[:, n - kk :]
+    vals = np.take_along_axis(s, cand, axis=1)
+    threshold = vals.min(axis=1, keepdims=True)
+    surplus = ((s >= threshold).sum(axis=1) > kk) & np.isfinite(threshold[:, 0])
+    sort = np.lexsort((rank[cand], -vals), axis=-1)
+    cand, vals = np.take_along_axis(cand, sort, axis=1), np.take_along_axis(vals, sort, axis=1)
+    ok = np.isfinite(vals)
+    cols_out[:, :kk] = np.where(ok, cand, -1)
+    vals_out[:, :kk] = np.where(ok, vals, np.nan)
+    rows = np.flatnonzero(surplus)
+    if len(rows):
+        cols_out[rows], vals_out[rows] = _top_k_among_ties(s[rows], k, kk, order)
+    return cols_out, vals_out
+
+
+def _top_k_among_ties(
+    s: np.ndarray, k: int, kk: int, order: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """top_k for rows whose k-th score is shared by more columns than fit: the tied columns
+    are taken in `order` (a cumulative count over the permuted row)."""
+    b = s.shape[0]
+    cols_out = np.full((b, k), -1, dtype=np.int64)
+    vals_out = np.full((b, k), np.nan)
+    s = s[:, order]
     threshold = -np.partition(-s, kk - 1, axis=1)[:, kk - 1 : kk]
     above = s > threshold
     need = kk - above.sum(axis=1, keepdims=True)

@@ -57,6 +57,7 @@ def warehouses(platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFa
     cli_json("generate", "--preset", "tiny", "--no-events", env=env)
     cli_json("extract", env=env)
     cli_json("transform", env=env)
+    cli_json("ml", "train", env=env)  # mart_customer_360 reads the models' outputs
     carried_on = cli_json("marts", "build", env=env)  # carries mart_daily_kpis on
     from_empty = cli_json("marts", "build", env={**env, "WAREHOUSE_PATH": str(root / "empty")})
     return {

@@ -1,5 +1,6 @@
 -- One row per customer (current version): who they are, where they live now, what they have
--- bought over the whole history in gold, their RFM segment and how they use the web and app.
+-- bought over the whole history in gold, their RFM segment, how they use the web and app, and
+-- what the models say: ML segment, churn risk, propensity, predicted CLV, top recommendations.
 with customers as (
 
     select * from {{ ref('stg_customers') }}
@@ -113,6 +114,33 @@ events as (
     where customer_id is not null
     group by customer_id
 
+),
+
+scores as (
+
+    select * from {{ ref('stg_customer_scores') }}
+
+),
+
+products as (
+
+    select product_id, product_name from {{ ref('stg_products') }}
+    where is_current
+
+),
+
+recommendations as (
+
+    select
+        recs.customer_id,
+        any_value(recs.recommendation_model) as recommendation_model,
+        string_agg(products.product_name, ' | ' order by recs.recommendation_rank)
+            filter (where recs.recommendation_rank <= 3) as top_recommendations,
+        count(*) as recommendations
+    from {{ ref('stg_customer_recommendations') }} as recs
+    left join products on recs.product_id = products.product_id
+    group by recs.customer_id
+
 )
 
 select
@@ -163,7 +191,18 @@ select
     sessions.last_session_at,
     coalesce(events.events, 0) as events,
     coalesce(events.product_views, 0) as product_views,
-    coalesce(events.adds_to_cart, 0) as adds_to_cart
+    coalesce(events.adds_to_cart, 0) as adds_to_cart,
+    scores.ml_segment_id,
+    scores.ml_segment,
+    scores.churn_probability,
+    scores.is_churn_risk,
+    scores.purchase_propensity,
+    scores.predicted_clv,
+    scores.clv_window_days,
+    scores.scored_as_of,
+    recommendations.top_recommendations,
+    coalesce(recommendations.recommendations, 0) as recommendations,
+    recommendations.recommendation_model
 from customers
 cross join as_of
 left join purchases on customers.customer_id = purchases.customer_id
@@ -172,3 +211,5 @@ left join preferred_brand on customers.customer_id = preferred_brand.customer_id
 left join rfm on customers.customer_id = rfm.customer_id
 left join sessions on customers.customer_id = sessions.customer_id
 left join events on customers.customer_id = events.customer_id
+left join scores on customers.customer_id = scores.customer_id
+left join recommendations on customers.customer_id = recommendations.customer_id

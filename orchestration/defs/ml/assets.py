@@ -1,0 +1,165 @@
+"""The `ml` group: recommenders and customer models trained on gold, outputs written to gold.
+
+Two multi-assets, one per runner of ml/training.py. `recommenders` owns the model log tables
+(gold.model_evaluations, gold.model_registry); `customer_models` appends to them too and records
+that as materialisations of those assets.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from ml import TRAINING_INPUTS
+from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
+from orchestration.lib.metadata import delta_metadata, markdown_table
+from orchestration.lib.spark_steps import key
+
+RECOMMENDER_OUTPUTS = {
+    "gold.customer_recommendations": (
+        "Top-N products per customer from the champion recommender (refitted on all data) with "
+        "score, rank and reason (blend / cold_start / new_product); business filters applied.",
+        {"implicit", "sklearn", "delta"},
+    ),
+    "gold.similar_products": (
+        "Top-20 neighbours per product: co-occurrence CF (cosine, Jaccard; Spark SQL) and "
+        "content (TF-IDF of name/brand/category + price band).",
+        {"spark", "sklearn", "delta"},
+    ),
+    "gold.product_associations": (
+        "Association rules of products bought together (pairs and triples): support, "
+        "confidence, lift; rank = frequently bought together per antecedent.",
+        {"spark", "delta"},
+    ),
+    "gold.trending_products": (
+        "Trending score, velocity and seasonal boost per product, nationally and per city/area.",
+        {"spark", "delta"},
+    ),
+    "gold.model_evaluations": (
+        "Offline evaluation of every model per training run (long format: one row per metric), "
+        "with model version, parameters, training-input Delta versions and the champion flag.",
+        {"delta"},
+    ),
+    "gold.model_registry": (
+        "Every stored model version (artefacts under <LAKE_URI>/models) with its metrics.",
+        {"delta"},
+    ),
+}
+CUSTOMER_OUTPUTS = {
+    "gold.customer_features": (
+        "Per customer and cutoff date: RFM and behavioural features, and the labels of the "
+        "churn/propensity windows after the cutoff (the customer models' training data).",
+        {"spark", "delta"},
+    ),
+    "gold.customer_scores": (
+        "Per customer, as of the newest day: segment, churn probability and risk flag, purchase "
+        "propensity, predicted CLV over the churn window and its naive baseline.",
+        {"sklearn", "delta"},
+    ),
+    "gold.customer_segment_profiles": (
+        "K-means segments (k by silhouette): size, share, feature means and a label.",
+        {"sklearn", "delta"},
+    ),
+}
+
+
+def _specs(outputs: dict[str, tuple[str, set[str]]]) -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            key=key(table),
+            description=description,
+            deps=[key(t) for t in TRAINING_INPUTS],
+            kinds=kinds,
+            group_name="ml",
+            owners=["team:data-science"],
+        )
+        for table, (description, kinds) in outputs.items()
+    ]
+
+
+def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, dict[str, Any]]):
+    for table, rows in tables.items():
+        opened = lake.open(*table.split("."))
+        yield (
+            table,
+            {
+                "rows_written": rows,
+                **delta_metadata(opened, lake.table_uri(*table.split("."))),
+                **extra.get(table, {}),
+            },
+        )
+
+
+@dg.multi_asset(specs=_specs(RECOMMENDER_OUTPUTS), name="recommenders", can_subset=False)
+def recommenders(
+    context: dg.AssetExecutionContext, spark: SparkConnectResource, lake: LakeResource
+):
+    """Evaluate every recommender on a time split, refit the champion, write the outputs."""
+    from ml.training import train_recommenders
+
+    settings = platform_settings(lake=lake, spark=spark)
+    with spark.session() as session:
+        report = train_recommenders(session, settings, context.log.info)
+    evaluations = [
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}
+        for e in report.evaluations
+    ]
+    metric = settings.ml_champion_metric
+    extra = {
+        "gold.customer_recommendations": {
+            "champion": report.champion,
+            "champion_version": report.champion_version,
+            f"champion_{metric}": next(
+                e[metric] for e in report.evaluations if e["model"] == report.champion
+            ),
+            f"popularity_{metric}": next(
+                e[metric] for e in report.evaluations if e["model"] == "popularity"
+            ),
+        },
+        "gold.model_evaluations": {
+            "run_id": report.run_id,
+            "windows": report.windows,
+            "evaluation": dg.MetadataValue.md(
+                markdown_table(
+                    [
+                        {
+                            c: e.get(c, "")
+                            for c in ("model", metric, "recall@10", "hit_rate@10", "coverage@10")
+                        }
+                        for e in evaluations
+                    ]
+                )
+            ),
+            "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
+        },
+    }
+    for table, metadata in _materialised(lake, report.tables, extra):
+        yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
+
+
+@dg.multi_asset(specs=_specs(CUSTOMER_OUTPUTS), name="customer_models", can_subset=False)
+def customer_models(
+    context: dg.AssetExecutionContext, spark: SparkConnectResource, lake: LakeResource
+):
+    """Segmentation, churn, propensity and CLV on time-split customer snapshots."""
+    from ml.training import train_customer_models
+
+    settings = platform_settings(lake=lake, spark=spark)
+    with spark.session() as session:
+        report = train_customer_models(session, settings, context.log.info)
+    summary = {
+        e["task"]: {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in e.items()
+            if k in ("roc_auc", "baseline_roc_auc", "pr_auc", "f1", "mae", "mae_baseline")
+        }
+        for e in report.evaluations
+    }
+    extra = {"gold.customer_scores": {"evaluation": summary, "windows": report.windows}}
+    for table, metadata in _materialised(lake, report.tables, extra):
+        if table in CUSTOMER_OUTPUTS:
+            yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
+        else:  # the shared model log tables, owned by `recommenders`
+            context.log_event(dg.AssetMaterialization(asset_key=key(table), metadata=metadata))
+
+
+ml_assets = [recommenders, customer_models]

@@ -1,0 +1,207 @@
+"""The models on a real tiny world (tests/conftest.py gold_world, which trains once already):
+the Spark jobs against the numpy references, the customer snapshots against pandas, and a
+second `lakehouse ml train` run: champion selection, the outputs' rules, the registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from ml.interactions import Interactions
+from ml.recommenders import association_rules, item_similarity
+from ml.recommenders.neighbourhood import neighbours_frame
+from ml.registry import ModelRegistry
+from tests.conftest import cli_json, isolated_env, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def gold(env: dict[str, str], table: str) -> pd.DataFrame:
+    return DeltaTable(f"{env['LAKEHOUSE_DATA_ROOT']}/lake/gold/{table}").to_pandas()
+
+
+@pytest.fixture(scope="module")
+def spark_on(gold_world: dict[str, str]):
+    from lakehouse.settings import Settings
+    from lakehouse.spark import spark_session
+
+    settings = Settings(
+        data_root=gold_world["LAKEHOUSE_DATA_ROOT"], spark_remote=gold_world["SPARK_REMOTE"]
+    )
+    return spark_session(settings), settings
+
+
+@pytest.fixture(scope="module")
+def second_run(gold_world: dict[str, str]) -> dict:
+    return cli_json("ml", "train", env=gold_world)
+
+
+def test_spark_cooccurrence_equals_the_reference_item_similarity(spark_on) -> None:
+    from spark_jobs.ml_inputs import item_cooccurrence
+
+    spark, settings = spark_on
+    interactions = spark.read.format("delta").load(
+        settings.table_uri("gold", "customer_product_interactions")
+    )
+    got = item_cooccurrence(interactions, k=5).toPandas()
+    pairs = interactions.select("customer_id", "product_id", "weight").toPandas()
+    matrix = Interactions.from_arrays(pairs.customer_id, pairs.product_id, pairs.weight)
+    for method, metric in (("cf_cosine", "cosine"), ("cf_jaccard", "jaccard")):
+        want = neighbours_frame(item_similarity(matrix.matrix, 5, metric), matrix.item_ids)
+        mine = got[got["method"] == method]
+        assert len(mine) == len(want) > 100
+        # the similarity at every (product, rank) agrees; ids may differ only within ties
+        merged = mine.merge(want, on=["product_id", "rank"], suffixes=("", "_ref"))
+        assert len(merged) == len(want)
+        np.testing.assert_allclose(merged["similarity"], merged["similarity_ref"], rtol=1e-5)
+        same = merged["similar_product_id"] == merged["similar_product_id_ref"]
+        assert same.mean() > 0.9
+
+
+def test_spark_basket_rules_equal_the_reference_apriori(spark_on) -> None:
+    from spark_jobs.ml_inputs import basket_rules
+
+    spark, settings = spark_on
+    lines = spark.read.format("delta").load(settings.table_uri("gold", "fact_sales_line"))
+    bought = lines.where("NOT is_cancelled AND NOT is_return").toPandas()
+    support = 2 / bought["invoice_id"].nunique()  # itemsets in two baskets: triples occur
+    got = basket_rules(lines, min_support=support).toPandas()
+    want = association_rules(bought.invoice_id, bought.product_id, min_support=support)
+    assert len(want) > 50 and (want["size"] == 3).any()
+    got["antecedent"] = got["antecedent"].map(lambda a: tuple(sorted(int(x) for x in a)))
+    want["antecedent"] = want["antecedent"].map(lambda a: tuple(int(x) for x in a))
+    merged = got.merge(want, on=["antecedent", "consequent"], suffixes=("", "_ref"))
+    assert len(merged) == len(got) == len(want)
+    for column in ("count", "support", "confidence", "lift"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], rtol=1e-9)
+
+
+def test_customer_snapshot_features_match_pandas(gold_world: dict, spark_on) -> None:
+    from spark_jobs.ml_inputs import customer_snapshots
+
+    spark, settings = spark_on
+    read = lambda t: spark.read.format("delta").load(settings.table_uri("gold", t))  # noqa: E731
+    lines = gold(gold_world, "fact_sales_line")
+    cutoff = max(lines["invoice_date"]) - dt.timedelta(days=7)
+    got = (
+        customer_snapshots(
+            spark,
+            read("fact_sales_line"),
+            read("fact_events"),
+            read("dim_customer"),
+            read("dim_product"),
+            [cutoff],
+            propensity_days=3,
+            churn_days=7,
+            data_end=max(lines["invoice_date"]),
+        )
+        .toPandas()
+        .set_index("customer_id")
+    )
+    ok = lines[~lines["is_cancelled"]]
+    past = ok[ok["invoice_date"] <= cutoff]
+    orders = past[~past["is_return"]].groupby("customer_id")["invoice_id"].nunique()
+    spend = past.groupby("customer_id")["net_amount"].sum().astype(float)
+    last = past[~past["is_return"]].groupby("customer_id")["invoice_date"].max()
+    after = ok[(ok["invoice_date"] > cutoff) & ~ok["is_return"]]
+    next_orders = after.groupby("customer_id")["invoice_id"].nunique()
+    buyers = orders.index
+    assert len(buyers) > 50
+    pd.testing.assert_series_equal(
+        got.loc[buyers, "frequency"], orders.astype(float), check_names=False
+    )
+    np.testing.assert_allclose(got.loc[buyers, "monetary"], spend.loc[buyers], rtol=1e-9)
+    recency = (pd.Timestamp(cutoff) - pd.to_datetime(last)).dt.days.astype(float)
+    np.testing.assert_array_equal(got.loc[buyers, "recency_days"], recency.loc[buyers])
+    np.testing.assert_array_equal(
+        got["orders_next_churn_window"],
+        next_orders.reindex(got.index, fill_value=0).astype(float),
+    )
+
+
+def test_the_champion_is_the_best_model_and_alone_feeds_the_recommendations(
+    gold_world: dict, second_run: dict
+) -> None:
+    report = second_run["recommenders"]
+    scores = {e["model"]: e["ndcg@10"] for e in report["evaluations"]}
+    assert {"popularity", "als", "bpr", "item_knn_cosine", "hybrid", "content"} <= set(scores)
+    assert scores[report["champion"]] == max(scores.values())
+    recs = gold(gold_world, "customer_recommendations")
+    assert set(recs["model"]) == {report["champion"]}
+    assert set(recs["model_version"]) == {report["champion_version"]}
+    evaluations = gold(gold_world, "model_evaluations")
+    run = evaluations[evaluations["run_id"] == report["run_id"]]
+    assert set(run.loc[run["is_champion"], "model"]) == {report["champion"]}
+    inputs = json.loads(run["inputs"].iloc[0])
+    assert inputs["gold.fact_sales_line"] >= 0 and "gold.fact_events" in inputs
+    # the evaluation of the first run (in the fixture) is still there
+    assert evaluations["run_id"].nunique() >= 3
+
+
+def test_recommendations_follow_the_business_rules(gold_world: dict, second_run: dict) -> None:
+    recs = gold(gold_world, "customer_recommendations")
+    products = gold(gold_world, "dim_product").query("is_current")
+    customers = gold(gold_world, "dim_customer").query("is_current")
+    assert set(recs["product_id"]) <= set(products.loc[products["is_active"], "product_id"])
+    assert not recs.duplicated(["customer_id", "product_id"]).any()
+    assert recs.groupby("customer_id")["rank"].max().max() <= 10
+    assert set(recs["customer_id"]) == set(customers["customer_id"])  # cold ones get trending
+    assert set(recs["source"]) <= {"blend", "cold_start", "new_product"}
+    # nothing a customer interacted with before is offered again
+    seen = gold(gold_world, "customer_product_interactions")[["customer_id", "product_id"]]
+    assert recs.merge(seen, on=["customer_id", "product_id"]).empty
+
+
+def test_every_model_version_stays_loadable(gold_world: dict, second_run: dict) -> None:
+    registry = ModelRegistry(f"{gold_world['LAKEHOUSE_DATA_ROOT']}/lake/models")
+    versions = registry.versions("recommender")
+    assert len(versions) >= 2
+    first = registry.load("recommender", versions[0].version)
+    assert first.recommend(np.array([1, 2]), 5).product_ids.shape == (2, 5)
+    table = gold(gold_world, "model_registry")
+    assert len(table) == sum(len(registry.versions(n)) for n in registry.models())
+
+
+def test_customer_scores_cover_every_customer_with_probabilities(
+    gold_world: dict, second_run: dict
+) -> None:
+    scores = gold(gold_world, "customer_scores")
+    assert scores["customer_id"].is_unique and len(scores) > 200
+    for column in ("churn_probability", "purchase_propensity"):
+        assert scores[column].between(0, 1).all()
+    assert (scores["clv_next_window"] >= 0).all()
+    tasks = {e["task"]: e for e in second_run["customers"]["evaluations"]}
+    assert {"churn", "propensity", "clv"} <= set(tasks)
+    assert 0.5 <= tasks["churn"]["roc_auc"] <= 1.0
+    profiles = gold(gold_world, "customer_segment_profiles")
+    assert profiles["size"].sum() == len(scores)
+
+
+def test_mart_customer_360_carries_the_model_outputs(gold_world: dict, second_run: dict) -> None:
+    import duckdb
+
+    cli_json("marts", "build", "--select", "+mart_customer_360", env=gold_world)
+    path = Path(gold_world["LAKEHOUSE_DATA_ROOT"]) / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(path), read_only=True) as con:
+        row = con.execute(
+            "select count(*), count(churn_probability), count(top_recommendations), "
+            "count(distinct recommendation_model) from mart_customer_360"
+        ).fetchone()
+    customers, scored, recommended, models = row
+    assert scored == len(gold(gold_world, "customer_scores"))
+    assert recommended == customers and models == 1
+
+
+def test_bad_arguments_and_missing_gold_fail_clearly(tmp_path: Path, gold_world: dict) -> None:
+    bad = run_cli("ml", "train", "--part", "everything", env=gold_world, check=False)
+    assert bad.returncode == 2 and "unknown part" in bad.stderr
+    empty = {**isolated_env(tmp_path), "SPARK_REMOTE": gold_world["SPARK_REMOTE"]}
+    missing = run_cli("ml", "train", env=empty, check=False)
+    assert missing.returncode == 1
+    assert "does not exist yet" in missing.stderr and "build gold first" in missing.stderr
