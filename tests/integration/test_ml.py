@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ml.registry import ModelRegistry
 from tests.conftest import cli_json, isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
+DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def gold(env: dict[str, str], table: str) -> pd.DataFrame:
@@ -205,3 +208,32 @@ def test_bad_arguments_and_missing_gold_fail_clearly(tmp_path: Path, gold_world:
     missing = run_cli("ml", "train", env=empty, check=False)
     assert missing.returncode == 1
     assert "does not exist yet" in missing.stderr and "build gold first" in missing.stderr
+
+
+def test_the_ml_group_materialises_in_dagster(gold_world: dict, second_run: dict) -> None:
+    import dagster as dg
+
+    run = subprocess.run(
+        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions"]
+        + ["--select", "group:ml"],
+        env=gold_world,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    with dg.DagsterInstance.from_config(gold_world["DAGSTER_HOME"]) as instance:
+        recs = instance.get_latest_materialization_event(
+            dg.AssetKey(["gold", "customer_recommendations"])
+        )
+        scores = instance.get_latest_materialization_event(dg.AssetKey(["gold", "customer_scores"]))
+        log = instance.get_latest_materialization_event(dg.AssetKey(["gold", "model_evaluations"]))
+    metadata = recs.asset_materialization.metadata
+    assert metadata["champion"].value in {
+        e["model"] for e in second_run["recommenders"]["evaluations"]
+    }
+    assert metadata["dagster/row_count"].value == len(gold(gold_world, "customer_recommendations"))
+    assert "churn" in scores.asset_materialization.metadata["evaluation"].value
+    # customer_models ran after recommenders and recorded its append to the shared log table
+    assert log.run_id == scores.run_id and log.timestamp >= recs.timestamp
