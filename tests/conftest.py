@@ -16,8 +16,9 @@ import sqlalchemy as sa
 
 from lakehouse.settings import Settings
 
-# The installed console script, exactly as users run it.
+# The installed console scripts, exactly as users run them.
 LAKEHOUSE = [str(Path(sys.executable).parent / "lakehouse")]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def free_port() -> int:
@@ -51,6 +52,21 @@ def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.C
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result
+
+
+def dagster_materialize(
+    select: str, env: dict[str, str], *options: str
+) -> subprocess.CompletedProcess:
+    """`dagster asset materialize --select <select>` on the code location, in a subprocess."""
+    return subprocess.run(
+        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions", "--select", select]
+        + list(options),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def cli_json(*args: str, env: dict[str, str], check: bool = True) -> dict:

@@ -17,11 +17,9 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import cli_json, run_cli
+from tests.conftest import cli_json, dagster_materialize, run_cli
 
 pytestmark = pytest.mark.integration
-
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def published(env: dict[str, str]) -> Path:
@@ -116,15 +114,7 @@ def test_a_failed_build_publishes_nothing(gold_world: dict, built: dict, tmp_pat
 
 
 def test_the_marts_materialise_in_dagster_with_dbt_tests_as_checks(gold_world: dict) -> None:
-    run = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions"]
-        + ["--select", "group:marts"],
-        env=gold_world,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    run = dagster_materialize("group:marts", gold_world)
     assert run.returncode == 0, run.stderr[-4000:]
     with dg.DagsterInstance.from_config(gold_world["DAGSTER_HOME"]) as instance:
         rfm = instance.get_latest_materialization_event(dg.AssetKey(["marts", "mart_customer_rfm"]))

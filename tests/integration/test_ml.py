@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +17,9 @@ from ml.interactions import Interactions
 from ml.recommenders import association_rules, item_similarity
 from ml.recommenders.neighbourhood import neighbours_frame
 from ml.registry import ModelRegistry
-from tests.conftest import cli_json, isolated_env, run_cli
+from tests.conftest import cli_json, dagster_materialize, isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def gold(env: dict[str, str], table: str) -> pd.DataFrame:
@@ -213,15 +210,7 @@ def test_bad_arguments_and_missing_gold_fail_clearly(tmp_path: Path, gold_world:
 def test_the_ml_group_materialises_in_dagster(gold_world: dict, second_run: dict) -> None:
     import dagster as dg
 
-    run = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions"]
-        + ["--select", "group:ml"],
-        env=gold_world,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    run = dagster_materialize("group:ml", gold_world)
     assert run.returncode == 0, run.stderr[-4000:]
     with dg.DagsterInstance.from_config(gold_world["DAGSTER_HOME"]) as instance:
         recs = instance.get_latest_materialization_event(
