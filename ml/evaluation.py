@@ -21,7 +21,7 @@ is not let off.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -191,13 +191,15 @@ def evaluate(
     k: int = 10,
     exclude_seen: bool = True,
     include_cold: bool = False,
+    more_metrics: Callable[[dict[int, npt.NDArray[np.int64]]], Mapping[str, float]] | None = None,
 ) -> dict[str, float | int | str]:
     """Fit-free evaluation of a fitted recommender on the test window: a flat metrics dict
     (model, k, users_evaluated, precision@k, ..., novelty@k), ready for gold.model_evaluations.
 
     Customers are those with held-out items; cold ones (not in training) only when
     `include_cold`, since most models cannot answer them and the hybrid's cold rule should be
-    measured on its own.
+    measured on its own. `more_metrics` gets the same recommendations (customer id -> product
+    ids) and adds its figures, e.g. agreement with a ground truth.
     """
     relevant = relevant_items(test_customer_ids, test_product_ids, train, exclude_seen)
     if not include_cold:
@@ -210,7 +212,7 @@ def evaluate(
     # the catalogue a model can recommend from: the content model's reaches past the matrix
     catalogue = np.union1d(train.item_ids, getattr(recommender, "item_ids", train.item_ids))
     metrics = evaluate_recommendations(recs, relevant, k, len(catalogue), counts, train.shape[0])
-    return {"model": recommender.name, **metrics}
+    return {"model": recommender.name, **metrics, **(more_metrics(recs) if more_metrics else {})}
 
 
 def category_slug(name: str) -> str:

@@ -423,6 +423,16 @@ def train_recommenders(
     train = decayed(train_rows, w.train_end, settings.interaction_half_life_days)
     rules = business_rules(catalogue, daily, w.train_end, settings)
     truth = ground_truth(settings)
+
+    def agreement(recs: dict[int, np.ndarray]) -> dict[str, float]:
+        if truth is None:
+            return {}
+        found = top_category_agreement(recs, catalogue.category, truth, K)
+        return {
+            "truth_top_category_share": found["top_category_share"],
+            "truth_chance_share": found["chance_share"],
+        }
+
     run = {
         "run_id": report.run_id,
         "evaluated_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
@@ -442,13 +452,10 @@ def train_recommenders(
         model = hybrid(fitted, rules, train) if factory is None else factory().fit(train)
         model.name = name
         fitted[name] = model
-        metrics = evaluate(model, train, test["customer_id"], test["product_id"], k=K)
+        metrics = evaluate(
+            model, train, test["customer_id"], test["product_id"], k=K, more_metrics=agreement
+        )
         metrics["fit_and_evaluate_seconds"] = time.monotonic() - started
-        if truth is not None:
-            recs = model.recommend(np.unique(test["customer_id"]), K).as_dict()
-            agreement = top_category_agreement(recs, catalogue.category, truth, K)
-            metrics["truth_top_category_share"] = agreement["top_category_share"]
-            metrics["truth_chance_share"] = agreement["chance_share"]
         params = params_of(model)
         version = models.save(
             f"recommender_{name}", model, params=params, metrics=_plain(metrics), inputs=inputs

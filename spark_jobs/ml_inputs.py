@@ -234,14 +234,16 @@ def trending_products(
     seasonal_boost. The top `top_n` per scope value are kept.
     """
     where = customers.where("is_current").select("customer_id", "city_name", "area_name")
+    age = F.datediff(F.lit(as_of), F.to_date("at"))
+    year_ago = age - 365
+    # only the four windows the scores read, so the three scopes do not scan the whole history
     rows = (
         interaction_rows(events, sales_lines)
-        .withColumn("day", F.to_date("at"))
-        .where(F.col("day") <= F.lit(as_of))
+        .where(
+            age.between(0, 2 * window_days - 1) | year_ago.between(-window_days, window_days - 1)
+        )
         .join(where, "customer_id", "left")
     )
-    age = F.datediff(F.lit(as_of), F.col("day"))
-    year_ago = age - 365
 
     def in_window(x: F.Column, lo: int, hi: int) -> F.Column:
         return F.when((x >= lo) & (x < hi), F.col("w")).otherwise(0.0)
