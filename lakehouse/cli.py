@@ -816,6 +816,90 @@ def ml_train(
         out.print(", ".join(f"{t} {n:,} rows" for t, n in r.tables.items()), style="dim")
 
 
+bi_app = typer.Typer(
+    help="Superset over the warehouse: dashboards as code, SQL Lab.", no_args_is_help=True
+)
+app.add_typer(bi_app, name="bi")
+
+
+@bi_app.command("up")
+def bi_up(as_json: JsonOption = False) -> None:
+    """Migrate Superset's metadata, create the admin, apply the dashboards from the YAML under
+    warehouse/superset/dashboards and start the web server (idempotent)."""
+    from lakehouse.bi import Bi
+
+    settings = _settings()
+    say = (lambda _: None) if as_json else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
+    report = _run(lambda: Bi(settings).up(progress=say))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_bi(report)
+    if report.server is not None and not report.server.healthy:
+        raise typer.Exit(1)
+
+
+def _print_bi(report) -> None:  # noqa: ANN001 - lakehouse.bi.BiReport, imported lazily
+    provisioned = report.provisioned
+    out.print(
+        f"Superset: [bold]{report.url}[/bold]  user [bold]{report.username}[/bold]",
+        highlight=False,
+    )
+    if report.new_password:
+        out.print(
+            f"  password (generated, shown once): [bold]{report.new_password}[/bold]",
+            highlight=False,
+        )
+    if report.password_file:
+        out.print(f"  password kept in {report.password_file}", highlight=False)
+    out.print(
+        f"  {len(provisioned['dashboards'])} dashboards, {provisioned['charts']} charts, "
+        f"{provisioned['datasets']} datasets, {provisioned['saved_queries']} saved queries",
+        highlight=False,
+    )
+    for dashboard in provisioned["dashboards"]:
+        out.print(f"  {report.url}/superset/dashboard/{dashboard['slug']}/", highlight=False)
+    for missing in provisioned["datasets_without_table"]:
+        err.print(f"[yellow]not built yet:[/yellow] {missing}", highlight=False)
+    steps = ", ".join(f"{name} {sec:.1f}s" for name, sec in report.steps.items())
+    out.print(f"[dim]{steps}[/dim]", highlight=False)
+
+
+@bi_app.command("refresh")
+def bi_refresh(as_json: JsonOption = False) -> None:
+    """Rebuild the live file (real-time KPIs, data quality) the dashboards read, from the
+    Delta tables; published atomically like the warehouse."""
+    from warehouse.live import refresh_live
+
+    result = refresh_live(_settings())
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    rows = ", ".join(f"{table} {n:,}" for table, n in result.rows.items())
+    out.print(
+        f"live file {result.path} refreshed in {result.seconds:.1f}s: {rows}", highlight=False
+    )
+
+
+@bi_app.command("down")
+def bi_down(as_json: JsonOption = False) -> None:
+    """Stop the embedded Superset web server (by pid)."""
+    from lakehouse.bi import Bi
+
+    _print_statuses([_run(Bi(_settings()).down)], as_json)
+
+
+@bi_app.command("status")
+def bi_status(as_json: JsonOption = False) -> None:
+    """Superset's endpoint, pid, memory and health. Exit code 1 if it is down."""
+    from lakehouse.bi import Bi
+
+    status = _run(Bi(_settings()).status)
+    _print_statuses([status], as_json)
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the resolved configuration (environment variables over embedded defaults)."""

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -44,6 +44,7 @@ class Service:
     command: list[str]
     owns: Callable[[list[str]], bool]  # is this command line one of ours?
     check_health: Callable[[float], None]  # raises when unhealthy
+    env: dict[str, str] = field(default_factory=dict)  # on top of ours
 
 
 @dataclass
@@ -217,9 +218,9 @@ def _tail(path: Path, lines: int = 20) -> str:
 class ServiceManager:
     """Starts, stops and reports the embedded services for one data root."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, services: list[Service] | None = None):
         self.settings = settings
-        self.services = define_services(settings)
+        self.services = define_services(settings) if services is None else services
 
     def get(self, name: str) -> Service:
         return next(s for s in self.services if s.name == name)
@@ -303,7 +304,7 @@ class ServiceManager:
                 cwd=self.settings.data_root,
                 start_new_session=True,  # survives the CLI; not killed by its Ctrl-C
                 preexec_fn=_restore_default_signals,  # noqa: PLW1509 - only resets signals
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **service.env},
             )
         tmp = self.pid_file(service).with_suffix(".tmp")
         tmp.write_text(f"{proc.pid}\n")

@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         "another in the run's process (a step costs no start-up; right for a small machine "
         "where Spark Connect does the heavy work); multiprocess: a process per step, in parallel.",
     )
+    superset_url: str = Field(
+        default="http://127.0.0.1:8088",
+        validation_alias=_env("SUPERSET_URL"),
+        description="SUPERSET_URL: where Superset answers. On loopback, `lakehouse bi up` runs "
+        "it (embedded); elsewhere it is only checked.",
+    )
+    superset_admin_user: str = Field(
+        default="admin",
+        min_length=1,
+        validation_alias=_env("SUPERSET_ADMIN_USER"),
+        description="SUPERSET_ADMIN_USER: the Superset admin created by `lakehouse bi up`.",
+    )
     superset_metadata_db_url: str | None = Field(
         default=None,
         validation_alias=_env("SUPERSET_METADATA_DB_URL"),
@@ -227,6 +239,14 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a Spark Connect URL like sc://host:15002, got {value!r}")
         return value
 
+    @field_validator("superset_url")
+    @classmethod
+    def _check_superset_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected a URL like http://127.0.0.1:8088, got {value!r}")
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         # Defaults that hang off the data root are derived here so that moving the data root
@@ -284,6 +304,15 @@ class Settings(BaseSettings):
     def spark_is_embedded(self) -> bool:
         return self.spark_endpoint[0] in _LOOPBACK
 
+    @property
+    def superset_endpoint(self) -> tuple[str, int]:
+        parts = urlsplit(self.superset_url)
+        return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def superset_is_embedded(self) -> bool:
+        return self.superset_endpoint[0] in _LOOPBACK
+
     def table_uri(self, layer: str, name: str) -> str:
         """Location of a Delta table, e.g. table_uri("bronze", "events")."""
         return f"{self.lake_uri.rstrip('/')}/{layer}/{name}"
@@ -301,6 +330,7 @@ class Settings(BaseSettings):
             "dagster_home": str(self.dagster_home),
             "dagster_storage": "postgres" if self.dagster_postgres_url else "sqlite",
             "dagster_executor": self.dagster_executor,
+            "superset_url": self.superset_url,
             "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
             "broker_storage": self.broker_storage,
             "generated": str(self.generated_dir),

@@ -1,0 +1,1 @@
+"""Superset for the analysts: configuration, dashboards as code, provisioning."""
