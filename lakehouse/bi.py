@@ -28,8 +28,6 @@ from pathlib import Path
 
 from lakehouse.services import BIND_HOST, Service, ServiceError, ServiceManager, ServiceStatus
 from lakehouse.settings import PROJECT_ROOT, Settings, mask_password
-from warehouse.live import live_path
-from warehouse.publish import Warehouse
 
 SUPERSET_VENV = Path(os.environ.get("LAKEHOUSE_SUPERSET_VENV", PROJECT_ROOT / ".venv-superset"))
 CONFIG = PROJECT_ROOT / "warehouse" / "superset" / "superset_config.py"
@@ -100,14 +98,6 @@ def _secrets(settings: Settings) -> tuple[str, Credentials]:
     return key, credentials
 
 
-def database_uris(settings: Settings) -> dict[str, str]:
-    """The DuckDB files Superset reads: the published warehouse and the live file."""
-    return {
-        "warehouse": f"duckdb:///{Warehouse(Path(settings.warehouse_path)).current.resolve()}",
-        "live": f"duckdb:///{live_path(settings).resolve()}",
-    }
-
-
 def superset_env(settings: Settings, credentials: Credentials, secret_key: str) -> dict[str, str]:
     return {
         "SUPERSET_CONFIG_PATH": str(CONFIG),
@@ -116,7 +106,8 @@ def superset_env(settings: Settings, credentials: Credentials, secret_key: str) 
         "SUPERSET_METADATA_DB_URL": str(settings.superset_metadata_db_url),
         "SUPERSET_ADMIN_USER": credentials.username,
         "SUPERSET_ADMIN_PASSWORD": credentials.password,
-        "LAKEHOUSE_BI_DATABASES": json.dumps(database_uris(settings)),
+        "WAREHOUSE_PATH": str(Path(settings.warehouse_path).resolve()),
+        "SUPERSET_DASHBOARDS_DIR": str(settings.superset_dashboards_dir),
         "PYTHONPATH": str(PROJECT_ROOT),  # provision.py and the bundle renderer
         "FLASK_APP": "superset.app:create_app()",
         "OPENBLAS_NUM_THREADS": "1",

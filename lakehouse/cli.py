@@ -949,6 +949,7 @@ def demo(
             lambda: _demo_ml(settings),
         ),
         ("Building the marts with dbt and publishing the warehouse", lambda: _demo_marts(settings)),
+        ("Starting Superset with the dashboards", lambda: _demo_bi(settings)),
     ]
     results = []
     for number, (title, step) in enumerate(steps, start=1):
@@ -963,7 +964,7 @@ def demo(
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced, bronze, silver_gold, ml, marts = results
+    statuses, kafka, delta, generated, produced, bronze, silver_gold, ml, marts, bi = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -981,12 +982,15 @@ def demo(
     out.print(f"silver/gold: {silver_gold}", highlight=False)
     out.print(f"models: {ml}", highlight=False)
     out.print(f"marts:  {marts}", highlight=False)
+    out.print()
+    _print_bi(bi)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
         out.print(f"  {key:<24} {value}", highlight=False)
     out.print(
         f"\n[green]Demo finished in {time.monotonic() - started:.1f}s.[/green] "
-        "Services keep running; stop them with `.venv/bin/lakehouse services down`."
+        "Services keep running; stop them with `.venv/bin/lakehouse services down` and "
+        "`.venv/bin/lakehouse bi down`."
     )
 
 
@@ -1011,9 +1015,16 @@ def _demo_generate(settings: Settings, scale: Scale) -> str:
     )
 
 
+# A little bad input, all of it extra messages (the clean clickstream is unchanged), so the
+# quality gates and the data-quality dashboard have something to show.
+DEMO_FAULTS = dict(
+    duplicates=0.002, malformed=0.0005, orphans=0.0005, future=0.0002, negative_quantities=0.0005
+)
+
+
 def _demo_produce(settings: Settings, scale: Scale) -> str:
     from lakehouse.kafka import list_topics
-    from streaming.producer import produce, simulated_messages
+    from streaming.producer import Faults, produce, simulated_messages
 
     topic = settings.events_topic
     marker = settings.generated_dir / f"produced-{topic}.json"
@@ -1026,9 +1037,15 @@ def _demo_produce(settings: Settings, scale: Scale) -> str:
             settings.kafka_bootstrap_servers,
             topic,
             simulated_messages(scale),
+            faults=Faults(**DEMO_FAULTS),
             on_progress=lambda r: progress.update(task, completed=r.events),
         )
-    summary = f"{report.events:,} events to {topic} at {report.events_per_second:,.0f} msgs/s"
+    faults = sum(n for kind, n in report.kinds.items() if kind != "valid")
+    summary = (
+        f"{report.events:,} events to {topic} at {report.events_per_second:,.0f} msgs/s, "
+        f"with {faults:,} faulty messages (duplicates, malformed, orphans, from the future, "
+        "negative quantities) for the pipeline to catch"
+    )
     marker.write_text(summary + "\n")
     return summary
 
@@ -1111,6 +1128,14 @@ def _demo_marts(settings: Settings) -> str:
         f"{len(keys)} dbt models, tested, published as build {warehouse.published().build_id} "
         f"at {warehouse.current} (open it read-only: duckdb -readonly {warehouse.current})"
     )
+
+
+def _demo_bi(settings: Settings):  # noqa: ANN202 - lakehouse.bi.BiReport, imported lazily
+    from lakehouse.bi import Bi
+    from warehouse.live import refresh_live
+
+    refresh_live(settings)
+    return Bi(settings).up(progress=_dim)
 
 
 def _dim(message: str) -> None:

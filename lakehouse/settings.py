@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         validation_alias=_env("SUPERSET_ADMIN_USER"),
         description="SUPERSET_ADMIN_USER: the Superset admin created by `lakehouse bi up`.",
     )
+    superset_dashboards_dir: Path = Field(
+        default=PROJECT_ROOT / "warehouse" / "superset" / "dashboards",
+        validation_alias=_env("SUPERSET_DASHBOARDS_DIR"),
+        description="SUPERSET_DASHBOARDS_DIR: the dashboards-as-code YAML `lakehouse bi up` "
+        "applies.",
+    )
     superset_metadata_db_url: str | None = Field(
         default=None,
         validation_alias=_env("SUPERSET_METADATA_DB_URL"),

@@ -41,10 +41,12 @@ def isolated_env(data_root: Path) -> dict[str, str]:
 _OVERRIDDEN = {"LAKE_URI", "ERP_DB_URL", "WAREHOUSE_PATH", "DAGSTER_HOME"}
 
 
-def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess:
     """Run the real `lakehouse` CLI in a subprocess."""
     result = subprocess.run(
-        [*LAKEHOUSE, *args], check=False, env=env, capture_output=True, text=True, timeout=180
+        [*LAKEHOUSE, *args], check=False, env=env, capture_output=True, text=True, timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -69,8 +71,8 @@ def dagster_materialize(
     )
 
 
-def cli_json(*args: str, env: dict[str, str], check: bool = True) -> dict:
-    return json.loads(run_cli(*args, "--json", env=env, check=check).stdout)
+def cli_json(*args: str, env: dict[str, str], check: bool = True, timeout: float = 180) -> dict:
+    return json.loads(run_cli(*args, "--json", env=env, check=check, timeout=timeout).stdout)
 
 
 @pytest.fixture(scope="session")

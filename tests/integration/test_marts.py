@@ -41,9 +41,10 @@ def test_a_build_is_published_and_reconciles_with_gold(gold_world: dict, built: 
         daily = con.execute("SELECT sum(net_revenue) FROM mart_daily_kpis").fetchone()[0]
         geo = con.execute("SELECT sum(net_revenue) FROM mart_geo_sales_monthly").fetchone()[0]
         customers = con.execute("SELECT sum(net_revenue) FROM mart_customer_360").fetchone()[0]
+        sales = con.execute("SELECT sum(net_revenue) FROM mart_sales_daily").fetchone()[0]
     assert stamp == [(built["build_id"],)]
     assert expected > 0
-    assert daily == geo == customers == expected
+    assert daily == geo == customers == sales == expected
     assert built["tests_passed"] > 100 and built["models"] >= 20
     assert built["gold_versions"]["fact_sales_line"] == lines_version(gold_world)
 

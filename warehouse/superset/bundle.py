@@ -30,6 +30,16 @@ GRID_COLUMNS = 12
 TIME_GRAINS = {"minute": "PT1M", "hour": "PT1H", "day": "P1D", "week": "P1W", "month": "P1M"}
 
 
+def database_uris(warehouse_path: str | Path) -> dict[str, str]:
+    """The DuckDB files the databases read: the published warehouse (warehouse/publish.py) and
+    the live file (warehouse/live.py), both under WAREHOUSE_PATH."""
+    root = Path(warehouse_path).resolve()
+    return {
+        "warehouse": f"duckdb:///{root / 'warehouse.duckdb'}",
+        "live": f"duckdb:///{root / 'live' / 'warehouse.duckdb'}",
+    }
+
+
 class BundleError(ValueError):
     """The dashboards-as-code YAML is inconsistent; the message names the file and the key."""
 

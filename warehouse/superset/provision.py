@@ -5,8 +5,8 @@ upgrade` and `superset init`):
 
     python -m warehouse.superset.provision STATE_FILE
 
-Reads LAKEHOUSE_BI_DATABASES (JSON {"warehouse": uri, "live": uri}), SUPERSET_ADMIN_USER and
-SUPERSET_ADMIN_PASSWORD from the environment. Idempotent: objects keep their UUIDs, so a second
+Reads WAREHOUSE_PATH (where the DuckDB files are), SUPERSET_DASHBOARDS_DIR, SUPERSET_ADMIN_USER
+and SUPERSET_ADMIN_PASSWORD from the environment. Idempotent: objects keep their UUIDs, so a second
 run updates them in place; objects an earlier run created that the YAML no longer has are
 deleted (their UUIDs are kept in STATE_FILE). Prints one JSON line with what it did.
 """
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from warehouse.superset.bundle import Bundle, render
+from warehouse.superset.bundle import Bundle, database_uris, render
 
 
 def _admin(security_manager, username: str, password: str):  # noqa: ANN001, ANN202
@@ -124,7 +124,10 @@ def main(state_file: Path) -> dict:
         from superset.extensions import db
         from superset.utils.core import override_user
 
-        bundle = render(json.loads(os.environ["LAKEHOUSE_BI_DATABASES"]))
+        bundle = render(
+            database_uris(os.environ["WAREHOUSE_PATH"]),
+            Path(os.environ["SUPERSET_DASHBOARDS_DIR"]),
+        )
         user, admin = _admin(
             security_manager,
             os.environ["SUPERSET_ADMIN_USER"],

@@ -1,6 +1,6 @@
 -- RFM per customer as of the run date: metrics and scores from int_customer_rfm_scored, the
 -- segment from the rule table (seed rfm_segment_rules): the first rule by priority whose score
--- ranges hold the customer's scores.
+-- ranges hold the customer's scores (macros/rfm.sql, shared with mart_rfm_segment_movement).
 with scored as (
 
     select * from {{ ref('int_customer_rfm_scored') }}
@@ -15,15 +15,7 @@ rules as (
 
 segments as (
 
-    select
-        scored.customer_id,
-        rules.segment
-    from scored
-    inner join rules
-        on scored.r_score between rules.r_min and rules.r_max
-        and scored.f_score between rules.f_min and rules.f_max
-        and scored.m_score between rules.m_min and rules.m_max
-    qualify row_number() over (partition by scored.customer_id order by rules.priority) = 1
+{{ rfm_segments('scored', 'rules') }}
 
 )
 
