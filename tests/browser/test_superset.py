@@ -10,7 +10,6 @@ import json
 import shutil
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,22 +21,12 @@ import yaml
 
 from lakehouse.settings import PROJECT_ROOT
 from tests.conftest import LAKEHOUSE, cli_json, free_port, run_cli
+from warehouse.superset.browser import chart_states, logged_in, open_dashboard
 from warehouse.superset.bundle import SPEC_DIR, render
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "superset"
-# Flags that work as root on these machines with no network (see ARCHITECTURE.md).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +72,16 @@ def _sql(bi: dict, session: requests.Session, database: str, sql: str) -> dict:
     database_id = next(d["id"] for d in databases if d["database_name"].startswith(database))
     response = session.post(
         f"{base}/api/v1/sqllab/execute/",
-        json={"database_id": database_id, "sql": sql, "runAsync": False, "schema": "main"},
+        json={
+            "database_id": database_id,
+            "sql": sql,
+            "runAsync": False,
+            "schema": "main",
+            "queryLimit": 1000,  # what SQL Lab sends; a LIMIT in the SQL below it wins
+        },
         timeout=60,
     )
-    return {"status": response.status_code, **response.json()}
+    return {**response.json(), "http_status": response.status_code}
 
 
 # -- lakehouse bi up ----------------------------------------------------------------------
@@ -130,7 +125,7 @@ def test_status_and_bad_configuration(bi: dict) -> None:
 def test_the_connection_is_read_only(bi: dict) -> None:
     session = _api(bi)
     result = _sql(bi, session, "Warehouse", "create table hacked as select 1 as x")
-    assert result["status"] >= 400
+    assert result["http_status"] >= 400
     assert result["errors"][0]["error_type"] == "DML_NOT_ALLOWED_ERROR"
     base = bi["env"]["SUPERSET_URL"]
     for database in session.get(f"{base}/api/v1/database/", timeout=30).json()["result"]:
@@ -176,7 +171,7 @@ def test_saved_queries_run_on_the_warehouse(bi: dict) -> None:
         for spec in specs:
             expected = con.execute(spec["sql"]).fetchall()
             result = _sql(bi, session, "Warehouse", spec["sql"])
-            assert result["status"] == 200, result
+            assert result["http_status"] == 200, result
             assert len(result["data"]) == len(expected) > 0, spec["label"]
 
 
@@ -196,7 +191,7 @@ def test_queries_keep_answering_while_the_warehouse_is_rebuilt(bi: dict) -> None
     seen, answered = [], 0
     while build.poll() is None:
         result = _sql(bi, session, "Warehouse", sql)
-        assert result["status"] == 200, result
+        assert result["http_status"] == 200, result
         answered += 1
         seen.append(result["data"][0]["build_id"])
         time.sleep(0.2)
@@ -215,31 +210,8 @@ def test_queries_keep_answering_while_the_warehouse_is_rebuilt(bi: dict) -> None
 
 @pytest.fixture(scope="module")
 def page(bi: dict) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
-    with (
-        tempfile.TemporaryDirectory() as profile,
-        sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1600, "height": 1200},
-        )
-        page = browser.new_page()
-        page.set_default_timeout(60_000)
-        base = bi["env"]["SUPERSET_URL"]
-        page.goto(f"{base}/login/")
-        page.locator("input[type=password]").wait_for()
-        page.locator("input[type=text], input:not([type])").first.fill("admin")
-        page.locator("input[type=password]").fill(_password(bi))
-        page.keyboard.press("Enter")
-        page.wait_for_url("**/superset/welcome/**")
+    with logged_in(bi["env"]["SUPERSET_URL"], "admin", _password(bi)) as page:
         yield page
-        browser.close()
 
 
 def _charts_with_data(bi: dict) -> dict[str, dict[str, bool]]:
@@ -261,31 +233,6 @@ def _charts_with_data(bi: dict) -> dict[str, dict[str, bool]]:
     return expected
 
 
-def _chart_states(page) -> dict[str, str]:
-    """Each chart on the page: 'error', 'empty' (Superset's no-results panel) or 'data'."""
-    states = {}
-    for holder in page.locator(".dashboard-component-chart-holder").all():
-        text = holder.inner_text()
-        title = text.split("\n", 1)[0].strip()
-        if holder.locator(".ant-alert-error").count() or "Unexpected error" in text:
-            states[title] = "error"
-        elif "No results were returned" in text or "No data" in text:
-            states[title] = "empty"
-        else:
-            states[title] = "data"
-    return states
-
-
-def _wait_until_rendered(page) -> None:
-    page.wait_for_load_state("networkidle")
-    page.wait_for_function(
-        "() => document.querySelectorAll('.dashboard-component-chart-holder').length > 0 && "
-        "document.querySelectorAll('.dashboard-component-chart-holder .loading, "
-        '[data-test="loading-indicator"]\').length === 0',
-        timeout=120_000,
-    )
-
-
 def test_every_dashboard_renders_every_chart_with_data(bi: dict, page) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = bi["env"]["SUPERSET_URL"]
@@ -294,12 +241,9 @@ def test_every_dashboard_renders_every_chart_with_data(bi: dict, page) -> None:
     problems = []
     for dashboard in bi["first"]["provisioned"]["dashboards"]:
         slug = dashboard["slug"]
-        started = time.monotonic()
-        page.goto(f"{base}/superset/dashboard/{slug}/")
-        _wait_until_rendered(page)
-        load_seconds[slug] = round(time.monotonic() - started, 2)
+        load_seconds[slug] = round(open_dashboard(page, base, slug), 2)
         page.screenshot(path=str(ARTIFACTS / f"{slug}.png"), full_page=True)
-        states = _chart_states(page)
+        states = chart_states(page)
         assert set(states) == set(expected[slug]), (slug, states)
         for title, state in states.items():
             want = "data" if expected[slug][title] else "empty"

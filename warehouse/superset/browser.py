@@ -1,0 +1,105 @@
+"""Superset in a real browser (Playwright driving Debian's Chromium): log in, open dashboards,
+tell what each chart shows. Used by the browser tests, `bench/superset_pages.py` and the README
+screenshots (`python -m warehouse.superset.browser OUT_DIR`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+# Flags that work as root on machines with no network (see ARCHITECTURE.md).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CHART = ".dashboard-component-chart-holder"
+
+
+@contextmanager
+def logged_in(url: str, username: str, password: str) -> Iterator:
+    """A Playwright page logged in to Superset at `url`."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 1200},
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/login/")
+            page.locator("input[type=password]").wait_for()
+            page.locator("input[type=text], input:not([type])").first.fill(username)
+            page.locator("input[type=password]").fill(password)
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/superset/welcome/**")
+            yield page
+        finally:
+            browser.close()
+
+
+def open_dashboard(page, url: str, slug: str) -> float:  # noqa: ANN001 - a Playwright Page
+    """Open a dashboard and wait until every chart has finished loading; the seconds taken."""
+    started = time.monotonic()
+    page.goto(f"{url}/superset/dashboard/{slug}/")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{CHART}').length > 0 && "
+        f"document.querySelectorAll('{CHART} .loading, "
+        '[data-test="loading-indicator"]\').length === 0',
+        timeout=120_000,
+    )
+    return time.monotonic() - started
+
+
+def chart_states(page) -> dict[str, str]:  # noqa: ANN001 - a Playwright Page
+    """Each chart on the page by title: 'error', 'empty' (Superset's no-results panel) or
+    'data'."""
+    states = {}
+    for holder in page.locator(CHART).all():
+        text = holder.inner_text()
+        title = text.split("\n", 1)[0].strip()
+        if holder.locator(".ant-alert-error").count() or "Unexpected error" in text:
+            states[title] = "error"
+        elif "No results were returned" in text or "No data" in text:
+            states[title] = "empty"
+        else:
+            states[title] = "data"
+    return states
+
+
+def main(out_dir: Path) -> None:
+    """Screenshots of every dashboard of the embedded Superset (for the README)."""
+    from lakehouse.bi import Bi
+    from lakehouse.settings import load_settings
+    from warehouse.superset.bundle import render
+
+    settings = load_settings()
+    bi = Bi(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slugs = [d["slug"] for d in render({"warehouse": "", "live": ""}).dashboards]
+    with logged_in(settings.superset_url, bi.credentials.username, bi.credentials.password) as p:
+        for slug in slugs:
+            seconds = open_dashboard(p, settings.superset_url, slug)
+            p.screenshot(path=str(out_dir / f"{slug}.png"), full_page=True)
+            print(json.dumps({"dashboard": slug, "seconds": round(seconds, 2)}))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
