@@ -64,38 +64,36 @@ def superset_home(settings: Settings) -> Path:
 
 
 def _secrets(settings: Settings) -> tuple[str, Credentials]:
-    """(secret key, admin credentials): from the environment, else generated and kept."""
+    """(secret key, admin credentials): from the environment; in embedded mode, when unset,
+    generated once and kept under the data root (readable by its owner only)."""
+    key = settings.superset_secret_key
+    password = settings.superset_admin_password
+    if not settings.superset_is_embedded and (key is None or password is None):
+        raise ServiceError(
+            f"Superset at {settings.superset_url} is not embedded: set SUPERSET_SECRET_KEY and "
+            "SUPERSET_ADMIN_PASSWORD (they are only generated for the embedded Superset)"
+        )
     path = superset_home(settings) / "secrets.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
-    generated = False
-    if settings.superset_secret_key is None and "secret_key" not in stored:
-        stored["secret_key"] = secrets.token_urlsafe(48)
-    if settings.superset_admin_password is None and "admin_password" not in stored:
-        stored["admin_password"] = secrets.token_urlsafe(18)
-        generated = True
-    if stored and stored != (json.loads(path.read_text()) if path.exists() else {}):
+    wanted = dict(stored)
+    if key is None:
+        wanted.setdefault("secret_key", secrets.token_urlsafe(48))
+    if password is None:
+        wanted.setdefault("admin_password", secrets.token_urlsafe(18))
+    if wanted != stored:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
         tmp.touch(mode=0o600)
-        tmp.write_text(json.dumps(stored, indent=2))
+        tmp.write_text(json.dumps(wanted, indent=2))
         tmp.replace(path)
-    key = (
-        settings.superset_secret_key.get_secret_value()
-        if settings.superset_secret_key
-        else stored["secret_key"]
+    credentials = Credentials(
+        username=settings.superset_admin_user,
+        password=password.get_secret_value() if password else wanted["admin_password"],
+        generated=password is None and "admin_password" not in stored,
+        stored_in=None if password else path,
     )
-    if settings.superset_admin_password:
-        credentials = Credentials(
-            settings.superset_admin_user,
-            settings.superset_admin_password.get_secret_value(),
-            False,
-            None,
-        )
-    else:
-        credentials = Credentials(
-            settings.superset_admin_user, stored["admin_password"], generated, path
-        )
-    return key, credentials
+    return (key.get_secret_value() if key else wanted["secret_key"]), credentials
 
 
 def superset_env(settings: Settings, credentials: Credentials, secret_key: str) -> dict[str, str]:
