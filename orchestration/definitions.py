@@ -7,6 +7,8 @@ every domain in `orchestration/defs/resources.py`, configured from the settings 
 import dagster as dg
 
 from lakehouse.settings import get_settings
+from orchestration.defs.bi.assets import live_warehouse, superset_dashboards
+from orchestration.defs.bi.resources import bi_resources
 from orchestration.defs.bronze.assets import (
     CLICKSTREAM_TOPIC,
     ERP_SOURCES,
@@ -19,6 +21,8 @@ from orchestration.defs.maintenance.assets import bronze_table_maintenance
 from orchestration.defs.marts.assets import dbt_marts
 from orchestration.defs.marts.resources import marts_resources
 from orchestration.defs.ml.assets import ml_assets
+from orchestration.defs.platform.schedules import nightly_refresh_job, nightly_schedule
+from orchestration.defs.platform.sensors import run_failure_sensor
 from orchestration.defs.resources import default_resources
 from orchestration.defs.silver.assets import silver_assets
 
@@ -64,6 +68,8 @@ defs = dg.Definitions(
         *gold_assets,
         *ml_assets,
         dbt_marts,
+        live_warehouse,
+        superset_dashboards,
     ],
     jobs=[
         ingest_clickstream_job,
@@ -71,8 +77,10 @@ defs = dg.Definitions(
         refresh_silver_gold_job,
         train_models_job,
         build_marts_job,
+        nightly_refresh_job,
     ],
-    sensors=[clickstream_sensor],
-    resources=default_resources(settings) | marts_resources(settings),
+    schedules=[nightly_schedule],
+    sensors=[clickstream_sensor, run_failure_sensor],
+    resources=default_resources(settings) | marts_resources(settings) | bi_resources(settings),
     executor=EXECUTORS[settings.dagster_executor],
 )

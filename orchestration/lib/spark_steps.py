@@ -10,6 +10,7 @@ from pydantic import Field
 from expectations.gate import RESULTS_LAYER, RESULTS_TABLE, ValidationReport
 from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
 from orchestration.lib.metadata import delta_metadata, markdown_table
+from orchestration.lib.retries import TRANSIENT_RETRY
 
 GE_CHECK = "great_expectations"
 
@@ -29,16 +30,19 @@ class TransformConfig(dg.Config):
         if self.start_date is None and self.end_date is None:
             return None
         if self.start_date is None or self.end_date is None:
-            raise dg.Failure("start_date and end_date go together (a date range to backfill)")
+            raise dg.Failure(
+                "start_date and end_date go together (a date range to backfill)",
+                allow_retries=False,
+            )
         try:
             first, last = (
                 dt.date.fromisoformat(self.start_date),
                 dt.date.fromisoformat(self.end_date),
             )
         except ValueError as exc:
-            raise dg.Failure(f"dates must be YYYY-MM-DD: {exc}") from exc
+            raise dg.Failure(f"dates must be YYYY-MM-DD: {exc}", allow_retries=False) from exc
         if last < first:
-            raise dg.Failure(f"end_date {last} is before start_date {first}")
+            raise dg.Failure(f"end_date {last} is before start_date {first}", allow_retries=False)
         return {first + dt.timedelta(days=k) for k in range((last - first).days + 1)}
 
 
@@ -98,6 +102,7 @@ def step_asset(
             deps=[key(d) for d in deps],
             kinds={"spark", "delta"},
             group_name=group,
+            owners=["team:data-engineering"],
             skippable=True,
         )
         for t in tables + ([quarantine] if quarantine else [])
@@ -113,7 +118,13 @@ def step_asset(
         for t in tables
     ]
 
-    @dg.multi_asset(specs=specs, check_specs=checks, name=step.replace(".", "__"), can_subset=False)
+    @dg.multi_asset(
+        specs=specs,
+        check_specs=checks,
+        name=step.replace(".", "__"),
+        can_subset=False,
+        retry_policy=TRANSIENT_RETRY,
+    )
     def _step(
         context: dg.AssetExecutionContext,
         config: TransformConfig,
@@ -138,7 +149,7 @@ def step_asset(
             except GateFailed as failed:
                 results = [failed.result]
             except MissingInput as exc:
-                raise dg.Failure(str(exc)) from exc
+                raise dg.Failure(str(exc), allow_retries=False) from exc
         by_table = {r.table: r for r in results}
         for table in tables:
             result = by_table.get(table)

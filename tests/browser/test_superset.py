@@ -21,7 +21,7 @@ import requests
 import yaml
 
 from lakehouse.settings import PROJECT_ROOT
-from tests.conftest import LAKEHOUSE, cli_json, free_port, run_cli
+from tests.conftest import LAKEHOUSE, cli_json, dagster_materialize, free_port, run_cli
 from warehouse.superset.browser import chart_states, logged_in, open_dashboard
 from warehouse.superset.bundle import SPEC_DIR, render
 
@@ -204,6 +204,15 @@ def test_queries_keep_answering_while_the_warehouse_is_rebuilt(bi: dict) -> None
     assert after == new != before
     assert set(seen) <= {before, new}
     assert seen[0] == before
+
+
+def test_the_bi_assets_materialise_through_dagster(bi: dict) -> None:
+    live = bi["root"] / "warehouse" / "live" / "warehouse.duckdb"
+    before = live.stat().st_ino
+    result = dagster_materialize("group:bi", bi["env"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "bi/superset" in result.stderr and "bi/live_warehouse" in result.stderr
+    assert live.stat().st_ino != before  # a new live build was published
 
 
 # -- in the browser -------------------------------------------------------------------------

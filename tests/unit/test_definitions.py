@@ -1,8 +1,61 @@
+"""The code location loads, and its graph matches the reviewed snapshot: asset keys with their
+groups and kinds, asset checks, jobs, schedules and sensors. An intended change is recorded with
+`UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_definitions.py` and shows up in review as a
+diff of tests/unit/snapshots/definitions.json."""
+
+import json
+import os
+from pathlib import Path
+
 import dagster as dg
 
 from orchestration.definitions import defs
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
+
+
+def graph_snapshot() -> dict:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+        }
+    checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
+    return {
+        "assets": assets,
+        "asset_checks": checks,
+        "jobs": sorted(j.name for j in defs.jobs or []),
+        "schedules": {s.name: s.cron_schedule for s in defs.schedules or []},
+        "sensors": sorted(s.name for s in defs.sensors or []),
+    }
 
 
 def test_code_location_loads() -> None:
     assert isinstance(defs, dg.Definitions)
     defs.validate_loadable(defs)
+
+
+def test_graph_matches_the_reviewed_snapshot() -> None:
+    current = graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text()), (
+        "the Dagster graph changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit "
+        "tests/unit/snapshots/definitions.json"
+    )
+
+
+def test_every_asset_has_a_group_an_owner_and_a_description() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.is_external:
+            continue
+        assert node.group_name != "default", key
+        assert node.owners, key
+        assert node.description, key

@@ -11,6 +11,7 @@ from orchestration.defs.resources import (
     platform_settings,
 )
 from orchestration.lib.metadata import delta_metadata
+from orchestration.lib.retries import TRANSIENT_RETRY
 from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, IngestOptions, ingest
 
 # Sources, shown in the graph so lineage starts where the data does.
@@ -20,6 +21,7 @@ CLICKSTREAM_TOPIC = dg.AssetSpec(
     "(contract: docs/event_contract.md).",
     group_name="sources",
     kinds={"kafka"},
+    owners=["team:data-engineering"],
 )
 ERP_SOURCES = {
     table: dg.AssetSpec(
@@ -27,6 +29,7 @@ ERP_SOURCES = {
         description=f"ERP table {table} in ERP_DB_URL (schema: docs/erp_schema.md).",
         group_name="sources",
         kinds={"sql"},
+        owners=["team:data-engineering"],
     )
     for table in ERP_TABLES
 }
@@ -50,6 +53,7 @@ class IngestConfig(dg.Config):
             "committed in the same Delta commits.",
             deps=[CLICKSTREAM_TOPIC],
             kinds={"kafka", "delta"},
+            owners=["team:data-engineering"],
         ),
         dg.AssetSpec(
             key=["bronze", DEAD_LETTER_TABLE],
@@ -58,10 +62,12 @@ class IngestConfig(dg.Config):
             "Kafka lineage.",
             deps=[CLICKSTREAM_TOPIC],
             kinds={"kafka", "delta"},
+            owners=["team:data-engineering"],
         ),
     ],
     group_name="bronze",
     name="bronze_clickstream",
+    retry_policy=TRANSIENT_RETRY,
 )
 def bronze_clickstream(
     context: dg.AssetExecutionContext,
@@ -126,6 +132,8 @@ def _erp_asset(source_table: str) -> dg.AssetsDefinition:
         deps=[ERP_SOURCES[source_table]],
         group_name="bronze",
         kinds={"sql", "delta"},
+        owners=["team:data-engineering"],
+        retry_policy=TRANSIENT_RETRY,
         description=f"ERP {source_table}, extracted incrementally by ModifiedAt (watermark kept "
         "in the Delta table), with extraction lineage; unreadable rows go to "
         "bronze.erp_quarantine.",

@@ -25,6 +25,7 @@ class MaintenanceConfig(dg.Config):
     deps=[dg.AssetKey(["bronze", name]) for name in BRONZE_TABLES],
     group_name="maintenance",
     kinds={"delta"},
+    owners=["team:data-engineering"],
     description="Compacts the small files that streaming ingestion leaves behind, writes a "
     "checkpoint and vacuums files no version within the retention window references (including "
     "parquet written by an ingester that crashed before its commit).",

@@ -25,7 +25,7 @@ class MartsTranslator(DagsterDbtTranslator):
         if unique_id.startswith(("model.", "seed.", "snapshot.")):
             name = manifest["nodes"][unique_id]["name"]
             spec = spec.replace_attributes(key=dg.AssetKey(["marts", name]), group_name="marts")
-            spec = spec.merge_attributes(kinds={"duckdb"})
+            spec = spec.merge_attributes(kinds={"duckdb"}, owners=["team:analytics"])
         return spec
 
 

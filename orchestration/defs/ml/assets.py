@@ -5,6 +5,8 @@ Two multi-assets, one per runner of ml/training.py. `recommenders` owns the mode
 that as materialisations of those assets.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -12,6 +14,7 @@ import dagster as dg
 from ml import TRAINING_INPUTS
 from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
 from orchestration.lib.metadata import delta_metadata, markdown_table
+from orchestration.lib.retries import TRANSIENT_RETRY
 from orchestration.lib.spark_steps import key
 
 RECOMMENDER_OUTPUTS = {
@@ -76,6 +79,17 @@ def _specs(outputs: dict[str, tuple[str, set[str]]]) -> list[dg.AssetSpec]:
     ]
 
 
+@contextmanager
+def _not_retried_when_data_is_missing() -> Iterator[None]:
+    """Missing or too little gold data is not transient: fail at once instead of retrying."""
+    from ml.training import NotEnoughData
+
+    try:
+        yield
+    except NotEnoughData as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+
+
 def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, dict[str, Any]]):
     for table, rows in tables.items():
         opened = lake.open(*table.split("."))
@@ -89,7 +103,12 @@ def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, d
         )
 
 
-@dg.multi_asset(specs=_specs(RECOMMENDER_OUTPUTS), name="recommenders", can_subset=False)
+@dg.multi_asset(
+    specs=_specs(RECOMMENDER_OUTPUTS),
+    name="recommenders",
+    can_subset=False,
+    retry_policy=TRANSIENT_RETRY,
+)
 def recommenders(
     context: dg.AssetExecutionContext, spark: SparkConnectResource, lake: LakeResource
 ):
@@ -97,7 +116,7 @@ def recommenders(
     from ml.training import train_recommenders
 
     settings = platform_settings(lake=lake, spark=spark)
-    with spark.session() as session:
+    with spark.session() as session, _not_retried_when_data_is_missing():
         report = train_recommenders(session, settings, context.log.info)
     evaluations = [
         {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}
@@ -136,7 +155,12 @@ def recommenders(
         yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
 
 
-@dg.multi_asset(specs=_specs(CUSTOMER_OUTPUTS), name="customer_models", can_subset=False)
+@dg.multi_asset(
+    specs=_specs(CUSTOMER_OUTPUTS),
+    name="customer_models",
+    can_subset=False,
+    retry_policy=TRANSIENT_RETRY,
+)
 def customer_models(
     context: dg.AssetExecutionContext, spark: SparkConnectResource, lake: LakeResource
 ):
@@ -144,7 +168,7 @@ def customer_models(
     from ml.training import train_customer_models
 
     settings = platform_settings(lake=lake, spark=spark)
-    with spark.session() as session:
+    with spark.session() as session, _not_retried_when_data_is_missing():
         report = train_customer_models(session, settings, context.log.info)
     summary = {
         e["task"]: {
