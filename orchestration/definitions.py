@@ -15,7 +15,12 @@ from orchestration.defs.bronze.assets import (
     bronze_clickstream,
     erp_assets,
 )
-from orchestration.defs.bronze.sensors import clickstream_sensor, ingest_clickstream_job
+from orchestration.defs.bronze.sensors import (
+    clickstream_sensor,
+    ingest_clickstream_job,
+    streaming_refresh_job,
+    streaming_refresh_sensor,
+)
 from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
 from orchestration.defs.marts.assets import dbt_marts
@@ -78,9 +83,10 @@ defs = dg.Definitions(
         train_models_job,
         build_marts_job,
         nightly_refresh_job,
+        streaming_refresh_job,
     ],
     schedules=[nightly_schedule],
-    sensors=[clickstream_sensor, run_failure_sensor],
+    sensors=[clickstream_sensor, streaming_refresh_sensor, run_failure_sensor],
     resources=default_resources(settings) | marts_resources(settings) | bi_resources(settings),
     executor=EXECUTORS[settings.dagster_executor],
 )

@@ -12,6 +12,7 @@ Pure Python (PyYAML only): it runs in the project's environment (tests) and in S
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,16 @@ def _load(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BundleError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def tables_read(spec_dir: Path = SPEC_DIR) -> dict[str, set[str]]:
+    """{database: tables its datasets read}: a dataset's table, or the `main.<table>` its SQL
+    names (so SQL datasets must qualify their tables)."""
+    read: dict[str, set[str]] = {key: set() for key in DATABASES}
+    for spec in _load(spec_dir / "datasets.yaml").values():
+        tables = [spec["table"]] if spec.get("table") else re.findall(r"\bmain\.(\w+)", spec["sql"])
+        read[spec.get("database", "warehouse")].update(tables)
+    return read
 
 
 def render(database_uris: dict[str, str], spec_dir: Path = SPEC_DIR) -> Bundle:

@@ -1,4 +1,6 @@
-"""Streaming refresh: ingest the clickstream whenever the topic has messages bronze lacks."""
+"""Streaming refresh: ingest the clickstream whenever the topic has messages bronze lacks, then
+bring silver events, the real-time KPI tables and the live file up to date after each
+ingestion."""
 
 import dagster as dg
 from confluent_kafka import KafkaException
@@ -11,6 +13,18 @@ ingest_clickstream_job = dg.define_asset_job(
     "ingest_clickstream",
     selection=dg.AssetSelection.assets(bronze_clickstream),
     description="Bounded Kafka → bronze.events ingestion (what the topic holds now).",
+)
+
+streaming_refresh_job = dg.define_asset_job(
+    "streaming_refresh",
+    selection=dg.AssetSelection.assets(
+        dg.AssetKey(["silver", "events"]),
+        dg.AssetKey(["gold", "kpi_minute"]),
+        dg.AssetKey(["gold", "kpi_hourly"]),
+        dg.AssetKey(["bi", "live_warehouse"]),
+    ).required_multi_asset_neighbors(),  # silver/events comes with its quarantine
+    description="After an ingestion: the silver event partitions that changed, the minute and "
+    "hour KPI tables, and the live file the real-time dashboard reads.",
 )
 
 _ACTIVE = [
@@ -48,3 +62,23 @@ def clickstream_sensor(
         run_key=f"{kafka.events_topic}@{ends}",
         tags={"lakehouse/lag": str(lag)},
     )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ingest_clickstream_job],
+    request_job=streaming_refresh_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After every successful ingestion run, requests a streaming refresh (skipped "
+    "while one is queued or running: the next ingestion brings it up to date).",
+)
+def streaming_refresh_sensor(
+    context: dg.RunStatusSensorContext,
+) -> dg.RunRequest | dg.SkipReason:
+    active = context.instance.get_run_records(
+        dg.RunsFilter(job_name=streaming_refresh_job.name, statuses=_ACTIVE), limit=1
+    )
+    if active:
+        return dg.SkipReason(f"streaming refresh {active[0].dagster_run.run_id} is still going")
+    return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}")
