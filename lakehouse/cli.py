@@ -1056,8 +1056,9 @@ def _materialise(settings: Settings, groups: tuple[str, ...]) -> list:
     import dagster as dg
 
     from orchestration.definitions import defs
+    from orchestration.lib.instance import write_instance_config
 
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    write_instance_config(settings)
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name in groups]
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:

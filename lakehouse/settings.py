@@ -245,6 +245,18 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a Spark Connect URL like sc://host:15002, got {value!r}")
         return value
 
+    @field_validator("dagster_postgres_url")
+    @classmethod
+    def _check_dagster_postgres_url(cls, value: str | None) -> str | None:
+        # dagster-postgres needs psycopg2: through psycopg 3 (SQLAlchemy 2.1's default driver for
+        # a bare postgresql://) its NOTIFY statements fail with a syntax error
+        if value is not None and not value.startswith("postgresql+psycopg2://"):
+            raise ValueError(
+                "expected postgresql+psycopg2://user:password@host:5432/db (dagster-postgres "
+                f"needs the psycopg2 driver), got {mask_password(value)!r}"
+            )
+        return value
+
     @field_validator("superset_url")
     @classmethod
     def _check_superset_url(cls, value: str) -> str:

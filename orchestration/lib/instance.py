@@ -1,0 +1,28 @@
+"""The Dagster instance under DAGSTER_HOME: SQLite storage by default, PostgreSQL (runs, event
+logs, schedules) when DAGSTER_POSTGRES_URL is set. The URL stays in the environment; the file
+only names the variable, so no password lands on disk."""
+
+from pathlib import Path
+
+import yaml
+
+from lakehouse.settings import Settings
+
+
+def instance_config(settings: Settings) -> dict:
+    config: dict = {"telemetry": {"enabled": False}}
+    if settings.dagster_postgres_url:
+        config["storage"] = {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
+    return config
+
+
+def write_instance_config(settings: Settings) -> Path:
+    """Write `<DAGSTER_HOME>/dagster.yaml` for these settings (idempotent); its path."""
+    home = Path(settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    text = "# written by the lakehouse CLI from the settings (DAGSTER_POSTGRES_URL)\n"
+    text += yaml.safe_dump(instance_config(settings), sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
