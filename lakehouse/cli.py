@@ -816,6 +816,46 @@ def ml_train(
         out.print(", ".join(f"{t} {n:,} rows" for t, n in r.tables.items()), style="dim")
 
 
+dagster_app = typer.Typer(
+    help="The Dagster UI (dagster dev: webserver, daemon, code server).", no_args_is_help=True
+)
+app.add_typer(dagster_app, name="dagster")
+
+
+@dagster_app.command("up")
+def dagster_up(as_json: JsonOption = False) -> None:
+    """Write the instance configuration, migrate it, and start `dagster dev` on 127.0.0.1
+    (idempotent); healthy once the code location has loaded."""
+    from lakehouse.dagster_ui import dagster_manager, prepare_instance
+
+    settings = _settings()
+    say = (lambda _: None) if as_json else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
+    _run(lambda: prepare_instance(settings))
+    statuses = _run(lambda: dagster_manager(settings).up(progress=say))
+    _print_statuses(statuses, as_json)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
+@dagster_app.command("down")
+def dagster_down(as_json: JsonOption = False) -> None:
+    """Stop the embedded Dagster UI (by pid)."""
+    from lakehouse.dagster_ui import dagster_manager
+
+    _print_statuses(_run(dagster_manager(_settings()).down), as_json)
+
+
+@dagster_app.command("status")
+def dagster_status(as_json: JsonOption = False) -> None:
+    """The Dagster UI's endpoint, pid, memory and health. Exit code 1 if it is down."""
+    from lakehouse.dagster_ui import dagster_manager
+
+    statuses = _run(dagster_manager(_settings()).status)
+    _print_statuses(statuses, as_json)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
 bi_app = typer.Typer(
     help="Superset over the warehouse: dashboards as code, SQL Lab.", no_args_is_help=True
 )
@@ -950,6 +990,7 @@ def demo(
         ),
         ("Building the marts with dbt and publishing the warehouse", lambda: _demo_marts(settings)),
         ("Starting Superset with the dashboards", lambda: _demo_bi(settings)),
+        ("Starting the Dagster UI", lambda: _demo_dagster(settings)),
     ]
     results = []
     for number, (title, step) in enumerate(steps, start=1):
@@ -964,7 +1005,7 @@ def demo(
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced, bronze, silver_gold, ml, marts, bi = results
+    statuses, kafka, delta, generated, produced, bronze, silver_gold, ml, marts, bi, ui = results
     _print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -984,13 +1025,14 @@ def demo(
     out.print(f"marts:  {marts}", highlight=False)
     out.print()
     _print_bi(bi)
+    out.print(f"\nDagster UI: [bold]{ui}[/bold]", highlight=False)
     out.print("\n[bold]Where everything is[/bold]")
     for key, value in settings.describe().items():
         out.print(f"  {key:<24} {value}", highlight=False)
     out.print(
         f"\n[green]Demo finished in {time.monotonic() - started:.1f}s.[/green] "
-        "Services keep running; stop them with `.venv/bin/lakehouse services down` and "
-        "`.venv/bin/lakehouse bi down`."
+        "Services keep running; stop them with `.venv/bin/lakehouse services down`, "
+        "`.venv/bin/lakehouse bi down` and `.venv/bin/lakehouse dagster down`."
     )
 
 
@@ -1137,6 +1179,19 @@ def _demo_bi(settings: Settings):  # noqa: ANN202 - lakehouse.bi.BiReport, impor
 
     refresh_live(settings)
     return Bi(settings).up(progress=_dim)
+
+
+def _demo_dagster(settings: Settings) -> str:
+    from lakehouse.dagster_ui import dagster_manager, prepare_instance
+
+    prepare_instance(settings)
+    status = dagster_manager(settings).up(progress=_dim)[0]
+    loaded = (
+        f"code location loaded in {status.startup_seconds:.1f}s"
+        if status.started
+        else ("already running")
+    )
+    return f"{settings.dagster_url} ({loaded})"
 
 
 def _dim(message: str) -> None:

@@ -35,6 +35,11 @@ def mask_password(url: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", url)
 
 
+def _http_endpoint(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def _env(name: str) -> AliasChoices:
     """Read a field from exactly this environment variable (no prefix games)."""
     return AliasChoices(name)
@@ -101,6 +106,12 @@ class Settings(BaseSettings):
         description="DAGSTER_EXECUTOR: how a run executes its steps. in_process: one after "
         "another in the run's process (a step costs no start-up; right for a small machine "
         "where Spark Connect does the heavy work); multiprocess: a process per step, in parallel.",
+    )
+    dagster_url: str = Field(
+        default="http://127.0.0.1:3000",
+        validation_alias=_env("DAGSTER_URL"),
+        description="DAGSTER_URL: the Dagster UI. On loopback, `lakehouse dagster up` runs "
+        "`dagster dev` (webserver, daemon, code server); elsewhere it is only checked.",
     )
     superset_url: str = Field(
         default="http://127.0.0.1:8088",
@@ -257,9 +268,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("superset_url")
+    @field_validator("superset_url", "dagster_url")
     @classmethod
-    def _check_superset_url(cls, value: str) -> str:
+    def _check_http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected a URL like http://127.0.0.1:8088, got {value!r}")
@@ -324,12 +335,19 @@ class Settings(BaseSettings):
 
     @property
     def superset_endpoint(self) -> tuple[str, int]:
-        parts = urlsplit(self.superset_url)
-        return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+        return _http_endpoint(self.superset_url)
 
     @property
     def superset_is_embedded(self) -> bool:
         return self.superset_endpoint[0] in _LOOPBACK
+
+    @property
+    def dagster_endpoint(self) -> tuple[str, int]:
+        return _http_endpoint(self.dagster_url)
+
+    @property
+    def dagster_is_embedded(self) -> bool:
+        return self.dagster_endpoint[0] in _LOOPBACK
 
     def table_uri(self, layer: str, name: str) -> str:
         """Location of a Delta table, e.g. table_uri("bronze", "events")."""
@@ -348,6 +366,7 @@ class Settings(BaseSettings):
             "dagster_home": str(self.dagster_home),
             "dagster_storage": "postgres" if self.dagster_postgres_url else "sqlite",
             "dagster_executor": self.dagster_executor,
+            "dagster_url": self.dagster_url,
             "superset_url": self.superset_url,
             "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
             "broker_storage": self.broker_storage,

@@ -1,13 +1,10 @@
 """The code location on a live `dagster dev` (webserver + daemon): the sensor launches an
-ingestion run after `lakehouse produce`, and a run launched the way the UI launches it (the
-GraphQL launchRun mutation behind the Materialize button) succeeds."""
+ingestion run after `lakehouse produce`, a run launched the way the UI launches it (the GraphQL
+launchRun mutation behind the Materialize button) succeeds, and the UI itself, in Chromium,
+shows every group, an asset's checks and metadata, and launches a materialisation."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,49 +15,36 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from deltalake import DeltaTable
 
 from lakehouse.settings import Settings
-from tests.conftest import free_port, run_cli
+from tests.conftest import cli_json, free_port, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def live(
-    platform_env: dict[str, str], tmp_path: Path
+    platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[dict, DagsterGraphQLClient]]:
+    tmp_path = tmp_path_factory.mktemp("dagster-live")
     env = {
         **platform_env,
         "LAKEHOUSE_DATA_ROOT": str(tmp_path),
         "KAFKA_EVENTS_TOPIC": f"dagster-live-{tmp_path.name}",
         "DAGSTER_HOME": str(tmp_path / "dagster"),
     }
-    (tmp_path / "dagster").mkdir()
-    # Create the instance's storage once: the webserver, daemon and code server of a first
-    # `dagster dev` would otherwise race to stamp the same fresh SQLite schema.
-    subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True)
     port = free_port()
-    log = (tmp_path / "dagster-dev.log").open("w")
-    # Started from a script, dagster dev ignores SIGTERM unless its default handler is restored.
-    proc = subprocess.Popen(
-        ["env", "--default-signal=INT,TERM", DAGSTER, "dev", "-m", "orchestration.definitions"]
-        + ["-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env["DAGSTER_URL"] = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    up = cli_json("dagster", "up", env=env, timeout=300)["services"][0]
+    print(f"\nDagster UI healthy (code location loaded) in {time.monotonic() - started:.1f}s")
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     try:
-        wait_for(lambda: _answers(client), 120, "the Dagster webserver to answer")
+        assert up["healthy"] and up["started"]
+        assert _answers(client)
+        env["DAGSTER_UI"] = env["DAGSTER_URL"]
         yield env, client
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        down = cli_json("dagster", "down", env=env, check=False)["services"][0]
+        assert not down["running"]
 
 
 def _answers(client: DagsterGraphQLClient) -> bool:
@@ -148,3 +132,64 @@ def asset_checks(client: DagsterGraphQLClient, path: list[str]) -> dict[str, tup
     return {
         c["name"]: (c["executionForLatestMaterialization"]["status"], c["blocking"]) for c in checks
     }
+
+
+def test_the_ui_in_a_browser(live) -> None:
+    """After the runs above: the lineage lists every group, an asset page shows its blocking
+    check and its metadata, and the Materialize button launches a run that succeeds."""
+    from playwright.sync_api import sync_playwright
+
+    from warehouse.superset.browser import CHROMIUM, CHROMIUM_ARGS
+
+    env, client = live
+    ui = env["DAGSTER_UI"]
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts" / "dagster"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+
+        def dismiss_welcome() -> None:  # the community pop-up of a fresh instance
+            skip = page.get_by_role("button", name="Skip")
+            if skip.count():
+                skip.first.click()
+
+        started = time.monotonic()
+        page.goto(f"{ui}/asset-groups")
+        page.get_by_text("marts", exact=True).first.wait_for()
+        print(f"lineage page: {time.monotonic() - started:.1f}s")
+        dismiss_welcome()
+        for group in ("sources", "bronze", "silver", "gold", "ml", "marts", "bi", "maintenance"):
+            assert page.get_by_text(group, exact=True).count() >= 1, group
+        page.screenshot(path=str(artifacts / "lineage.png"))
+
+        page.goto(f"{ui}/assets/silver/events")
+        page.get_by_text("Row count").first.wait_for()
+        dismiss_welcome()
+        assert page.get_by_text("data-engineering").count() >= 1  # owner
+        page.goto(f"{ui}/assets/silver/events?view=checks")
+        page.get_by_text("great_expectations").first.wait_for()
+        assert page.get_by_text("Blocking").count() >= 1
+        page.screenshot(path=str(artifacts / "asset-checks.png"))
+
+        brand = dg.AssetKey(["bronze", "mv_brand"])
+
+        def brand_runs(status: dg.DagsterRunStatus | None = None) -> set[str]:
+            return {
+                r.dagster_run.run_id
+                for r in instance.get_run_records()
+                if brand in (r.dagster_run.asset_selection or set())
+                and (status is None or r.dagster_run.status == status)
+            }
+
+        before = brand_runs()
+        page.goto(f"{ui}/assets/bronze/mv_brand")
+        page.get_by_role("button", name="Materialize").first.click()
+        wait_for(
+            lambda: brand_runs(dg.DagsterRunStatus.SUCCESS) - before,
+            180,
+            "the run launched from the Materialize button to succeed",
+        )
+        browser.close()

@@ -1,0 +1,71 @@
+"""The Dagster UI for the embedded platform: `lakehouse dagster up|down|status`.
+
+`dagster dev` (webserver, daemon for schedules and sensors, code server) on 127.0.0.1, over the
+instance in DAGSTER_HOME (written from the settings first: SQLite, or PostgreSQL when
+DAGSTER_POSTGRES_URL is set). Started and stopped by pid like the other embedded services.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from lakehouse.services import BIND_HOST, Service, ServiceError, ServiceManager
+from lakehouse.settings import Settings
+
+CODE_LOCATION = "orchestration.definitions"
+
+
+def check_dagster(url: str, timeout: float) -> None:
+    """Healthy when the webserver answers with the code location loaded."""
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=timeout) as response:  # noqa: S310
+            if response.status != 200:
+                raise ServiceError(f"Dagster at {url} answered {response.status}")
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceError(f"Dagster at {url} is unreachable: {exc}") from exc
+
+
+def dagster_service(settings: Settings) -> Service:
+    host, port = settings.dagster_endpoint
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    return Service(
+        name="dagster",
+        title="Dagster UI",
+        endpoint=settings.dagster_url,
+        host=host,
+        port=port,
+        env_var="DAGSTER_URL",
+        embedded=settings.dagster_is_embedded,
+        command=[dagster, "dev", "-m", CODE_LOCATION, "-h", BIND_HOST, "-p", str(port)],
+        owns=lambda cmd: "dev" in cmd and CODE_LOCATION in cmd and str(port) in cmd,
+        check_health=lambda t: check_dagster(settings.dagster_url, t),
+        env={"DAGSTER_HOME": str(settings.dagster_home)},
+    )
+
+
+def dagster_manager(settings: Settings) -> ServiceManager:
+    """The manager of the Dagster UI; `up` first writes the instance configuration and
+    migrates its storage (a fresh SQLite instance would otherwise be created by three
+    processes at once)."""
+    return ServiceManager(settings, [dagster_service(settings)])
+
+
+def prepare_instance(settings: Settings) -> None:
+    from orchestration.lib.instance import write_instance_config
+
+    write_instance_config(settings)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    result = subprocess.run(
+        [dagster, "instance", "migrate"],
+        env={**os.environ, "DAGSTER_HOME": str(settings.dagster_home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"`dagster instance migrate` failed:\n{result.stderr[-2000:]}")
