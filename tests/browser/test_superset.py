@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import requests
@@ -211,7 +212,14 @@ def test_the_bi_assets_materialise_through_dagster(bi: dict) -> None:
     before = live.stat().st_ino
     result = dagster_materialize("group:bi", bi["env"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "bi/superset" in result.stderr and "bi/live_warehouse" in result.stderr
+    with dg.DagsterInstance.from_config(bi["env"]["DAGSTER_HOME"]) as instance:
+        for path in (["bi", "live_warehouse"], ["bi", "superset"]):
+            event = instance.get_latest_materialization_event(dg.AssetKey(path))
+            assert event is not None and event.run_id in result.stderr, path
+        superset = instance.get_latest_materialization_event(dg.AssetKey(["bi", "superset"]))
+    metadata = superset.asset_materialization.metadata
+    charts = len(render({"warehouse": "", "live": ""}).of_kind("charts"))
+    assert metadata["charts"].value == charts and metadata["datasets_without_table"].value == []
     assert live.stat().st_ino != before  # a new live build was published
 
 
