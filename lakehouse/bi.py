@@ -20,13 +20,18 @@ import os
 import secrets
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lakehouse.services import BIND_HOST, Service, ServiceError, ServiceManager, ServiceStatus
+from lakehouse.services import (
+    BIND_HOST,
+    Service,
+    ServiceError,
+    ServiceManager,
+    ServiceStatus,
+    check_http,
+)
 from lakehouse.settings import PROJECT_ROOT, Settings, mask_password
 
 SUPERSET_VENV = Path(os.environ.get("LAKEHOUSE_SUPERSET_VENV", PROJECT_ROOT / ".venv-superset"))
@@ -112,15 +117,6 @@ def superset_env(settings: Settings, credentials: Credentials, secret_key: str) 
     }
 
 
-def check_superset(url: str, timeout: float) -> None:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:  # noqa: S310
-            if response.status != 200:
-                raise ServiceError(f"Superset at {url} answered /health with {response.status}")
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServiceError(f"Superset at {url} is unreachable: {exc}") from exc
-
-
 def superset_service(settings: Settings, env: dict[str, str]) -> Service:
     host, port = settings.superset_endpoint
     return Service(
@@ -148,7 +144,7 @@ def superset_service(settings: Settings, env: dict[str, str]) -> Service:
             "superset.app:create_app()",
         ],
         owns=lambda cmd: any("gunicorn" in c for c in cmd[:2]) and f"{BIND_HOST}:{port}" in cmd,
-        check_health=lambda t: check_superset(settings.superset_url, t),
+        check_health=lambda t: check_http("Superset", f"{settings.superset_url}/health", t),
         env=env,
     )
 

@@ -10,24 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from lakehouse.services import BIND_HOST, Service, ServiceError, ServiceManager
+from lakehouse.services import BIND_HOST, Service, ServiceError, ServiceManager, check_http
 from lakehouse.settings import Settings
 
 CODE_LOCATION = "orchestration.definitions"
-
-
-def check_dagster(url: str, timeout: float) -> None:
-    """Healthy when the webserver answers with the code location loaded."""
-    try:
-        with urllib.request.urlopen(f"{url}/server_info", timeout=timeout) as response:  # noqa: S310
-            if response.status != 200:
-                raise ServiceError(f"Dagster at {url} answered {response.status}")
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServiceError(f"Dagster at {url} is unreachable: {exc}") from exc
 
 
 def dagster_service(settings: Settings) -> Service:
@@ -43,15 +31,15 @@ def dagster_service(settings: Settings) -> Service:
         embedded=settings.dagster_is_embedded,
         command=[dagster, "dev", "-m", CODE_LOCATION, "-h", BIND_HOST, "-p", str(port)],
         owns=lambda cmd: "dev" in cmd and CODE_LOCATION in cmd and str(port) in cmd,
-        check_health=lambda t: check_dagster(settings.dagster_url, t),
+        # answers once the code location has loaded
+        check_health=lambda t: check_http("Dagster", f"{settings.dagster_url}/server_info", t),
         env={"DAGSTER_HOME": str(settings.dagster_home)},
     )
 
 
 def dagster_manager(settings: Settings) -> ServiceManager:
-    """The manager of the Dagster UI; `up` first writes the instance configuration and
-    migrates its storage (a fresh SQLite instance would otherwise be created by three
-    processes at once)."""
+    """The manager of the Dagster UI. Call `prepare_instance` before its `up`: a fresh SQLite
+    instance would otherwise be created by three processes at once."""
     return ServiceManager(settings, [dagster_service(settings)])
 
 

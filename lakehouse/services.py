@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +77,16 @@ def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def check_http(title: str, url: str, timeout: float) -> None:
+    """Healthy when GET `url` answers 200 (the web services' health endpoints)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            if response.status != 200:
+                raise ServiceError(f"{title} at {url} answered {response.status}")
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceError(f"{title} at {url} is unreachable: {exc}") from exc
 
 
 def check_kafka(bootstrap_servers: str, timeout: float) -> None:
