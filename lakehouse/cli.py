@@ -1099,6 +1099,7 @@ def _materialise(settings: Settings, groups: tuple[str, ...]) -> list:
 
     from orchestration.definitions import defs
     from orchestration.lib.instance import write_instance_config
+    from orchestration.lib.spark_steps import refresh_request
 
     write_instance_config(settings)
     graph = defs.resolve_asset_graph()
@@ -1107,7 +1108,11 @@ def _materialise(settings: Settings, groups: tuple[str, ...]) -> list:
         job = defs.resolve_implicit_global_asset_job_def()
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         result = job.execute_in_process(
-            run_config=quiet, instance=instance, asset_selection=keys, raise_on_error=False
+            run_config=quiet,
+            instance=instance,
+            asset_selection=keys,
+            raise_on_error=False,
+            **refresh_request(),
         )
     if not result.success:
         failures = [

@@ -7,6 +7,7 @@ Embedded mode (the default) keeps everything under one data root and talks to se
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from functools import cache
 from pathlib import Path
@@ -182,6 +183,12 @@ class Settings(BaseSettings):
         validation_alias=_env("SILVER_FUTURE_TOLERANCE_MINUTES"),
         description="SILVER_FUTURE_TOLERANCE_MINUTES: clock skew allowed between an event's time "
         "and its Kafka timestamp before the event counts as from the future.",
+    )
+    partitions_start_date: dt.date = Field(
+        default=dt.date(2024, 1, 1),
+        validation_alias=_env("PARTITIONS_START_DATE"),
+        description="PARTITIONS_START_DATE: first day of the daily partitions of the "
+        "time-based silver and gold assets in Dagster (what a backfill can pick from).",
     )
     transform_batch_rows: int = Field(
         default=2_000_000,

@@ -1,6 +1,7 @@
 """The Dagster instance under DAGSTER_HOME: SQLite storage by default, PostgreSQL (runs, event
-logs, schedules) when DAGSTER_POSTGRES_URL is set. The URL stays in the environment; the file
-only names the variable, so no password lands on disk."""
+logs, schedules) when DAGSTER_POSTGRES_URL is set; concurrency pools limited to one step each.
+The URL stays in the environment; the file only names the variable, so no password lands on
+disk."""
 
 from pathlib import Path
 
@@ -10,7 +11,12 @@ from lakehouse.settings import Settings
 
 
 def instance_config(settings: Settings) -> dict:
-    config: dict = {"telemetry": {"enabled": False}}
+    # One run at a time per concurrency pool: each Spark step and the live file have a pool of
+    # their own, so the nightly run, streaming refreshes and backfills take turns at a table.
+    config: dict = {
+        "telemetry": {"enabled": False},
+        "concurrency": {"pools": {"default_limit": 1}},
+    }
     if settings.dagster_postgres_url:
         config["storage"] = {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
     return config

@@ -2,48 +2,72 @@
 asset check: a failing batch is left in staging, the check fails and nothing downstream runs."""
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from expectations.gate import RESULTS_LAYER, RESULTS_TABLE, ValidationReport
+from lakehouse.settings import Settings, get_settings
 from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
+from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata, markdown_table
 from orchestration.lib.retries import TRANSIENT_RETRY
+from spark_jobs.pipeline import PARTITION_COLUMN
 
 GE_CHECK = "great_expectations"
+# Shared by every step: the runner, change detection, the step wiring and the GX suites.
+SHARED_CODE = (
+    "spark_jobs/pipeline.py",
+    "spark_jobs/incremental.py",
+    "spark_jobs/steps.py",
+    "expectations",
+)
 
 
 class TransformConfig(dg.Config):
-    """By default a step rebuilds only what changed upstream; a date range backfills."""
+    """What a step rebuilds: see `partition_dates`."""
 
-    start_date: str | None = Field(
-        default=None, description="First date (YYYY-MM-DD) to rebuild; needs end_date."
-    )
-    end_date: str | None = Field(default=None, description="Last date (YYYY-MM-DD) to rebuild.")
     full_rebuild: bool = Field(
-        default=False, description="Rebuild from the sources' whole history."
+        default=False,
+        description="Rebuild from the sources' whole history, whatever partitions were picked.",
     )
 
-    def dates(self) -> set[dt.date] | None:
-        if self.start_date is None and self.end_date is None:
-            return None
-        if self.start_date is None or self.end_date is None:
-            raise dg.Failure(
-                "start_date and end_date go together (a date range to backfill)",
-                allow_retries=False,
-            )
-        try:
-            first, last = (
-                dt.date.fromisoformat(self.start_date),
-                dt.date.fromisoformat(self.end_date),
-            )
-        except ValueError as exc:
-            raise dg.Failure(f"dates must be YYYY-MM-DD: {exc}", allow_retries=False) from exc
-        if last < first:
-            raise dg.Failure(f"end_date {last} is before start_date {first}", allow_retries=False)
-        return {first + dt.timedelta(days=k) for k in range((last - first).days + 1)}
+
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """One partition per day (UTC), today included, so streaming data has its partition."""
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.partitions_start_date.isoformat(), end_offset=1, timezone="UTC"
+    )
+
+
+DAILY = daily_partitions(get_settings())
+
+# Runs launched by the schedule, the sensors and the demo carry this tag: their steps rebuild the
+# days that changed upstream, whatever partition the run is filed under (today's). Without it a
+# partition range is a backfill of exactly those days.
+REFRESH_TAG = "lakehouse/refresh"
+CHANGED = "changed"
+
+
+def refresh_request(now: dt.datetime | None = None) -> dict[str, Any]:
+    """The partition and tags of an incremental refresh run (RunRequest / execute_in_process
+    keyword arguments): filed under today's partition, rebuilding what changed."""
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
+    return {"partition_key": today.isoformat(), "tags": {REFRESH_TAG: CHANGED}}
+
+
+def partition_dates(context: dg.AssetExecutionContext) -> set[dt.date] | None:
+    """The days a partitioned run backfills; None (rebuild what changed) for a refresh run.
+
+    Dagster cannot run partitioned assets with partitioned parents without a partition, so
+    incremental refreshes are filed under today's partition and tagged (`refresh_request`)."""
+    if context.run.tags.get(REFRESH_TAG) == CHANGED or not context.has_partition_key_range:
+        return None
+    window = context.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    return {first + dt.timedelta(days=k) for k in range((end - first).days)}
 
 
 def key(table: str) -> dg.AssetKey:
@@ -92,9 +116,20 @@ def step_asset(
     deps: list[str],
     descriptions: dict[str, str],
     group: str,
+    code: str,
     quarantine: str | None = None,
 ) -> dg.AssetsDefinition:
-    """A multi-asset running one pipeline step; `tables` are gated, `quarantine` is not."""
+    """A multi-asset running one pipeline step; `tables` are gated, `quarantine` is not.
+
+    `code` is the module with the step's transformations (its code version, with the runner
+    and the suites). Steps over date-partitioned tables get daily partitions: a backfill of a
+    date range runs as one run (single-run backfill policy), and a refresh run
+    (`refresh_request`) reports the days it rebuilt as partition materialisations. Each step
+    has a concurrency pool of its own, so overlapping runs (the nightly one, streaming
+    refreshes, a backfill) take turns at a table instead of staging and publishing over each
+    other."""
+    partitioned = PARTITION_COLUMN.get(tables[0]) is not None
+    version = source_version(code, *SHARED_CODE)
     specs = [
         dg.AssetSpec(
             key=key(t),
@@ -104,6 +139,7 @@ def step_asset(
             group_name=group,
             owners=["team:data-engineering"],
             skippable=True,
+            code_version=version,
         )
         for t in tables + ([quarantine] if quarantine else [])
     ]
@@ -124,6 +160,9 @@ def step_asset(
         name=step.replace(".", "__"),
         can_subset=False,
         retry_policy=TRANSIENT_RETRY,
+        partitions_def=DAILY if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        pool=f"lake:{step}",
     )
     def _step(
         context: dg.AssetExecutionContext,
@@ -135,7 +174,8 @@ def step_asset(
         from spark_jobs.steps import run_step
 
         settings = platform_settings(lake=lake, spark=spark)
-        dates = config.dates()
+        # full_rebuild covers the whole history, whichever partition the run was filed under
+        dates = partition_dates(context) if partitioned and not config.full_rebuild else None
         with spark.session() as session:
             pipeline = Pipeline(
                 session,
@@ -168,6 +208,8 @@ def step_asset(
                 )
                 yield check_result(table, result.report)
                 continue
+            if partitioned and dates is None:
+                yield from _partitions_rebuilt(context, table, result.dates)
             yield dg.MaterializeResult(
                 asset_key=key(table),
                 metadata={
@@ -178,6 +220,9 @@ def step_asset(
             )
         if quarantine and all(by_table.get(t) and by_table[t].published for t in tables):
             quarantined = sum(r.quarantined for r in results)
+            if partitioned and dates is None:
+                rebuilt = sorted({d for r in results for d in (r.dates or [])})
+                yield from _partitions_rebuilt(context, quarantine, rebuilt)
             yield dg.MaterializeResult(
                 asset_key=key(quarantine),
                 metadata={
@@ -189,6 +234,28 @@ def step_asset(
             )
 
     return _step
+
+
+def _partitions_rebuilt(
+    context: dg.AssetExecutionContext, table: str, days: list[str] | None
+) -> Iterator[dg.AssetMaterialization]:
+    """Record the days an incremental run rebuilt as materialisations of those partitions, so
+    the UI's partition status shows what is built; days outside the partitions are counted."""
+    if not days:
+        return
+    outside = [d for d in days if not DAILY.has_partition_key(d)]
+    if outside:
+        context.log.warning(
+            f"{table}: {len(outside)} rebuilt days ({outside[0]}..{outside[-1]}) are outside "
+            f"the daily partitions (PARTITIONS_START_DATE {DAILY.start.date()})"
+        )
+    for day in days:
+        if day not in outside:
+            yield dg.AssetMaterialization(
+                asset_key=key(table),
+                partition=day,
+                metadata={"refresh": "incremental", "days_in_run": len(days)},
+            )
 
 
 def _facts(result: Any) -> dict[str, Any]:

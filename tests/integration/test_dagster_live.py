@@ -11,10 +11,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from deltalake import DeltaTable
 
 from lakehouse.settings import Settings
+from orchestration.lib.spark_steps import refresh_request
 from tests.conftest import cli_json, free_port, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -98,7 +100,11 @@ def test_sensor_and_ui_launched_runs(live) -> None:
 
     # silver and gold launched like the UI does, then their checks read back as the UI reads them
     run_cli("extract", env=env)
-    run_id = client.submit_job_execution("refresh_silver_gold")
+    refresh = refresh_request()  # what the schedule and the sensors launch
+    run_id = client.submit_job_execution(
+        "refresh_silver_gold",
+        tags={"dagster/partition": refresh["partition_key"], **refresh["tags"]},
+    )
     wait_for(
         lambda: (
             client.get_run_status(run_id)
@@ -110,6 +116,51 @@ def test_sensor_and_ui_launched_runs(live) -> None:
     assert client.get_run_status(run_id) == dg.DagsterRunStatus.SUCCESS
     for path in (["silver", "events"], ["silver", "sales_lines"], ["gold", "fact_events"]):
         assert asset_checks(client, path) == {"great_expectations": ("SUCCEEDED", True)}, path
+
+    # a date range backfilled the way the UI's "Launch backfill" does: one run for the range
+    days = ["2025-09-05", "2025-09-06", "2025-09-07"]
+    events = DeltaTable(settings.table_uri("silver", "events"))
+    before = events.to_pyarrow_table(filters=[("event_date", "in", days)]).num_rows
+    backfill_id = launch_backfill(client, ["silver", "events"], days)
+    wait_for(
+        lambda: instance.get_backfill(backfill_id).status in BACKFILL_DONE,
+        600,
+        "the backfill",
+    )
+    assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in runs
+    ] == [(days[0], days[-1])]
+    events.update_incremental()
+    assert events.to_pyarrow_table(filters=[("event_date", "in", days)]).num_rows == before
+    assert set(days) <= instance.get_materialized_partitions(dg.AssetKey(["silver", "events"]))
+
+
+BACKFILL_DONE = {
+    BulkActionStatus.COMPLETED_SUCCESS,
+    BulkActionStatus.COMPLETED_FAILED,
+    BulkActionStatus.FAILED,
+    BulkActionStatus.CANCELED,
+}
+BACKFILL_MUTATION = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def launch_backfill(client: DagsterGraphQLClient, path: list[str], days: list[str]) -> str:
+    """The mutation behind the UI's "Launch backfill" for these partitions of an asset."""
+    params = {"assetSelection": [{"path": path}], "partitionNames": days}
+    launched = client._execute(BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
 
 
 CHECKS_QUERY = """

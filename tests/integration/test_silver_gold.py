@@ -240,13 +240,7 @@ def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(world: 
         assert "expect_table_row_count_to_be_between" in failures["expectation"].to_pylist()
 
         # through Dagster: the blocking check fails and gold is not built on the bad batch
-        select = "silver/events,gold/fact_events"
-        config = (
-            'ops:\n  silver__events:\n    config:\n      start_date: "2025-09-15"\n'
-            '      end_date: "2025-09-15"\n'
-        )
-        config_file = root / "backfill.yaml"
-        config_file.write_text(config)
+        # a backfill of that day (a partition range, as picked in the UI) fails its check
         run = subprocess.run(
             [
                 DAGSTER,
@@ -255,9 +249,9 @@ def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(world: 
                 "-m",
                 "orchestration.definitions",
                 "--select",
-                select,
-                "-c",
-                str(config_file),
+                "silver/events,gold/fact_events",
+                "--partition-range",
+                "2025-09-15...2025-09-15",
             ],
             env=env,
             capture_output=True,

@@ -81,3 +81,15 @@ def test_project_is_configured_only_through_settings_variables(resolved: dict) -
     assert env["SPARK_REMOTE"].startswith("sc://spark-connect:")
     assert env["LAKE_URI"].startswith("s3://")
     assert env["ERP_DB_URL"].startswith("postgresql")
+
+
+def test_compose_instance_matches_what_the_cli_writes() -> None:
+    """The stack's dagster.yaml has the storage, pools and telemetry the CLI writes for a
+    PostgreSQL instance (plus the queued run coordinator of a long-running deployment)."""
+    from lakehouse.settings import Settings
+    from orchestration.lib.instance import instance_config
+
+    deployed = yaml.safe_load((PROJECT_ROOT / "deploy/dagster/dagster.yaml").read_text())
+    settings = Settings(dagster_postgres_url="postgresql+psycopg2://u:p@db:5432/dagster")
+    written = instance_config(settings)
+    assert {k: deployed[k] for k in written} == written

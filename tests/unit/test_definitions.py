@@ -1,7 +1,7 @@
 """The code location loads, and its graph matches the reviewed snapshot: asset keys with their
-groups and kinds, asset checks, jobs, schedules and sensors. An intended change is recorded with
-`UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_definitions.py` and shows up in review as a
-diff of tests/unit/snapshots/definitions.json."""
+groups, kinds, partitions and pools, asset checks, jobs, schedules and sensors. An intended
+change is recorded with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_definitions.py` and
+shows up in review as a diff of tests/unit/snapshots/definitions.json."""
 
 import json
 import os
@@ -23,6 +23,8 @@ def graph_snapshot() -> dict:
             "group": node.group_name,
             "kinds": sorted(node.kinds),
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
+            "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "pool": next(iter(node.pools), None) if node.pools else None,
         }
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
     return {
@@ -59,3 +61,25 @@ def test_every_asset_has_a_group_an_owner_and_a_description() -> None:
         assert node.group_name != "default", key
         assert node.owners, key
         assert node.description, key
+
+
+def test_every_asset_has_a_code_version_from_its_sources() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.is_materializable:
+            assert node.code_version, key
+
+
+def test_time_based_tables_have_daily_partitions_backfilled_in_one_run() -> None:
+    """Every table partitioned by a date column in Delta is a daily-partitioned asset, so a
+    date range can be backfilled from the UI; the range runs as one Spark step."""
+    from spark_jobs.pipeline import PARTITION_COLUMN
+
+    graph = defs.resolve_asset_graph()
+    for table, column in PARTITION_COLUMN.items():
+        if column is None or table.startswith("bronze."):  # bronze follows Kafka offsets
+            continue
+        node = graph.get(dg.AssetKey(table.split(".")))
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), table
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), table

@@ -8,6 +8,7 @@ bundle after the marts are published (and, embedded, starts the web server if it
 import dagster as dg
 
 from orchestration.defs.bi.resources import BiResource
+from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import markdown_table
 from warehouse.superset.bundle import tables_read
 
@@ -31,6 +32,8 @@ def _marts_read_by_dashboards() -> list[dg.AssetKey]:
     kinds={"duckdb"},
     owners=["team:analytics"],
     deps=[dg.AssetKey(k) for k in LIVE_SOURCES],
+    code_version=source_version("warehouse/live.py", "warehouse/publish.py"),
+    pool="lake:bi.live_warehouse",
     description="The live DuckDB file (WAREHOUSE_PATH/live/warehouse.duckdb): the newest 48 h "
     "of minute KPIs, 30 days of hourly ones, validation runs and rejected rows, rebuilt from "
     "the Delta tables and published atomically for Superset.",
@@ -57,6 +60,7 @@ def live_warehouse(context: dg.AssetExecutionContext, bi: BiResource) -> dg.Mate
     kinds={"superset"},
     owners=["team:analytics"],
     deps=[live_warehouse, *_marts_read_by_dashboards()],
+    code_version=source_version("lakehouse/bi.py", "warehouse/superset"),
     description="Superset's dashboards, datasets and saved queries applied from the YAML under "
     "warehouse/superset/dashboards, over the published warehouse and the live file.",
 )

@@ -10,6 +10,7 @@ from orchestration.defs.resources import (
     LakeResource,
     platform_settings,
 )
+from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata
 from orchestration.lib.retries import TRANSIENT_RETRY
 from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, IngestOptions, ingest
@@ -35,6 +36,16 @@ ERP_SOURCES = {
 }
 
 
+INGEST_CODE = source_version(
+    "streaming/ingest.py",
+    "streaming/contract.py",
+    "streaming/records.py",
+    "streaming/schemas",
+    "lakehouse/lake.py",
+)
+ERP_CODE = source_version("lakehouse/erp_extract.py", "lakehouse/lake.py")
+
+
 class IngestConfig(dg.Config):
     """A bounded ingestion run: what is on the topic now, within these limits."""
 
@@ -54,6 +65,7 @@ class IngestConfig(dg.Config):
             deps=[CLICKSTREAM_TOPIC],
             kinds={"kafka", "delta"},
             owners=["team:data-engineering"],
+            code_version=INGEST_CODE,
         ),
         dg.AssetSpec(
             key=["bronze", DEAD_LETTER_TABLE],
@@ -63,6 +75,7 @@ class IngestConfig(dg.Config):
             deps=[CLICKSTREAM_TOPIC],
             kinds={"kafka", "delta"},
             owners=["team:data-engineering"],
+            code_version=INGEST_CODE,
         ),
     ],
     group_name="bronze",
@@ -134,6 +147,7 @@ def _erp_asset(source_table: str) -> dg.AssetsDefinition:
         kinds={"sql", "delta"},
         owners=["team:data-engineering"],
         retry_policy=TRANSIENT_RETRY,
+        code_version=ERP_CODE,
         description=f"ERP {source_table}, extracted incrementally by ModifiedAt (watermark kept "
         "in the Delta table), with extraction lineage; unreadable rows go to "
         "bronze.erp_quarantine.",

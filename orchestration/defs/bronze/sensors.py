@@ -7,6 +7,7 @@ from confluent_kafka import KafkaException
 
 from orchestration.defs.bronze.assets import bronze_clickstream
 from orchestration.defs.resources import KafkaResource, LakeResource, platform_settings
+from orchestration.lib.spark_steps import refresh_request
 from streaming.ingest import ingest_status
 
 ingest_clickstream_job = dg.define_asset_job(
@@ -27,12 +28,12 @@ streaming_refresh_job = dg.define_asset_job(
     "hour KPI tables, and the live file the real-time dashboard reads.",
 )
 
-_ACTIVE = [
+_NOT_STARTED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
 ]
+_ACTIVE = [*_NOT_STARTED, dg.DagsterRunStatus.STARTED]
 
 
 @dg.sensor(
@@ -70,15 +71,19 @@ def clickstream_sensor(
     request_job=streaming_refresh_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After every successful ingestion run, requests a streaming refresh (skipped "
-    "while one is queued or running: the next ingestion brings it up to date).",
+    description="After every successful ingestion run, requests a streaming refresh, unless "
+    "one has not started yet (it will see this ingestion's events). A refresh already running "
+    "may have passed silver, so another one is requested; the pools make it wait its turn.",
 )
 def streaming_refresh_sensor(
     context: dg.RunStatusSensorContext,
 ) -> dg.RunRequest | dg.SkipReason:
-    active = context.instance.get_run_records(
-        dg.RunsFilter(job_name=streaming_refresh_job.name, statuses=_ACTIVE), limit=1
+    waiting = context.instance.get_run_records(
+        dg.RunsFilter(job_name=streaming_refresh_job.name, statuses=_NOT_STARTED), limit=1
     )
-    if active:
-        return dg.SkipReason(f"streaming refresh {active[0].dagster_run.run_id} is still going")
-    return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}")
+    if waiting:
+        return dg.SkipReason(
+            f"streaming refresh {waiting[0].dagster_run.run_id} has not started yet and will "
+            "include these events"
+        )
+    return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}", **refresh_request())

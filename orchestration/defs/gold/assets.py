@@ -44,7 +44,9 @@ DEPS = {
     ],
 }
 
+CODE = "spark_jobs/gold.py"
+
 gold_assets = [
-    step_asset(table, tables=[table], deps=deps, descriptions=DESCRIPTIONS, group="gold")
+    step_asset(table, tables=[table], deps=deps, descriptions=DESCRIPTIONS, group="gold", code=CODE)
     for table, deps in DEPS.items()
 ]

@@ -6,6 +6,7 @@ from pydantic import Field
 from lakehouse.erp_extract import ERP_TABLES, bronze_name
 from lakehouse.lake import MIN_RETENTION_HOURS, maintain
 from orchestration.defs.resources import LakeResource
+from orchestration.lib.code_versions import source_version
 from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE
 
 BRONZE_TABLES = [EVENTS_TABLE, DEAD_LETTER_TABLE, *(bronze_name(t) for t in ERP_TABLES)]
@@ -26,6 +27,7 @@ class MaintenanceConfig(dg.Config):
     group_name="maintenance",
     kinds={"delta"},
     owners=["team:data-engineering"],
+    code_version=source_version("lakehouse/lake.py"),
     description="Compacts the small files that streaming ingestion leaves behind, writes a "
     "checkpoint and vacuums files no version within the retention window references (including "
     "parquet written by an ingester that crashed before its commit).",

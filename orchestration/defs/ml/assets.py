@@ -13,6 +13,7 @@ import dagster as dg
 
 from ml import TRAINING_INPUTS
 from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
+from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata, markdown_table
 from orchestration.lib.retries import TRANSIENT_RETRY
 from orchestration.lib.spark_steps import key
@@ -74,6 +75,7 @@ def _specs(outputs: dict[str, tuple[str, set[str]]]) -> list[dg.AssetSpec]:
             kinds=kinds,
             group_name="ml",
             owners=["team:data-science"],
+            code_version=source_version("ml", "spark_jobs/ml_inputs.py"),
         )
         for table, (description, kinds) in outputs.items()
     ]

@@ -8,6 +8,7 @@ Clickstream ingestion is not in it: the sensor keeps bronze events current all d
 import dagster as dg
 
 from orchestration.defs.bronze.assets import erp_assets
+from orchestration.lib.spark_steps import refresh_request
 
 NIGHTLY_CRON = "0 2 * * *"
 
@@ -19,11 +20,15 @@ nightly_refresh_job = dg.define_asset_job(
     "champion selection, dbt marts published atomically, the live file and Superset.",
 )
 
-nightly_schedule = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="nightly",
     job=nightly_refresh_job,
     cron_schedule=NIGHTLY_CRON,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The nightly refresh at 02:00 UTC.",
+    description="The nightly refresh at 02:00 UTC (the days that changed, filed under today's "
+    "partition).",
 )
+def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(**refresh_request(context.scheduled_execution_time))

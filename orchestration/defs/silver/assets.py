@@ -30,7 +30,14 @@ REFERENCE_DEPS = {
 }
 
 reference_assets = [
-    step_asset(table, tables=[table], deps=deps, descriptions=DESCRIPTIONS, group="silver")
+    step_asset(
+        table,
+        tables=[table],
+        deps=deps,
+        descriptions=DESCRIPTIONS,
+        group="silver",
+        code="spark_jobs/silver_erp.py",
+    )
     for table, deps in REFERENCE_DEPS.items()
 ]
 silver_sales = step_asset(
@@ -40,6 +47,7 @@ silver_sales = step_asset(
     deps=["bronze.mv_sales", "bronze.mv_sales_detail", "silver.customers", "silver.products"],
     descriptions=DESCRIPTIONS,
     group="silver",
+    code="spark_jobs/silver_erp.py",
 )
 silver_events = step_asset(
     "silver.events",
@@ -48,5 +56,6 @@ silver_events = step_asset(
     deps=["bronze.events", "silver.customers", "silver.products"],
     descriptions=DESCRIPTIONS,
     group="silver",
+    code="spark_jobs/silver_events.py",
 )
 silver_assets = [*reference_assets, silver_sales, silver_events]
