@@ -121,7 +121,10 @@ def test_sensor_and_ui_launched_runs(live) -> None:
     days = ["2025-09-05", "2025-09-06", "2025-09-07"]
     events = DeltaTable(settings.table_uri("silver", "events"))
     before = events.to_pyarrow_table(filters=[("event_date", "in", days)]).num_rows
-    backfill_id = launch_backfill(client, ["silver", "events"], days)
+    # the step writes the events and their quarantine: a backfill takes both
+    backfill_id = launch_backfill(
+        client, [["silver", "events"], ["silver", "events_quarantine"]], days
+    )
     wait_for(
         lambda: instance.get_backfill(backfill_id).status in BACKFILL_DONE,
         600,
@@ -155,9 +158,9 @@ mutation Backfill($params: LaunchBackfillParams!) {
 """
 
 
-def launch_backfill(client: DagsterGraphQLClient, path: list[str], days: list[str]) -> str:
-    """The mutation behind the UI's "Launch backfill" for these partitions of an asset."""
-    params = {"assetSelection": [{"path": path}], "partitionNames": days}
+def launch_backfill(client: DagsterGraphQLClient, paths: list[list[str]], days: list[str]) -> str:
+    """The mutation behind the UI's "Launch backfill" for these partitions of these assets."""
+    params = {"assetSelection": [{"path": p} for p in paths], "partitionNames": days}
     launched = client._execute(BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     return launched["backfillId"]
