@@ -83,3 +83,29 @@ def test_time_based_tables_have_daily_partitions_backfilled_in_one_run() -> None
         node = graph.get(dg.AssetKey(table.split(".")))
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), table
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), table
+
+
+def test_code_versions_follow_the_module_that_builds_the_asset() -> None:
+    graph = defs.resolve_asset_graph()
+
+    def version(path: str) -> str | None:
+        return graph.get(dg.AssetKey(path.split("/"))).code_version
+
+    assert version("gold/kpi_minute") == version("gold/fact_events")  # both spark_jobs/gold.py
+    assert version("silver/events") != version("gold/kpi_minute")
+    assert version("silver/events") == version("silver/events_quarantine")  # one step
+
+
+def test_nightly_runs_are_refreshes_filed_under_their_day() -> None:
+    """Partitioned assets with partitioned parents need a partition in Dagster: the schedule's
+    run is filed under its day and tagged to rebuild what changed (not a backfill of that day)."""
+    import datetime as dt
+
+    from orchestration.defs.platform.schedules import nightly_schedule
+    from orchestration.lib.spark_steps import CHANGED, REFRESH_TAG
+
+    tick = dt.datetime(2026, 3, 5, 2, 0, tzinfo=dt.UTC)
+    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+        request = nightly_schedule(context)
+    assert request.partition_key == "2026-03-05"
+    assert request.tags[REFRESH_TAG] == CHANGED

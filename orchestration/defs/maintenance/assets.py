@@ -1,5 +1,7 @@
 """Lake maintenance with delta-rs: compact small files, checkpoint, vacuum what is unreferenced."""
 
+import time
+
 import dagster as dg
 from pydantic import Field
 
@@ -35,6 +37,7 @@ class MaintenanceConfig(dg.Config):
 def bronze_table_maintenance(
     context: dg.AssetExecutionContext, config: MaintenanceConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
+    started = time.monotonic()
     results = {}
     for name in BRONZE_TABLES:
         table = lake.open("bronze", name)
@@ -49,5 +52,6 @@ def bronze_table_maintenance(
             "files_written": sum(r["files_added"] for r in results.values()),
             "files_vacuumed": sum(r["files_vacuumed"] for r in results.values()),
             "by_table": results,
+            "seconds": round(time.monotonic() - started, 2),
         }
     )
