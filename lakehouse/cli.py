@@ -90,15 +90,25 @@ def _print_statuses(statuses: list[ServiceStatus], as_json: bool) -> None:
         out.print(f"logs: {', '.join(logs)}", highlight=False)
 
 
+def _progress_lines(as_json: bool) -> Callable[[str], None]:
+    """Dim progress lines on stderr, none with --json."""
+    return (lambda _: None) if as_json else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
+
+
+def _print_health(statuses: list[ServiceStatus], as_json: bool) -> None:
+    """Print the statuses; exit 1 if any service is not healthy."""
+    _print_statuses(statuses, as_json)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
 @services_app.command("up")
 def services_up(as_json: JsonOption = False) -> None:
     """Start the embedded services (idempotent) and wait until they are healthy."""
     manager = ServiceManager(_settings())
-    say = (lambda _: None) if as_json else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
+    say = _progress_lines(as_json)
     statuses = _run(lambda: manager.up(progress=say))
-    _print_statuses(statuses, as_json)
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
+    _print_health(statuses, as_json)
 
 
 @services_app.command("down")
@@ -112,9 +122,7 @@ def services_down(as_json: JsonOption = False) -> None:
 def services_status(as_json: JsonOption = False) -> None:
     """Show each service, its endpoint, pid, memory and health. Exit code 1 if any is down."""
     statuses = _run(ServiceManager(_settings()).status)
-    _print_statuses(statuses, as_json)
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
+    _print_health(statuses, as_json)
 
 
 PRESET_HELP = "World size: tiny, demo (~1 M events), medium (~10 M), large (~100 M)."
@@ -826,15 +834,12 @@ app.add_typer(dagster_app, name="dagster")
 def dagster_up(as_json: JsonOption = False) -> None:
     """Write the instance configuration, migrate it, and start `dagster dev` on 127.0.0.1
     (idempotent); healthy once the code location has loaded."""
-    from lakehouse.dagster_ui import dagster_manager, prepare_instance
+    from lakehouse.dagster_ui import start_dagster
 
     settings = _settings()
-    say = (lambda _: None) if as_json else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
-    _run(lambda: prepare_instance(settings))
-    statuses = _run(lambda: dagster_manager(settings).up(progress=say))
-    _print_statuses(statuses, as_json)
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
+    say = _progress_lines(as_json)
+    statuses = _run(lambda: start_dagster(settings, progress=say))
+    _print_health(statuses, as_json)
 
 
 @dagster_app.command("down")
@@ -851,9 +856,7 @@ def dagster_status(as_json: JsonOption = False) -> None:
     from lakehouse.dagster_ui import dagster_manager
 
     statuses = _run(dagster_manager(_settings()).status)
-    _print_statuses(statuses, as_json)
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
+    _print_health(statuses, as_json)
 
 
 bi_app = typer.Typer(
@@ -869,7 +872,7 @@ def bi_up(as_json: JsonOption = False) -> None:
     from lakehouse.bi import Bi
 
     settings = _settings()
-    say = (lambda _: None) if as_json else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
+    say = _progress_lines(as_json)
     report = _run(lambda: Bi(settings).up(progress=say))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
@@ -1187,14 +1190,13 @@ def _demo_bi(settings: Settings):  # noqa: ANN202 - lakehouse.bi.BiReport, impor
 
 
 def _demo_dagster(settings: Settings) -> str:
-    from lakehouse.dagster_ui import dagster_manager, prepare_instance
+    from lakehouse.dagster_ui import start_dagster
 
-    prepare_instance(settings)
-    status = dagster_manager(settings).up(progress=_dim)[0]
+    status = start_dagster(settings, progress=_dim)[0]
     loaded = (
         f"code location loaded in {status.startup_seconds:.1f}s"
         if status.started
-        else ("already running")
+        else "already running"
     )
     return f"{settings.dagster_url} ({loaded})"
 

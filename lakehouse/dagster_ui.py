@@ -10,9 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from lakehouse.services import BIND_HOST, Service, ServiceError, ServiceManager, check_http
+from lakehouse.services import (
+    BIND_HOST,
+    Service,
+    ServiceError,
+    ServiceManager,
+    ServiceStatus,
+    check_http,
+)
 from lakehouse.settings import Settings
 
 CODE_LOCATION = "orchestration.definitions"
@@ -38,9 +46,17 @@ def dagster_service(settings: Settings) -> Service:
 
 
 def dagster_manager(settings: Settings) -> ServiceManager:
-    """The manager of the Dagster UI. Call `prepare_instance` before its `up`: a fresh SQLite
-    instance would otherwise be created by three processes at once."""
+    """The manager of the Dagster UI (start it with `start_dagster`)."""
     return ServiceManager(settings, [dagster_service(settings)])
+
+
+def start_dagster(
+    settings: Settings, progress: Callable[[str], None] = lambda _: None
+) -> list[ServiceStatus]:
+    """Write and migrate the instance, then start `dagster dev` (idempotent). Migrating first
+    matters: a fresh SQLite instance would otherwise be created by three processes at once."""
+    prepare_instance(settings)
+    return dagster_manager(settings).up(progress=progress)
 
 
 def prepare_instance(settings: Settings) -> None:
