@@ -35,8 +35,8 @@ import pyarrow as pa
 from common import run_json
 from deltalake import DeltaTable, QueryBuilder
 
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings, load_settings
+from lakehouse.core.lake import open_table
+from lakehouse.core.settings import Settings, load_settings
 from streaming.contract import DEVICES, SCHEMA_VERSION, validate_event
 from streaming.producer import produce
 
@@ -78,9 +78,9 @@ def query(table: DeltaTable, sql: str) -> pa.Table:
 def master_data(settings: Settings) -> tuple[list[dict], list[dict]]:
     """A random sample of current, active customers and products (a few columns only); exits
     with a hint when gold is not built."""
-    options = storage_options(settings) or None
+    options = settings.lake.storage_options
     tables = {
-        name: open_table(settings.table_uri("gold", name), options)
+        name: open_table(settings.lake.table_uri(f"gold.{name}"), options)
         for name in ("dim_customer", "dim_product", "kpi_minute")
     }
     missing = [name for name, table in tables.items() if table is None]
@@ -179,9 +179,9 @@ def run_round(
     timeout: float,
 ) -> dict[str, float | None]:
     """Produce `n` events and wait until gold.kpi_minute counts them; the round's figures."""
-    options = storage_options(settings) or None
-    kpi = DeltaTable(settings.table_uri("gold", "kpi_minute"), storage_options=options)
-    bronze = DeltaTable(settings.table_uri("bronze", "events"), storage_options=options)
+    options = settings.lake.storage_options
+    kpi = DeltaTable(settings.lake.table_uri("gold.kpi_minute"), storage_options=options)
+    bronze = DeltaTable(settings.lake.table_uri("bronze.events"), storage_options=options)
     bronze_version = bronze.version()
     now = dt.datetime.now(dt.UTC)
     before = minute_counts(kpi, {now.date(), (now + dt.timedelta(minutes=1)).date()})

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import free_port, run_json
 
-from lakehouse.services import ServiceManager
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import ServiceManager
 
 
 def main() -> None:

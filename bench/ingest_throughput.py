@@ -28,8 +28,8 @@ from pathlib import Path
 from common import CLI, free_port, run_json
 from deltalake import DeltaTable
 
-from lakehouse.services import ServiceManager
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import ServiceManager
 
 
 def percentile(values: list[float], q: float) -> float:

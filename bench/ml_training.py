@@ -57,9 +57,9 @@ from pyspark.sql import SparkSession
 from silver_gold import PeakRss
 from threadpoolctl import threadpool_limits
 
-from lakehouse.services import ServiceManager
-from lakehouse.settings import Settings
-from lakehouse.spark import spark_session
+from lakehouse.core.settings import Settings
+from lakehouse.core.spark import spark_session
+from lakehouse.devstack.services import ServiceManager
 from ml.interactions import Interactions
 from ml.recommenders.factorization import ALS, BPR
 from spark_jobs import gold
@@ -221,7 +221,7 @@ def generate(shape: Shape, settings: Settings) -> dict[str, int]:
         block_tables = _tables(population, rng, first + start, end - start, n)
         tables = dict(zip(TABLES, block_tables, strict=True))
         for name, (table_name, partition) in TABLES.items():
-            uri = settings.table_uri("gold", table_name)
+            uri = settings.lake.table_uri(f"gold.{table_name}")
             write_deltalake(uri, tables[name], mode="append", partition_by=[partition])
             rows[name] += tables[name].num_rows
         progress(f"  generated {end}/{shape.days} days: {sum(rows.values()):,} rows")
@@ -306,13 +306,13 @@ Arrays = dict[str, np.ndarray]
 def build_interactions(spark: SparkSession, settings: Settings) -> str:
     """gold.customer_product_interactions from the two facts, through Spark Connect."""
     events, sales = (
-        spark.read.format("delta").load(settings.table_uri("gold", name))
+        spark.read.format("delta").load(settings.lake.table_uri(f"gold.{name}"))
         for name, _ in TABLES.values()
     )
     frame = gold.customer_product_interactions(
         events, sales, AS_OF, settings.interaction_half_life_days
     )
-    target = settings.table_uri("gold", "customer_product_interactions")
+    target = settings.lake.table_uri("gold.customer_product_interactions")
     frame.write.format("delta").mode("overwrite").save(target)
     return target
 
@@ -443,9 +443,9 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
         rows = generate(shape, settings)
         p.figures = {"event_rows": rows["events"], "sales_line_rows": rows["sales"]}
     p.figures["parquet_mb"] = sum(
-        _disk_mb(settings.table_uri("gold", t)) for t, _ in TABLES.values()
+        _disk_mb(settings.lake.table_uri(f"gold.{t}")) for t, _ in TABLES.values()
     )
-    spark = spark_session(settings)
+    spark = spark_session(settings.spark_remote)
     try:
         with rec.phase("1 Spark: build interactions") as p:
             uri = build_interactions(spark, settings)

@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 from common import CLI, free_port, run_json
 
-from lakehouse.services import ServiceManager
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import ServiceManager
 
 
 class PeakRss(threading.Thread):

@@ -18,8 +18,8 @@ import time
 
 from common import run_json
 
-from lakehouse.bi import Bi
-from lakehouse.settings import load_settings
+from lakehouse.core.settings import load_settings
+from warehouse.superset.admin import SupersetConfig, secrets_of
 from warehouse.superset.browser import chart_states, logged_in, open_dashboard
 from warehouse.superset.bundle import render
 
@@ -38,10 +38,10 @@ def main() -> None:
     for step, seconds in report["steps"].items():
         print(f"  {step}: {seconds:.1f}s")
 
-    bi = Bi(settings)
+    _, credentials = secrets_of(SupersetConfig.from_settings(settings))
     slugs = [d["slug"] for d in render({"warehouse": "", "live": ""}).dashboards]
     print(f"\n{'dashboard':<20} {'charts':>6} {'cold s':>7} {'warm median s':>14}")
-    with logged_in(settings.superset_url, bi.credentials.username, bi.credentials.password) as p:
+    with logged_in(settings.superset_url, credentials.username, credentials.password) as p:
         for slug in slugs:
             cold = open_dashboard(p, settings.superset_url, slug)
             charts = chart_states(p)

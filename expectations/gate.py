@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from expectations.suites import Suite
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings
+from lakehouse.core.lake import Lake
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-RESULTS_LAYER, RESULTS_TABLE = "quality", "validation_results"
+RESULTS_TABLE = "quality.validation_results"
 RESULTS_SCHEMA = pa.schema(
     [
         ("validation_id", pa.string()),
@@ -98,6 +97,7 @@ class ValidationReport:
             "summary": self.summary(),
             "failures": [o.label for o in self.failures],
             "validation_id": self.validation_id,
+            "staging_uri": self.staging_uri,
         }
 
 
@@ -156,11 +156,8 @@ def _outcome(r) -> Outcome:
     )
 
 
-def store(settings: Settings, report: ValidationReport) -> str:
+def store(lake: Lake, report: ValidationReport) -> str:
     """Append the report (one row per expectation) to quality.validation_results; its URI."""
-    from deltalake import write_deltalake
-
-    uri = settings.table_uri(RESULTS_LAYER, RESULTS_TABLE)
     rows = [
         {
             "validation_id": report.validation_id,
@@ -184,13 +181,10 @@ def store(settings: Settings, report: ValidationReport) -> str:
         }
         for o in report.outcomes
     ]
-    options = storage_options(settings)
-    table = open_table(uri, options)
-    write_deltalake(
-        table if table is not None else uri,
+    first = lake.open(RESULTS_TABLE) is None
+    lake.write(
+        RESULTS_TABLE,
         pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA),
-        mode="append",
-        partition_by=None if table is not None else ["validated_date"],
-        storage_options=options or None,
+        partition_by=["validated_date"] if first else None,
     )
-    return uri
+    return lake.table_uri(RESULTS_TABLE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ class SuiteContext:
     now: dt.datetime
     rows_before: int = 0
     source_newest: dt.datetime | None = None
-    refs: dict[str, DataFrame] = field(default_factory=dict)
+    refs: Mapping[str, DataFrame] = field(default_factory=dict)
 
 
 def _gx():

@@ -12,8 +12,8 @@ import numpy as np
 import orjson
 
 from generator import reference as ref
-from generator.simulate import EVENT_TYPES, PURCHASE, DayBatch
-from generator.world import Scale, World
+from generator.simulate import EVENT_TYPES, PURCHASE, DayBatch, Simulation
+from generator.world import Scale, World, build_world
 from streaming.contract import SCHEMA_VERSION
 
 DEVICE_NAMES = [d[0] for d in ref.DEVICES]
@@ -119,3 +119,25 @@ class EventFiles:
                 out.write(b"\n".join(chunk) + b"\n")
         tmp.replace(target)
         return count
+
+
+def simulated_messages(
+    scale: Scale, first_day: int = 0, days: int | None = None, key_by: str = "session"
+) -> Iterator[tuple[bytes, dict, int]]:
+    """(key, event, event_time_ms) for the simulated days [first_day, first_day + days).
+
+    Days before first_day are simulated but not emitted: the simulation is sequential."""
+    world = build_world(scale)
+    simulation = Simulation(world)
+    last = scale.days if days is None else min(first_day + days, scale.days)
+    for batch in simulation.days(last):
+        if batch.day < first_day:
+            continue
+        keys = session_keys(batch)
+        times = batch.events["event_time"].tolist()
+        for i, record in enumerate(event_records(world, batch)):
+            if key_by == "customer" and record["customer_id"] is not None:
+                key = str(record["customer_id"]).encode()
+            else:
+                key = keys[i]
+            yield key, record, times[i]

@@ -8,7 +8,7 @@ are `FEATURES` and `LABELS` below, the one place they are defined.
 
 Label definitions (the windows are ML_CHURN_WINDOW_DAYS, default 90, and
 ML_PROPENSITY_WINDOW_DAYS, default 30; shorter when the history is too short to hold them, see
-ml.training):
+spark_jobs.training):
 - churned: no purchase in the churn window after the cutoff (`orders_next_churn_window == 0`).
 - purchase propensity: at least one purchase in the propensity window after the cutoff
   (`orders_next_propensity_window > 0`).

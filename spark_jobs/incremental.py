@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.lake import open_table
+from lakehouse.core.lake import open_table
 
 STATE_SCHEMA = pa.schema(
     [

@@ -16,20 +16,23 @@ nothing downstream runs on it.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expectations import suites
 from expectations.gate import ValidationReport, store, validate
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings
+from lakehouse.core.lake import Lake, open_table
 from spark_jobs.incremental import (
     Change,
     ConsumedVersions,
     batch_dates,
     changes,
+    partition_range,
     partition_row_counts,
     partition_rows,
 )
@@ -38,20 +41,76 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 Dates = set[dt.date] | None  # None: the whole table
+SuiteFactory = Callable[[suites.SuiteContext], suites.Suite]
 
-PARTITION_COLUMN = {
-    "bronze.events": "event_date",
-    "silver.events": "event_date",
-    "silver.events_quarantine": "event_date",
-    "silver.sales": "invoice_date",
-    "silver.sales_lines": "invoice_date",
-    "silver.sales_quarantine": None,
-    "gold.fact_sales_line": "invoice_date",
-    "gold.fact_events": "event_date",
-    "gold.fact_sessions": "session_date",
-    "gold.kpi_minute": "event_date",
-    "gold.kpi_hourly": "event_date",
-}
+
+# -- the registry entry of a step (spark_jobs/steps.py lists them) --------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table a step writes: its name (`layer.table`), what it holds, its date partitioning."""
+
+    name: str
+    description: str
+    partition_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Output(Table):
+    """A table a step publishes behind a Great Expectations gate."""
+
+    suite: SuiteFactory | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One Spark step, declared once: what it reads, what it writes, how it is checked and the
+    code that builds it. The runner lets it read nothing else; Dagster derives the step's
+    assets, dependencies, checks, partitions, pool and code version from it.
+
+    `inputs` feed `transform`; `references` are read only by the suites' reference checks
+    (keys of the batch must exist there). `run` is the step's body: what changed upstream,
+    which partitions to build and how, then stage, validate and publish."""
+
+    outputs: tuple[Output, ...]
+    inputs: tuple[str, ...]
+    transform: Callable[..., Any]
+    run: Callable[..., list[StepResult]]
+    references: tuple[str, ...] = ()
+    quarantine: Table | None = None
+
+    @property
+    def name(self) -> str:
+        return self.outputs[0].name
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """Every table the step writes: the gated outputs, then the quarantine."""
+        return self.outputs + ((self.quarantine,) if self.quarantine else ())
+
+    @property
+    def partitioned(self) -> bool:
+        return self.outputs[0].partition_column is not None
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """What the step may read: its inputs, its references and its own tables."""
+        return frozenset(self.inputs + self.references + tuple(t.name for t in self.tables))
+
+    @property
+    def code_files(self) -> tuple[Path, ...]:
+        """The modules holding its transformation and its body (its code version, with the
+        runner's own files)."""
+        files = {inspect.getsourcefile(f) for f in (self.transform, self.run)}
+        return tuple(sorted(Path(f) for f in files if f))
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables if t.name == name)
 
 
 @dataclass
@@ -98,35 +157,79 @@ def date_sql(column: str, dates: Dates) -> str:
     )
 
 
+@dataclass(frozen=True)
+class TransformOptions:
+    """The knobs of silver and gold (settings: TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS)."""
+
+    batch_rows: int
+    lateness: dt.timedelta
+    future_tolerance: dt.timedelta
+    interaction_half_life_days: float
+
+
+class UndeclaredInput(RuntimeError):
+    """A step read a table its registry entry does not declare (spark_jobs/steps.py)."""
+
+
 class Pipeline:
-    """Runs steps against one lake through one Spark session."""
+    """Runs steps against one lake through one Spark session; while a step runs, it may read
+    only the tables its registry entry declares (every read is recorded in `reads`)."""
 
     def __init__(
         self,
         spark: SparkSession,
-        settings: Settings,
+        lake: Lake,
+        options: TransformOptions,
         now: dt.datetime | None = None,
         on_batch: Callable[[str, int, int, set[dt.date]], None] = lambda *_: None,
     ):
         self.spark = spark
-        self.settings = settings
+        self.lake = lake
+        self.config = options
         self.now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self.on_batch = on_batch  # (table, batch number, batches, dates): progress of long steps
         self._started: dict[str, float] = {}  # per staged table: when staging began
         self._batches: dict[str, int] = {}  # per staged table: batches staged
-        self.options = storage_options(settings)
-        self.state = ConsumedVersions(
-            settings.table_uri("_state", "consumed_versions"), self.options
-        )
+        self.options = dict(lake.options)
+        self.state = ConsumedVersions(lake.table_uri("_state.consumed_versions"), self.options)
+        self.step: Step | None = None
+        self.reads: dict[str, set[str]] = {}  # step -> tables it read
 
-    # -- lake access -------------------------------------------------------------------
+    def run(self, step: Step, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+        """Run one step: `dates` backfills those partitions, `full` rebuilds from the sources'
+        whole history, neither rebuilds what changed upstream. Whole-table steps ignore
+        `dates`."""
+        with self._running(step):
+            return step.run(self, dates=dates, full=full)
+
+    @contextmanager
+    def _running(self, step: Step) -> Iterator[None]:
+        self.step = step
+        self.reads.setdefault(step.name, set())
+        try:
+            yield
+        finally:
+            self.step = None
+
+    # -- lake access (only what the running step declares) -------------------------------
+
+    def _declared(self, table: str) -> str:
+        if self.step is not None:
+            if table not in self.step.reads:
+                raise UndeclaredInput(
+                    f"step {self.step.name} read {table}, which its entry in spark_jobs/steps.py "
+                    f"does not declare (inputs: {', '.join(self.step.inputs)}; references: "
+                    f"{', '.join(self.step.references) or '-'})"
+                )
+            self.reads[self.step.name].add(table)
+        return table
 
     def uri(self, table: str) -> str:
-        layer, name = table.split(".", 1)
-        return self.settings.table_uri(layer, name)
+        return self.lake.table_uri(table)
 
     def exists(self, table: str) -> bool:
-        return open_table(self.uri(table), self.options) is not None
+        return open_table(self.uri(self._declared(table)), self.options) is not None
 
     def read(self, table: str) -> DataFrame:
         if not self.exists(table):
@@ -135,20 +238,46 @@ class Pipeline:
 
     def read_dates(self, table: str, dates: Dates) -> DataFrame:
         frame = self.read(table)
-        return frame if dates is None else frame.where(date_sql(PARTITION_COLUMN[table], dates))
+        if dates is None:
+            return frame
+        return frame.where(date_sql(self._partition_column(table), dates))
+
+    def partition_range(self, table: str) -> tuple[dt.date, dt.date] | None:
+        """First and last date partition of an input (None when it has none)."""
+        return partition_range(self.uri(self._declared(table)), self.options)
+
+    def all_dates(self, table: str) -> set[dt.date]:
+        """Every date between the first and last partition of `table` (empty if it has none)."""
+        span = self.partition_range(table)
+        if span is None:
+            return set()
+        return {span[0] + dt.timedelta(days=k) for k in range((span[1] - span[0]).days + 1)}
 
     def change(self, target: str, source: str, *, full: bool = False) -> Change:
         since = None if full else self.state.get(target, source)
-        found = changes(source, self.uri(source), since, self.options)
+        found = changes(source, self.uri(self._declared(source)), since, self.options)
         if found is None:
             raise MissingInput(f"{source} does not exist yet at {self.uri(source)}: build it first")
         return found
 
+    def _partition_column(self, table: str) -> str:
+        """The date partition column of a table, from its Delta log."""
+        opened = open_table(self.uri(table), self.options)
+        columns = [] if opened is None else opened.metadata().partition_columns
+        if not columns:
+            raise ValueError(f"{table} is not date-partitioned")
+        return columns[0]
+
+    def _written_partition_column(self, table: str) -> str | None:
+        """How a table this step writes is partitioned (its registry entry says)."""
+        if self.step is None:
+            raise RuntimeError(f"{table} is written outside a step")
+        return self.step.table(table).partition_column
+
     # -- write-audit-publish -----------------------------------------------------------
 
     def staging_uri(self, table: str) -> str:
-        layer, name = table.split(".", 1)
-        return self.settings.table_uri("_staging", f"{layer}/{name}")
+        return self.lake.path("_staging", *table.split(".", 1))
 
     def stage(self, table: str, frame: DataFrame, *, append: bool = False) -> None:
         """Write (or add) a batch of `table` to its staging table."""
@@ -159,7 +288,7 @@ class Pipeline:
         writer = frame.write.format("delta").mode("append" if append else "overwrite")
         if not append:
             writer = writer.option("overwriteSchema", "true")
-        if column := PARTITION_COLUMN.get(table):
+        if column := self._written_partition_column(table):
             writer = writer.partitionBy(column)
         writer.save(self.staging_uri(table))
 
@@ -175,8 +304,8 @@ class Pipeline:
         `dates`, in batches of at most TRANSFORM_BATCH_ROWS rows of `source`, so a first build
         or a long backfill keeps Spark's memory bounded; `publish` then validates and publishes
         all the batches together, in one commit."""
-        rows = partition_row_counts(self.uri(source), self.options)
-        parts = batch_dates(dates, rows, self.settings.transform_batch_rows)
+        rows = partition_row_counts(self.uri(self._declared(source)), self.options)
+        parts = batch_dates(dates, rows, self.config.batch_rows)
         for i, part in enumerate(parts):
             self.on_batch(table, i + 1, len(parts), part)
             frames = build(part)
@@ -187,14 +316,18 @@ class Pipeline:
     def publish(
         self,
         table: str,
-        suite: Callable[[suites.SuiteContext], suites.Suite],
         *,
         dates: Dates = None,
-        refs: dict[str, DataFrame] | None = None,
+        refs: Mapping[str, DataFrame] | None = None,
         source_newest: dt.datetime | None = None,
         batch: str = "",
     ) -> StepResult:
-        """Validate the staged `table` and, if it passes, replace its `dates` with it."""
+        """Validate the staged `table` with its suite and, if it passes, replace its `dates`
+        with it. The suite's reference checks read the tables they name, opened on demand
+        (declared ones only); `refs` gives some of them instead (e.g. a staged sibling)."""
+        assert self.step is not None
+        output = self.step.table(table)
+        assert isinstance(output, Output) and output.suite is not None, table
         staging = self.staging_uri(table)
         staged_table = open_table(staging, self.options)
         staged = self.spark.read.format("delta").load(staging)
@@ -202,11 +335,11 @@ class Pipeline:
             now=self.now,
             rows_before=partition_rows(self.uri(table), dates, self.options),
             source_newest=source_newest,
-            refs=refs or {},
+            refs=_LazyTables(self.read, refs or {}),
         )
-        report = validate(staged, suite(ctx), table=table, batch=batch or _describe(dates))
+        report = validate(staged, output.suite(ctx), table=table, batch=batch or _describe(dates))
         report.staging_uri, report.staging_version = staging, staged_table.version()
-        store(self.settings, report)
+        store(self.lake, report)
         result = StepResult(
             table=table,
             uri=self.uri(table),
@@ -234,12 +367,12 @@ class Pipeline:
         return int((written if condition is None else written.where(condition)).count())
 
     def _replace(self, table: str, frame: DataFrame, dates: Dates) -> None:
-        column = PARTITION_COLUMN.get(table)
+        column = self._written_partition_column(table)
         self._replace_where(table, frame, None if dates is None else date_sql(column, dates))
 
     def _replace_where(self, table: str, frame: DataFrame, condition: str | None) -> None:
         writer = frame.write.format("delta").mode("overwrite")
-        column = PARTITION_COLUMN.get(table)
+        column = self._written_partition_column(table)
         if condition is not None and self.exists(table):
             writer = writer.option("replaceWhere", condition)
         else:
@@ -279,3 +412,22 @@ def _describe(dates: Dates) -> str:
     if not ordered:
         return "no partitions"
     return f"{len(ordered)} partitions {ordered[0]}..{ordered[-1]}"
+
+
+class _LazyTables(Mapping):
+    """Tables read on first access (a suite's reference checks read only what they need)."""
+
+    def __init__(self, read: Callable[[str], DataFrame], given: Mapping[str, DataFrame]):
+        self._read = read
+        self._frames: dict[str, DataFrame] = dict(given)
+
+    def __getitem__(self, table: str) -> DataFrame:
+        if table not in self._frames:
+            self._frames[table] = self._read(table)
+        return self._frames[table]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)

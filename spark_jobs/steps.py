@@ -1,34 +1,30 @@
-"""The silver and gold steps, in dependency order: each works out what changed upstream, builds
-it with the plain functions of silver_events/silver_erp/gold, and stages, validates and
-publishes it through the runner (spark_jobs/pipeline.py). Every step takes
-`(pipeline, *, dates, full)`: `dates` backfills those partitions, `full` rebuilds from the
-sources' whole history; whole-table steps rebuild whole and ignore `dates`.
+"""The silver and gold steps, each declared once (`STEPS`): the tables it reads, the tables it
+writes with their descriptions, partitioning and Great Expectations suites, its transformation
+and its body. The runner (spark_jobs/pipeline.py) runs a step from its entry and lets it read
+only what the entry declares; the Dagster assets of orchestration/defs/{silver,gold} are derived
+from the same entries.
+
+A step's body works out what changed upstream (spark_jobs/incremental.py), builds it with the
+plain functions of silver_erp/silver_events/gold, and stages, validates and publishes it. Every
+body takes `(pipeline, *, dates, full)`: `dates` backfills those partitions, `full` rebuilds from
+the sources' whole history; whole-table steps rebuild whole and ignore `dates`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import graphlib
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
 from expectations import suites
 from spark_jobs import gold, silver_erp, silver_events
-from spark_jobs.incremental import partition_range
-from spark_jobs.pipeline import Dates, Pipeline, StepResult, date_sql
+from spark_jobs.pipeline import Dates, Output, Pipeline, Step, StepResult, Table, date_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-
-
-def _all_dates(p: Pipeline, table: str) -> set[dt.date]:
-    """Every date between the first and last partition of `table` (empty if it has none)."""
-    span = partition_range(p.uri(table), p.options)
-    if span is None:
-        return set()
-    return {span[0] + dt.timedelta(days=k) for k in range((span[1] - span[0]).days + 1)}
 
 
 def _neighbours(dates: set[dt.date], days: int = 1) -> set[dt.date]:
@@ -39,55 +35,28 @@ def _newest(frame: DataFrame, column: str) -> dt.datetime | None:
     return frame.agg(F.max(column)).collect()[0][0]
 
 
-# -- silver -------------------------------------------------------------------------------
-
-ERP_SOURCES = {
-    "silver.geography": ["bronze.mv_setup_city", "bronze.mv_setup_area"],
-    "silver.product_hierarchy": ["bronze.mv_category", "bronze.mv_sub_category"],
-    "silver.brands": ["bronze.mv_brand"],
-    "silver.customers": ["bronze.mv_setup_customer"],
-    "silver.products": ["bronze.mv_setup_product"],
-}
-
-
-def _rebuild(
-    p: Pipeline, target: str, sources: list[str], full: bool
-) -> tuple[bool, dict[str, int]]:
+def _changed(p: Pipeline, sources: tuple[str, ...], full: bool) -> tuple[bool, dict[str, int]]:
+    """Whether any source changed since the step's output was last built (or it was never
+    built), and the sources' current versions."""
+    target = p.step.name
     found = [p.change(target, s, full=full) for s in sources]
     return any(c.changed for c in found) or not p.exists(target), {
         c.source: c.version for c in found
     }
 
 
-def silver_reference(
-    p: Pipeline, *, target: str, dates: Dates = None, full: bool = False
-) -> StepResult:
-    """silver.geography / product_hierarchy / brands / customers / products: rebuilt whole from
-    every extracted version when any of their bronze tables changed (they are small, and SCD2
-    needs each key's whole history anyway)."""
-    sources = ERP_SOURCES[target]
-    changed, versions = _rebuild(p, target, sources, full)
+# -- bodies ---------------------------------------------------------------------------------
+
+
+def rebuilt_whole(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+    """Small tables (reference dims, SCD2 masters, gold dims): rebuilt whole from every input,
+    `transform(*inputs)`, when any input changed (SCD2 needs each key's whole history anyway)."""
+    step = p.step
+    changed, versions = _changed(p, step.inputs, full)
     if not changed:
-        return p.skip(target, versions)
-    inputs = [p.read(s) for s in sources]
-    refs: dict[str, DataFrame] = {}
-    if target == "silver.geography":
-        frame = silver_erp.geography(*inputs)
-        suite = suites.reference("silver_geography", "area_id", ["city_id", "city_name", "region"])
-    elif target == "silver.product_hierarchy":
-        frame = silver_erp.product_hierarchy(*inputs)
-        suite = suites.reference("silver_product_hierarchy", "subcategory_id", ["category_name"])
-    elif target == "silver.brands":
-        frame = silver_erp.brands(*inputs)
-        suite = suites.reference("silver_brands", "brand_id", ["brand_name"])
-    elif target == "silver.customers":
-        frame, suite = silver_erp.customers(*inputs), suites.silver_customers
-        refs = {"silver.geography": p.read("silver.geography")}
-    else:
-        frame, suite = silver_erp.products(*inputs), suites.silver_products
-        refs = {n: p.read(n) for n in ("silver.product_hierarchy", "silver.brands")}
-    p.stage(target, frame)
-    return p.finish(target, p.publish(target, suite, refs=refs), versions)
+        return [p.skip(step.name, versions)]
+    p.stage(step.name, step.transform(*(p.read(t) for t in step.inputs)))
+    return [p.finish(step.name, p.publish(step.name), versions)]
 
 
 def silver_sales(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
@@ -122,25 +91,15 @@ def silver_sales(p: Pipeline, *, dates: Dates = None, full: bool = False) -> lis
         known_customers,
         known_products,
     )
-    refs = {
-        "silver.customers": p.read("silver.customers"),
-        "silver.products": p.read("silver.products"),
-    }
     newest = _newest(sales_dates, "InvoiceDate")
     p.stage(target, sales)
-    header_result = p.publish(
-        target, suites.silver_sales, dates=dates, refs=refs, source_newest=newest
-    )
+    header_result = p.publish(target, dates=dates, source_newest=newest)
     if not header_result.published:
         return [p.finish(target, header_result, versions)]
     staged_sales = p.spark.read.format("delta").load(p.staging_uri(target))
     p.stage("silver.sales_lines", sales_lines)
-    line_result = p.publish(
-        "silver.sales_lines",
-        suites.silver_sales_lines,
-        dates=dates,
-        refs={**refs, "silver.sales": staged_sales},
-    )
+    # the lines are checked against the headers of this batch, not the published ones
+    line_result = p.publish("silver.sales_lines", dates=dates, refs={target: staged_sales})
     p.finish("silver.sales_lines", line_result, versions)
     condition = (
         None if dates is None else f"invoice_date IS NULL OR {date_sql('invoice_date', dates)}"
@@ -172,10 +131,11 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
             return [p.skip(target, versions)]
         dates = _neighbours(dates)
     if dates is None:
-        dates = _all_dates(p, "bronze.events")
+        dates = p.all_dates("bronze.events")
         if not dates:
             return [p.skip(target, versions)]
     customers, products = p.read("silver.customers"), p.read("silver.products")
+    knobs = p.config
     p.stage_batches(
         target,
         "bronze.events",
@@ -185,12 +145,12 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
             customers,
             products,
             sorted(part),
-            lateness=dt.timedelta(hours=p.settings.silver_lateness_hours),
-            future_tolerance=dt.timedelta(minutes=p.settings.silver_future_tolerance_minutes),
+            lateness=knobs.lateness,
+            future_tolerance=knobs.future_tolerance,
         ),
         also=("silver.events_quarantine",),
     )
-    tolerance = dt.timedelta(minutes=p.settings.silver_future_tolerance_minutes).total_seconds()
+    tolerance = knobs.future_tolerance.total_seconds()
     in_dates = p.read_dates("bronze.events", dates)
     newest = _newest(
         in_dates.where(
@@ -198,13 +158,7 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
         ),
         "event_time",
     )
-    result = p.publish(
-        target,
-        suites.silver_events,
-        dates=dates,
-        refs={"silver.customers": customers, "silver.products": products},
-        source_newest=newest,
-    )
+    result = p.publish(target, dates=dates, source_newest=newest)
     if result.published:
         result.quarantined = p.write_quarantine(
             "silver.events_quarantine", date_sql("event_date", dates)
@@ -212,217 +166,357 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
     return [p.finish(target, result, versions)]
 
 
-# -- gold ---------------------------------------------------------------------------------
-
-GOLD_DIMS = {
-    "gold.dim_geography": ["silver.geography"],
-    "gold.dim_customer": ["silver.customers", "silver.geography"],
-    "gold.dim_product": ["silver.products", "silver.product_hierarchy", "silver.brands"],
-    "gold.dim_date": ["silver.events", "silver.sales"],
-}
-
-
-def gold_dimension(
-    p: Pipeline, *, target: str, dates: Dates = None, full: bool = False
-) -> StepResult:
-    changed, versions = _rebuild(p, target, GOLD_DIMS[target], full)
+def gold_dim_date(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+    """One row per day of every year between the first and last partition of the inputs."""
+    step = p.step
+    changed, versions = _changed(p, step.inputs, full)
     if not changed:
-        return p.skip(target, versions)
-    if target == "gold.dim_geography":
-        frame = gold.dim_geography(p.read("silver.geography"))
-        suite = suites.reference("gold_dim_geography", "area_id", ["city_name", "region"])
-    elif target == "gold.dim_customer":
-        frame = gold.dim_customer(p.read("silver.customers"), p.read("silver.geography"))
-        suite = suites.silver_customers
-    elif target == "gold.dim_product":
-        frame = gold.dim_product(
-            p.read("silver.products"), p.read("silver.product_hierarchy"), p.read("silver.brands")
-        )
-        suite = suites.silver_products
-    else:
-        spans = [partition_range(p.uri(t), p.options) for t in ("silver.events", "silver.sales")]
-        spans = [s for s in spans if s]
-        today = p.now.date()
-        first = min([s[0] for s in spans], default=today)
-        last = max([s[1] for s in spans], default=today)
-        frame = gold.dim_date(p.spark, first, last)
-        suite = suites.reference("gold_dim_date", "date_key", ["date", "year_month"])
-    refs = {
-        "silver.geography": p.read("silver.geography"),
-        "silver.product_hierarchy": p.read("silver.product_hierarchy"),
-        "silver.brands": p.read("silver.brands"),
-    }
-    p.stage(target, frame)
-    return p.finish(target, p.publish(target, suite, refs=refs), versions)
+        return [p.skip(step.name, versions)]
+    spans = [s for s in map(p.partition_range, step.inputs) if s]
+    today = p.now.date()
+    first = min([s[0] for s in spans], default=today)
+    last = max([s[1] for s in spans], default=today)
+    p.stage(step.name, step.transform(p.spark, first, last))
+    return [p.finish(step.name, p.publish(step.name), versions)]
 
 
-def _changed_dates(
-    p: Pipeline, target: str, source: str, dates: Dates, full: bool
-) -> tuple[Dates, dict[str, int]]:
-    found = p.change(target, source, full=full or dates is not None)
-    if dates is not None:
-        return dates, {source: found.version}
-    if found.since is None:
-        return _all_dates(p, source), {source: found.version}
-    return set(found.partitions or set()), {source: found.version}
-
-
-def _gold_refs(p: Pipeline, *names: str) -> dict[str, DataFrame]:
-    return {n: p.read(n) for n in names}
-
-
-def _gold_partitions(
-    p: Pipeline,
-    target: str,
+def by_changed_dates(
     source: str,
-    build: Callable[[set[dt.date]], DataFrame],
-    suite: Callable[[suites.SuiteContext], suites.Suite],
+    build: Callable[[Pipeline, set[dt.date]], DataFrame],
     *,
-    dates: Dates,
-    full: bool,
-    refs: tuple[str, ...] = (),
     newest: tuple[str, str] | None = None,
     widen: Callable[[set[dt.date]], set[dt.date]] = lambda d: d,
-) -> StepResult:
-    """A date-partitioned gold table: the partitions of `source` that changed (`widen`ed),
-    built batch by batch with `build`, gated by `suite` against `refs`; freshness compares the
-    batch with the newest value of `newest` (table, column) in those partitions."""
-    dates, versions = _changed_dates(p, target, source, dates, full)
-    if not dates:
-        return p.skip(target, versions)
-    dates = widen(dates)
-    p.stage_batches(target, source, dates, build)
-    result = p.publish(
-        target,
-        suite,
-        dates=dates,
-        refs=_gold_refs(p, *refs),
-        source_newest=newest and _newest(p.read_dates(newest[0], dates), newest[1]),
-    )
-    return p.finish(target, result, versions)
+) -> Callable[..., list[StepResult]]:
+    """The body of a date-partitioned gold table: the partitions of `source` that changed
+    (`widen`ed), built batch by batch with `build`; freshness compares the batch with the
+    newest value of `newest` (table, column) in those partitions."""
+
+    def run(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+        target = p.step.name
+        found = p.change(target, source, full=full or dates is not None)
+        versions = {source: found.version}
+        if dates is None:
+            dates = p.all_dates(source) if found.since is None else set(found.partitions or ())
+        if not dates:
+            return [p.skip(target, versions)]
+        dates = widen(dates)
+        p.stage_batches(target, source, dates, lambda part: build(p, part))
+        newest_value = newest and _newest(p.read_dates(newest[0], dates), newest[1])
+        result = p.publish(target, dates=dates, source_newest=newest_value)
+        return [p.finish(target, result, versions)]
+
+    run.__doc__ = f"Partitions of {source} that changed, rebuilt in batches."
+    return run
 
 
-def gold_fact_sales_line(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
-    customers, products = p.read("silver.customers"), p.read("silver.products")
-    return _gold_partitions(
-        p,
-        "gold.fact_sales_line",
-        "silver.sales_lines",
-        lambda part: gold.fact_sales_line(
-            p.read_dates("silver.sales", part),
-            p.read_dates("silver.sales_lines", part),
-            customers,
-            products,
-        ),
-        suites.fact_sales_line,
-        dates=dates,
-        full=full,
-        refs=("gold.dim_customer", "gold.dim_product", "gold.dim_geography", "gold.dim_date"),
-        newest=("silver.sales", "invoice_time"),
+def _fact_sales_line(p: Pipeline, part: set[dt.date]) -> DataFrame:
+    return gold.fact_sales_line(
+        p.read_dates("silver.sales", part),
+        p.read_dates("silver.sales_lines", part),
+        p.read("silver.customers"),
+        p.read("silver.products"),
     )
 
 
-def gold_fact_events(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
-    return _gold_partitions(
-        p,
-        "gold.fact_events",
-        "silver.events",
-        lambda part: gold.fact_events(p.read_dates("silver.events", part)),
-        suites.fact_events,
-        dates=dates,
-        full=full,
-        refs=("gold.dim_customer", "gold.dim_product", "gold.dim_date"),
-        newest=("silver.events", "event_time"),
-    )
+def _kpis(grain: str) -> Callable[[Pipeline, set[dt.date]], DataFrame]:
+    return lambda p, part: gold.kpis(p.read_dates("silver.events", part), grain)
 
 
-def gold_fact_sessions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
-    return _gold_partitions(
-        p,
-        "gold.fact_sessions",
-        "silver.events",
-        lambda part: gold.fact_sessions(
-            p.read_dates("silver.events", _neighbours(part)), sorted(part)
-        ),
-        suites.fact_sessions,
-        dates=dates,
-        full=full,
-        refs=("gold.dim_date",),
-        # a session filed under day D may have events on D+1; one started on D-1 may change
-        widen=lambda days: days | {d - dt.timedelta(days=1) for d in days},
-    )
-
-
-def gold_kpis(p: Pipeline, *, grain: str, dates: Dates = None, full: bool = False) -> StepResult:
-    target = f"gold.kpi_{grain}ly" if grain == "hour" else f"gold.kpi_{grain}"
-    return _gold_partitions(
-        p,
-        target,
-        "silver.events",
-        lambda part: gold.kpis(p.read_dates("silver.events", part), grain),
-        suites.kpis(target.replace(".", "_")),
-        dates=dates,
-        full=full,
-    )
-
-
-def gold_interactions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> StepResult:
+def gold_interactions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
     """Rebuilt whole when either fact changed: time decay moves every weight as time passes."""
-    target = "gold.customer_product_interactions"
-    changed, versions = _rebuild(p, target, ["gold.fact_events", "gold.fact_sales_line"], full)
+    step = p.step
+    changed, versions = _changed(p, step.inputs, full)
     if not changed:
-        return p.skip(target, versions)
-    span = partition_range(p.uri("gold.fact_events"), p.options)
+        return [p.skip(step.name, versions)]
+    span = p.partition_range("gold.fact_events")
     as_of = span[1] if span else p.now.date()
-    frame = gold.customer_product_interactions(
-        p.read("gold.fact_events"),
-        p.read("gold.fact_sales_line"),
-        as_of,
-        p.settings.interaction_half_life_days,
-    )
-    p.stage(target, frame)
-    refs = _gold_refs(p, "gold.dim_customer", "gold.dim_product")
-    return p.finish(
-        target, p.publish(target, suites.customer_product_interactions, refs=refs), versions
-    )
+    events, sales_lines = (p.read(t) for t in step.inputs)
+    frame = step.transform(events, sales_lines, as_of, p.config.interaction_half_life_days)
+    p.stage(step.name, frame)
+    return [p.finish(step.name, p.publish(step.name), versions)]
 
 
-# -- everything, in dependency order --------------------------------------------------------
-
-# Every step takes (pipeline, *, dates, full); whole-table steps rebuild whole and ignore dates.
-STEPS: dict[str, Callable[..., StepResult | list[StepResult]]] = {
-    **{t: partial(silver_reference, target=t) for t in ERP_SOURCES},
-    "silver.sales": silver_sales,
-    "silver.events": silver_events_step,
-    **{t: partial(gold_dimension, target=t) for t in GOLD_DIMS},
-    "gold.fact_sales_line": gold_fact_sales_line,
-    "gold.fact_events": gold_fact_events,
-    "gold.fact_sessions": gold_fact_sessions,
-    "gold.kpi_minute": partial(gold_kpis, grain="minute"),
-    "gold.kpi_hourly": partial(gold_kpis, grain="hour"),
-    "gold.customer_product_interactions": gold_interactions,
-}
+# -- the registry ---------------------------------------------------------------------------
 
 
-def run_step(
-    p: Pipeline, step: str, *, dates: Dates = None, full: bool = False
-) -> list[StepResult]:
-    out = STEPS[step](p, dates=dates, full=full)
-    return out if isinstance(out, list) else [out]
+def _reference(table: str, description: str, key: str, not_null: list[str]) -> Output:
+    name = table.replace(".", "_")
+    return Output(table, description, suite=suites.reference(name, key, not_null))
 
 
-def run_all(
-    p: Pipeline,
-    *,
-    layers: tuple[str, ...] = ("silver", "gold"),
-    dates: Dates = None,
-    full: bool = False,
-    on_step: Callable[[str, list[StepResult]], None] = lambda *_: None,
-) -> list[StepResult]:
-    results = []
-    for step in STEPS:
-        if step.split(".")[0] in layers:
-            out = run_step(p, step, dates=dates, full=full)
-            on_step(step, out)
-            results += out
-    return results
+STEPS: tuple[Step, ...] = (
+    # silver: reference dims and SCD2 masters from the ERP's bronze tables
+    Step(
+        outputs=(
+            _reference(
+                "silver.geography",
+                "Reference dim: area → city → region (current names).",
+                "area_id",
+                ["city_id", "city_name", "region"],
+            ),
+        ),
+        inputs=("bronze.mv_setup_city", "bronze.mv_setup_area"),
+        transform=silver_erp.geography,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            _reference(
+                "silver.product_hierarchy",
+                "Reference dim: subcategory → category.",
+                "subcategory_id",
+                ["category_name"],
+            ),
+        ),
+        inputs=("bronze.mv_category", "bronze.mv_sub_category"),
+        transform=silver_erp.product_hierarchy,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            _reference("silver.brands", "Reference dim: brands.", "brand_id", ["brand_name"]),
+        ),
+        inputs=("bronze.mv_brand",),
+        transform=silver_erp.brands,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            Output(
+                "silver.customers",
+                "Customers, SCD type 2 (valid_from, valid_to, is_current): a new version "
+                "whenever city/area, loyalty tier, status or another tracked attribute changes.",
+                suite=suites.silver_customers,
+            ),
+        ),
+        inputs=("bronze.mv_setup_customer",),
+        references=("silver.geography",),
+        transform=silver_erp.customers,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            Output(
+                "silver.products",
+                "Products, SCD type 2 on price, cost, brand, subcategory and status.",
+                suite=suites.silver_products,
+            ),
+        ),
+        inputs=("bronze.mv_setup_product",),
+        references=("silver.product_hierarchy", "silver.brands"),
+        transform=silver_erp.products,
+        run=rebuilt_whole,
+    ),
+    # silver: date-partitioned facts
+    Step(
+        outputs=(
+            Output(
+                "silver.sales",
+                "Invoice headers, one per invoice (latest ERP version), partitioned by "
+                "invoice_date; cancellations and returns flagged; amounts reconciled with the "
+                "lines.",
+                partition_column="invoice_date",
+                suite=suites.silver_sales,
+            ),
+            Output(
+                "silver.sales_lines",
+                "Invoice lines of the invoices in silver.sales.",
+                partition_column="invoice_date",
+                suite=suites.silver_sales_lines,
+            ),
+        ),
+        quarantine=Table(
+            "silver.sales_quarantine",
+            "Invoices (with all their lines) and orphan lines that failed a rule: unreconciled "
+            "amounts, negative quantity on a sale, unknown customer/product/invoice.",
+        ),
+        inputs=("bronze.mv_sales", "bronze.mv_sales_detail", "silver.customers", "silver.products"),
+        transform=silver_erp.sales,
+        run=silver_sales,
+    ),
+    Step(
+        outputs=(
+            Output(
+                "silver.events",
+                "Clean clickstream: deduplicated by event_id, in their true event_date "
+                "partition, sessionised (session start/end, sequence), keyed to the customer and "
+                "product versions valid at event time.",
+                partition_column="event_date",
+                suite=suites.silver_events,
+            ),
+        ),
+        quarantine=Table(
+            "silver.events_quarantine",
+            "Events kept out of silver, with the reason: duplicate, from the future, later than "
+            "the lateness window, unknown customer or product.",
+            partition_column="event_date",
+        ),
+        inputs=("bronze.events", "silver.customers", "silver.products"),
+        transform=silver_events.build,
+        run=silver_events_step,
+    ),
+    # gold: the star schema
+    Step(
+        outputs=(
+            _reference(
+                "gold.dim_date",
+                "Calendar: one row per day of every year with data (date_key yyyymmdd).",
+                "date_key",
+                ["date", "year_month"],
+            ),
+        ),
+        inputs=("silver.events", "silver.sales"),
+        transform=gold.dim_date,
+        run=gold_dim_date,
+    ),
+    Step(
+        outputs=(
+            _reference(
+                "gold.dim_geography", "Area → city → region.", "area_id", ["city_name", "region"]
+            ),
+        ),
+        inputs=("silver.geography",),
+        transform=gold.dim_geography,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.dim_customer",
+                "Customers, SCD2, with the city/area/region of each version.",
+                suite=suites.silver_customers,
+            ),
+        ),
+        inputs=("silver.customers", "silver.geography"),
+        transform=gold.dim_customer,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.dim_product",
+                "Products, SCD2, with brand, category and subcategory of each version.",
+                suite=suites.silver_products,
+            ),
+        ),
+        inputs=("silver.products", "silver.product_hierarchy", "silver.brands"),
+        transform=gold.dim_product,
+        run=rebuilt_whole,
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.fact_sales_line",
+                "Grain: invoice line. Keys of the customer/product versions valid at invoice "
+                "time; gross, discounts, order coupon share, net, cost and margin.",
+                partition_column="invoice_date",
+                suite=suites.fact_sales_line,
+            ),
+        ),
+        inputs=("silver.sales", "silver.sales_lines", "silver.customers", "silver.products"),
+        references=("gold.dim_customer", "gold.dim_product", "gold.dim_geography", "gold.dim_date"),
+        transform=gold.fact_sales_line,
+        run=by_changed_dates(
+            "silver.sales_lines", _fact_sales_line, newest=("silver.sales", "invoice_time")
+        ),
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.fact_events",
+                "Grain: clean clickstream event, keyed to dims.",
+                partition_column="event_date",
+                suite=suites.fact_events,
+            ),
+        ),
+        inputs=("silver.events",),
+        references=("gold.dim_customer", "gold.dim_product", "gold.dim_date"),
+        transform=gold.fact_events,
+        run=by_changed_dates(
+            "silver.events",
+            lambda p, part: gold.fact_events(p.read_dates("silver.events", part)),
+            newest=("silver.events", "event_time"),
+        ),
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.fact_sessions",
+                "Grain: session (filed under its start date): duration, funnel counts, orders, "
+                "revenue, converted.",
+                partition_column="session_date",
+                suite=suites.fact_sessions,
+            ),
+        ),
+        inputs=("silver.events",),
+        references=("gold.dim_date",),
+        transform=gold.fact_sessions,
+        run=by_changed_dates(
+            "silver.events",
+            lambda p, part: gold.fact_sessions(
+                p.read_dates("silver.events", _neighbours(part)), sorted(part)
+            ),
+            # a session filed under day D may have events on D+1; one started on D-1 may change
+            widen=lambda days: days | {d - dt.timedelta(days=1) for d in days},
+        ),
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.kpi_minute",
+                "Events, sessions, funnel, orders, revenue and conversion per minute.",
+                partition_column="event_date",
+                suite=suites.kpis("gold_kpi_minute"),
+            ),
+        ),
+        inputs=("silver.events",),
+        transform=gold.kpis,
+        run=by_changed_dates("silver.events", _kpis("minute")),
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.kpi_hourly",
+                "The same per hour.",
+                partition_column="event_date",
+                suite=suites.kpis("gold_kpi_hourly"),
+            ),
+        ),
+        inputs=("silver.events",),
+        transform=gold.kpis,
+        run=by_changed_dates("silver.events", _kpis("hour")),
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.customer_product_interactions",
+                "Implicit feedback per customer × product: views, carts and purchases, "
+                "time-decayed (half-life INTERACTION_HALF_LIFE_DAYS): the recommenders' input.",
+                suite=suites.customer_product_interactions,
+            ),
+        ),
+        inputs=("gold.fact_events", "gold.fact_sales_line"),
+        references=("gold.dim_customer", "gold.dim_product"),
+        transform=gold.customer_product_interactions,
+        run=gold_interactions,
+    ),
+)
+
+
+def in_dependency_order(steps: tuple[Step, ...] = STEPS) -> list[Step]:
+    """The steps sorted so that every step comes after the steps writing what it reads."""
+    writer = {t.name: s.name for s in steps for t in s.tables}
+    graph = {
+        s.name: {writer[t] for t in s.inputs + s.references if t in writer and writer[t] != s.name}
+        for s in steps
+    }
+    by_name = {s.name: s for s in steps}
+    return [by_name[name] for name in graphlib.TopologicalSorter(graph).static_order()]
+
+
+def step(name: str) -> Step:
+    """The step whose first output is `name` (e.g. silver.events)."""
+    for entry in STEPS:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"unknown step {name!r}; expected one of {', '.join(s.name for s in STEPS)}")

@@ -42,9 +42,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lakehouse.kafka import client_config
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings
+from lakehouse.core.kafka import client_config
+from lakehouse.core.lake import Lake, open_table
 from streaming.records import (
     DEAD_LETTER_SCHEMA,
     EVENTS_PARTITION_BY,
@@ -52,8 +51,12 @@ from streaming.records import (
     BatchBuilder,
 )
 
-EVENTS_TABLE = "events"
-DEAD_LETTER_TABLE = "events_dead_letter"
+EVENTS_TABLE = "bronze.events"
+DEAD_LETTER_TABLE = "bronze.events_dead_letter"
+
+
+class TopicNotFound(RuntimeError):
+    """The topic to ingest does not exist on the brokers."""
 
 
 def default_group(topic: str) -> str:
@@ -115,10 +118,10 @@ class IngestReport:
 class BronzeEventTables:
     """The two bronze tables and the offsets recorded in them."""
 
-    def __init__(self, settings: Settings):
-        self.options = storage_options(settings)
-        self.events_uri = settings.table_uri("bronze", EVENTS_TABLE)
-        self.dead_letter_uri = settings.table_uri("bronze", DEAD_LETTER_TABLE)
+    def __init__(self, lake: Lake):
+        self.options = dict(lake.options)
+        self.events_uri = lake.table_uri(EVENTS_TABLE)
+        self.dead_letter_uri = lake.table_uri(DEAD_LETTER_TABLE)
         self.events = self._create(self.events_uri, EVENTS_SCHEMA, EVENTS_PARTITION_BY)
         self.dead_letter = self._create(self.dead_letter_uri, DEAD_LETTER_SCHEMA, None)
 
@@ -201,14 +204,15 @@ class Ingester:
 
     def __init__(
         self,
-        settings: Settings,
+        lake: Lake,
+        bootstrap_servers: str,
         options: IngestOptions,
         on_batch: Callable[[IngestReport], None] = lambda _: None,
     ):
-        self.settings = settings
+        self.bootstrap_servers = bootstrap_servers
         self.options = options
         self.on_batch = on_batch
-        self.tables = BronzeEventTables(settings)
+        self.tables = BronzeEventTables(lake)
         self.report = IngestReport(topic=options.topic, group_id=options.group_id)
         self.batch = BatchBuilder(options.topic)
         self.batch_started: float | None = None
@@ -218,7 +222,7 @@ class Ingester:
         self.joined_at: float | None = None
         self.consumer = Consumer(
             client_config(
-                settings.kafka_bootstrap_servers,
+                bootstrap_servers,
                 **{
                     "group.id": options.group_id,
                     "client.id": f"bronze-ingester-{socket.gethostname()}-{os.getpid()}",
@@ -277,8 +281,8 @@ class Ingester:
         started = time.monotonic()
         topics = self.consumer.list_topics(timeout=10).topics
         if opts.topic not in topics:
-            raise KafkaException(
-                f"topic {opts.topic!r} does not exist on {self.settings.kafka_bootstrap_servers}"
+            raise TopicNotFound(
+                f"topic {opts.topic!r} does not exist on {self.bootstrap_servers}"
                 " (`lakehouse produce` creates it)"
             )
         self.consumer.subscribe([opts.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -402,7 +406,8 @@ class Ingester:
 
 
 def ingest(
-    settings: Settings,
+    lake: Lake,
+    bootstrap_servers: str,
     options: IngestOptions,
     *,
     follow: bool = False,
@@ -410,7 +415,9 @@ def ingest(
     status_file: Path | None = None,
 ) -> IngestReport:
     """Run one ingester; in follow mode SIGINT/SIGTERM stop it after the current batch."""
-    ingester = Ingester(settings, options, on_batch=_with_status(on_batch, status_file))
+    ingester = Ingester(
+        lake, bootstrap_servers, options, on_batch=_with_status(on_batch, status_file)
+    )
     if follow:
         signal.signal(signal.SIGINT, ingester.request_stop)
         signal.signal(signal.SIGTERM, ingester.request_stop)
@@ -438,16 +445,23 @@ def _with_status(
     return both
 
 
-def ingest_status(settings: Settings, topic: str, timeout: float = 10.0) -> dict[str, Any]:
+def ingest_status(
+    lake: Lake,
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    run_dir: Path | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
     """Offsets recorded in bronze, the broker's log end and the lag, per partition.
 
     The log end comes from a fetch (a short peek from the recorded offset), because the embedded
-    broker under-reports it in offset queries."""
-    options = storage_options(settings)
-    events = open_table(settings.table_uri("bronze", EVENTS_TABLE), options)
+    broker under-reports it in offset queries. `run_dir` is where `--follow` ingesters publish
+    their progress (listed as followers)."""
+    events = lake.open(EVENTS_TABLE)
     peek = Consumer(
         client_config(
-            settings.kafka_bootstrap_servers,
+            bootstrap_servers,
             **{
                 "group.id": f"lakehouse-status-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
@@ -458,7 +472,7 @@ def ingest_status(settings: Settings, topic: str, timeout: float = 10.0) -> dict
     try:
         metadata = peek.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
-            raise KafkaException(f"topic {topic!r} does not exist")
+            raise TopicNotFound(f"topic {topic!r} does not exist on {bootstrap_servers}")
         partitions = sorted(metadata.partitions)
         recorded = {
             p: (-1 if events is None else BronzeEventTables.offset(events, topic, p))
@@ -486,23 +500,23 @@ def ingest_status(settings: Settings, topic: str, timeout: float = 10.0) -> dict
         peek.close()
     return {
         "topic": topic,
-        "events_table": settings.table_uri("bronze", EVENTS_TABLE),
+        "events_table": lake.table_uri(EVENTS_TABLE),
         "events_version": None if events is None else events.version(),
         "partitions": rows,
         "total_lag": sum(r["lag"] or 0 for r in rows),
-        "followers": live_followers(settings, topic),
+        "followers": [] if run_dir is None else live_followers(run_dir, topic),
     }
 
 
-def status_path(settings: Settings, topic: str) -> Path:
+def status_path(run_dir: Path, topic: str) -> Path:
     """Where this `lakehouse ingest --follow` process publishes its progress."""
-    return settings.run_dir / f"ingest-{topic}-{os.getpid()}.json"
+    return run_dir / f"ingest-{topic}-{os.getpid()}.json"
 
 
-def live_followers(settings: Settings, topic: str) -> list[dict[str, Any]]:
+def live_followers(run_dir: Path, topic: str) -> list[dict[str, Any]]:
     """Progress of the `--follow` ingesters of a topic that are still running on this host."""
     followers = []
-    for path in sorted(settings.run_dir.glob(f"ingest-{topic}-*.json")):
+    for path in sorted(run_dir.glob(f"ingest-{topic}-*.json")):
         try:
             status = json.loads(path.read_text())
             os.kill(status["pid"], 0)

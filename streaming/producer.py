@@ -27,10 +27,7 @@ import numpy as np
 import orjson
 from confluent_kafka import KafkaException, Producer
 
-from generator.events import event_records, session_keys
-from generator.simulate import Simulation
-from generator.world import Scale, build_world
-from lakehouse.kafka import client_config, ensure_topic
+from lakehouse.core.kafka import client_config, ensure_topic
 from streaming.contract import PRODUCT_EVENTS
 
 MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_event_type", "undecodable")
@@ -86,28 +83,6 @@ class ProduceReport:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "kinds": dict(self.kinds)}
-
-
-def simulated_messages(
-    scale: Scale, first_day: int = 0, days: int | None = None, key_by: str = "session"
-) -> Iterator[tuple[bytes, dict, int]]:
-    """(key, event, event_time_ms) for the simulated days [first_day, first_day + days).
-
-    Days before first_day are simulated but not emitted: the simulation is sequential."""
-    world = build_world(scale)
-    simulation = Simulation(world)
-    last = scale.days if days is None else min(first_day + days, scale.days)
-    for batch in simulation.days(last):
-        if batch.day < first_day:
-            continue
-        keys = session_keys(batch)
-        times = batch.events["event_time"].tolist()
-        for i, record in enumerate(event_records(world, batch)):
-            if key_by == "customer" and record["customer_id"] is not None:
-                key = str(record["customer_id"]).encode()
-            else:
-                key = keys[i]
-            yield key, record, times[i]
 
 
 class FaultInjector:

@@ -1,20 +1,27 @@
-"""Shared fixtures: an isolated data root and free ports, so tests never touch a running demo."""
+"""Shared fixtures: the embedded services once per session, free ports and isolated data roots
+(tests never touch a running demo), and one tiny world built once through Dagster and copied
+per module that changes it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
 
 # The installed console scripts, exactly as users run them.
 LAKEHOUSE = [str(Path(sys.executable).parent / "lakehouse")]
@@ -38,11 +45,11 @@ def isolated_env(data_root: Path) -> dict[str, str]:
     return env
 
 
-_OVERRIDDEN = {"LAKE_URI", "ERP_DB_URL", "WAREHOUSE_PATH", "DAGSTER_HOME"}
+_OVERRIDDEN = {"LAKE_URI", "ERP_DB_URL", "WAREHOUSE_PATH", "DAGSTER_HOME", "KAFKA_EVENTS_TOPIC"}
 
 
 def run_cli(
-    *args: str, env: dict[str, str], check: bool = True, timeout: float = 180
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run the real `lakehouse` CLI in a subprocess."""
     result = subprocess.run(
@@ -56,28 +63,14 @@ def run_cli(
     return result
 
 
-def dagster_materialize(
-    select: str, env: dict[str, str], *options: str
-) -> subprocess.CompletedProcess:
-    """`dagster asset materialize --select <select>` on the code location, in a subprocess."""
-    return subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions", "--select", select]
-        + list(options),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-def cli_json(*args: str, env: dict[str, str], check: bool = True, timeout: float = 180) -> dict:
+def cli_json(*args: str, env: dict[str, str], check: bool = True, timeout: float = 300) -> Any:
     return json.loads(run_cli(*args, "--json", env=env, check=check, timeout=timeout).stdout)
 
 
 @pytest.fixture(scope="session")
 def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Embedded services started once for the test session, stopped at the end."""
+    """Embedded services started once for the test session (through the CLI), stopped at the
+    end."""
     env = isolated_env(tmp_path_factory.mktemp("platform"))
     run_cli("services", "up", env=env)
     try:
@@ -97,47 +90,179 @@ def platform_settings(platform_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def spark(platform_settings: Settings) -> Iterator:
-    from lakehouse.spark import spark_session
+    """A Spark Connect session of the tests' own (steps stop the default one when they end)."""
+    from pyspark.sql import SparkSession
 
-    session = spark_session(platform_settings)
+    session = SparkSession.builder.remote(platform_settings.spark_remote).create()
+    session.conf.set("spark.sql.session.timeZone", "UTC")
     yield session
     # Close before the server goes down: an open Spark Connect client runs cleanup RPCs at
     # interpreter exit and retries them for minutes against a server that is gone.
     session.stop()
 
 
-def ingest_all(env: dict[str, str], events: int) -> int:
+# -- the tiny world --------------------------------------------------------------------------
+
+SPLIT = "2025-09-11"  # the ERP arrives in two halves: master data changes in between (SCD2)
+FAULTS = dict(
+    duplicates=0.03, late=0.05, malformed=0.01, orphans=0.01, future=0.01, negative_quantities=0.02
+)
+
+
+@dataclass
+class World:
+    """A data root built through the platform's own Dagster runs, and how it was built."""
+
+    settings: Settings
+    produced: dict[str, Any] = field(default_factory=dict)  # the producer's report
+    runs: dict[str, Any] = field(default_factory=dict)  # what each build run reported
+
+    @property
+    def root(self) -> Path:
+        return self.settings.data_root
+
+    @property
+    def acks(self) -> Path:
+        """Every message the broker acknowledged: partition, offset, kind, event id."""
+        return self.root / "acks.csv"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of the CLI on this world."""
+        return {
+            **{k: v for k, v in os.environ.items() if k not in _OVERRIDDEN},
+            "LAKEHOUSE_DATA_ROOT": str(self.root),
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "KAFKA_EVENTS_TOPIC": self.settings.events_topic,
+            "SPARK_REMOTE": self.settings.spark_remote,
+        }
+
+    def table(self, name: str, **options: Any) -> pa.Table:
+        return self.settings.lake.open(name).to_pyarrow_table(**options)
+
+    def run(self, selection: Any, **options: Any) -> Any:
+        """Run assets through Dagster in this process (as the CLI does); fail on a failed run."""
+        from orchestration.lib.runs import run_assets
+
+        outcome = run_assets(self.settings, selection, **options)
+        assert outcome.success, outcome.failures
+        return outcome
+
+    def copy(self, to: Path, **settings: Any) -> World:
+        """A copy of the data root (lake, ERP database, warehouse, Dagster instance) to change
+        without touching the shared world."""
+        # cp -a keeps hard links: the published warehouse is a link to its build file
+        subprocess.run(["cp", "-a", str(self.root), str(to)], check=True)
+        moved = replace_settings(self.settings, data_root=to, **settings)
+        return replace(self, settings=moved)
+
+
+def replace_settings(settings: Settings, **changes: Any) -> Settings:
+    """The same settings with other values; what hangs off the data root moves with it."""
+    values = settings.model_dump(
+        exclude={"lake_uri", "erp_db_url", "warehouse_path", "dagster_home"}
+    )
+    values.pop("superset_metadata_db_url")
+    return Settings(**(values | changes))
+
+
+def ingest_everything(world: World, events: int) -> int:
     """Ingest until every produced event is in bronze (a loaded machine can end a drain early;
     ingestion is exactly once, so another drain only adds what the first one missed)."""
+    import dagster as dg
+
     written = 0
     for _ in range(3):
-        written += cli_json("ingest", env=env)["events_written"]
+        outcome = world.run(
+            [dg.AssetKey(["bronze", "events"]), dg.AssetKey(["bronze", "events_dead_letter"])]
+        )
+        written += outcome.materialized["bronze.events"]["ingest_report"]["events_written"]
         if written >= events:
             break
     assert written >= events, (written, events)
     return written
 
 
+def build_world(settings: Settings) -> World:
+    """The tiny world as the platform builds it: the ERP up to SPLIT and the whole clickstream
+    (every fault knob on) ingested, extracted and transformed, the incremental mart published;
+    then the rest of the ERP extracted and transformed, the models trained and the marts
+    built on (carrying the incremental mart on)."""
+    import dagster as dg
+
+    from generator.events import simulated_messages
+    from generator.generate import generate
+    from generator.world import PRESETS
+    from streaming.producer import Faults, produce
+
+    world = World(settings)
+    scale = PRESETS["tiny"]
+    split = (dt.date.fromisoformat(SPLIT) - scale.start).days
+    timings: dict[str, float] = {}
+
+    def timed(name: str, action: Any) -> Any:
+        started = time.monotonic()
+        result = action()
+        timings[name] = round(time.monotonic() - started, 1)
+        return result
+
+    generated = settings.generated_dir
+    timed("generate", lambda: generate(scale, settings.erp_db_url, generated, until_day=split))
+    report = timed(
+        "produce",
+        lambda: produce(
+            settings.kafka_bootstrap_servers,
+            settings.events_topic,
+            simulated_messages(scale),
+            faults=Faults(**FAULTS),
+            ack_log=world.acks,
+        ),
+    )
+    world.produced = report.to_dict()
+    timed("ingest", lambda: ingest_everything(world, report.events))
+    erp = dg.AssetSelection.groups("bronze") - dg.AssetSelection.assets(
+        ["bronze", "events"], ["bronze", "events_dead_letter"]
+    )
+    transform = dg.AssetSelection.groups("silver", "gold")
+    timed("extract", lambda: world.run(erp))
+    world.runs["first transform"] = timed("transform", lambda: world.run(transform))
+    world.runs["marts +mart_daily_kpis"] = timed(
+        "marts (incremental mart)", lambda: world.run(_dbt_selection("+mart_daily_kpis"))
+    )
+    timed("generate the rest", lambda: generate(scale, settings.erp_db_url, generated))
+    timed("extract again", lambda: world.run(erp))
+    world.runs["second transform"] = timed("transform again", lambda: world.run(transform))
+    world.runs["training"] = timed("train", lambda: world.run(dg.AssetSelection.groups("ml")))
+    world.runs["marts"] = timed("marts", lambda: world.run(dg.AssetSelection.groups("marts")))
+    world.runs["timings"] = timings
+    return world
+
+
+def _dbt_selection(select: str) -> Any:
+    from dagster_dbt import build_dbt_asset_selection
+
+    from orchestration.defs.marts.assets import dbt_marts
+
+    return build_dbt_asset_selection([dbt_marts], dbt_select=select)
+
+
 @pytest.fixture(scope="session")
-def gold_world(
-    platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """The environment of a tiny world built through bronze, silver, gold and the models (whose
-    outputs the marts read)."""
-    root = tmp_path_factory.mktemp("gold-world")
-    (root / "dagster").mkdir()
-    env = {
-        **platform_env,
-        "LAKEHOUSE_DATA_ROOT": str(root),
-        "KAFKA_EVENTS_TOPIC": f"gold-world-{root.name}",
-        "DAGSTER_HOME": str(root / "dagster"),
-    }
-    cli_json("generate", "--preset", "tiny", "--no-events", env=env)
-    ingest_all(env, cli_json("produce", "--preset", "tiny", env=env)["events"])
-    cli_json("extract", env=env)
-    cli_json("transform", env=env)
-    cli_json("ml", "train", env=env)
-    return env
+def world(platform_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The tiny world, built once per session (read it; copy it to change it)."""
+    root = tmp_path_factory.mktemp("world")
+    settings = replace_settings(
+        platform_settings, data_root=root, events_topic=f"world-{uuid.uuid4().hex[:8]}"
+    )
+    started = time.monotonic()
+    built = build_world(settings)
+    print(f"\ntiny world built in {time.monotonic() - started:.0f}s: {built.runs['timings']}")
+    return built
+
+
+@pytest.fixture(scope="module")
+def world_copy(world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A copy of the tiny world for one module to change."""
+    return world.copy(tmp_path_factory.mktemp("world-copy") / "root")
 
 
 # The machines run PostgreSQL with trust auth; tests make a database of their own on it.

@@ -37,8 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings
+from lakehouse.core.lake import Lake
 from warehouse.marts import build_lock
 from warehouse.publish import KEEP_BUILDS, Warehouse
 
@@ -155,6 +154,12 @@ REJECTS = (
 )
 
 
+KPI_MINUTE, KPI_HOURLY = "gold.kpi_minute", "gold.kpi_hourly"
+VALIDATIONS = "quality.validation_results"
+# every table a refresh reads
+SOURCES = (KPI_MINUTE, KPI_HOURLY, VALIDATIONS, *(r.table for r in REJECTS))
+
+
 @dataclass
 class LiveRefresh:
     build_id: str
@@ -173,30 +178,28 @@ class LiveRefresh:
         }
 
 
-def live_warehouse(settings: Settings) -> Warehouse:
-    return Warehouse(Path(settings.warehouse_path) / LIVE_DIR)
+def live_warehouse(warehouse_path: Path) -> Warehouse:
+    return Warehouse(Path(warehouse_path) / LIVE_DIR)
 
 
-def live_path(settings: Settings) -> Path:
+def live_path(warehouse_path: Path) -> Path:
     """The file the dashboards open (read-only)."""
-    return live_warehouse(settings).current
+    return live_warehouse(warehouse_path).current
 
 
-class _Lake:
+class _Sources:
     """The source tables of one refresh, each opened once, so every read of a table sees one
     version and that version is the one recorded in the build."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.options = storage_options(settings)
+    def __init__(self, lake: Lake):
+        self.lake = lake
         self.versions: dict[str, int] = {}
         self._tables: dict[str, DeltaTable | None] = {}
 
     def table(self, name: str) -> DeltaTable | None:
         """`layer.table`, or None when it has not been written yet."""
         if name not in self._tables:
-            layer, table = name.split(".", 1)
-            delta = open_table(self.settings.table_uri(layer, table), self.options)
+            delta = self.lake.open(name)
             self._tables[name] = delta
             if delta is not None:
                 self.versions[name] = delta.version()
@@ -241,7 +244,7 @@ def _insert(
 
 
 def _fill_kpis(
-    con: duckdb.DuckDBPyConnection, lake: _Lake, target: str, source: str, window: dt.timedelta
+    con: duckdb.DuckDBPyConnection, lake: _Sources, target: str, source: str, window: dt.timedelta
 ) -> dt.datetime | None:
     """The rows of the `window` ending at the newest period_start; that newest period_start."""
     newest = lake.newest(source, "period_start")
@@ -260,8 +263,8 @@ def _fill_kpis(
     return newest
 
 
-def _fill_validations(con: duckdb.DuckDBPyConnection, lake: _Lake) -> None:
-    source = "quality.validation_results"
+def _fill_validations(con: duckdb.DuckDBPyConnection, lake: _Sources) -> None:
+    source = VALIDATIONS
     runs = ("validation_id", "validated_at", "table_name", "suite", "batch", "suite_success")
     _insert(
         con,
@@ -281,7 +284,7 @@ def _fill_validations(con: duckdb.DuckDBPyConnection, lake: _Lake) -> None:
     )
 
 
-def _fill_rejects(con: duckdb.DuckDBPyConnection, lake: _Lake) -> None:
+def _fill_rejects(con: duckdb.DuckDBPyConnection, lake: _Sources) -> None:
     for r in REJECTS:
         layer = r.table.split(".", 1)[0]
         _insert(
@@ -294,19 +297,19 @@ def _fill_rejects(con: duckdb.DuckDBPyConnection, lake: _Lake) -> None:
         )
 
 
-def refresh_live(settings: Settings) -> LiveRefresh:
-    """Rebuild the live file from the lake and publish it; one refresh at a time (a second one
-    waits for the lock, then reads the lake afresh)."""
+def refresh_live(lake: Lake, warehouse_path: Path) -> LiveRefresh:
+    """Rebuild the live file (under `warehouse_path`) from the lake and publish it; one refresh
+    at a time (a second one waits for the lock, then reads the lake afresh)."""
     started = time.monotonic()
-    warehouse = live_warehouse(settings)
+    warehouse = live_warehouse(warehouse_path)
     # build_lock locks the directory it is given: the live file's own lock, so a refresh never
     # waits for a nightly dbt build
-    with build_lock(settings.model_copy(update={"warehouse_path": warehouse.root})):
+    with build_lock(warehouse.root):
         build = warehouse.new_build()
-        lake = _Lake(settings)
+        sources = _Sources(lake)
         try:
-            rows = _fill(build.path, build.build_id, lake)
-            warehouse.stamp(build, **{k: str(v) for k, v in lake.versions.items()})
+            rows = _fill(build.path, build.build_id, sources)
+            warehouse.stamp(build, **{k: str(v) for k, v in sources.versions.items()})
             warehouse.check(build, [*TABLES, "warehouse_build"])
             warehouse.publish(build.build_id)
         except BaseException:
@@ -318,19 +321,19 @@ def refresh_live(settings: Settings) -> LiveRefresh:
         path=warehouse.current,
         seconds=time.monotonic() - started,
         rows=rows,
-        delta_versions=dict(sorted(lake.versions.items())),
+        delta_versions=dict(sorted(sources.versions.items())),
     )
 
 
-def _fill(path: Path, build_id: str, lake: _Lake) -> dict[str, int]:
+def _fill(path: Path, build_id: str, lake: _Sources) -> dict[str, int]:
     """Create every table and fill it; rows per table."""
     with duckdb.connect(str(path)) as con:
         con.execute("SET TimeZone = 'UTC'")  # days of timestamps are UTC days
         for name, columns in TABLES.items():
             ddl = ", ".join(f'"{column}" {type_}' for column, type_ in columns.items())
             con.execute(f"CREATE TABLE {name} ({ddl})")
-        newest = _fill_kpis(con, lake, "live_kpi_minute", "gold.kpi_minute", KPI_MINUTE_WINDOW)
-        _fill_kpis(con, lake, "live_kpi_hourly", "gold.kpi_hourly", KPI_HOURLY_WINDOW)
+        newest = _fill_kpis(con, lake, "live_kpi_minute", KPI_MINUTE, KPI_MINUTE_WINDOW)
+        _fill_kpis(con, lake, "live_kpi_hourly", KPI_HOURLY, KPI_HOURLY_WINDOW)
         _fill_validations(con, lake)
         _fill_rejects(con, lake)
         now = dt.datetime.now(dt.UTC)

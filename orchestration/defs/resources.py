@@ -1,17 +1,54 @@
-"""Resources shared by every domain: Kafka, the lake, the ERP database and Spark Connect.
+"""Resources shared by every domain: the lake, Kafka, the ERP database, Spark Connect and the
+knobs of the silver/gold transforms.
 
-Their values default to the settings module (environment variables over embedded defaults), so
-the same code location runs on the embedded services and on docker-compose's real ones.
+Each carries its configuration and the behaviour built on it (open or write a table, ingest the
+topic, extract a table, a Spark session, a pipeline). `resources(settings)` fills them from the
+settings module (environment variables over embedded defaults), so the same code location runs
+on the embedded services and on docker-compose's real ones.
 """
 
-from collections.abc import Iterator
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import pyarrow as pa
 
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings, get_settings
+from lakehouse.core.lake import Lake
+from lakehouse.core.settings import Settings
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+    from ingestion.erp import ExtractReport
+    from spark_jobs.pipeline import Pipeline
+    from streaming.ingest import IngestReport
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The Delta Lake root (LAKE_URI: a local path or s3://) and its S3 endpoint."""
+
+    uri: str
+    aws_endpoint_url: str | None = None
+
+    @property
+    def lake(self) -> Lake:
+        return Lake.at(self.uri, self.aws_endpoint_url)
+
+    def table_uri(self, table: str) -> str:
+        """Location of `layer.table`."""
+        return self.lake.table_uri(table)
+
+    def open(self, table: str) -> DeltaTable | None:
+        """The Delta table `layer.table`, or None when nothing has been written yet."""
+        return self.lake.open(table)
+
+    def write(self, table: str, data: pa.Table, *, mode: str = "append", **options: Any) -> None:
+        """Write Arrow data to `layer.table` with delta-rs."""
+        self.lake.write(table, data, mode=mode, **options)
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -20,73 +57,103 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     events_topic: str
     consumer_group: str = ""  # default: lakehouse-bronze-<topic>
+    session_timeout_ms: int = 6000  # tansu takes about half of it to complete a group join
 
+    def ingest(
+        self,
+        lake: Lake,
+        *,
+        on_batch: Callable[[IngestReport], None] = lambda _: None,
+        **limits: Any,
+    ) -> IngestReport:
+        """Move what the topic holds now into bronze, exactly once, then stop."""
+        from streaming.ingest import IngestOptions, ingest
 
-class LakeResource(dg.ConfigurableResource):
-    """The Delta Lake root (local path or s3://)."""
+        options = IngestOptions(
+            topic=self.events_topic,
+            group_id=self.consumer_group,
+            session_timeout_ms=self.session_timeout_ms,
+            **limits,
+        )
+        return ingest(lake, self.bootstrap_servers, options, on_batch=on_batch)
 
-    uri: str
-    aws_endpoint_url: str | None = None
+    def status(self, lake: Lake) -> dict[str, Any]:
+        """Offsets recorded in bronze, the log end and the lag of the topic's partitions."""
+        from streaming.ingest import ingest_status
 
-    def table_uri(self, layer: str, name: str) -> str:
-        return platform_settings(lake=self).table_uri(layer, name)
-
-    def open(self, layer: str, name: str) -> Any:
-        """The DeltaTable, or None when nothing has been written yet."""
-        settings = platform_settings(lake=self)
-        return open_table(settings.table_uri(layer, name), storage_options(settings))
+        return ingest_status(lake, self.bootstrap_servers, self.events_topic)
 
 
 class ErpDatabaseResource(dg.ConfigurableResource):
-    """The ERP source database (any SQLAlchemy URL)."""
+    """The ERP source database (ERP_DB_URL: any SQLAlchemy URL)."""
 
     url: str
 
+    def extract(self, lake: Lake, source_table: str, *, full: bool = False) -> ExtractReport:
+        """One ERP table into bronze: what changed since the watermark, or a full snapshot."""
+        from ingestion.erp import extract_table
+
+        return extract_table(lake, self.url, source_table, full=full)
+
 
 class SparkConnectResource(dg.ConfigurableResource):
-    """A Spark Connect server: Sail embedded, Apache Spark with Delta in production."""
+    """A Spark Connect server (SPARK_REMOTE): Sail embedded, Apache Spark with Delta in
+    production."""
 
     remote: str
 
     @contextmanager
     def session(self) -> Iterator[Any]:
-        from lakehouse.spark import spark_session
+        from lakehouse.core.spark import spark_session
 
-        spark = spark_session(platform_settings(spark=self))
+        spark = spark_session(self.remote)
         try:
             yield spark
         finally:
             spark.stop()
 
 
-def platform_settings(
-    kafka: KafkaResource | None = None,
-    lake: LakeResource | None = None,
-    erp: ErpDatabaseResource | None = None,
-    spark: SparkConnectResource | None = None,
-) -> Settings:
-    """The settings the platform's Python code takes, with the resources' values applied."""
-    update: dict[str, Any] = {}
-    if kafka is not None:
-        update |= {
-            "kafka_bootstrap_servers": kafka.bootstrap_servers,
-            "events_topic": kafka.events_topic,
-        }
-    if lake is not None:
-        update |= {"lake_uri": lake.uri, "aws_endpoint_url": lake.aws_endpoint_url}
-    if erp is not None:
-        update |= {"erp_db_url": erp.url}
-    if spark is not None:
-        update |= {"spark_remote": spark.remote}
-    return get_settings().model_copy(update=update)
+class TransformResource(dg.ConfigurableResource):
+    """The knobs of the silver and gold steps (TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS)."""
+
+    batch_rows: int
+    lateness_hours: float
+    future_tolerance_minutes: float
+    interaction_half_life_days: float
+
+    def pipeline(
+        self,
+        spark: Any,
+        lake: Lake,
+        on_batch: Callable[[str, int, int, set[dt.date]], None] = lambda *_: None,
+    ) -> Pipeline:
+        """The runner of the steps over this lake, through this Spark session."""
+        from spark_jobs.pipeline import Pipeline, TransformOptions
+
+        options = TransformOptions(
+            batch_rows=self.batch_rows,
+            lateness=dt.timedelta(hours=self.lateness_hours),
+            future_tolerance=dt.timedelta(minutes=self.future_tolerance_minutes),
+            interaction_half_life_days=self.interaction_half_life_days,
+        )
+        return Pipeline(spark, lake, options, on_batch=on_batch)
 
 
-def default_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
+        "lake": LakeResource(
+            uri=str(settings.lake_uri), aws_endpoint_url=settings.aws_endpoint_url
+        ),
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_bootstrap_servers, events_topic=settings.events_topic
         ),
-        "lake": LakeResource(uri=settings.lake_uri, aws_endpoint_url=settings.aws_endpoint_url),
-        "erp": ErpDatabaseResource(url=settings.erp_db_url),
+        "erp": ErpDatabaseResource(url=str(settings.erp_db_url)),
         "spark": SparkConnectResource(remote=settings.spark_remote),
+        "transform": TransformResource(
+            batch_rows=settings.transform_batch_rows,
+            lateness_hours=settings.silver_lateness_hours,
+            future_tolerance_minutes=settings.silver_future_tolerance_minutes,
+            interaction_half_life_days=settings.interaction_half_life_days,
+        ),
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
 
 
 def instance_config(settings: Settings) -> dict:

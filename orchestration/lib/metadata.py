@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse.lake import table_metadata
+from lakehouse.core.lake import table_metadata
 
 
 def delta_metadata(table: Any, uri: str, preview_rows: int = 5) -> dict[str, Any]:
@@ -37,3 +37,8 @@ def markdown_table(rows: list[dict[str, Any]], max_width: int = 60) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# Tables written alongside assets (every GX gate appends its results; ERP extraction quarantines
+# unreadable rows): read by the live file, not assets of their own.
+BY_PRODUCTS = frozenset({"quality.validation_results", "bronze.erp_quarantine"})

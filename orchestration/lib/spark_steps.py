@@ -1,5 +1,7 @@
-"""One Dagster asset per pipeline step (spark_jobs/steps.py), with its GX gate as a blocking
-asset check: a failing batch is left in staging, the check fails and nothing downstream runs."""
+"""The Dagster assets of the Spark steps, derived from their registry entries
+(spark_jobs/steps.py): one multi-asset per step, with its tables' descriptions, dependencies,
+daily partitions, blocking Great Expectations checks, concurrency pool and code version. A
+failing batch is left in staging, its check fails and nothing downstream runs."""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -8,22 +10,16 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from expectations.gate import RESULTS_LAYER, RESULTS_TABLE, ValidationReport
-from lakehouse.settings import Settings, get_settings
-from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
+from expectations.gate import RESULTS_TABLE, ValidationReport
+from orchestration.defs.resources import LakeResource, SparkConnectResource, TransformResource
 from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata, markdown_table
 from orchestration.lib.retries import TRANSIENT_RETRY
-from spark_jobs.pipeline import PARTITION_COLUMN
+from spark_jobs.pipeline import Step
 
 GE_CHECK = "great_expectations"
-# Shared by every step: the runner, change detection, the step wiring and the GX suites.
-SHARED_CODE = (
-    "spark_jobs/pipeline.py",
-    "spark_jobs/incremental.py",
-    "spark_jobs/steps.py",
-    "expectations",
-)
+# Shared by every step: the runner, change detection and the GX suites.
+RUNNER = ("spark_jobs.pipeline", "spark_jobs.incremental", "expectations")
 
 
 class TransformConfig(dg.Config):
@@ -35,14 +31,11 @@ class TransformConfig(dg.Config):
     )
 
 
-def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
-    """One partition per day (UTC), today included, so streaming data has its partition."""
-    return dg.DailyPartitionsDefinition(
-        start_date=settings.partitions_start_date.isoformat(), end_offset=1, timezone="UTC"
-    )
+def daily_partitions(start: dt.date) -> dg.DailyPartitionsDefinition:
+    """One partition per day (UTC) from `start` (PARTITIONS_START_DATE), today included, so
+    streaming data has its partition."""
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=1, timezone="UTC")
 
-
-DAILY = daily_partitions(get_settings())
 
 # Runs launched by the schedule, the sensors and the demo carry this tag: their steps rebuild the
 # days that changed upstream, whatever partition the run is filed under (today's). Without it a
@@ -75,7 +68,7 @@ def key(table: str) -> dg.AssetKey:
 
 
 def check_result(
-    table: str, report: ValidationReport | None, note: str = ""
+    table: str, report: ValidationReport | None, note: str = "", result: dict | None = None
 ) -> dg.AssetCheckResult:
     if report is None:
         return dg.AssetCheckResult(
@@ -104,94 +97,85 @@ def check_result(
             "results": dg.MetadataValue.md(markdown_table(outcomes)),
             "validation_id": report.validation_id,
             "staging": f"{report.staging_uri} @ v{report.staging_version}",
-            "stored_in": f"{RESULTS_LAYER}.{RESULTS_TABLE}",
+            "stored_in": RESULTS_TABLE,
+            **({"step_result": dg.MetadataValue.json(result)} if result else {}),
         },
     )
 
 
-def step_asset(
-    step: str,
-    *,
-    tables: list[str],
-    deps: list[str],
-    descriptions: dict[str, str],
-    group: str,
-    code: str,
-    quarantine: str | None = None,
-) -> dg.AssetsDefinition:
-    """A multi-asset running one pipeline step; `tables` are gated, `quarantine` is not.
+def step_asset(step: Step, daily: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """A multi-asset running one step; its outputs are gated, its quarantine is not.
 
-    `code` is the module with the step's transformations (its code version, with the runner
-    and the suites). Steps over date-partitioned tables get daily partitions: a backfill of a
-    date range runs as one run (single-run backfill policy), and a refresh run
-    (`refresh_request`) reports the days it rebuilt as partition materialisations. Each step
-    has a concurrency pool of its own, so overlapping runs (the nightly one, streaming
-    refreshes, a backfill) take turns at a table instead of staging and publishing over each
-    other."""
-    partitioned = PARTITION_COLUMN.get(tables[0]) is not None
-    version = source_version(code, *SHARED_CODE)
+    Steps over date-partitioned tables get `daily` partitions: a backfill of a date range runs
+    as one run (single-run backfill policy), and a refresh run (`refresh_request`) reports the
+    days it rebuilt as partition materialisations. Each step has a concurrency pool of its own,
+    so overlapping runs (the nightly one, streaming refreshes, a backfill) take turns at a
+    table instead of staging and publishing over each other."""
+    partitioned = step.partitioned
+    version = source_version(*RUNNER, files=step.code_files)
     specs = [
         dg.AssetSpec(
-            key=key(t),
-            description=descriptions[t],
-            deps=[key(d) for d in deps],
+            key=key(t.name),
+            description=t.description,
+            deps=[key(d) for d in step.inputs + step.references],
             kinds={"spark", "delta"},
-            group_name=group,
+            group_name=step.layer,
             owners=["team:data-engineering"],
             skippable=True,
             code_version=version,
         )
-        for t in tables + ([quarantine] if quarantine else [])
+        for t in step.tables
     ]
     checks = [
         dg.AssetCheckSpec(
             GE_CHECK,
-            asset=key(t),
+            asset=key(t.name),
             blocking=True,
-            description=f"Great Expectations suite of {t} on the staged batch; the batch is "
+            description=f"Great Expectations suite of {t.name} on the staged batch; the batch is "
             "published only if it passes.",
         )
-        for t in tables
+        for t in step.outputs
     ]
+    gated = [t.name for t in step.outputs]
+    quarantine = step.quarantine.name if step.quarantine else None
 
     @dg.multi_asset(
         specs=specs,
         check_specs=checks,
-        name=step.replace(".", "__"),
+        name=step.name.replace(".", "__"),
         can_subset=False,
         retry_policy=TRANSIENT_RETRY,
-        partitions_def=DAILY if partitioned else None,
+        partitions_def=daily if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        pool=f"lake:{step}",
+        pool=f"lake:{step.name}",
     )
     def _step(
         context: dg.AssetExecutionContext,
         config: TransformConfig,
         spark: SparkConnectResource,
         lake: LakeResource,
+        transform: TransformResource,
     ):
-        from spark_jobs.pipeline import GateFailed, MissingInput, Pipeline
-        from spark_jobs.steps import run_step
+        from spark_jobs.pipeline import GateFailed, MissingInput
 
-        settings = platform_settings(lake=lake, spark=spark)
         # full_rebuild covers the whole history, whichever partition the run was filed under
         dates = partition_dates(context) if partitioned and not config.full_rebuild else None
         with spark.session() as session:
-            pipeline = Pipeline(
+            pipeline = transform.pipeline(
                 session,
-                settings,
+                lake.lake,
                 on_batch=lambda table, i, n, part: context.log.info(
                     f"{table}: batch {i}/{n}, {min(part)}..{max(part)}"
                 ),
             )
             try:
-                results = run_step(pipeline, step, dates=dates, full=config.full_rebuild)
+                results = pipeline.run(step, dates=dates, full=config.full_rebuild)
             except GateFailed as failed:
                 results = [failed.result]
             except MissingInput as exc:
                 raise dg.Failure(str(exc), allow_retries=False) from exc
         by_table = {r.table: r for r in results}
-        for table in tables:
+        for table in gated:
             result = by_table.get(table)
             if result is None:  # an earlier table of this step failed its gate
                 yield dg.AssetCheckResult(
@@ -206,30 +190,25 @@ def step_asset(
                 context.log.error(
                     f"{table}: batch left in staging, not published: {result.report.summary()}"
                 )
-                yield check_result(table, result.report)
+                yield check_result(table, result.report, result=result.to_dict())
                 continue
             if partitioned and dates is None:
-                yield from _partitions_rebuilt(context, table, result.dates)
+                yield from _partitions_rebuilt(context, daily, table, result.dates)
             yield dg.MaterializeResult(
                 asset_key=key(table),
-                metadata={
-                    **_facts(result),
-                    **delta_metadata(lake.open(*table.split(".")), result.uri),
-                },
+                metadata={**_facts(result), **delta_metadata(lake.open(table), result.uri)},
                 check_results=[check_result(table, result.report, "nothing new upstream")],
             )
-        if quarantine and all(by_table.get(t) and by_table[t].published for t in tables):
+        if quarantine and all(by_table.get(t) and by_table[t].published for t in gated):
             quarantined = sum(r.quarantined for r in results)
             if partitioned and dates is None:
                 rebuilt = sorted({d for r in results for d in (r.dates or [])})
-                yield from _partitions_rebuilt(context, quarantine, rebuilt)
+                yield from _partitions_rebuilt(context, daily, quarantine, rebuilt)
             yield dg.MaterializeResult(
                 asset_key=key(quarantine),
                 metadata={
                     "rows_quarantined_in_batch": quarantined,
-                    **delta_metadata(
-                        lake.open(*quarantine.split(".")), lake.table_uri(*quarantine.split("."))
-                    ),
+                    **delta_metadata(lake.open(quarantine), lake.table_uri(quarantine)),
                 },
             )
 
@@ -237,17 +216,20 @@ def step_asset(
 
 
 def _partitions_rebuilt(
-    context: dg.AssetExecutionContext, table: str, days: list[str] | None
+    context: dg.AssetExecutionContext,
+    daily: dg.PartitionsDefinition,
+    table: str,
+    days: list[str] | None,
 ) -> Iterator[dg.AssetMaterialization]:
     """Record the days an incremental run rebuilt as materialisations of those partitions, so
     the UI's partition status shows what is built; days outside the partitions are counted."""
     if not days:
         return
-    outside = [d for d in days if not DAILY.has_partition_key(d)]
+    outside = [d for d in days if not daily.has_partition_key(d)]
     if outside:
         context.log.warning(
             f"{table}: {len(outside)} rebuilt days ({outside[0]}..{outside[-1]}) are outside "
-            f"the daily partitions (PARTITIONS_START_DATE {DAILY.start.date()})"
+            "the daily partitions (PARTITIONS_START_DATE)"
         )
     for day in days:
         if day not in outside:
@@ -269,4 +251,5 @@ def _facts(result: Any) -> dict[str, Any]:
         "rows_quarantined": result.quarantined,
         "seconds": round(result.seconds, 2),
         "source_versions": {k: int(v) for k, v in result.sources.items()},
+        "step_result": dg.MetadataValue.json(result.to_dict()),  # what `lakehouse transform` prints
     }

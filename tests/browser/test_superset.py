@@ -21,8 +21,8 @@ import pytest
 import requests
 import yaml
 
-from lakehouse.settings import PROJECT_ROOT
-from tests.conftest import LAKEHOUSE, cli_json, dagster_materialize, free_port, run_cli
+from lakehouse.core.settings import PROJECT_ROOT
+from tests.conftest import LAKEHOUSE, World, cli_json, free_port, run_cli
 from warehouse.superset.browser import chart_states, logged_in, open_dashboard
 from warehouse.superset.bundle import SPEC_DIR, render
 
@@ -32,12 +32,10 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "superset"
 
 
 @pytest.fixture(scope="module")
-def bi(gold_world: dict[str, str]) -> Iterator[dict]:
-    """Superset up on a port of its own over the gold world's published warehouse."""
-    env = {**gold_world, "SUPERSET_URL": f"http://127.0.0.1:{free_port()}"}
-    root = Path(env["LAKEHOUSE_DATA_ROOT"])
-    if not (root / "warehouse" / "warehouse.duckdb").exists():
-        cli_json("marts", "build", env=env, timeout=600)
+def bi(world_copy: World) -> Iterator[dict]:
+    """Superset up on a port of its own over a copy of the tiny world's published warehouse."""
+    env = {**world_copy.env, "SUPERSET_URL": f"http://127.0.0.1:{free_port()}"}
+    root = world_copy.root
     cli_json("bi", "refresh", env=env)
     started = time.monotonic()
     first = cli_json("bi", "up", env=env, timeout=600)
@@ -208,15 +206,15 @@ def test_queries_keep_answering_while_the_warehouse_is_rebuilt(bi: dict) -> None
 
 
 def test_the_bi_assets_materialise_through_dagster(bi: dict) -> None:
+    """`bi refresh` and `bi up` run the bi assets through Dagster: the runs are in the
+    instance the UI reads, with the assets' metadata."""
     live = bi["root"] / "warehouse" / "live" / "warehouse.duckdb"
     before = live.stat().st_ino
-    result = dagster_materialize("group:bi", bi["env"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    with dg.DagsterInstance.from_config(bi["env"]["DAGSTER_HOME"]) as instance:
-        for path in (["bi", "live_warehouse"], ["bi", "superset"]):
-            event = instance.get_latest_materialization_event(dg.AssetKey(path))
-            assert event is not None and event.run_id in result.stderr, path
+    refreshed = cli_json("bi", "refresh", env=bi["env"])
+    with dg.DagsterInstance.from_config(str(bi["root"] / "dagster")) as instance:
+        refresh = instance.get_latest_materialization_event(dg.AssetKey(["bi", "live_warehouse"]))
         superset = instance.get_latest_materialization_event(dg.AssetKey(["bi", "superset"]))
+    assert refresh.asset_materialization.metadata["build_id"].value == refreshed["build_id"]
     metadata = superset.asset_materialization.metadata
     charts = len(render({"warehouse": "", "live": ""}).of_kind("charts"))
     assert metadata["charts"].value == charts and metadata["datasets_without_table"].value == []

@@ -1,94 +1,73 @@
-"""The bronze assets through Dagster: the CLI materialises them, the sensor asks for a run when
-the topic has new data, and maintenance compacts and vacuums."""
+"""The bronze assets through Dagster, on a copy of the tiny world: Dagster's own CLI loads the
+code location from the environment and materialises every bronze asset, the sensor asks for a
+run when the topic has new data, and maintenance compacts and vacuums."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse.erp_extract import ERP_TABLES, bronze_name
-from lakehouse.settings import Settings
+from ingestion.erp import ERP_TABLES, bronze_name
 from orchestration.defs.bronze.assets import bronze_clickstream
 from orchestration.defs.bronze.sensors import clickstream_sensor
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
-from orchestration.defs.resources import default_resources
-from tests.conftest import run_cli
+from orchestration.defs.resources import resources
+from tests.conftest import DAGSTER, World, replace_settings, run_cli
 
 pytestmark = pytest.mark.integration
 
-DAGSTER = str(Path(sys.executable).parent / "dagster")
-
 
 @pytest.fixture
-def env(platform_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """The shared services; a data root (lake, ERP database, Dagster home) and topic of its own."""
-    (tmp_path / "dagster").mkdir()
-    return {
-        **platform_env,
-        "LAKEHOUSE_DATA_ROOT": str(tmp_path),
-        "KAFKA_EVENTS_TOPIC": f"bronze-assets-{tmp_path.name}",
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-    }
+def fresh_topic(world_copy: World) -> World:
+    """The copy, reading a topic of its own (the world's topic stays as it was)."""
+    settings = replace_settings(world_copy.settings, events_topic=f"bronze-{uuid.uuid4().hex[:8]}")
+    return World(settings)
 
 
-def settings_for(env: dict[str, str]) -> Settings:
-    return Settings(
-        data_root=env["LAKEHOUSE_DATA_ROOT"],
-        kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        events_topic=env["KAFKA_EVENTS_TOPIC"],
-    )
-
-
-def test_dagster_cli_materialises_every_bronze_asset(env: dict[str, str], tmp_path: Path):
-    run_cli("generate", "--preset", "tiny", "--no-events", env=env)
+def test_dagster_cli_materialises_every_bronze_asset(fresh_topic: World) -> None:
+    env = fresh_topic.env
+    before = fresh_topic.settings.lake.open("bronze.events").count()
     run_cli("produce", "--preset", "tiny", "--events", "5000", "--malformed", "0.02", env=env)
     result = subprocess.run(
-        [
-            DAGSTER,
-            "asset",
-            "materialize",
-            "-m",
-            "orchestration.definitions",
-            "--select",
-            "group:bronze",
-        ],
-        env=env,
+        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions"]
+        + ["--select", "group:bronze"],
+        env={**env, "DAGSTER_HOME": str(fresh_topic.settings.dagster_home)},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    settings = settings_for(env)
-    events = DeltaTable(settings.table_uri("bronze", "events"))
-    assert events.count() == 5000
-    assert DeltaTable(settings.table_uri("bronze", "events_dead_letter")).count() > 0
+    lake = fresh_topic.settings.lake
+    events = lake.open("bronze.events")
+    assert events.count() == before + 5000
+    assert lake.open("bronze.events_dead_letter").count() > 0
     for table in ERP_TABLES:
-        assert DeltaTable(settings.table_uri("bronze", bronze_name(table))).count() > 0
+        assert lake.open(f"bronze.{bronze_name(table)}").count() > 0
 
-    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
-    event = instance.get_latest_materialization_event(dg.AssetKey(["bronze", "events"]))
+    with dg.DagsterInstance.from_config(str(fresh_topic.settings.dagster_home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["bronze", "events"]))
     metadata = event.asset_materialization.metadata
-    assert metadata["dagster/row_count"].value == 5000
+    assert metadata["rows_written"].value == 5000
+    assert metadata["dagster/row_count"].value == events.count()
     assert metadata["delta_version"].value == events.version()
     assert metadata["consumer_lag"].value == 0
     assert "event_id" in metadata["preview"].value
 
 
-def test_sensor_requests_a_run_only_when_the_topic_has_new_data(env: dict[str, str]) -> None:
-    settings = settings_for(env)
-    resources = default_resources(settings)
+def test_sensor_requests_a_run_only_when_the_topic_has_new_data(fresh_topic: World) -> None:
+    env, configured = fresh_topic.env, resources(fresh_topic.settings)
     instance = dg.DagsterInstance.ephemeral()
 
     def evaluate():
-        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        with dg.build_sensor_context(instance=instance, resources=configured) as context:
             return clickstream_sensor(context)
 
     run_cli("produce", "--preset", "tiny", "--events", "2000", env=env)
@@ -96,7 +75,7 @@ def test_sensor_requests_a_run_only_when_the_topic_has_new_data(env: dict[str, s
     assert isinstance(request, dg.RunRequest), request
     assert int(request.tags["lakehouse/lag"]) == 2000
 
-    result = dg.materialize([bronze_clickstream], resources=resources, instance=instance)
+    result = dg.materialize([bronze_clickstream], resources=configured, instance=instance)
     assert result.success
     assert isinstance(evaluate(), dg.SkipReason)
 
@@ -105,14 +84,13 @@ def test_sensor_requests_a_run_only_when_the_topic_has_new_data(env: dict[str, s
     assert isinstance(again, dg.RunRequest) and again.run_key != request.run_key
 
 
-def test_maintenance_compacts_and_vacuums_without_losing_rows(env: dict[str, str]) -> None:
-    settings = settings_for(env)
-    resources = default_resources(settings)
-    run_cli("produce", "--preset", "tiny", "--events", "6000", env=env)
+def test_maintenance_compacts_and_vacuums_without_losing_rows(fresh_topic: World) -> None:
+    configured = resources(fresh_topic.settings)
+    run_cli("produce", "--preset", "tiny", "--events", "6000", env=fresh_topic.env)
     config = {"ops": {"bronze_clickstream": {"config": {"batch_max_events": 1000}}}}
-    assert dg.materialize([bronze_clickstream], resources=resources, run_config=config).success
+    assert dg.materialize([bronze_clickstream], resources=configured, run_config=config).success
 
-    uri = settings.table_uri("bronze", "events")
+    uri = fresh_topic.settings.lake.table_uri("bronze.events")
     before = DeltaTable(uri)
     rows, files = before.count(), len(before.file_uris())
     # A file a crashed writer left behind, older than the retention window.
@@ -123,7 +101,7 @@ def test_maintenance_compacts_and_vacuums_without_losing_rows(env: dict[str, str
 
     result = dg.materialize(
         [bronze_table_maintenance],
-        resources=resources,
+        resources=configured,
         run_config={"ops": {"maintenance__bronze_tables": {"config": {"retention_hours": 1}}}},
     )
     assert result.success

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from lakehouse.settings import Settings, SettingsError, load_settings
+from lakehouse.core.settings import Settings, SettingsError, load_settings
 from orchestration.lib.instance import write_instance_config
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,13 @@
-"""The code location on a live `dagster dev` (webserver + daemon): the sensor launches an
-ingestion run after `lakehouse produce`, a run launched the way the UI launches it (the GraphQL
-launchRun mutation behind the Materialize button) succeeds, and the UI itself, in Chromium,
-shows every group, an asset's checks and metadata, and launches a materialisation."""
+"""The code location on a live `dagster dev` (webserver + daemon) over a copy of the tiny world:
+the sensor launches an ingestion run after `lakehouse produce`, runs launched the way the UI
+launches them (the GraphQL mutations behind the Materialize and backfill buttons) succeed, and
+the UI itself, in Chromium, shows every group, an asset's checks and metadata, and launches a
+materialisation."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,28 +15,22 @@ import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
-from deltalake import DeltaTable
 
-from lakehouse.settings import Settings
 from orchestration.lib.spark_steps import refresh_request
-from tests.conftest import cli_json, free_port, run_cli
+from tests.conftest import World, cli_json, free_port, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def live(
-    platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[dict, DagsterGraphQLClient]]:
-    tmp_path = tmp_path_factory.mktemp("dagster-live")
-    env = {
-        **platform_env,
-        "LAKEHOUSE_DATA_ROOT": str(tmp_path),
-        "KAFKA_EVENTS_TOPIC": f"dagster-live-{tmp_path.name}",
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-    }
+def live(world_copy: World) -> Iterator[tuple[dict, DagsterGraphQLClient]]:
     port = free_port()
-    env["DAGSTER_URL"] = f"http://127.0.0.1:{port}"
+    env = {
+        **world_copy.env,
+        "KAFKA_EVENTS_TOPIC": f"dagster-live-{uuid.uuid4().hex[:8]}",
+        "DAGSTER_HOME": str(world_copy.settings.dagster_home),
+        "DAGSTER_URL": f"http://127.0.0.1:{port}",
+    }
     started = time.monotonic()
     up = cli_json("dagster", "up", env=env, timeout=300)["services"][0]
     print(f"\nDagster UI healthy (code location loaded) in {time.monotonic() - started:.1f}s")
@@ -68,10 +64,11 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_sensor_and_ui_launched_runs(live) -> None:
+def test_sensor_and_ui_launched_runs(live, world_copy: World) -> None:
     env, client = live
-    settings = Settings(data_root=env["LAKEHOUSE_DATA_ROOT"])
+    lake = world_copy.settings.lake
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    ingested = lake.open("bronze.events").count()
 
     run_cli("produce", "--preset", "tiny", "--events", "3000", env=env)
 
@@ -83,9 +80,8 @@ def test_sensor_and_ui_launched_runs(live) -> None:
 
     # The sensor ticks every 30 s; the run then needs a group join and a commit.
     wait_for(sensor_run_succeeded, 150, "a sensor-launched ingestion run to succeed")
-    assert DeltaTable(settings.table_uri("bronze", "events")).count() == 3000
+    assert lake.open("bronze.events").count() == ingested + 3000
 
-    run_cli("generate", "--preset", "tiny", "--no-events", env=env)
     run_id = client.submit_job_execution("extract_erp")
     wait_for(
         lambda: (
@@ -96,10 +92,9 @@ def test_sensor_and_ui_launched_runs(live) -> None:
         "the launched extraction run",
     )
     assert client.get_run_status(run_id) == dg.DagsterRunStatus.SUCCESS
-    assert DeltaTable(settings.table_uri("bronze", "mv_sales")).count() > 0
+    assert lake.open("bronze.mv_sales").count() > 0
 
     # silver and gold launched like the UI does, then their checks read back as the UI reads them
-    run_cli("extract", env=env)
     refresh = refresh_request()  # what the schedule and the sensors launch
     run_id = client.submit_job_execution(
         "refresh_silver_gold",
@@ -119,7 +114,7 @@ def test_sensor_and_ui_launched_runs(live) -> None:
 
     # a date range backfilled the way the UI's "Launch backfill" does: one run for the range
     days = ["2025-09-05", "2025-09-06", "2025-09-07"]
-    events = DeltaTable(settings.table_uri("silver", "events"))
+    events = lake.open("silver.events")
     before = events.to_pyarrow_table(filters=[("event_date", "in", days)]).num_rows
     # the step writes the events and their quarantine: a backfill takes both
     backfill_id = launch_backfill(

@@ -16,15 +16,16 @@ from deltalake import DeltaTable
 
 from generator.generate import generate
 from generator.world import PRESETS
-from lakehouse.erp_extract import (
+from ingestion.erp import (
     ERP_TABLES,
     WATERMARK_APP_ID,
     ErpSourceError,
+    ExtractReport,
     bronze_name,
     extract_all,
     extract_table,
 )
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,11 @@ def _read(uri: str, version: int | None = None) -> pa.Table:
 
 
 def _bronze(settings: Settings, source_table: str) -> pa.Table:
-    return _read(settings.table_uri("bronze", bronze_name(source_table)))
+    return _read(settings.lake.table_uri(f"bronze.{bronze_name(source_table)}"))
 
 
 def _quarantine(settings: Settings) -> list[dict]:
-    return _read(settings.table_uri("bronze", "erp_quarantine")).to_pylist()
+    return _read(settings.lake.table_uri("bronze.erp_quarantine")).to_pylist()
 
 
 def _source(url: str, source_table: str) -> tuple[list[str], list[tuple]]:
@@ -78,13 +79,17 @@ def _execute(url: str, *statements: str, **params) -> None:
 
 
 def _watermark(settings: Settings, source_table: str) -> dt.datetime:
-    uri = settings.table_uri("bronze", bronze_name(source_table))
+    uri = settings.lake.table_uri(f"bronze.{bronze_name(source_table)}")
     micros = DeltaTable(uri).transaction_version(WATERMARK_APP_ID)
     return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)
 
 
 def _generate(url: str, out: Path, until_day: int | None = None) -> None:
     generate(TINY, url, out, until_day=until_day, write_events=False)
+
+
+def extract(settings: Settings, table: str, **options) -> ExtractReport:  # noqa: ANN003
+    return extract_table(settings.lake, settings.erp_db_url, table, **options)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -125,7 +130,7 @@ def test_bronze_names() -> None:
 
 def test_first_run_lands_every_row_typed_and_a_rerun_commits_nothing(erp) -> None:
     settings, url = erp
-    reports = extract_all(settings)
+    reports = extract_all(settings.lake, settings.erp_db_url)
     assert [r.source_table for r in reports] == list(ERP_TABLES)
     for report in reports:
         key, source = _source(url, report.source_table)
@@ -147,7 +152,7 @@ def test_first_run_lands_every_row_typed_and_a_rerun_commits_nothing(erp) -> Non
     assert set(products["_source_table"].to_pylist()) == {"MV_SetupProduct"}
     assert len(set(products["_extract_id"].to_pylist())) == 1
 
-    again = extract_all(settings)
+    again = extract_all(settings.lake, settings.erp_db_url)
     assert [(r.rows_written, r.rows_quarantined) for r in again] == [(0, 0)] * len(ERP_TABLES)
     assert [r.delta_version for r in again] == [0] * len(ERP_TABLES)
     assert [r.watermark_after for r in again] == [r.watermark_after for r in reports]
@@ -156,13 +161,13 @@ def test_first_run_lands_every_row_typed_and_a_rerun_commits_nothing(erp) -> Non
 def test_continued_generation_appends_exactly_the_new_and_changed_rows(erp) -> None:
     settings, url = erp
     for table in ERP_TABLES:
-        extract_table(settings, table, chunk_rows=97)  # many chunks, one commit
+        extract(settings, table, chunk_rows=97)  # many chunks, one commit
     before = {table: _source(url, table)[1] for table in ERP_TABLES}
     _generate(url, settings.data_root / "erp" / "generated")  # the rest of the window
 
     changed = 0
     for table in ERP_TABLES:
-        report = extract_table(settings, table, chunk_rows=97)
+        report = extract(settings, table, chunk_rows=97)
         key, after = _source(url, table)
         new = set(after) - set(before[table])
         assert report.rows_written == len(new)
@@ -178,7 +183,7 @@ def test_continued_generation_appends_exactly_the_new_and_changed_rows(erp) -> N
 
 def test_rows_committed_late_or_at_the_watermark_are_taken_exactly_once(erp) -> None:
     settings, url = erp
-    extract_table(settings, "MV_Sales")
+    extract(settings, "MV_Sales")
     watermark = _watermark(settings, "MV_Sales")
     insert = (
         'INSERT INTO "MV_Sales" SELECT :id, "InvoiceNo", "InvoiceDate", "CustomerID", "CityID", '
@@ -195,17 +200,17 @@ def test_rows_committed_late_or_at_the_watermark_are_taken_exactly_once(erp) -> 
         conn.execute(statement, {"id": 90_000_002, "modified": watermark - dt.timedelta(hours=2)})
     engine.dispose()
 
-    report = extract_table(settings, "MV_Sales")
+    report = extract(settings, "MV_Sales")
     assert (report.rows_written, report.delta_version) == (2, 1)
     assert report.watermark_after == report.watermark_before == watermark.isoformat()
-    assert (extract_table(settings, "MV_Sales").rows_written, report.delta_version) == (0, 1)
+    assert (extract(settings, "MV_Sales").rows_written, report.delta_version) == (0, 1)
     key, source = _source(url, "MV_Sales")
     assert Counter(_bronze_keys(settings, "MV_Sales", key)) == Counter(source)
 
 
 def test_source_columns_added_and_dropped_flow_into_bronze(erp) -> None:
     settings, url = erp
-    first = extract_table(settings, "MV_SetupProduct")
+    first = extract(settings, "MV_SetupProduct")
     later = _watermark(settings, "MV_SetupProduct") + dt.timedelta(days=1)
     _execute(
         url,
@@ -215,7 +220,7 @@ def test_source_columns_added_and_dropped_flow_into_bronze(erp) -> None:
         'WHERE rowid IN (SELECT rowid FROM "MV_SetupProduct" LIMIT 5)',
         later=later.strftime("%Y-%m-%d %H:%M:%S.%f"),
     )
-    report = extract_table(settings, "MV_SetupProduct")
+    report = extract(settings, "MV_SetupProduct")
     assert report.columns_added == ["Color"] and report.rows_written == 5
     rows = _bronze(settings, "MV_SetupProduct").to_pylist()
     assert len(rows) == first.rows_written + 5
@@ -236,7 +241,7 @@ def test_bad_values_are_quarantined_and_the_good_rows_still_land(erp) -> None:
         'UPDATE "MV_SetupProduct" SET "LaunchDate" = \'2025-02-30\' '
         + newest.format("MV_SetupProduct"),
     )
-    reports = {r.source_table: r for r in extract_all(settings)}
+    reports = {r.source_table: r for r in extract_all(settings.lake, settings.erp_db_url)}
     assert reports["MV_SalesDetail"].rows_quarantined == 1
     assert reports["MV_SetupProduct"].rows_quarantined == 1
     assert sum(r.rows_quarantined for r in reports.values()) == 2
@@ -255,20 +260,20 @@ def test_bad_values_are_quarantined_and_the_good_rows_still_land(erp) -> None:
     assert raw["LaunchDate"] == "2025-02-30" and raw["ModifiedAt"].startswith("2025-")
     assert "LaunchDate" in product["reason"] and "date32" in product["reason"]
     assert product["_extract_id"] and product["_extracted_at"].tzinfo is not None
-    history = DeltaTable(settings.table_uri("bronze", "erp_quarantine"))
+    history = DeltaTable(settings.lake.table_uri("bronze.erp_quarantine"))
     assert history.transaction_version("erp-quarantine:MV_SetupProduct") is not None
 
     # A crash between the quarantine commit and the data commit: the retry lands the data and
     # does not quarantine the bad row a second time.
-    shutil.rmtree(settings.table_uri("bronze", "mv_sales_detail"))
-    retry = extract_table(settings, "MV_SalesDetail")
+    shutil.rmtree(settings.lake.table_uri("bronze.mv_sales_detail"))
+    retry = extract(settings, "MV_SalesDetail")
     written = reports["MV_SalesDetail"].rows_written
     assert (retry.rows_written, retry.rows_quarantined) == (written, 0)
 
     # Later runs read the bad rows again (ties, lookback) but never quarantine them twice.
     _generate(url, settings.data_root / "erp" / "generated", FIRST_DAYS + 1)
     for _ in range(2):
-        again = extract_all(settings)
+        again = extract_all(settings.lake, settings.erp_db_url)
         assert sum(r.rows_quarantined for r in again) == 0
     assert len(_quarantine(settings)) == 2
 
@@ -287,9 +292,9 @@ def test_rows_without_a_usable_modified_at_are_quarantined(tmp_path) -> None:
            (5, 'Epsilon', 2.5, '2025-01-01 00:00:00.000000', '2025-01-01 00:00:00.000000')""",
     )
     settings = _settings(tmp_path, url)
-    first = extract_table(settings, "Brand")
+    first = extract(settings, "Brand")
     assert (first.rows_read, first.rows_written, first.rows_quarantined) == (5, 2, 3)
-    again = extract_table(settings, "Brand")
+    again = extract(settings, "Brand")
     assert (again.rows_written, again.rows_quarantined, again.delta_version) == (0, 0, 0)
     assert again.watermark_after == "2025-01-02T00:00:00"  # 'yesterday' sorts last in SQLite
     reasons = {json.loads(q["primary_key"])["BrandID"]: q["reason"] for q in _quarantine(settings)}
@@ -303,12 +308,12 @@ def test_rows_without_a_usable_modified_at_are_quarantined(tmp_path) -> None:
 
 def test_full_snapshot_replaces_bronze_and_keeps_history(erp) -> None:
     settings, url = erp
-    first = extract_table(settings, "MV_SetupCustomer")
+    first = extract(settings, "MV_SetupCustomer")
     _generate(url, settings.data_root / "erp" / "generated")
-    incremental = extract_table(settings, "MV_SetupCustomer")
+    incremental = extract(settings, "MV_SetupCustomer")
     assert incremental.rows_written > 0
 
-    full = extract_table(settings, "MV_SetupCustomer", full=True)
+    full = extract(settings, "MV_SetupCustomer", full=True)
     key, source = _source(url, "MV_SetupCustomer")
     assert full.mode == "full" and full.rows_written == full.rows_read == len(source)
     assert full.delta_version == 2
@@ -316,43 +321,45 @@ def test_full_snapshot_replaces_bronze_and_keeps_history(erp) -> None:
     assert bronze.num_rows == len(source) and set(bronze["_extract_mode"].to_pylist()) == {"full"}
     assert Counter(_bronze_keys(settings, "MV_SetupCustomer", key)) == Counter(source)
     assert full.watermark_after == max(m for *_, m in source).isoformat()
-    uri = settings.table_uri("bronze", "mv_setup_customer")
+    uri = settings.lake.table_uri("bronze.mv_setup_customer")
     assert _read(uri, version=0).num_rows == first.rows_written  # time travel still works
-    after = extract_table(settings, "MV_SetupCustomer")
+    after = extract(settings, "MV_SetupCustomer")
     assert (after.rows_written, after.delta_version) == (0, 2)
 
 
 def test_clear_errors(erp, tmp_path) -> None:
     settings, url = erp
     with pytest.raises(ValueError, match="MV_SalesDetail"):
-        extract_table(settings, "MV_Nope")
+        extract(settings, "MV_Nope")
     _execute(
         url, 'DROP INDEX "ix_Brand_ModifiedAt"', 'ALTER TABLE "Brand" DROP COLUMN "ModifiedAt"'
     )
     with pytest.raises(ValueError, match="no ModifiedAt column"):
-        extract_table(settings, "Brand")
+        extract(settings, "Brand")
     missing = _settings(tmp_path, f"sqlite:///{tmp_path / 'missing.sqlite'}")
     with pytest.raises(ErpSourceError, match="no ERP database"):
-        extract_table(missing, "Brand")
+        extract(missing, "Brand")
     assert not (tmp_path / "missing.sqlite").exists()
     down = _settings(tmp_path, "postgresql+psycopg://erp:s3cret@127.0.0.1:1/erp")
     with pytest.raises(ErpSourceError, match=r"erp:\*\*\*@127\.0\.0\.1:1/erp") as failure:
-        extract_table(down, "Brand")
+        extract(down, "Brand")
     assert "s3cret" not in str(failure.value)
 
 
 def test_postgres_source_incremental_and_idempotent(postgres_url, tmp_path) -> None:
     settings = _settings(tmp_path, postgres_url)
     _generate(postgres_url, tmp_path / "generated", FIRST_DAYS)
-    first = extract_all(settings)
+    first = extract_all(settings.lake, settings.erp_db_url)
     for report in first:
         key, source = _source(postgres_url, report.source_table)
         assert report.rows_written == len(source) > 0
         assert Counter(_bronze_keys(settings, report.source_table, key)) == Counter(source)
-    assert [r.rows_written for r in extract_all(settings)] == [0] * len(ERP_TABLES)
+    assert [r.rows_written for r in extract_all(settings.lake, settings.erp_db_url)] == [0] * len(
+        ERP_TABLES
+    )
 
     _generate(postgres_url, tmp_path / "generated")
-    for report in extract_all(settings):
+    for report in extract_all(settings.lake, settings.erp_db_url):
         key, source = _source(postgres_url, report.source_table)
         landed = _bronze_keys(settings, report.source_table, key)
         assert len(landed) == len(set(landed)) and set(source) <= set(landed)

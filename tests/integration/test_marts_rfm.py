@@ -1,32 +1,28 @@
-"""The dbt marts on a real tiny world: `mart_customer_rfm` against an independent computation in
-pandas, and the incremental `mart_daily_kpis` carried on from the previous warehouse against a
-build from an empty file.
+"""The dbt marts on the tiny world (tests/conftest.py): `mart_customer_rfm` against an
+independent computation in pandas, and the incremental `mart_daily_kpis` carried on from the
+previous warehouse against a build from an empty file.
 
-One world in two halves, so gold changes between builds: the ERP up to a split date and the
-whole clickstream are ingested, extracted and transformed, and `lakehouse marts build` publishes
-`mart_daily_kpis` (and what it needs); then the rest of the ERP arrives, gold is rebuilt, and the
-marts are built twice: carrying `mart_daily_kpis` on from the published warehouse, and into a
-warehouse of their own from nothing.
+The world comes in two halves, so gold changes between builds: after the first half the
+incremental mart (and what it needs) was published; after the second the marts were built
+carrying it on. A copy of the world then builds the marts into an empty warehouse.
 """
 
 from __future__ import annotations
 
 import csv
-import sys
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import cli_json, ingest_all
+from tests.conftest import SPLIT, World
 
 pytestmark = pytest.mark.integration
 
-SPLIT = "2025-09-11"
-DBT = str(Path(sys.executable).parent / "dbt")
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 MARTS = [
     "mart_customer_rfm",
@@ -43,27 +39,16 @@ MARTS = [
 
 
 @pytest.fixture(scope="module")
-def warehouses(platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("marts")
-    topic = f"marts-{root.name}"
-    env = {**platform_env, "LAKEHOUSE_DATA_ROOT": str(root), "KAFKA_EVENTS_TOPIC": topic}
-    cli_json("generate", "--preset", "tiny", "--no-events", "--until", SPLIT, env=env)
-    ingest_all(env, cli_json("produce", "--preset", "tiny", env=env)["events"])
-    cli_json("extract", env=env)
-    cli_json("transform", env=env)
-    # the incremental mart (and what it needs), published
-    cli_json("marts", "build", "--select", "+mart_daily_kpis", env=env)
+def warehouses(world: World, world_copy: World) -> dict:
+    """The world's warehouse (carried on) and one built from nothing on a copy of the world."""
+    from tests.conftest import replace_settings
 
-    cli_json("generate", "--preset", "tiny", "--no-events", env=env)
-    cli_json("extract", env=env)
-    cli_json("transform", env=env)
-    cli_json("ml", "train", env=env)  # mart_customer_360 reads the models' outputs
-    carried_on = cli_json("marts", "build", env=env)  # carries mart_daily_kpis on
-    from_empty = cli_json("marts", "build", env={**env, "WAREHOUSE_PATH": str(root / "empty")})
+    empty = replace_settings(world_copy.settings, warehouse_path=world_copy.root / "empty")
+    from_empty = World(empty).run(dg.AssetSelection.groups("marts"))
     return {
-        "lake": root / "lake",
-        "carried_on": Path(carried_on["path"]),
-        "from_empty": Path(from_empty["path"]),
+        "lake": world.root / "lake",
+        "carried_on": Path(world.runs["marts"].values("build")[0]["build_file"]),
+        "from_empty": Path(from_empty.values("build")[0]["build_file"]),
     }
 
 

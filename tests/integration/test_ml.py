@@ -1,6 +1,6 @@
-"""The models on a real tiny world (tests/conftest.py gold_world, which trains once already):
-the Spark jobs against the numpy references, the customer snapshots against pandas, and a
-second `lakehouse ml train` run: champion selection, the outputs' rules, the registry."""
+"""The models on the tiny world (tests/conftest.py, which trained them once through Dagster):
+the Spark jobs against the numpy references, the customer snapshots against pandas, and on a
+copy a second `lakehouse ml train`: champion selection, the outputs' rules, the registry."""
 
 from __future__ import annotations
 
@@ -8,47 +8,37 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from deltalake import DeltaTable
 
 from ml.interactions import Interactions
 from ml.recommenders import association_rules, item_similarity
 from ml.recommenders.neighbourhood import neighbours_frame
 from ml.registry import ModelRegistry
-from tests.conftest import cli_json, dagster_materialize, isolated_env, run_cli
+from tests.conftest import World, cli_json, isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def gold(env: dict[str, str], table: str) -> pd.DataFrame:
-    return DeltaTable(f"{env['LAKEHOUSE_DATA_ROOT']}/lake/gold/{table}").to_pandas()
+def gold(world: World, table: str) -> pd.DataFrame:
+    return world.table(f"gold.{table}").to_pandas()
+
+
+def read(spark, world: World, table: str):  # noqa: ANN001, ANN201 - Spark session and frame
+    return spark.read.format("delta").load(world.settings.lake.table_uri(table))
 
 
 @pytest.fixture(scope="module")
-def spark_on(gold_world: dict[str, str]):
-    from lakehouse.settings import Settings
-    from lakehouse.spark import spark_session
-
-    settings = Settings(
-        data_root=gold_world["LAKEHOUSE_DATA_ROOT"], spark_remote=gold_world["SPARK_REMOTE"]
-    )
-    return spark_session(settings), settings
+def second_run(world_copy: World) -> dict:
+    return cli_json("ml", "train", env=world_copy.env)
 
 
-@pytest.fixture(scope="module")
-def second_run(gold_world: dict[str, str]) -> dict:
-    return cli_json("ml", "train", env=gold_world)
-
-
-def test_spark_cooccurrence_equals_the_reference_item_similarity(spark_on) -> None:
+def test_spark_cooccurrence_equals_the_reference_item_similarity(world: World, spark) -> None:  # noqa: ANN001
     from spark_jobs.ml_inputs import item_cooccurrence
 
-    spark, settings = spark_on
-    interactions = spark.read.format("delta").load(
-        settings.table_uri("gold", "customer_product_interactions")
-    )
+    interactions = read(spark, world, "gold.customer_product_interactions")
     got = item_cooccurrence(interactions, k=5).toPandas()
     pairs = interactions.select("customer_id", "product_id", "weight").toPandas()
     matrix = Interactions.from_arrays(pairs.customer_id, pairs.product_id, pairs.weight)
@@ -64,11 +54,10 @@ def test_spark_cooccurrence_equals_the_reference_item_similarity(spark_on) -> No
         assert same.mean() > 0.9
 
 
-def test_spark_basket_rules_equal_the_reference_apriori(spark_on) -> None:
+def test_spark_basket_rules_equal_the_reference_apriori(world: World, spark) -> None:  # noqa: ANN001
     from spark_jobs.ml_inputs import basket_rules
 
-    spark, settings = spark_on
-    lines = spark.read.format("delta").load(settings.table_uri("gold", "fact_sales_line"))
+    lines = read(spark, world, "gold.fact_sales_line")
     bought = lines.where("NOT is_cancelled AND NOT is_return").toPandas()
     support = 2 / bought["invoice_id"].nunique()  # itemsets in two baskets: triples occur
     got = basket_rules(lines, min_support=support).toPandas()
@@ -82,20 +71,18 @@ def test_spark_basket_rules_equal_the_reference_apriori(spark_on) -> None:
         np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], rtol=1e-9)
 
 
-def test_customer_snapshot_features_match_pandas(gold_world: dict, spark_on) -> None:
+def test_customer_snapshot_features_match_pandas(world: World, spark) -> None:  # noqa: ANN001
     from spark_jobs.ml_inputs import customer_snapshots
 
-    spark, settings = spark_on
-    read = lambda t: spark.read.format("delta").load(settings.table_uri("gold", t))  # noqa: E731
-    lines = gold(gold_world, "fact_sales_line")
+    lines = gold(world, "fact_sales_line")
     cutoff = max(lines["invoice_date"]) - dt.timedelta(days=7)
     got = (
         customer_snapshots(
             spark,
-            read("fact_sales_line"),
-            read("fact_events"),
-            read("dim_customer"),
-            read("dim_product"),
+            read(spark, world, "gold.fact_sales_line"),
+            read(spark, world, "gold.fact_events"),
+            read(spark, world, "gold.dim_customer"),
+            read(spark, world, "gold.dim_product"),
             [cutoff],
             propensity_days=3,
             churn_days=7,
@@ -126,16 +113,16 @@ def test_customer_snapshot_features_match_pandas(gold_world: dict, spark_on) -> 
 
 
 def test_the_champion_is_the_best_model_and_alone_feeds_the_recommendations(
-    gold_world: dict, second_run: dict
+    world_copy: World, second_run: dict
 ) -> None:
     report = second_run["recommenders"]
     scores = {e["model"]: e["ndcg@10"] for e in report["evaluations"]}
     assert {"popularity", "als", "bpr", "item_knn_cosine", "hybrid", "content"} <= set(scores)
     assert scores[report["champion"]] == max(scores.values())
-    recs = gold(gold_world, "customer_recommendations")
+    recs = gold(world_copy, "customer_recommendations")
     assert set(recs["model"]) == {report["champion"]}
     assert set(recs["model_version"]) == {report["champion_version"]}
-    evaluations = gold(gold_world, "model_evaluations")
+    evaluations = gold(world_copy, "model_evaluations")
     run = evaluations[evaluations["run_id"] == report["run_id"]]
     assert set(run.loc[run["is_champion"], "model"]) == {report["champion"]}
     inputs = json.loads(run["inputs"].iloc[0])
@@ -144,34 +131,34 @@ def test_the_champion_is_the_best_model_and_alone_feeds_the_recommendations(
     assert evaluations["run_id"].nunique() >= 3
 
 
-def test_recommendations_follow_the_business_rules(gold_world: dict, second_run: dict) -> None:
-    recs = gold(gold_world, "customer_recommendations")
-    products = gold(gold_world, "dim_product").query("is_current")
-    customers = gold(gold_world, "dim_customer").query("is_current")
+def test_recommendations_follow_the_business_rules(world_copy: World, second_run: dict) -> None:
+    recs = gold(world_copy, "customer_recommendations")
+    products = gold(world_copy, "dim_product").query("is_current")
+    customers = gold(world_copy, "dim_customer").query("is_current")
     assert set(recs["product_id"]) <= set(products.loc[products["is_active"], "product_id"])
     assert not recs.duplicated(["customer_id", "product_id"]).any()
     assert recs.groupby("customer_id")["rank"].max().max() <= 10
     assert set(recs["customer_id"]) == set(customers["customer_id"])  # cold ones get trending
     assert set(recs["source"]) <= {"blend", "cold_start", "new_product"}
     # nothing a customer interacted with before is offered again
-    seen = gold(gold_world, "customer_product_interactions")[["customer_id", "product_id"]]
+    seen = gold(world_copy, "customer_product_interactions")[["customer_id", "product_id"]]
     assert recs.merge(seen, on=["customer_id", "product_id"]).empty
 
 
-def test_every_model_version_stays_loadable(gold_world: dict, second_run: dict) -> None:
-    registry = ModelRegistry(f"{gold_world['LAKEHOUSE_DATA_ROOT']}/lake/models")
+def test_every_model_version_stays_loadable(world_copy: World, second_run: dict) -> None:
+    registry = ModelRegistry(str(world_copy.root / "lake" / "models"))
     versions = registry.versions("recommender")
     assert len(versions) >= 2
     first = registry.load("recommender", versions[0].version)
     assert first.recommend(np.array([1, 2]), 5).product_ids.shape == (2, 5)
-    table = gold(gold_world, "model_registry")
+    table = gold(world_copy, "model_registry")
     assert len(table) == sum(len(registry.versions(n)) for n in registry.models())
 
 
 def test_customer_scores_cover_every_customer_with_probabilities(
-    gold_world: dict, second_run: dict
+    world_copy: World, second_run: dict
 ) -> None:
-    scores = gold(gold_world, "customer_scores")
+    scores = gold(world_copy, "customer_scores")
     assert scores["customer_id"].is_unique and len(scores) > 200
     for column in ("churn_probability", "purchase_propensity"):
         assert scores[column].between(0, 1).all()
@@ -179,50 +166,46 @@ def test_customer_scores_cover_every_customer_with_probabilities(
     tasks = {e["task"]: e for e in second_run["customers"]["evaluations"]}
     assert {"churn", "propensity", "clv"} <= set(tasks)
     assert 0.5 <= tasks["churn"]["roc_auc"] <= 1.0
-    profiles = gold(gold_world, "customer_segment_profiles")
+    profiles = gold(world_copy, "customer_segment_profiles")
     assert profiles["size"].sum() == len(scores)
 
 
-def test_mart_customer_360_carries_the_model_outputs(gold_world: dict, second_run: dict) -> None:
+def test_mart_customer_360_carries_the_model_outputs(world: World) -> None:
     import duckdb
 
-    cli_json("marts", "build", "--select", "+mart_customer_360", env=gold_world)
-    path = Path(gold_world["LAKEHOUSE_DATA_ROOT"]) / "warehouse" / "warehouse.duckdb"
+    path = world.root / "warehouse" / "warehouse.duckdb"  # built after training
     with duckdb.connect(str(path), read_only=True) as con:
         row = con.execute(
             "select count(*), count(churn_probability), count(top_recommendations), "
             "count(distinct recommendation_model) from mart_customer_360"
         ).fetchone()
     customers, scored, recommended, models = row
-    assert scored == len(gold(gold_world, "customer_scores"))
+    assert scored == len(gold(world, "customer_scores"))
     assert recommended == customers and models == 1
 
 
-def test_bad_arguments_and_missing_gold_fail_clearly(tmp_path: Path, gold_world: dict) -> None:
-    bad = run_cli("ml", "train", "--part", "everything", env=gold_world, check=False)
+def test_bad_arguments_and_missing_gold_fail_clearly(tmp_path: Path, world: World) -> None:
+    bad = run_cli("ml", "train", "--part", "everything", env=world.env, check=False)
     assert bad.returncode == 2 and "unknown part" in bad.stderr
-    empty = {**isolated_env(tmp_path), "SPARK_REMOTE": gold_world["SPARK_REMOTE"]}
+    empty = {**isolated_env(tmp_path), "SPARK_REMOTE": world.settings.spark_remote}
     missing = run_cli("ml", "train", env=empty, check=False)
     assert missing.returncode == 1
     assert "does not exist yet" in missing.stderr and "build gold first" in missing.stderr
 
 
-def test_the_ml_group_materialises_in_dagster(gold_world: dict, second_run: dict) -> None:
-    import dagster as dg
-
-    run = dagster_materialize("group:ml", gold_world)
-    assert run.returncode == 0, run.stderr[-4000:]
-    with dg.DagsterInstance.from_config(gold_world["DAGSTER_HOME"]) as instance:
+def test_the_ml_group_materialises_in_dagster(world: World) -> None:
+    outcome = world.runs["training"]
+    with dg.DagsterInstance.from_config(str(world.settings.dagster_home)) as instance:
         recs = instance.get_latest_materialization_event(
             dg.AssetKey(["gold", "customer_recommendations"])
         )
         scores = instance.get_latest_materialization_event(dg.AssetKey(["gold", "customer_scores"]))
         log = instance.get_latest_materialization_event(dg.AssetKey(["gold", "model_evaluations"]))
+    report = outcome.materialized["gold.model_evaluations"]["training_report"]
     metadata = recs.asset_materialization.metadata
-    assert metadata["champion"].value in {
-        e["model"] for e in second_run["recommenders"]["evaluations"]
-    }
-    assert metadata["dagster/row_count"].value == len(gold(gold_world, "customer_recommendations"))
+    assert recs.run_id == outcome.run_id
+    assert metadata["champion"].value == report["champion"]
+    assert metadata["dagster/row_count"].value == len(gold(world, "customer_recommendations"))
     assert "churn" in scores.asset_materialization.metadata["evaluation"].value
     # customer_models ran after recommenders and recorded its append to the shared log table
     assert log.run_id == scores.run_id and log.timestamp >= recs.timestamp

@@ -1,79 +1,41 @@
-"""Bronze → silver → gold on the real Spark Connect server (Sail), real Delta tables and GX.
-
-One tiny world, built in two halves so the ERP's master data changes between extractions (SCD2):
-ERP generated up to a split date, the whole clickstream produced with every fault knob on,
-ingested, extracted and transformed; then the rest of the ERP generated, extracted and
-transformed again incrementally.
-"""
+"""Bronze → silver → gold on the real Spark Connect server (Sail), real Delta tables and GX, on
+a copy of the tiny world (tests/conftest.py): the ERP in two halves, so master data changes
+between extractions (SCD2), and the whole clickstream with every fault knob on."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import hashlib
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import cli_json, ingest_all, run_cli
+from lakehouse.core.settings import Settings
+from tests.conftest import SPLIT, World, cli_json, run_cli
 
 pytestmark = pytest.mark.integration
 
-SPLIT = "2025-09-11"
-LATENESS_HOURS = 6.0
-FAULTS = ["--duplicates", "0.03", "--late", "0.05", "--malformed", "0.01"]
-FAULTS += ["--orphans", "0.01", "--future", "0.01", "--negative-quantities", "0.02"]
-DAGSTER = str(Path(sys.executable).parent / "dagster")
+LATENESS_HOURS = Settings().silver_lateness_hours
 
 
-@pytest.fixture(scope="module")
-def world(platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("silver-gold")
-    (root / "dagster").mkdir()
-    env = {
-        **platform_env,
-        "LAKEHOUSE_DATA_ROOT": str(root),
-        "KAFKA_EVENTS_TOPIC": f"silver-gold-{root.name}",
-        "DAGSTER_HOME": str(root / "dagster"),
-        "SILVER_LATENESS_HOURS": str(LATENESS_HOURS),
-    }
-    acks = root / "acks.csv"
-    cli_json("generate", "--preset", "tiny", "--no-events", "--until", SPLIT, env=env)
-    produced = cli_json("produce", "--preset", "tiny", *FAULTS, "--ack-log", str(acks), env=env)
-    ingest_all(env, produced["events"])
-    cli_json("extract", env=env)
-    first = cli_json("transform", env=env)
-    cli_json("generate", "--preset", "tiny", "--no-events", env=env)
-    cli_json("extract", env=env)
-    second = cli_json("transform", env=env)
-    return {"env": env, "root": root, "acks": acks, "produced": produced, "runs": [first, second]}
-
-
-def table(world: dict, name: str) -> pa.Table:
-    layer, rest = name.split(".")
-    return DeltaTable(f"{world['root']}/lake/{layer}/{rest}").to_pyarrow_table()
-
-
-def ack_kinds(world: dict) -> dict[str, set[str]]:
+def ack_kinds(world: World) -> dict[str, set[str]]:
     kinds: dict[str, set[str]] = {}
-    with open(world["acks"]) as f:
+    with open(world.acks) as f:
         for row in csv.DictReader(f):
             kinds.setdefault(row["kind"], set()).add(row["event_id"])
     return kinds
 
 
-def test_faults_are_quarantined_with_reasons_and_good_rows_reconcile(world: dict) -> None:
-    kinds = ack_kinds(world)
-    bronze = table(world, "bronze.events")
-    silver = table(world, "silver.events")
-    quarantine = table(world, "silver.events_quarantine")
-    dead = table(world, "bronze.events_dead_letter")
+def test_faults_are_quarantined_with_reasons_and_good_rows_reconcile(world_copy: World) -> None:
+    kinds = ack_kinds(world_copy)
+    bronze = world_copy.table("bronze.events")
+    silver = world_copy.table("silver.events")
+    quarantine = world_copy.table("silver.events_quarantine")
+    dead = world_copy.table("bronze.events_dead_letter")
     silver_ids = set(silver["event_id"].to_pylist())
     by_reason: dict[str, set[str]] = {}
     for event_id, reason in zip(
@@ -118,12 +80,12 @@ def test_faults_are_quarantined_with_reasons_and_good_rows_reconcile(world: dict
     ).as_py()
 
 
-def test_gold_reconciles_with_silver(world: dict) -> None:
-    silver_events = table(world, "silver.events")
-    silver_sales = table(world, "silver.sales")
-    silver_lines = table(world, "silver.sales_lines")
-    facts = table(world, "gold.fact_sales_line")
-    assert table(world, "gold.fact_events").num_rows == silver_events.num_rows
+def test_gold_reconciles_with_silver(world_copy: World) -> None:
+    silver_events = world_copy.table("silver.events")
+    silver_sales = world_copy.table("silver.sales")
+    silver_lines = world_copy.table("silver.sales_lines")
+    facts = world_copy.table("gold.fact_sales_line")
+    assert world_copy.table("gold.fact_events").num_rows == silver_events.num_rows
     assert facts.num_rows == silver_lines.num_rows > 500
     # Σ line net amounts per invoice = the header's net amount (the coupon spread over lines)
     per_invoice = facts.group_by("invoice_id").aggregate([("net_amount", "sum")])
@@ -140,17 +102,17 @@ def test_gold_reconciles_with_silver(world: dict) -> None:
         strict=True,
     ):
         assert total == nets[invoice_id], invoice_id
-    sessions = table(world, "gold.fact_sessions")
+    sessions = world_copy.table("gold.fact_sessions")
     assert pc.sum(sessions["events"]).as_py() == silver_events.num_rows
-    kpis = table(world, "gold.kpi_hourly")
+    kpis = world_copy.table("gold.kpi_hourly")
     assert pc.sum(kpis["events"]).as_py() == silver_events.num_rows
-    interactions = table(world, "gold.customer_product_interactions")
+    interactions = world_copy.table("gold.customer_product_interactions")
     assert interactions.num_rows > 0 and pc.min(interactions["weight"]).as_py() >= 0
-    assert table(world, "silver.sales_quarantine").num_rows == 0  # the generated ERP is clean
+    assert world_copy.table("silver.sales_quarantine").num_rows == 0  # the generated ERP is clean
 
 
-def test_scd2_attributes_sales_to_the_city_of_the_time(world: dict) -> None:
-    customers = table(world, "gold.dim_customer").to_pylist()
+def test_scd2_attributes_sales_to_the_city_of_the_time(world_copy: World) -> None:
+    customers = world_copy.table("gold.dim_customer").to_pylist()
     versions: dict[int, list[dict]] = {}
     for row in customers:
         versions.setdefault(row["customer_id"], []).append(row)
@@ -166,7 +128,7 @@ def test_scd2_attributes_sales_to_the_city_of_the_time(world: dict) -> None:
             assert older["valid_to"] == newer["valid_from"]
             assert newer["valid_from"] >= dt.datetime.fromisoformat(SPLIT).replace(tzinfo=dt.UTC)
     city_of = {r["customer_sk"]: r["city_id"] for r in customers}
-    facts = table(world, "gold.fact_sales_line").to_pylist()
+    facts = world_copy.table("gold.fact_sales_line").to_pylist()
     # The ERP stamps each invoice with the customer's city at the time: SCD2 must agree from the
     # first extraction on, and for the movers it saw move. (A move before the first extraction
     # is history the source never showed: version 1 covers the time before it.)
@@ -180,8 +142,8 @@ def test_scd2_attributes_sales_to_the_city_of_the_time(world: dict) -> None:
     assert any(len(c) > 1 for c in cities_of_movers.values()), "a mover bought before and after"
 
 
-def checksum(world: dict, name: str, key: list[str]) -> str:
-    data = table(world, name).sort_by([(k, "ascending") for k in key])
+def checksum(world: World, name: str, key: list[str]) -> str:
+    data = world.table(name).sort_by([(k, "ascending") for k in key])
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, data.schema) as writer:
         writer.write_table(data.combine_chunks())
@@ -199,24 +161,81 @@ KEYS = {
 }
 
 
-def test_rerun_and_backfill_reproduce_identical_results(world: dict) -> None:
-    env = world["env"]
-    before = {name: checksum(world, name, key) for name, key in KEYS.items()}
+@pytest.fixture(scope="module")
+def rebuilt(world_copy: World, spark) -> dict:  # noqa: ANN001 - a SparkSession
+    """Checksums of the copy, a re-run and a backfill through the CLI, then a full rebuild in
+    many small batches straight through the runner, recording what every step read."""
+    from spark_jobs.pipeline import Pipeline, TransformOptions
+    from spark_jobs.steps import in_dependency_order
+
+    env = world_copy.env
+    before = {name: checksum(world_copy, name, key) for name, key in KEYS.items()}
     again = cli_json("transform", env=env)
-    assert all(r["skipped"] for r in again), "nothing new upstream: nothing rebuilt"
     backfill = cli_json("transform", "--from", "2025-09-05", "--to", "2025-09-12", env=env)
-    assert {r["table"] for r in backfill if r["published"]} >= {"silver.events", "gold.fact_events"}
-    assert {name: checksum(world, name, key) for name, key in KEYS.items()} == before
+    after_backfill = {name: checksum(world_copy, name, key) for name, key in KEYS.items()}
+    settings = world_copy.settings
+    options = TransformOptions(
+        batch_rows=2000,
+        lateness=dt.timedelta(hours=settings.silver_lateness_hours),
+        future_tolerance=dt.timedelta(minutes=settings.silver_future_tolerance_minutes),
+        interaction_half_life_days=settings.interaction_half_life_days,
+    )
+    pipeline = Pipeline(spark, settings.lake, options)
+    full = [r for step in in_dependency_order() for r in pipeline.run(step, full=True)]
+    return {
+        "before": before,
+        "again": again,
+        "backfill": backfill,
+        "after_backfill": after_backfill,
+        "full": full,
+        "after_full": {name: checksum(world_copy, name, key) for name, key in KEYS.items()},
+        "reads": pipeline.reads,
+    }
+
+
+def test_rerun_and_backfill_reproduce_identical_results(rebuilt: dict) -> None:
+    assert all(r["skipped"] for r in rebuilt["again"]), "nothing new upstream: nothing rebuilt"
+    published = {r["table"] for r in rebuilt["backfill"] if r["published"]}
+    assert published >= {"silver.events", "gold.fact_events"}
+    assert rebuilt["after_backfill"] == rebuilt["before"]
     # from scratch again, computed in many small batches: still the same bytes
-    full = cli_json("transform", "--full", env={**env, "TRANSFORM_BATCH_ROWS": "2000"})
-    assert all(r["published"] for r in full)
-    assert {r["table"]: r["batches"] for r in full}["silver.events"] > 3
-    assert {name: checksum(world, name, key) for name, key in KEYS.items()} == before
+    assert all(r.published for r in rebuilt["full"])
+    assert {r.table: r.batches for r in rebuilt["full"]}["silver.events"] > 3
+    assert rebuilt["after_full"] == rebuilt["before"]
+
+
+def test_every_step_reads_exactly_what_its_entry_declares(rebuilt: dict) -> None:
+    """The runner refuses a read its step does not declare (UndeclaredInput); a full rebuild
+    reads every declared input, so the Dagster lineage derived from the entries is what the
+    code reads."""
+    from spark_jobs.steps import STEPS
+
+    for step in STEPS:
+        read = rebuilt["reads"][step.name]
+        declared = set(step.inputs + step.references)
+        assert read <= step.reads, (step.name, read - step.reads)
+        assert declared <= read, (step.name, "declared but never read", declared - read)
+
+
+def test_an_undeclared_read_is_refused(world_copy: World, spark) -> None:  # noqa: ANN001
+    from spark_jobs.pipeline import Output, Pipeline, Step, UndeclaredInput
+
+    sneaky = Step(
+        outputs=(Output("silver.sneaky", "reads more than it says"),),
+        inputs=("bronze.mv_brand",),
+        transform=lambda brands: brands,
+        run=lambda p, **_: [p.read("bronze.mv_setup_customer")],
+    )
+    pipeline = Pipeline(spark, world_copy.settings.lake, options=None)  # type: ignore[arg-type]
+    with pytest.raises(UndeclaredInput, match="silver.sneaky read bronze.mv_setup_customer"):
+        pipeline.run(sneaky)
 
 
 @pytest.mark.slow
-def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(world: dict) -> None:
-    env, root = world["env"], world["root"]
+def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(
+    world_copy: World,
+) -> None:
+    env, root = world_copy.env, world_copy.root
     day = "2025-09-15"
     bronze = DeltaTable(f"{root}/lake/bronze/events")
     silver = DeltaTable(f"{root}/lake/silver/events")
@@ -225,45 +244,27 @@ def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(world: 
     # an accident upstream: most of a day's bronze rows are deleted
     bronze.delete(f"event_date = '{day}' AND kafka_offset % 10 != 0")
     try:
+        # a backfill of that day (a partition range, as picked in the UI) fails its check
         failed = run_cli(
-            "transform", "--step", "silver.events", "--from", day, "--to", day, env=env, check=False
+            "transform",
+            *("--step", "silver.events", "--step", "gold.fact_events"),
+            *("--from", day, "--to", day),
+            env=env,
+            check=False,
         )
         assert failed.returncode == 1
         assert "expect_table_row_count_to_be_between" in failed.stderr
         assert "staging" in failed.stderr
+        assert "great_expectations" in failed.stderr  # the blocking check that failed
         silver.update_incremental()
-        assert silver.version() == versions[1], "the failing batch was not published"
-        results = table(world, "quality.validation_results")
+        gold.update_incremental()
+        # the failing batch was not published, and gold was not built on it
+        assert (silver.version(), gold.version()) == versions[1:]
+        results = world_copy.table("quality.validation_results")
         failures = results.filter(
             pc.and_(pc.equal(results["table_name"], "silver.events"), pc.invert(results["success"]))
         )
         assert "expect_table_row_count_to_be_between" in failures["expectation"].to_pylist()
-
-        # through Dagster: the blocking check fails and gold is not built on the bad batch
-        # a backfill of that day (a partition range, as picked in the UI) fails its check
-        run = subprocess.run(
-            [
-                DAGSTER,
-                "asset",
-                "materialize",
-                "-m",
-                "orchestration.definitions",
-                "--select",
-                "silver/events,gold/fact_events",
-                "--partition-range",
-                "2025-09-15...2025-09-15",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert run.returncode != 0
-        assert "great_expectations" in run.stderr + run.stdout
-        silver.update_incremental()
-        gold.update_incremental()
-        assert (silver.version(), gold.version()) == versions[1:]
     finally:
         DeltaTable(f"{root}/lake/bronze/events").restore(versions[0])
 
@@ -277,16 +278,16 @@ def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(world: 
         (["--from", "2025-09-05", "--to", "2025-09-01"], "before --from"),
     ],
 )
-def test_transform_rejects_bad_arguments(world: dict, args: list[str], message: str) -> None:
-    result = run_cli("transform", *args, env=world["env"], check=False)
+def test_transform_rejects_bad_arguments(world_copy: World, args: list[str], message: str) -> None:
+    result = run_cli("transform", *args, env=world_copy.env, check=False)
     assert result.returncode == 2
     assert message in result.stderr
 
 
-def test_bad_erp_rows_are_quarantined_whole_invoices_with_reasons(world: dict) -> None:
+def test_bad_erp_rows_are_quarantined_whole_invoices_with_reasons(world_copy: World) -> None:
     import sqlalchemy as sa
 
-    env, root = world["env"], world["root"]
+    env, root = world_copy.env, world_copy.root
     engine = sa.create_engine(f"sqlite:///{root}/erp/erp.sqlite")
     with engine.begin() as conn:
         latest = conn.execute(sa.text('SELECT max("ModifiedAt") FROM "MV_Sales"')).scalar()
@@ -324,10 +325,10 @@ def test_bad_erp_rows_are_quarantined_whole_invoices_with_reasons(world: dict) -
     results = cli_json("transform", "--layer", "silver", env=env)
     assert {r["table"] for r in results if r["published"]} >= {"silver.sales", "silver.sales_lines"}
 
-    sales_ids = set(table(world, "silver.sales")["invoice_id"].to_pylist())
-    line_ids = set(table(world, "silver.sales_lines")["invoice_id"].to_pylist())
+    sales_ids = set(world_copy.table("silver.sales")["invoice_id"].to_pylist())
+    line_ids = set(world_copy.table("silver.sales_lines")["invoice_id"].to_pylist())
     assert not {mismatched, negative} & (sales_ids | line_ids)
-    quarantine = table(world, "silver.sales_quarantine").to_pylist()
+    quarantine = world_copy.table("silver.sales_quarantine").to_pylist()
     reasons = {(q["source_table"], q["invoice_id"]): q["reason"] for q in quarantine}
     assert reasons[("MV_Sales", mismatched)] == "net amount != gross - discount"
     assert reasons[("MV_Sales", negative)] == "negative quantity on a sale"

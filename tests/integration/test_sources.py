@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, TopicPartition
 
-from lakehouse.erp_extract import ERP_TABLES
-from lakehouse.kafka import client_config
+from ingestion.erp import ERP_TABLES
+from lakehouse.core.kafka import client_config
 from streaming.contract import validate_event
 from tests.conftest import cli_json, isolated_env, run_cli
 

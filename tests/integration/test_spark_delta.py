@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 def test_write_merge_time_travel_and_delta_rs(spark, platform_settings: Settings) -> None:
-    path = platform_settings.table_uri("test", "customers_merge")
+    path = platform_settings.lake.table_uri("test.customers_merge")
     spark.createDataFrame(
         [(1, "Lahore", 10.0), (2, "Karachi", 20.0), (3, "Multan", 30.0)],
         "customer_id INT, city STRING, spend DOUBLE",

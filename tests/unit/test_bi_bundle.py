@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehouse.settings import PROJECT_ROOT, Settings
+from lakehouse.core.settings import PROJECT_ROOT, Settings
 from warehouse.live import TABLES as LIVE_TABLES
 from warehouse.live import live_path
 from warehouse.marts import prepared_manifest
@@ -147,4 +147,4 @@ def test_the_databases_read_the_files_the_builds_publish(tmp_path: Path) -> None
     settings = Settings(data_root=tmp_path)
     uris = database_uris(settings.warehouse_path)
     assert uris["warehouse"] == f"duckdb:///{Warehouse(settings.warehouse_path).current}"
-    assert uris["live"] == f"duckdb:///{live_path(settings)}"
+    assert uris["live"] == f"duckdb:///{live_path(settings.warehouse_path)}"

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.bi import _secrets
-from lakehouse.services import ServiceError
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
+from warehouse.superset.admin import SupersetConfig, SupersetError, secrets_of
+
+
+def _secrets(settings: Settings):  # noqa: ANN202
+    return secrets_of(SupersetConfig.from_settings(settings))
 
 
 def test_generated_once_kept_owner_only_and_reused(tmp_path: Path) -> None:
@@ -34,5 +37,5 @@ def test_the_environment_wins_and_nothing_is_stored(tmp_path: Path) -> None:
 
 def test_an_external_superset_needs_its_secrets_from_the_environment(tmp_path: Path) -> None:
     settings = Settings(data_root=tmp_path, superset_url="http://superset:8088")
-    with pytest.raises(ServiceError, match="SUPERSET_ADMIN_PASSWORD"):
+    with pytest.raises(SupersetError, match="SUPERSET_ADMIN_PASSWORD"):
         _secrets(settings)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from lakehouse.settings import PROJECT_ROOT, env_var_names
+from lakehouse.core.settings import PROJECT_ROOT, env_var_names
 
 # Read by the S3 client libraries themselves (delta-rs, boto, Hadoop S3A), not by our settings.
 STANDARD_CLIENT_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
@@ -86,7 +86,7 @@ def test_project_is_configured_only_through_settings_variables(resolved: dict) -
 def test_compose_instance_matches_what_the_cli_writes() -> None:
     """The stack's dagster.yaml has the storage, pools and telemetry the CLI writes for a
     PostgreSQL instance (plus the queued run coordinator of a long-running deployment)."""
-    from lakehouse.settings import Settings
+    from lakehouse.core.settings import Settings
     from orchestration.lib.instance import instance_config
 
     deployed = yaml.safe_load((PROJECT_ROOT / "deploy/dagster/dagster.yaml").read_text())

@@ -8,10 +8,13 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from orchestration.definitions import defs
+from lakehouse.core.settings import Settings
+from orchestration.definitions import build_definitions
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
+defs = build_definitions(Settings())
 
 
 def graph_snapshot() -> dict:
@@ -39,6 +42,20 @@ def graph_snapshot() -> dict:
 def test_code_location_loads() -> None:
     assert isinstance(defs, dg.Definitions)
     defs.validate_loadable(defs)
+
+
+def test_dagster_loads_the_definitions_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Nothing is read at import: Dagster calls `defs()`, which reads the settings then."""
+    from orchestration import definitions
+
+    monkeypatch.setenv("LAKEHOUSE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("PARTITIONS_START_DATE", "2025-06-01")
+    loaded = definitions.defs()
+    assert loaded.resources["lake"].uri == str(tmp_path / "lake")
+    node = loaded.resolve_asset_graph().get(dg.AssetKey(["silver", "events"]))
+    assert node.partitions_def.get_first_partition_key() == "2025-06-01"
 
 
 def test_graph_matches_the_reviewed_snapshot() -> None:
@@ -74,15 +91,15 @@ def test_every_asset_has_a_code_version_from_its_sources() -> None:
 def test_time_based_tables_have_daily_partitions_backfilled_in_one_run() -> None:
     """Every table partitioned by a date column in Delta is a daily-partitioned asset, so a
     date range can be backfilled from the UI; the range runs as one Spark step."""
-    from spark_jobs.pipeline import PARTITION_COLUMN
+    from spark_jobs.steps import STEPS
 
     graph = defs.resolve_asset_graph()
-    for table, column in PARTITION_COLUMN.items():
-        if column is None or table.startswith("bronze."):  # bronze follows Kafka offsets
-            continue
-        node = graph.get(dg.AssetKey(table.split(".")))
-        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), table
-        assert node.backfill_policy == dg.BackfillPolicy.single_run(), table
+    tables = [t for step in STEPS for t in step.tables if t.partition_column]
+    assert len(tables) >= 8
+    for table in tables:
+        node = graph.get(dg.AssetKey(table.name.split(".")))
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), table.name
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), table.name
 
 
 def test_code_versions_follow_the_module_that_builds_the_asset() -> None:

@@ -13,8 +13,8 @@ import pytest
 from deltalake import write_deltalake
 
 from expectations.gate import RESULTS_SCHEMA
-from lakehouse.erp_extract import QUARANTINE_SCHEMA
-from lakehouse.settings import Settings
+from ingestion.erp import QUARANTINE_SCHEMA
+from lakehouse.core.settings import Settings
 from streaming.records import DEAD_LETTER_SCHEMA
 from warehouse.live import TABLES, live_path, live_warehouse, refresh_live
 
@@ -51,9 +51,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def _write(settings: Settings, name: str, rows: list[dict], schema: pa.Schema, **kw) -> None:
-    layer, table = name.split(".")
     data = pa.Table.from_pylist(rows, schema=schema)
-    write_deltalake(settings.table_uri(layer, table), data, mode="append", **kw)
+    write_deltalake(settings.lake.table_uri(name), data, mode="append", **kw)
 
 
 def _kpis(settings: Settings, name: str, starts: list[dt.datetime], **kw) -> None:
@@ -83,7 +82,7 @@ def test_kpi_windows_end_at_the_newest_period_not_the_clock(settings: Settings) 
     no_stats = {"delta.dataSkippingNumIndexedCols": "0"}  # the newest hour is read, not looked up
     _kpis(settings, "gold.kpi_hourly", hours, configuration=no_stats)
 
-    refresh = refresh_live(settings)
+    refresh = refresh_live(settings.lake, settings.warehouse_path)
 
     assert refresh.rows["live_kpi_minute"] == 96  # 48 h of half-hours, the newest included
     assert refresh.rows["live_kpi_hourly"] == 30 * 24
@@ -138,7 +137,7 @@ def test_validations_become_one_row_per_run_and_failures_are_listed(settings: Se
     ]
     _write(settings, "quality.validation_results", rows, RESULTS_SCHEMA)
 
-    refresh = refresh_live(settings)
+    refresh = refresh_live(settings.lake, settings.warehouse_path)
 
     runs = _query(
         refresh.path,
@@ -207,7 +206,7 @@ def test_rejected_rows_are_counted_per_day_source_and_reason(settings: Settings)
         sales,
     )
 
-    refresh = refresh_live(settings)
+    refresh = refresh_live(settings.lake, settings.warehouse_path)
 
     rejected = _query(refresh.path, "SELECT * FROM dq_rejected_daily ORDER BY ALL")
     assert rejected == [
@@ -225,10 +224,12 @@ def test_rejected_rows_are_counted_per_day_source_and_reason(settings: Settings)
 
 
 def test_an_empty_lake_gives_every_table_with_its_columns_and_no_rows(settings: Settings) -> None:
-    refresh = refresh_live(settings)
+    refresh = refresh_live(settings.lake, settings.warehouse_path)
 
     assert (
-        refresh.path == live_path(settings) == settings.warehouse_path / "live" / "warehouse.duckdb"
+        refresh.path
+        == live_path(settings.warehouse_path)
+        == settings.warehouse_path / "live" / "warehouse.duckdb"
     )
     assert refresh.rows == {**dict.fromkeys(TABLES, 0), "live_refresh": 1}
     assert refresh.delta_versions == {}
@@ -249,15 +250,15 @@ def test_a_reader_keeps_its_build_while_new_ones_are_published_and_three_are_kep
     settings: Settings,
 ) -> None:
     _kpis(settings, "gold.kpi_minute", [NEWEST])
-    first = refresh_live(settings)
+    first = refresh_live(settings.lake, settings.warehouse_path)
     reader = duckdb.connect(str(first.path), read_only=True)
-    later = [refresh_live(settings) for _ in range(4)]
+    later = [refresh_live(settings.lake, settings.warehouse_path) for _ in range(4)]
 
     # the first build is pruned and replaced, but the reader's open file is still there
     assert reader.execute("SELECT build_id FROM live_refresh").fetchone()[0] == first.build_id
     reader.close()  # DuckDB shares an open database per path within a process: close first
-    assert _build_id(live_path(settings)) == later[-1].build_id
-    warehouse = live_warehouse(settings)
+    assert _build_id(live_path(settings.warehouse_path)) == later[-1].build_id
+    warehouse = live_warehouse(settings.warehouse_path)
     assert [b.build_id for b in warehouse.builds()] == [r.build_id for r in later[-3:]]
     assert warehouse.published().build_id == later[-1].build_id
 
@@ -268,7 +269,7 @@ def test_concurrent_refreshes_take_turns(settings: Settings) -> None:
 
     def refresh() -> None:
         try:
-            results.append(refresh_live(settings))
+            results.append(refresh_live(settings.lake, settings.warehouse_path))
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -281,4 +282,4 @@ def test_concurrent_refreshes_take_turns(settings: Settings) -> None:
     assert errors == []
     ids = sorted(r.build_id for r in results)
     assert len(set(ids)) == 3
-    assert _build_id(live_path(settings)) == ids[-1]
+    assert _build_id(live_path(settings.warehouse_path)) == ids[-1]

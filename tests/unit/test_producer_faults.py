@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from generator.events import simulated_messages
 from generator.world import PRESETS
 from streaming.contract import PRODUCT_EVENTS, validate_event
-from streaming.producer import ORPHAN_ID_BASE, FaultInjector, Faults, simulated_messages
+from streaming.producer import ORPHAN_ID_BASE, FaultInjector, Faults
 from tests.conftest import isolated_env, run_cli
 
 NEW_KINDS = {"orphan_product", "orphan_customer", "future_time", "negative_quantity"}

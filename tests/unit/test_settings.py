@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.settings import Settings, SettingsError, env_var_names, load_settings
+from lakehouse.core.settings import Settings, SettingsError, env_var_names, load_settings
 
 
 def test_defaults_hang_off_the_data_root(tmp_path: Path) -> None:
@@ -13,7 +13,7 @@ def test_defaults_hang_off_the_data_root(tmp_path: Path) -> None:
     assert settings.dagster_home == tmp_path / "dagster"
     assert settings.run_dir == tmp_path / "run"
     assert settings.log_dir == tmp_path / "logs"
-    assert settings.table_uri("bronze", "events") == f"{tmp_path}/lake/bronze/events"
+    assert settings.lake.table_uri("bronze.events") == f"{tmp_path}/lake/bronze/events"
     assert settings.broker_is_embedded and settings.spark_is_embedded
 
 
@@ -28,7 +28,7 @@ def test_production_values_are_just_environment(monkeypatch: pytest.MonkeyPatch)
     assert settings.kafka_endpoint == ("kafka-1", 9092)
     assert settings.spark_endpoint == ("spark-connect", 15002)
     assert not settings.broker_is_embedded and not settings.spark_is_embedded
-    assert settings.table_uri("gold", "dim_date") == "s3://lakehouse/lake/gold/dim_date"
+    assert settings.lake.table_uri("gold.dim_date") == "s3://lakehouse/lake/gold/dim_date"
     assert settings.erp_db_url == "postgresql+psycopg://erp@db/erp"
     assert settings.dagster_home == Path("/opt/dagster/home")
 

@@ -86,17 +86,17 @@ def chart_states(page) -> dict[str, str]:  # noqa: ANN001 - a Playwright Page
 
 def main(out_dir: Path) -> None:
     """Screenshots of every dashboard of the embedded Superset (for the README)."""
-    from lakehouse.bi import Bi
-    from lakehouse.settings import load_settings
+    from lakehouse.core.settings import load_settings
+    from warehouse.superset.admin import SupersetConfig, secrets_of
     from warehouse.superset.bundle import render
 
-    settings = load_settings()
-    bi = Bi(settings)
+    config = SupersetConfig.from_settings(load_settings())
+    _, credentials = secrets_of(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     slugs = [d["slug"] for d in render({"warehouse": "", "live": ""}).dashboards]
-    with logged_in(settings.superset_url, bi.credentials.username, bi.credentials.password) as p:
+    with logged_in(config.url, credentials.username, credentials.password) as p:
         for slug in slugs:
-            seconds = open_dashboard(p, settings.superset_url, slug)
+            seconds = open_dashboard(p, config.url, slug)
             p.screenshot(path=str(out_dir / f"{slug}.png"), full_page=True)
             print(json.dumps({"dashboard": slug, "seconds": round(seconds, 2)}))
 

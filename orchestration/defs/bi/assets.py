@@ -2,23 +2,18 @@
 
 `bi/live_warehouse` rebuilds the file the real-time and data-quality dashboards read (seconds;
 cheap enough to follow every streaming refresh). `bi/superset` applies the dashboards-as-code
-bundle after the marts are published (and, embedded, starts the web server if it is down).
+bundle after the marts are published (`lakehouse bi up` runs it, then starts the web server).
 """
 
 import dagster as dg
 
-from orchestration.defs.bi.resources import BiResource
+import warehouse.live
+from orchestration.defs.bi.resources import LiveWarehouseResource, SupersetResource
+from orchestration.defs.resources import LakeResource
 from orchestration.lib.code_versions import source_version
-from orchestration.lib.metadata import markdown_table
+from orchestration.lib.metadata import BY_PRODUCTS, markdown_table
+from orchestration.lib.spark_steps import key
 from warehouse.superset.bundle import tables_read
-
-LIVE_SOURCES = [
-    ["gold", "kpi_minute"],
-    ["gold", "kpi_hourly"],
-    ["bronze", "events_dead_letter"],
-    ["silver", "events_quarantine"],
-    ["silver", "sales_quarantine"],
-]
 
 
 def _marts_read_by_dashboards() -> list[dg.AssetKey]:
@@ -31,17 +26,17 @@ def _marts_read_by_dashboards() -> list[dg.AssetKey]:
     group_name="bi",
     kinds={"duckdb"},
     owners=["team:analytics"],
-    deps=[dg.AssetKey(k) for k in LIVE_SOURCES],
-    code_version=source_version("warehouse/live.py", "warehouse/publish.py"),
+    deps=[key(t) for t in warehouse.live.SOURCES if t not in BY_PRODUCTS],
+    code_version=source_version("warehouse.live", "warehouse.publish"),
     pool="lake:bi.live_warehouse",
     description="The live DuckDB file (WAREHOUSE_PATH/live/warehouse.duckdb): the newest 48 h "
     "of minute KPIs, 30 days of hourly ones, validation runs and rejected rows, rebuilt from "
     "the Delta tables and published atomically for Superset.",
 )
-def live_warehouse(context: dg.AssetExecutionContext, bi: BiResource) -> dg.MaterializeResult:
-    from warehouse.live import refresh_live
-
-    result = refresh_live(bi.settings())
+def live_warehouse(
+    context: dg.AssetExecutionContext, live: LiveWarehouseResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    result = live.refresh(lake.lake)
     rows = [{"table": t, "rows": n} for t, n in result.rows.items()]
     return dg.MaterializeResult(
         metadata={
@@ -50,6 +45,7 @@ def live_warehouse(context: dg.AssetExecutionContext, bi: BiResource) -> dg.Mate
             "seconds": round(result.seconds, 2),
             "rows": dg.MetadataValue.md(markdown_table(rows)),
             "delta_versions": result.delta_versions,
+            "refresh": dg.MetadataValue.json(result.to_dict()),  # `lakehouse bi refresh`
         }
     )
 
@@ -60,24 +56,24 @@ def live_warehouse(context: dg.AssetExecutionContext, bi: BiResource) -> dg.Mate
     kinds={"superset"},
     owners=["team:analytics"],
     deps=[live_warehouse, *_marts_read_by_dashboards()],
-    code_version=source_version("lakehouse/bi.py", "warehouse/superset"),
+    code_version=source_version("warehouse.superset"),
     description="Superset's dashboards, datasets and saved queries applied from the YAML under "
     "warehouse/superset/dashboards, over the published warehouse and the live file.",
 )
-def superset_dashboards(context: dg.AssetExecutionContext, bi: BiResource) -> dg.MaterializeResult:
-    from lakehouse.bi import Bi
-
-    report = Bi(bi.settings()).up(progress=context.log.info)
-    provisioned = report.provisioned
+def superset_dashboards(
+    context: dg.AssetExecutionContext, superset: SupersetResource
+) -> dg.MaterializeResult:
+    applied = superset.apply(progress=context.log.info)
+    provisioned = applied.provisioned
     return dg.MaterializeResult(
         metadata={
-            "url": dg.MetadataValue.url(report.url),
+            "url": dg.MetadataValue.url(superset.url),
             "dashboards": dg.MetadataValue.md(
                 markdown_table(
                     [
                         {
                             "dashboard": d["title"],
-                            "url": f"{report.url}/superset/dashboard/{d['slug']}/",
+                            "url": f"{superset.url}/superset/dashboard/{d['slug']}/",
                         }
                         for d in provisioned["dashboards"]
                     ]
@@ -86,6 +82,7 @@ def superset_dashboards(context: dg.AssetExecutionContext, bi: BiResource) -> dg
             "charts": provisioned["charts"],
             "datasets": provisioned["datasets"],
             "datasets_without_table": provisioned["datasets_without_table"],
-            "seconds": report.steps,
+            "seconds": applied.steps,
+            "provisioned": dg.MetadataValue.json(provisioned),  # `lakehouse bi up`
         }
     )

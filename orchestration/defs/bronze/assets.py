@@ -3,17 +3,14 @@
 import dagster as dg
 from pydantic import Field
 
-from lakehouse.erp_extract import ERP_TABLES, bronze_name, extract_table
-from orchestration.defs.resources import (
-    ErpDatabaseResource,
-    KafkaResource,
-    LakeResource,
-    platform_settings,
-)
+import streaming.contract
+from ingestion.erp import ERP_TABLES, bronze_name
+from orchestration.defs.resources import ErpDatabaseResource, KafkaResource, LakeResource
 from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata
 from orchestration.lib.retries import TRANSIENT_RETRY
-from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, IngestOptions, ingest
+from orchestration.lib.spark_steps import key
+from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE
 
 # Sources, shown in the graph so lineage starts where the data does.
 CLICKSTREAM_TOPIC = dg.AssetSpec(
@@ -37,27 +34,30 @@ ERP_SOURCES = {
 
 
 INGEST_CODE = source_version(
-    "streaming/ingest.py",
-    "streaming/contract.py",
-    "streaming/records.py",
-    "streaming/schemas",
-    "lakehouse/lake.py",
+    "streaming.ingest",
+    "streaming.records",
+    "streaming.contract",
+    "lakehouse.core.lake",
+    files=[streaming.contract.SCHEMA_PATH],
 )
-ERP_CODE = source_version("lakehouse/erp_extract.py", "lakehouse/lake.py")
+ERP_CODE = source_version("ingestion.erp", "lakehouse.core.lake")
 
 
 class IngestConfig(dg.Config):
     """A bounded ingestion run: what is on the topic now, within these limits."""
 
-    max_events: int | None = None
-    max_seconds: float = 600.0
-    batch_max_events: int = 50_000
+    max_events: int | None = Field(default=None, description="Stop after this many messages.")
+    max_seconds: float = Field(default=600.0, description="Stop after this many seconds.")
+    batch_max_events: int = Field(default=50_000, description="Messages per Delta commit.")
+    batch_max_seconds: float = Field(
+        default=2.0, description="Longest a message waits for its commit."
+    )
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            key=["bronze", EVENTS_TABLE],
+            key=key(EVENTS_TABLE),
             description="Clickstream events exactly once, partitioned by event_date: the raw "
             "payload, the contract's fields as typed columns, and Kafka lineage (topic, "
             "partition, offset, timestamp, ingestion time, batch id). The consumed offsets are "
@@ -68,7 +68,7 @@ class IngestConfig(dg.Config):
             code_version=INGEST_CODE,
         ),
         dg.AssetSpec(
-            key=["bronze", DEAD_LETTER_TABLE],
+            key=key(DEAD_LETTER_TABLE),
             description="Messages that are not valid events (undecodable bytes, invalid JSON, "
             "contract violations, unknown event types) with their raw bytes, the reason and "
             "Kafka lineage.",
@@ -89,14 +89,6 @@ def bronze_clickstream(
     lake: LakeResource,
 ):
     """Ingest what the topic holds now into the bronze tables, then stop."""
-    settings = platform_settings(kafka=kafka, lake=lake)
-    options = IngestOptions(
-        topic=kafka.events_topic,
-        group_id=kafka.consumer_group,
-        batch_max_events=config.batch_max_events,
-        max_events=config.max_events,
-        max_seconds=config.max_seconds,
-    )
 
     def log_batch(report) -> None:
         context.log.info(
@@ -104,7 +96,19 @@ def bronze_clickstream(
             f"{report.dead_letters_written:,} dead letters so far, lag {sum(report.lag.values()):,}"
         )
 
-    report = ingest(settings, options, on_batch=log_batch)
+    from streaming.ingest import TopicNotFound
+
+    try:
+        report = kafka.ingest(
+            lake.lake,
+            on_batch=log_batch,
+            batch_max_events=config.batch_max_events,
+            batch_max_seconds=config.batch_max_seconds,
+            max_events=config.max_events,
+            max_seconds=config.max_seconds,
+        )
+    except TopicNotFound as exc:  # not transient: no retries
+        raise dg.Failure(str(exc), allow_retries=False) from exc
     run_facts = {
         "messages_consumed": report.messages,
         "events_per_second": report.events_per_second,
@@ -114,16 +118,16 @@ def bronze_clickstream(
         "commits": report.batches,
         "conflicts": report.conflicts,
         "seconds": report.seconds,
+        "ingest_report": dg.MetadataValue.json(report.to_dict()),  # `lakehouse ingest --json`
     }
-    for name, written in (
+    for table, written in (
         (EVENTS_TABLE, report.events_written),
         (DEAD_LETTER_TABLE, report.dead_letters_written),
     ):
-        uri = lake.table_uri("bronze", name)
         yield dg.MaterializeResult(
-            asset_key=["bronze", name],
+            asset_key=key(table),
             metadata={
-                **delta_metadata(lake.open("bronze", name), uri),
+                **delta_metadata(lake.open(table), lake.table_uri(table)),
                 "rows_written": written,
                 **run_facts,
             },
@@ -158,14 +162,18 @@ def _erp_asset(source_table: str) -> dg.AssetsDefinition:
         erp: ErpDatabaseResource,
         lake: LakeResource,
     ) -> dg.MaterializeResult:
-        settings = platform_settings(lake=lake, erp=erp)
-        report = extract_table(settings, source_table, full=config.full_snapshot)
+        from ingestion.erp import ErpSourceError
+
+        try:
+            report = erp.extract(lake.lake, source_table, full=config.full_snapshot)
+        except ErpSourceError as exc:  # a missing database or table: retrying cannot help
+            raise dg.Failure(str(exc), allow_retries=exc.transient) from exc
         context.log.info(
             f"{source_table}: read {report.rows_read:,}, wrote {report.rows_written:,}, "
             f"quarantined {report.rows_quarantined:,}"
         )
-        table = lake.open("bronze", name)
-        facts = {} if table is None else delta_metadata(table, lake.table_uri("bronze", name))
+        table = lake.open(f"bronze.{name}")
+        facts = {} if table is None else delta_metadata(table, lake.table_uri(f"bronze.{name}"))
         return dg.MaterializeResult(
             metadata={
                 **facts,
@@ -176,6 +184,7 @@ def _erp_asset(source_table: str) -> dg.AssetsDefinition:
                 "watermark": report.watermark_after or "",
                 "columns_added": ", ".join(report.columns_added) or "none",
                 "seconds": report.seconds,
+                "extract_report": dg.MetadataValue.json(report.to_dict()),  # `lakehouse extract`
             }
         )
 

@@ -6,9 +6,8 @@ import dagster as dg
 from confluent_kafka import KafkaException
 
 from orchestration.defs.bronze.assets import bronze_clickstream
-from orchestration.defs.resources import KafkaResource, LakeResource, platform_settings
+from orchestration.defs.resources import KafkaResource, LakeResource
 from orchestration.lib.spark_steps import refresh_request
-from streaming.ingest import ingest_status
 
 ingest_clickstream_job = dg.define_asset_job(
     "ingest_clickstream",
@@ -52,7 +51,7 @@ def clickstream_sensor(
     if active:
         return dg.SkipReason(f"ingestion run {active[0].dagster_run.run_id} is still going")
     try:
-        status = ingest_status(platform_settings(kafka=kafka, lake=lake), kafka.events_topic)
+        status = kafka.status(lake.lake)
     except KafkaException as exc:
         return dg.SkipReason(f"Kafka at {kafka.bootstrap_servers} not answering: {exc}")
     lag = status["total_lag"]

@@ -5,13 +5,14 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from lakehouse.erp_extract import ERP_TABLES, bronze_name
-from lakehouse.lake import MIN_RETENTION_HOURS, maintain
+from ingestion.erp import ERP_TABLES, bronze_name
+from lakehouse.core.lake import MIN_RETENTION_HOURS, maintain
 from orchestration.defs.resources import LakeResource
 from orchestration.lib.code_versions import source_version
+from orchestration.lib.spark_steps import key
 from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE
 
-BRONZE_TABLES = [EVENTS_TABLE, DEAD_LETTER_TABLE, *(bronze_name(t) for t in ERP_TABLES)]
+BRONZE_TABLES = [EVENTS_TABLE, DEAD_LETTER_TABLE, *(f"bronze.{bronze_name(t)}" for t in ERP_TABLES)]
 
 
 class MaintenanceConfig(dg.Config):
@@ -25,11 +26,11 @@ class MaintenanceConfig(dg.Config):
 
 @dg.asset(
     key=["maintenance", "bronze_tables"],
-    deps=[dg.AssetKey(["bronze", name]) for name in BRONZE_TABLES],
+    deps=[key(table) for table in BRONZE_TABLES],
     group_name="maintenance",
     kinds={"delta"},
     owners=["team:data-engineering"],
-    code_version=source_version("lakehouse/lake.py"),
+    code_version=source_version("lakehouse.core.lake"),
     description="Compacts the small files that streaming ingestion leaves behind, writes a "
     "checkpoint and vacuums files no version within the retention window references (including "
     "parquet written by an ingester that crashed before its commit).",
@@ -40,11 +41,11 @@ def bronze_table_maintenance(
     started = time.monotonic()
     results = {}
     for name in BRONZE_TABLES:
-        table = lake.open("bronze", name)
+        table = lake.open(name)
         if table is None:
             continue
         results[name] = maintain(table, config.retention_hours)
-        context.log.info(f"bronze.{name}: {results[name]}")
+        context.log.info(f"{name}: {results[name]}")
     return dg.MaterializeResult(
         metadata={
             "tables": len(results),

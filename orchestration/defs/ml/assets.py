@@ -1,6 +1,6 @@
 """The `ml` group: recommenders and customer models trained on gold, outputs written to gold.
 
-Two multi-assets, one per runner of ml/training.py. `recommenders` owns the model log tables
+Two multi-assets, one per runner of spark_jobs/training.py. `recommenders` owns the model log tables
 (gold.model_evaluations, gold.model_registry); `customer_models` appends to them too and records
 that as materialisations of those assets.
 """
@@ -12,7 +12,8 @@ from typing import Any
 import dagster as dg
 
 from ml import TRAINING_INPUTS
-from orchestration.defs.resources import LakeResource, SparkConnectResource, platform_settings
+from orchestration.defs.ml.resources import TrainingResource
+from orchestration.defs.resources import LakeResource, SparkConnectResource
 from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata, markdown_table
 from orchestration.lib.retries import TRANSIENT_RETRY
@@ -75,7 +76,7 @@ def _specs(outputs: dict[str, tuple[str, set[str]]]) -> list[dg.AssetSpec]:
             kinds=kinds,
             group_name="ml",
             owners=["team:data-science"],
-            code_version=source_version("ml", "spark_jobs/ml_inputs.py"),
+            code_version=source_version("ml", "spark_jobs.ml_inputs", "spark_jobs.training"),
         )
         for table, (description, kinds) in outputs.items()
     ]
@@ -84,7 +85,7 @@ def _specs(outputs: dict[str, tuple[str, set[str]]]) -> list[dg.AssetSpec]:
 @contextmanager
 def _not_retried_when_data_is_missing() -> Iterator[None]:
     """Missing or too little gold data is not transient: fail at once instead of retrying."""
-    from ml.training import NotEnoughData
+    from spark_jobs.training import NotEnoughData
 
     try:
         yield
@@ -94,12 +95,11 @@ def _not_retried_when_data_is_missing() -> Iterator[None]:
 
 def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, dict[str, Any]]):
     for table, rows in tables.items():
-        opened = lake.open(*table.split("."))
         yield (
             table,
             {
                 "rows_written": rows,
-                **delta_metadata(opened, lake.table_uri(*table.split("."))),
+                **delta_metadata(lake.open(table), lake.table_uri(table)),
                 **extra.get(table, {}),
             },
         )
@@ -112,19 +112,21 @@ def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, d
     retry_policy=TRANSIENT_RETRY,
 )
 def recommenders(
-    context: dg.AssetExecutionContext, spark: SparkConnectResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    spark: SparkConnectResource,
+    lake: LakeResource,
+    training: TrainingResource,
 ):
     """Evaluate every recommender on a time split, refit the champion, write the outputs."""
-    from ml.training import train_recommenders
+    from spark_jobs.training import train_recommenders
 
-    settings = platform_settings(lake=lake, spark=spark)
     with spark.session() as session, _not_retried_when_data_is_missing():
-        report = train_recommenders(session, settings, context.log.info)
+        report = train_recommenders(session, lake.lake, training.options(), context.log.info)
     evaluations = [
         {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}
         for e in report.evaluations
     ]
-    metric = settings.ml_champion_metric
+    metric = training.champion_metric
     extra = {
         "gold.customer_recommendations": {
             "champion": report.champion,
@@ -151,6 +153,7 @@ def recommenders(
                 )
             ),
             "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
+            "training_report": dg.MetadataValue.json(_plain(report.to_dict())),  # `ml train`
         },
     }
     for table, metadata in _materialised(lake, report.tables, extra):
@@ -164,14 +167,16 @@ def recommenders(
     retry_policy=TRANSIENT_RETRY,
 )
 def customer_models(
-    context: dg.AssetExecutionContext, spark: SparkConnectResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    spark: SparkConnectResource,
+    lake: LakeResource,
+    training: TrainingResource,
 ):
     """Segmentation, churn, propensity and CLV on time-split customer snapshots."""
-    from ml.training import train_customer_models
+    from spark_jobs.training import train_customer_models
 
-    settings = platform_settings(lake=lake, spark=spark)
     with spark.session() as session, _not_retried_when_data_is_missing():
-        report = train_customer_models(session, settings, context.log.info)
+        report = train_customer_models(session, lake.lake, training.options(), context.log.info)
     summary = {
         e["task"]: {
             k: round(v, 4) if isinstance(v, float) else v
@@ -180,7 +185,13 @@ def customer_models(
         }
         for e in report.evaluations
     }
-    extra = {"gold.customer_scores": {"evaluation": summary, "windows": report.windows}}
+    extra = {
+        "gold.customer_scores": {
+            "evaluation": summary,
+            "windows": report.windows,
+            "training_report": dg.MetadataValue.json(_plain(report.to_dict())),  # `ml train`
+        }
+    }
     for table, metadata in _materialised(lake, report.tables, extra):
         if table in CUSTOMER_OUTPUTS:
             yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
@@ -189,3 +200,10 @@ def customer_models(
 
 
 ml_assets = [recommenders, customer_models]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy numbers, dates and the like as plain values or strings."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))

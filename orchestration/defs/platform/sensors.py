@@ -7,9 +7,9 @@ import json
 import dagster as dg
 import pyarrow as pa
 
-from orchestration.defs.resources import LakeResource, platform_settings
+from orchestration.defs.resources import LakeResource
 
-FAILURES_LAYER, FAILURES_TABLE = "ops", "run_failures"
+FAILURES_TABLE = "ops.run_failures"
 FAILURES_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
@@ -35,20 +35,8 @@ def failure_row(run: dg.DagsterRun, failed_steps: list[str], error: str | None) 
 
 def record_failure(lake: LakeResource, row: dict) -> str:
     """Append one failure to ops.run_failures; its URI."""
-    from deltalake import write_deltalake
-
-    from lakehouse.lake import storage_options
-
-    settings = platform_settings(lake=lake)
-    uri = settings.table_uri(FAILURES_LAYER, FAILURES_TABLE)
-    options = storage_options(settings)
-    write_deltalake(
-        uri,
-        pa.Table.from_pylist([row], schema=FAILURES_SCHEMA),
-        mode="append",
-        storage_options=options or None,
-    )
-    return uri
+    lake.write(FAILURES_TABLE, pa.Table.from_pylist([row], schema=FAILURES_SCHEMA))
+    return lake.table_uri(FAILURES_TABLE)
 
 
 def _root_cause(error) -> str:  # noqa: ANN001 - dagster's SerializableErrorInfo

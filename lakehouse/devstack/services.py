@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
 
 BIND_HOST = "127.0.0.1"
 
@@ -93,7 +93,7 @@ def check_kafka(bootstrap_servers: str, timeout: float) -> None:
     """A Kafka metadata request answered by the broker."""
     from confluent_kafka import KafkaException
 
-    from lakehouse.kafka import list_topics
+    from lakehouse.core.kafka import list_topics
 
     host, port = bootstrap_servers.split(",", maxsplit=1)[0].rsplit(":", 1)
     if not tcp_reachable(host, int(port), timeout=min(timeout, 2.0)):

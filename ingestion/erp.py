@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings, mask_password
+from lakehouse.core.lake import Lake, open_table
+from lakehouse.core.settings import mask_password
 
 # Masters first, so that a run of all tables lands facts after the dimensions they reference.
 ERP_TABLES: tuple[str, ...] = (
@@ -71,7 +71,12 @@ _BAD_VALUE = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
 class ErpSourceError(RuntimeError):
-    """The ERP database or one of its tables cannot be read (the URL is shown password-masked)."""
+    """The ERP database or one of its tables cannot be read (the URL is shown password-masked).
+    `transient`: the database did not answer (worth retrying), rather than lacking something."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass
@@ -100,17 +105,18 @@ def bronze_name(source_table: str) -> str:
 
 
 def extract_all(
-    settings: Settings,
+    lake: Lake,
+    erp_url: str,
     *,
     full: bool = False,
     on_table: Callable[[ExtractReport], None] | None = None,
 ) -> list[ExtractReport]:
     """Extract every ERP table in ERP_TABLES order over one database engine."""
-    engine = _engine(settings)
+    engine = _engine(erp_url)
     reports = []
     try:
         for name in ERP_TABLES:
-            reports.append(extract_table(settings, name, full=full, engine=engine))
+            reports.append(extract_table(lake, erp_url, name, full=full, engine=engine))
             if on_table is not None:
                 on_table(reports[-1])
     finally:
@@ -119,7 +125,8 @@ def extract_all(
 
 
 def extract_table(
-    settings: Settings,
+    lake: Lake,
+    erp_url: str,
     source_table: str,
     *,
     full: bool = False,
@@ -137,16 +144,16 @@ def extract_table(
         raise ValueError(f"need chunk_rows >= 1 and lookback >= 0, got {chunk_rows}, {lookback}")
     started = time.perf_counter()
     own_engine = engine is None
-    engine = _engine(settings) if engine is None else engine
+    engine = _engine(erp_url) if engine is None else engine
     try:
-        return _extract(settings, engine, source_table, full, chunk_rows, lookback, started)
+        return _extract(lake, engine, source_table, full, chunk_rows, lookback, started)
     finally:
         if own_engine:
             engine.dispose()
 
 
 def _extract(
-    settings: Settings,
+    lake: Lake,
     engine: sa.Engine,
     source_table: str,
     full: bool,
@@ -155,8 +162,8 @@ def _extract(
     started: float,
 ) -> ExtractReport:
     source = _reflect(engine, source_table)
-    options = storage_options(settings) or None
-    uri = settings.table_uri("bronze", bronze_name(source_table))
+    options = lake.storage_options
+    uri = lake.table_uri(f"bronze.{bronze_name(source_table)}")
     bronze = open_table(uri, options)
     stored = None if bronze is None else bronze.transaction_version(WATERMARK_APP_ID)
     watermark = None if stored is None else _EPOCH + dt.timedelta(microseconds=stored)
@@ -171,7 +178,7 @@ def _extract(
         modified = raw.c[MODIFIED_AT]
         query = query.where(sa.or_(modified >= sa.literal(since, sa.DateTime), modified.is_(None)))
     scan = _Scan(source, full, watermark, extracted_at=dt.datetime.now(dt.UTC))
-    quarantine_uri = settings.table_uri("bronze", QUARANTINE_TABLE)
+    quarantine_uri = lake.table_uri(f"bronze.{QUARANTINE_TABLE}")
     rows_read = 0
     with tempfile.TemporaryDirectory(prefix="erp-extract-") as tmp:
         # Spooled to local disk: the quarantine must commit before the data, and only the whole
@@ -327,13 +334,13 @@ class _Spool:
         return pa.ipc.open_stream(pa.memory_map(self.path))
 
 
-def _engine(settings: Settings) -> sa.Engine:
-    url = sa.engine.make_url(settings.erp_db_url)
+def _engine(erp_url: str) -> sa.Engine:
+    url = sa.engine.make_url(erp_url)
     # SQLite would silently create an empty database at a mistyped path.
     database = url.database if url.get_backend_name() == "sqlite" else None
     if database not in (None, "", ":memory:") and not Path(database).exists():
         raise ErpSourceError(
-            f"no ERP database at {mask_password(str(settings.erp_db_url))} "
+            f"no ERP database at {mask_password(erp_url)} "
             "(run `lakehouse generate` first or set ERP_DB_URL)"
         )
     return sa.create_engine(url)
@@ -347,7 +354,9 @@ def _reflect(engine: sa.Engine, name: str) -> sa.Table:
     except sa.exc.NoSuchTableError:
         raise ErpSourceError(f"the ERP database at {url} has no table {name!r}") from None
     except sa.exc.DBAPIError as exc:
-        raise ErpSourceError(f"cannot read the ERP database at {url}: {exc.orig}") from exc
+        raise ErpSourceError(
+            f"cannot read the ERP database at {url}: {exc.orig}", transient=True
+        ) from exc
     if MODIFIED_AT not in table.c:
         raise ValueError(
             f"{name} has no {MODIFIED_AT} column, which incremental extraction needs "

@@ -44,8 +44,7 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from lakehouse.lake import open_table, storage_options
-from lakehouse.settings import Settings
+from lakehouse.core.lake import Lake
 from ml import TRAINING_INPUTS
 from ml import customer_models as cm
 from ml.evaluation import evaluate, top_category_agreement
@@ -104,19 +103,34 @@ class Report:
         }
 
 
-class Lake:
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The knobs of training (settings: ML_*, INTERACTION_HALF_LIFE_DAYS). `ground_truth_dir`
+    holds the generator's true tastes, used only to report how well the lists agree with them
+    (never to train or to pick a model)."""
+
+    test_days: int
+    churn_window_days: int
+    propensity_window_days: int
+    champion_metric: str
+    recommendations: int
+    repeatable_categories: frozenset[str]
+    interaction_half_life_days: float
+    ground_truth_dir: Path | None = None
+
+
+class SparkLake:
     """Reads through Spark, writes pandas/Arrow results with delta-rs, remembers versions."""
 
-    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+    def __init__(self, spark: SparkSession, lake: Lake) -> None:
         self.spark = spark
-        self.settings = settings
-        self.options = storage_options(settings)
+        self.lake = lake
 
     def uri(self, table: str) -> str:
-        return self.settings.table_uri(*table.split(".", 1))
+        return self.lake.table_uri(table)
 
     def read(self, table: str) -> DataFrame:
-        if open_table(self.uri(table), self.options) is None:
+        if self.lake.open(table) is None:
             raise NotEnoughData(
                 f"{table} does not exist yet at {self.uri(table)}: build gold first"
             )
@@ -124,11 +138,8 @@ class Lake:
 
     def versions(self, *tables: str) -> dict[str, int]:
         """Delta version of each input, recorded with every model trained on it."""
-        out = {}
-        for table in tables:
-            opened = open_table(self.uri(table), self.options)
-            out[table] = -1 if opened is None else int(opened.version())
-        return out
+        versions = {table: self.lake.version(table) for table in tables}
+        return {table: -1 if v is None else int(v) for table, v in versions.items()}
 
     def write(self, table: str, data: pd.DataFrame | pa.Table, append: bool = False) -> int:
         arrow = (
@@ -139,7 +150,7 @@ class Lake:
             arrow,
             mode="append" if append else "overwrite",
             schema_mode="merge" if append else "overwrite",
-            storage_options=self.options or None,
+            storage_options=self.lake.storage_options,
         )
         return arrow.num_rows
 
@@ -147,13 +158,13 @@ class Lake:
         frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
             self.uri(table)
         )
-        opened = open_table(self.uri(table), self.options)
+        opened = self.lake.open(table)
         return 0 if opened is None else int(opened.count())
 
 
-def registry(settings: Settings) -> ModelRegistry:
+def registry(lake: Lake) -> ModelRegistry:
     """Model artefacts live in the lake, next to the tables: <LAKE_URI>/models."""
-    root = settings.table_uri("models", "").rstrip("/")
+    root = lake.path("models")
     if "://" in root and not root.startswith("file://"):
         raise NotImplementedError(
             f"the model registry writes files under the lake root; {root} is not a local path "
@@ -198,20 +209,20 @@ class Windows:
         return sorted(train) + [eval_cutoff, self.data_end]
 
 
-def windows(settings: Settings, data_start: dt.date, data_end: dt.date) -> Windows:
+def windows(options: TrainingOptions, data_start: dt.date, data_end: dt.date) -> Windows:
     span = (data_end - data_start).days + 1
-    churn = max(3, min(settings.ml_churn_window_days, span // 4))
+    churn = max(3, min(options.churn_window_days, span // 4))
     return Windows(
         data_start=data_start,
         data_end=data_end,
-        test_days=max(1, min(settings.ml_test_days, span // 5)),
+        test_days=max(1, min(options.test_days, span // 5)),
         churn_days=churn,
         # at most half the churn window, so the two labels stay different questions
-        propensity_days=max(1, min(settings.ml_propensity_window_days, churn // 2)),
+        propensity_days=max(1, min(options.propensity_window_days, churn // 2)),
     )
 
 
-def data_span(lake: Lake) -> tuple[dt.date, dt.date]:
+def data_span(lake: SparkLake) -> tuple[dt.date, dt.date]:
     """First and last day with sales or events in gold."""
     from pyspark.sql import functions as F
 
@@ -249,7 +260,7 @@ class Catalogue:
         return self.customers.set_index("customer_id")["city_name"].dropna()
 
 
-def load_catalogue(lake: Lake) -> Catalogue:
+def load_catalogue(lake: SparkLake) -> Catalogue:
     products = (
         lake.read("gold.dim_product")
         .where("is_current")
@@ -275,7 +286,7 @@ def load_catalogue(lake: Lake) -> Catalogue:
     return Catalogue(products, customers)
 
 
-def load_daily(lake: Lake) -> pd.DataFrame:
+def load_daily(lake: SparkLake) -> pd.DataFrame:
     """Daily interactions (customer_id, product_id, interaction_date, purchases, weight, at)."""
     from spark_jobs.ml_inputs import daily_interactions
 
@@ -332,7 +343,7 @@ def hybrid(fitted: Mapping[str, Recommender], rules: BusinessRules, train: Inter
 
 
 def business_rules(
-    catalogue: Catalogue, daily: pd.DataFrame, as_of: dt.date, settings: Settings
+    catalogue: Catalogue, daily: pd.DataFrame, as_of: dt.date, options: TrainingOptions
 ) -> BusinessRules:
     since = pd.Timestamp(as_of - dt.timedelta(days=JUST_BOUGHT_DAYS))
     days = pd.to_datetime(daily["interaction_date"])
@@ -344,15 +355,15 @@ def business_rules(
         allowed_product_ids=catalogue.active,
         recent_purchases=recent,
         product_category=catalogue.category,
-        repeatable_categories=frozenset(
-            c.strip() for c in settings.ml_repeatable_categories.split(",") if c.strip()
-        ),
+        repeatable_categories=options.repeatable_categories,
     )
 
 
-def ground_truth(settings: Settings) -> pd.DataFrame | None:
+def ground_truth(options: TrainingOptions) -> pd.DataFrame | None:
     """The generator's true customer tastes, when this lake was built from generated data."""
-    path = settings.generated_dir / "ground_truth" / "customer_tastes.parquet"
+    if options.ground_truth_dir is None:
+        return None
+    path = options.ground_truth_dir / "customer_tastes.parquet"
     return pd.read_parquet(path) if path.exists() else None
 
 
@@ -388,19 +399,25 @@ def params_of(model: Recommender) -> dict[str, Any]:
     }
 
 
-def _start(spark: SparkSession, settings: Settings) -> tuple[Lake, Report, dict[str, int], Windows]:
+def _start(
+    spark: SparkSession, lake: Lake, options: TrainingOptions
+) -> tuple[SparkLake, Report, dict[str, int], Windows]:
     """What both runners begin with: the lake, a report, the inputs' Delta versions (recorded
     with every model) and the windows of the data in gold."""
-    lake = Lake(spark, settings)
-    inputs = lake.versions(*TRAINING_INPUTS)
-    return lake, Report(run_id=uuid.uuid4().hex[:12]), inputs, windows(settings, *data_span(lake))
+    tables = SparkLake(spark, lake)
+    inputs = tables.versions(*TRAINING_INPUTS)
+    span = data_span(tables)
+    return tables, Report(run_id=uuid.uuid4().hex[:12]), inputs, windows(options, *span)
 
 
 def train_recommenders(
-    spark: SparkSession, settings: Settings, progress: Callable[[str], None] = log.info
+    spark: SparkSession,
+    lake: Lake,
+    options: TrainingOptions,
+    progress: Callable[[str], None] = log.info,
 ) -> Report:
     clock = time.monotonic()
-    lake, report, inputs, w = _start(spark, settings)
+    tables, report, inputs, w = _start(spark, lake, options)
     first, last = w.data_start, w.data_end
     report.windows = {
         "data_start": str(first),
@@ -409,8 +426,8 @@ def train_recommenders(
         "test_days": w.test_days,
     }
     progress(f"interactions {first}..{last}: train ≤ {w.train_end}, test {w.test_days} days")
-    daily = load_daily(lake)
-    catalogue = load_catalogue(lake)
+    daily = load_daily(tables)
+    catalogue = load_catalogue(tables)
     report.seconds["load"] = time.monotonic() - clock
 
     days = pd.to_datetime(daily["interaction_date"])
@@ -420,9 +437,9 @@ def train_recommenders(
         raise NotEnoughData(
             f"no interactions before {w.train_end} or no purchases after it: nothing to evaluate"
         )
-    train = decayed(train_rows, w.train_end, settings.interaction_half_life_days)
-    rules = business_rules(catalogue, daily, w.train_end, settings)
-    truth = ground_truth(settings)
+    train = decayed(train_rows, w.train_end, options.interaction_half_life_days)
+    rules = business_rules(catalogue, daily, w.train_end, options)
+    truth = ground_truth(options)
 
     def agreement(recs: dict[int, np.ndarray]) -> dict[str, float]:
         if truth is None:
@@ -441,7 +458,7 @@ def train_recommenders(
         "test_days": w.test_days,
         "inputs": json.dumps(inputs, sort_keys=True),
     }
-    models = registry(settings)
+    models = registry(lake)
     fitted: dict[str, Recommender] = {}
     scored: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -469,7 +486,7 @@ def train_recommenders(
             rows += _rows(run, name, version, "all", params, cold)
     report.seconds["evaluate"] = time.monotonic() - clock - report.seconds["load"]
 
-    metric = settings.ml_champion_metric
+    metric = options.champion_metric
     champion = max(scored, key=lambda n: (scored[n][metric], n == "hybrid"))
     baseline = scored["popularity"][metric]
     progress(
@@ -485,8 +502,8 @@ def train_recommenders(
 
     # The champion, refitted on everything, feeds the recommendations of every customer.
     started = time.monotonic()
-    everything = decayed(daily, w.data_end, settings.interaction_half_life_days)
-    production_rules = business_rules(catalogue, daily, w.data_end, settings)
+    everything = decayed(daily, w.data_end, options.interaction_half_life_days)
+    production_rules = business_rules(catalogue, daily, w.data_end, options)
     refit = {n: factories[n]().fit(everything) for n in ("trending", "content")}
     if champion == "hybrid":
         refit.update({n: factories[n]().fit(everything) for n in HYBRID_WEIGHTS if n in factories})
@@ -514,8 +531,8 @@ def train_recommenders(
     )
     report.champion, report.champion_version = champion, saved.version
     customers = catalogue.customers["customer_id"].to_numpy(np.int64)
-    progress(f"recommending {settings.ml_recommendations} products to {len(customers):,} customers")
-    recs = final.recommend(customers, settings.ml_recommendations).to_frame()
+    progress(f"recommending {options.recommendations} products to {len(customers):,} customers")
+    recs = final.recommend(customers, options.recommendations).to_frame()
     recs = recs.assign(
         model=champion,
         model_version=saved.version,
@@ -523,24 +540,26 @@ def train_recommenders(
         as_of=w.data_end,
     )
     recs["source"] = recs["reason"].str.split(":").str[0]
-    report.tables["gold.customer_recommendations"] = lake.write(
+    report.tables["gold.customer_recommendations"] = tables.write(
         "gold.customer_recommendations", recs
     )
     report.seconds["recommend"] = time.monotonic() - started
 
     started = time.monotonic()
-    report.tables.update(product_tables(lake, settings, w, refit["content"]))
+    report.tables.update(product_tables(tables, options, w, refit["content"]))
     report.seconds["product_tables"] = time.monotonic() - started
-    report.tables["gold.model_evaluations"] = lake.write(
+    report.tables["gold.model_evaluations"] = tables.write(
         "gold.model_evaluations", pd.DataFrame(rows), append=True
     )
-    report.tables["gold.model_registry"] = lake.write("gold.model_registry", registry_frame(models))
+    report.tables["gold.model_registry"] = tables.write(
+        "gold.model_registry", registry_frame(models)
+    )
     report.seconds["total"] = time.monotonic() - clock
     return report
 
 
 def product_tables(
-    lake: Lake, settings: Settings, w: Windows, content: ContentBased
+    lake: SparkLake, options: TrainingOptions, w: Windows, content: ContentBased
 ) -> dict[str, int]:
     """gold.similar_products (Spark co-occurrence + content), product_associations, trending."""
     from spark_jobs.gold import customer_product_interactions
@@ -548,7 +567,7 @@ def product_tables(
 
     events, lines = lake.read("gold.fact_events"), lake.read("gold.fact_sales_line")
     interactions = customer_product_interactions(
-        events, lines, w.data_end, settings.interaction_half_life_days
+        events, lines, w.data_end, options.interaction_half_life_days
     )
     cf = item_cooccurrence(interactions, k=SIMILAR_PRODUCTS).toArrow().to_pandas()
     by_content = content.similar_items()
@@ -594,7 +613,7 @@ def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
 # Customer models
 
 
-def load_snapshots(lake: Lake, w: Windows) -> pd.DataFrame:
+def load_snapshots(lake: SparkLake, w: Windows) -> pd.DataFrame:
     from spark_jobs.ml_inputs import customer_snapshots
 
     frame = customer_snapshots(
@@ -625,10 +644,13 @@ def _diagnostics(result: cm.ClassifierResult) -> dict[str, float]:
 
 
 def train_customer_models(
-    spark: SparkSession, settings: Settings, progress: Callable[[str], None] = log.info
+    spark: SparkSession,
+    lake: Lake,
+    options: TrainingOptions,
+    progress: Callable[[str], None] = log.info,
 ) -> Report:
     clock = time.monotonic()
-    lake, report, inputs, w = _start(spark, settings)
+    tables, report, inputs, w = _start(spark, lake, options)
     first, last = w.data_start, w.data_end
     cutoffs = w.snapshot_cutoffs()
     report.windows = {
@@ -639,8 +661,8 @@ def train_customer_models(
         "propensity_days": w.propensity_days,
     }
     progress(f"customer snapshots at {', '.join(map(str, cutoffs))}")
-    snapshots = load_snapshots(lake, w)
-    report.tables["gold.customer_features"] = lake.write("gold.customer_features", snapshots)
+    snapshots = load_snapshots(tables, w)
+    report.tables["gold.customer_features"] = tables.write("gold.customer_features", snapshots)
     report.seconds["snapshots"] = time.monotonic() - clock
     scoring = snapshots[snapshots["cutoff_date"] == pd.Timestamp(w.data_end)].reset_index(drop=True)
     labelled = snapshots[snapshots["cutoff_date"] < pd.Timestamp(w.data_end)]
@@ -653,7 +675,7 @@ def train_customer_models(
         "is_champion": True,
         "champion_metric": "",
     }
-    models = registry(settings)
+    models = registry(lake)
     rows: list[dict[str, Any]] = []
 
     progress("segmentation: k-means, k by silhouette; DBSCAN and Ward for comparison")
@@ -679,7 +701,7 @@ def train_customer_models(
         {f"silhouette@k={k}": s for k, s in segments.silhouette_by_k.items()},
     )
     profiles = segments.profiles.assign(as_of=w.data_end, model_version=version)
-    report.tables["gold.customer_segment_profiles"] = lake.write(
+    report.tables["gold.customer_segment_profiles"] = tables.write(
         "gold.customer_segment_profiles", profiles
     )
 
@@ -732,10 +754,12 @@ def train_customer_models(
     scores["clv_next_window"] = clv.predict(scoring)
     scores["clv_baseline"] = cm.naive_clv(scoring, w.churn_days)
     scores["clv_window_days"] = w.churn_days
-    report.tables["gold.customer_scores"] = lake.write("gold.customer_scores", scores)
-    report.tables["gold.model_evaluations"] = lake.write(
+    report.tables["gold.customer_scores"] = tables.write("gold.customer_scores", scores)
+    report.tables["gold.model_evaluations"] = tables.write(
         "gold.model_evaluations", pd.DataFrame(rows), append=True
     )
-    report.tables["gold.model_registry"] = lake.write("gold.model_registry", registry_frame(models))
+    report.tables["gold.model_registry"] = tables.write(
+        "gold.model_registry", registry_frame(models)
+    )
     report.seconds["total"] = time.monotonic() - clock
     return report

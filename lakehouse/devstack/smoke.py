@@ -7,16 +7,16 @@ import json
 import time
 import uuid
 
-from lakehouse.settings import Settings
+from lakehouse.core.settings import Settings
 
-SMOKE_TOPIC = "lakehouse.smoke"
+SMOKE_TOPIC = "lakehouse.devstack.smoke"
 
 
 def broker_round_trip(settings: Settings, topic: str = SMOKE_TOPIC) -> dict:
     """Produce one keyed message and read it back from the exact partition and offset."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from lakehouse.kafka import client_config, ensure_topic
+    from lakehouse.core.kafka import client_config, ensure_topic
 
     servers = settings.kafka_bootstrap_servers
     ensure_topic(servers, topic, partitions=1)
@@ -60,10 +60,10 @@ def delta_round_trip(settings: Settings) -> dict:
     """Write a Delta table through Spark Connect, read it back there and with delta-rs."""
     from deltalake import DeltaTable
 
-    from lakehouse.spark import spark_session
+    from lakehouse.core.spark import spark_session
 
-    path = settings.table_uri("_smoke", "spark_round_trip")
-    spark = spark_session(settings)
+    path = settings.lake.table_uri("_smoke.spark_round_trip")
+    spark = spark_session(settings.spark_remote)
     started = time.perf_counter()
     rows = [(i, f"row-{i}", float(i) * 1.5) for i in range(1, 101)]
     df = spark.createDataFrame(rows, "id INT, label STRING, amount DOUBLE")
@@ -71,7 +71,7 @@ def delta_round_trip(settings: Settings) -> dict:
     back = spark.read.format("delta").load(path)
     spark_count = back.count()
     spark_sum = back.agg({"amount": "sum"}).collect()[0][0]
-    table = DeltaTable(path)
+    table = DeltaTable(path, storage_options=settings.lake.storage_options)
     arrow = table.to_pyarrow_table()
     rs_sum = sum(arrow.column("amount").to_pylist())
     if spark_count != len(rows) or arrow.num_rows != len(rows) or abs(spark_sum - rs_sum) > 1e-9:

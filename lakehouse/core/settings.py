@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -24,7 +23,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from lakehouse.core.lake import Lake
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -131,6 +132,12 @@ class Settings(BaseSettings):
         validation_alias=_env("SUPERSET_DASHBOARDS_DIR"),
         description="SUPERSET_DASHBOARDS_DIR: the dashboards-as-code YAML `lakehouse bi up` "
         "applies.",
+    )
+    superset_venv: Path = Field(
+        default=PROJECT_ROOT / ".venv-superset",
+        validation_alias=_env("LAKEHOUSE_SUPERSET_VENV"),
+        description="LAKEHOUSE_SUPERSET_VENV: Superset's own virtual environment (`./run` "
+        "installs it).",
     )
     superset_metadata_db_url: str | None = Field(
         default=None,
@@ -356,9 +363,10 @@ class Settings(BaseSettings):
     def dagster_is_embedded(self) -> bool:
         return self.dagster_endpoint[0] in _LOOPBACK
 
-    def table_uri(self, layer: str, name: str) -> str:
-        """Location of a Delta table, e.g. table_uri("bronze", "events")."""
-        return f"{self.lake_uri.rstrip('/')}/{layer}/{name}"
+    @property
+    def lake(self) -> Lake:
+        """The Delta Lake at LAKE_URI, with the storage options it needs."""
+        return Lake.at(str(self.lake_uri), self.aws_endpoint_url)
 
     def describe(self) -> dict[str, str]:
         """Resolved values, for `lakehouse settings` and the demo's summary."""
@@ -403,9 +411,3 @@ def load_settings() -> Settings:
         # Errors are located by the environment variable name (the field's alias).
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
-
-
-@cache
-def get_settings() -> Settings:
-    """Process-wide settings (read once)."""
-    return load_settings()

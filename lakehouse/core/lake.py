@@ -1,41 +1,93 @@
-"""Delta Lake helpers shared by the Python writers (ingesters, maintenance): one place that knows
-how to open a table, which storage options the lake needs, and how to describe a table.
+"""Lake access shared by every writer and reader of Delta tables outside Spark (ingesters,
+maintenance, the ML and warehouse runners): where a table lives, the storage options LAKE_URI
+needs, opening and appending with delta-rs, and describing a table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.settings import Settings
 
-
-def storage_options(settings: Settings) -> dict[str, str]:
-    """delta-rs storage options for LAKE_URI; empty for a local lake.
+def storage_options(lake_uri: str, aws_endpoint_url: str | None = None) -> dict[str, str]:
+    """delta-rs storage options for a lake root; empty for a local lake.
 
     Credentials come from the standard AWS_* variables, which delta-rs reads itself. An endpoint
     (MinIO) needs path-style requests, plain HTTP when it says so, and conditional puts so that
     concurrent writers cannot overwrite each other's commits without a lock service.
     """
-    if not settings.lake_uri.startswith(("s3://", "s3a://")):
+    if not lake_uri.startswith(("s3://", "s3a://")):
         return {}
     options = {"conditional_put": "etag"}
-    if settings.aws_endpoint_url:
-        options["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    if aws_endpoint_url:
+        options["AWS_ENDPOINT_URL"] = aws_endpoint_url
         options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
-        if urlsplit(settings.aws_endpoint_url).scheme == "http":
+        if urlsplit(aws_endpoint_url).scheme == "http":
             options["AWS_ALLOW_HTTP"] = "true"
     return options
 
 
-def open_table(uri: str, options: dict[str, str] | None = None) -> DeltaTable | None:
+@dataclass(frozen=True)
+class Lake:
+    """The Delta Lake root (a local path or s3://bucket/prefix) and the options to reach it.
+
+    Tables are named `layer.table` (`bronze.events`, `gold.dim_date`)."""
+
+    uri: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def at(cls, uri: str, aws_endpoint_url: str | None = None) -> Lake:
+        return cls(uri, storage_options(uri, aws_endpoint_url))
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """The options as delta-rs takes them (None for a local lake)."""
+        return dict(self.options) or None
+
+    def table_uri(self, table: str) -> str:
+        """Location of a table: table_uri("bronze.events") -> <lake>/bronze/events."""
+        layer, _, name = table.partition(".")
+        if not layer or not name:
+            raise ValueError(f"expected a table name like layer.table, got {table!r}")
+        return f"{self.uri.rstrip('/')}/{layer}/{name}"
+
+    def path(self, *parts: str) -> str:
+        """A location under the lake root that is not a table (e.g. model artefacts)."""
+        return "/".join([self.uri.rstrip("/"), *parts])
+
+    def open(self, table: str) -> DeltaTable | None:
+        """The Delta table, or None when nothing has been written there yet."""
+        return open_table(self.table_uri(table), self.options)
+
+    def version(self, table: str) -> int | None:
+        opened = self.open(table)
+        return None if opened is None else opened.version()
+
+    def write(
+        self, table: str, data: pa.Table, *, mode: str = "append", **options: Any
+    ) -> DeltaTable:
+        """Write Arrow data to a table with delta-rs (created on first write); the table."""
+        write_deltalake(
+            self.table_uri(table),
+            data,
+            mode=mode,
+            storage_options=self.storage_options,
+            **options,
+        )
+        return DeltaTable(self.table_uri(table), storage_options=self.storage_options)
+
+
+def open_table(uri: str, options: Mapping[str, str] | None = None) -> DeltaTable | None:
     """The Delta table at `uri`, or None when nothing has been written there yet."""
     try:
-        return DeltaTable(uri, storage_options=options or None)
+        return DeltaTable(uri, storage_options=dict(options or {}) or None)
     except TableNotFoundError:
         return None
 

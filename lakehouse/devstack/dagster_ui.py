@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lakehouse.services import (
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import (
     BIND_HOST,
     Service,
     ServiceError,
@@ -21,7 +22,6 @@ from lakehouse.services import (
     ServiceStatus,
     check_http,
 )
-from lakehouse.settings import Settings
 
 CODE_LOCATION = "orchestration.definitions"
 

@@ -1,0 +1,1 @@
+"""Bronze ingestion from the ERP database (the clickstream ingester is streaming/ingest.py)."""

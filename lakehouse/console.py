@@ -1,0 +1,306 @@
+"""What the `lakehouse` CLI shows: errors, progress, status tables and the reports of runs.
+
+Data commands run their steps through Dagster (orchestration/lib/runs.py); `run` here shows a
+run's progress on stderr and turns a failed run into red lines and exit code 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lakehouse.core.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from lakehouse.devstack.services import ServiceStatus
+    from orchestration.lib.runs import RunOutcome
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One red line on stderr, then exit with `code` (1: a failure, 2: bad input)."""
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def dim(message: str) -> None:
+    out.print(f"      {message}…", style="dim", highlight=False)
+
+
+def progress_lines(quiet: bool) -> Callable[[str], None]:
+    """Dim progress lines on stderr, none when quiet (--json)."""
+    return (lambda _: None) if quiet else (lambda msg: err.print(f"[dim]{msg}…[/dim]"))
+
+
+def progress_bar(quiet: bool, unit: str = "events", *fields: str) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        *(TextColumn(f) for f in fields),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+
+
+@contextlib.contextmanager
+def day_progress(total_days: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A bar of simulated days; the callable advances it by a day of `n_events`."""
+    progress = progress_bar(quiet, "days", "{task.fields[events]:,} events")
+    task = progress.add_task("simulating", total=total_days, events=0)
+    counted = [0]
+
+    def advance(n_events: int) -> None:
+        counted[0] += n_events
+        progress.update(task, advance=1, events=counted[0])
+
+    with progress:
+        yield advance
+
+
+def run(
+    settings: Settings,
+    keys: Iterable[dg.AssetKey],
+    title: str,
+    *,
+    quiet: bool = False,
+    check: bool = True,
+    **options: Any,
+) -> RunOutcome:
+    """Run these assets through Dagster with a progress bar (steps done, the latest line of the
+    run's log). A failed run exits 1 with what failed, unless `check` is off (the caller reports
+    it, e.g. after printing what did succeed)."""
+    from orchestration.lib.runs import run_assets
+
+    progress = progress_bar(quiet, "steps", "{task.fields[latest]}")
+    task = progress.add_task(title, total=None, latest="")
+
+    def show(event: Any) -> None:
+        latest = event.message if len(event.message) <= 90 else event.message[:89] + "…"
+        progress.update(task, total=event.steps, completed=event.steps_done, latest=latest)
+
+    with progress:
+        outcome = run_assets(settings, keys, on_progress=show, **options)
+    if check:
+        require_success(outcome, title)
+    return outcome
+
+
+def require_success(outcome: RunOutcome, title: str) -> None:
+    """Exit 1 naming the failed steps and their errors if the run failed."""
+    if not outcome.success:
+        message = "\n  ".join(outcome.failures or ["the run failed"])
+        fail(f"{title} failed (Dagster run {outcome.run_id}):\n  {message}")
+
+
+# -- services ----------------------------------------------------------------------------------
+
+
+def print_statuses(statuses: list[ServiceStatus], as_json: bool) -> None:
+    if as_json:
+        print_json({"services": [s.to_dict() for s in statuses]})
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("service", "endpoint", "mode", "pid", "rss", "health", "detail"):
+        table.add_column(column)
+    for s in statuses:
+        table.add_row(
+            s.title,
+            s.endpoint,
+            "embedded" if s.embedded else "external",
+            str(s.pid or "-"),
+            f"{s.rss_mb:.0f} MB" if s.rss_mb is not None else "-",
+            "[green]healthy[/green]" if s.healthy else "[red]down[/red]",
+            s.detail + (f" in {s.startup_seconds:.1f}s" if s.started else ""),
+        )
+    out.print(table)
+    logs = [s.log for s in statuses if s.log]
+    if logs:
+        out.print(f"logs: {', '.join(logs)}", highlight=False)
+
+
+def print_health(statuses: list[ServiceStatus], as_json: bool) -> None:
+    """Print the statuses; exit 1 if any service is not healthy."""
+    print_statuses(statuses, as_json)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
+# -- reports of data commands ------------------------------------------------------------------
+
+
+def print_ingest_status(status: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(status)
+        return
+    table = Table(title=f"{status['topic']} → bronze.events (version {status['events_version']})")
+    for column in ("partition", "next offset", "log end", "lag"):
+        table.add_column(column, justify="right")
+    for row in status["partitions"]:
+        cells = (row["partition"], row["next_offset"], row["log_end"], row["lag"])
+        table.add_row(*("?" if c is None else f"{c:,}" for c in cells))
+    out.print(table)
+    for follower in status["followers"]:
+        out.print(
+            f"follower pid {follower['pid']}: {follower['events_written']:,} events, "
+            f"{follower['events_per_second']:,.0f} msgs/s, last commit {follower['last_batch_at']}",
+            highlight=False,
+        )
+    if not status["followers"]:
+        out.print("no `lakehouse ingest --follow` is running for this topic", style="dim")
+
+
+def print_ingested(report: dict) -> None:
+    out.print(
+        f"ingested {report['messages']:,} messages from {report['topic']} in "
+        f"{report['seconds']:.1f}s ({report['events_per_second']:,.0f} msgs/s after joining the "
+        f"group in {report['joined_after'] or 0:.1f}s): {report['events_written']:,} events, "
+        f"{report['dead_letters_written']:,} dead letters, {report['batches']} commits; "
+        f"bronze.events at version {report['events_version']}",
+        highlight=False,
+    )
+
+
+def print_extracted(reports: list[dict], full: bool) -> None:
+    summary = Table(title=f"ERP → bronze ({'full snapshot' if full else 'incremental'})")
+    for column in ("table", "read", "written", "quarantined", "watermark", "seconds"):
+        summary.add_column(column, justify="left" if column in ("table", "watermark") else "right")
+    for r in reports:
+        summary.add_row(
+            r["bronze_table"],
+            f"{r['rows_read']:,}",
+            f"{r['rows_written']:,}",
+            f"{r['rows_quarantined']:,}",
+            r["watermark_after"] or "-",
+            f"{r['seconds']:.2f}",
+        )
+    out.print(summary)
+
+
+def print_transformed(results: list[dict]) -> None:
+    summary = Table(title="silver / gold")
+    for column in ("table", "status", "partitions", "rows", "quarantined", "checks", "s"):
+        summary.add_column(
+            column, justify="left" if column in ("table", "status", "checks") else "right"
+        )
+    for r in results:
+        status = "skipped" if r["skipped"] else "published" if r["published"] else "[red]FAILED[/]"
+        summary.add_row(
+            r["table"],
+            status,
+            "all" if r["partitions"] is None else str(r["partitions"]),
+            f"{r['rows']:,}",
+            f"{r['quarantined']:,}",
+            r["validation"]["summary"] if r["validation"] else "-",
+            f"{r['seconds']:.1f}",
+        )
+    out.print(summary)
+
+
+def print_trained(reports: dict[str, dict], metric: str) -> None:
+    if "recommenders" in reports:
+        r = reports["recommenders"]
+        table = Table(
+            title=f"recommenders (trained to {r['windows']['train_end']}, "
+            f"tested on {r['windows']['test_days']} days)"
+        )
+        for column in ("model", metric, "recall@10", "hit_rate@10", "coverage@10", "truth"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for e in r["evaluations"]:
+            truth = e.get("truth_top_category_share")
+            table.add_row(
+                e["model"] + (" (champion)" if e["model"] == r["champion"] else ""),
+                f"{e[metric]:.4f}",
+                f"{e['recall@10']:.4f}",
+                f"{e['hit_rate@10']:.4f}",
+                f"{e['coverage@10']:.3f}",
+                "-" if truth is None else f"{truth:.3f}",
+            )
+        out.print(table)
+    if "customers" in reports:
+        r = reports["customers"]
+        for e in r["evaluations"]:
+            if e["task"] == "clv":
+                better = "better" if e["mae_improvement"] >= 0 else "worse"
+                out.print(
+                    f"clv: MAE {e['mae']:,.0f} vs baseline {e['mae_baseline']:,.0f} "
+                    f"({abs(e['mae_improvement']):.1%} {better}), "
+                    f"window {r['windows']['churn_days']} days",
+                    highlight=False,
+                )
+            else:
+                out.print(
+                    f"{e['task']}: ROC-AUC {e['roc_auc']:.3f} vs baseline "
+                    f"{e['baseline_roc_auc']:.3f}, PR-AUC {e['pr_auc']:.3f}, F1 {e['f1']:.3f}",
+                    highlight=False,
+                )
+    for r in reports.values():
+        out.print(", ".join(f"{t} {n:,} rows" for t, n in r["tables"].items()), style="dim")
+
+
+def print_superset(report: dict) -> None:
+    provisioned = report["provisioned"]
+    url = report["url"]
+    out.print(f"Superset: [bold]{url}[/bold]  user [bold]{report['username']}[/bold]")
+    if report["new_password"]:
+        out.print(
+            f"  password (generated, shown once): [bold]{report['new_password']}[/bold]",
+            highlight=False,
+        )
+    if report["password_file"]:
+        out.print(f"  password kept in {report['password_file']}", highlight=False)
+    out.print(
+        f"  {len(provisioned['dashboards'])} dashboards, {provisioned['charts']} charts, "
+        f"{provisioned['datasets']} datasets, {provisioned['saved_queries']} saved queries",
+        highlight=False,
+    )
+    for dashboard in provisioned["dashboards"]:
+        out.print(f"  {url}/superset/dashboard/{dashboard['slug']}/", highlight=False)
+    for missing in provisioned["datasets_without_table"]:
+        err.print(f"[yellow]not built yet:[/yellow] {missing}", highlight=False)
+    steps = ", ".join(f"{name} {sec:.1f}s" for name, sec in report["steps"].items())
+    out.print(f"[dim]{steps}[/dim]", highlight=False)
+
+
+def date_range(
+    start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.date, dt.date] | None:
+    """--from/--to as a partition range (both or neither; --to not before --from)."""
+    if (start is None) != (end is None):
+        raise typer.BadParameter("--from and --to go together", param_hint="--from/--to")
+    if start is None or end is None:
+        return None
+    if end < start:
+        raise typer.BadParameter(f"--to {end:%Y-%m-%d} is before --from", param_hint="--to")
+    return start.date(), end.date()
+
+
+@contextlib.contextmanager
+def kafka_errors(settings: Settings) -> Iterator[None]:
+    """A Kafka failure is one red line naming the brokers, and exit code 1."""
+    from confluent_kafka import KafkaException
+
+    from streaming.ingest import TopicNotFound
+
+    try:
+        yield
+    except (KafkaException, TopicNotFound) as exc:
+        fail(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}")

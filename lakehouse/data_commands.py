@@ -1,0 +1,262 @@
+"""The bodies of the data commands: each runs its assets through Dagster (lakehouse.console.run,
+a run of the code location in this process, recorded in the instance the UI reads) and prints
+what the run's materialisations report. Same assets, checks, pools and retries as a run from
+the UI, the schedule or a sensor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from lakehouse import console
+from lakehouse.console import err, fail, out, print_json
+from lakehouse.core.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+
+def key(table: str) -> dg.AssetKey:
+    import dagster as dg
+
+    return dg.AssetKey(table.split("."))
+
+
+def choices(given: list[str] | None, known: list[str], what: str, hint: str) -> list[str]:
+    """`given` (default: all of `known`), refusing what is not known."""
+    unknown = [g for g in given or [] if g not in known]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown {what} {', '.join(unknown)}; expected {', '.join(known)}", param_hint=hint
+        )
+    return given or known
+
+
+def reachable(settings: Settings, service: str) -> None:
+    """Fail at once, saying what to do, when the broker or Spark Connect does not answer
+    (instead of a run that retries its steps for minutes)."""
+    from lakehouse.devstack.services import ServiceManager, tcp_reachable
+
+    target = ServiceManager(settings).get(service)
+    if not tcp_reachable(target.host, target.port):
+        fail(
+            f"no {target.title} at {target.endpoint}; start the embedded one with "
+            f"`lakehouse services up` or set {target.env_var}"
+        )
+
+
+def ingest(
+    settings: Settings,
+    *,
+    topic: str,
+    group: str,
+    session_timeout_ms: int,
+    follow: bool,
+    status: bool,
+    as_json: bool,
+    **limits: Any,
+) -> None:
+    from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, IngestOptions, ingest_status
+
+    if status and follow:
+        raise typer.BadParameter("--status and --follow cannot be combined")
+    with console.kafka_errors(settings):
+        if status:
+            report = ingest_status(
+                settings.lake, settings.kafka_bootstrap_servers, topic, run_dir=settings.run_dir
+            )
+            console.print_ingest_status(report, as_json)
+            return
+        if follow:
+            from lakehouse.devstack.follow import follow_topic
+
+            batches = {k: v for k, v in limits.items() if k.startswith("batch_")}
+            options = IngestOptions(topic, group, session_timeout_ms=session_timeout_ms, **batches)
+            report = follow_topic(settings, options, quiet=as_json)
+        else:
+            reachable(settings, "broker")
+            kafka = {"events_topic": topic, "consumer_group": group}
+            outcome = console.run(
+                settings,
+                [key(EVENTS_TABLE), key(DEAD_LETTER_TABLE)],
+                f"ingesting {topic}",
+                quiet=as_json,
+                config={EVENTS_TABLE: {k: v for k, v in limits.items() if v is not None}},
+                resources={"kafka": {**kafka, "session_timeout_ms": session_timeout_ms}},
+            )
+            report = outcome.materialized[EVENTS_TABLE]["ingest_report"]
+    if as_json:
+        print_json(report)
+    else:
+        console.print_ingested(report)
+
+
+def extract(settings: Settings, tables: list[str] | None, *, full: bool, as_json: bool) -> None:
+    from ingestion.erp import ERP_TABLES, bronze_name
+
+    names = choices(tables, list(ERP_TABLES), "ERP table(s)", "--table")
+    bronze = [f"bronze.{bronze_name(t)}" for t in names]
+    outcome = console.run(
+        settings,
+        [key(t) for t in bronze],
+        "extracting the ERP tables",
+        quiet=as_json,
+        config={t: {"full_snapshot": full} for t in bronze},
+    )
+    reports = [outcome.materialized[t]["extract_report"] for t in bronze]
+    if as_json:
+        print_json(reports)
+    else:
+        console.print_extracted(reports, full)
+
+
+def transform(
+    settings: Settings,
+    layers: list[str] | None,
+    names: list[str] | None,
+    *,
+    days: tuple[dt.date, dt.date] | None,
+    full: bool,
+    as_json: bool,
+) -> None:
+    from spark_jobs.steps import STEPS, in_dependency_order
+
+    layers = choices(layers, ["silver", "gold"], "layer", "--layer")
+    known = [s.name for s in STEPS]
+    chosen = set(choices(names, known, "step(s)", "--step") if names else [])
+    steps = [
+        s for s in in_dependency_order() if s.name in chosen or (not chosen and s.layer in layers)
+    ]
+    reachable(settings, "spark")
+    outcome = console.run(
+        settings,
+        [key(t.name) for s in steps for t in s.tables],
+        "transforming",
+        quiet=as_json,
+        check=False,
+        config={s.name: {"full_rebuild": full} for s in steps},
+        partition_range=days,
+    )
+    failed = [c["metadata"].get("step_result") for c in outcome.failed_checks()]
+    order = [t.name for s in steps for t in s.outputs]
+    results = sorted(
+        outcome.values("step_result") + [r for r in failed if r],
+        key=lambda r: order.index(r["table"]),
+    )
+    if as_json:
+        print_json(results)
+    else:
+        console.print_transformed(results)
+    for r in results:
+        if not r["published"] and not r["skipped"]:
+            err.print(
+                f"[red]error:[/red] {r['table']}: {r['validation']['summary']}; the batch stays "
+                f"in staging at {r['validation']['staging_uri']}",
+                highlight=False,
+            )
+    console.require_success(outcome, "transforming")
+
+
+def marts_build(
+    settings: Settings,
+    select: str | None,
+    *,
+    as_of: dt.datetime | None,
+    full_refresh: bool,
+    as_json: bool,
+) -> None:
+    import dagster as dg
+    from dagster_dbt import build_dbt_asset_selection
+
+    from orchestration.defs.marts.assets import dbt_marts
+    from warehouse.publish import Warehouse
+
+    selection = (
+        build_dbt_asset_selection([dbt_marts], dbt_select=select)
+        if select
+        else dg.AssetSelection.groups("marts")
+    )
+    config = {"full_refresh": full_refresh, "as_of_date": as_of and f"{as_of:%Y-%m-%d}"}
+    outcome = console.run(
+        settings, selection, "building the marts", quiet=as_json, config={"dbt_marts": config}
+    )
+    build = outcome.values("build")[0]
+    result = {
+        "build_id": build["warehouse_build"],
+        "path": build["build_file"],
+        "published": str(Warehouse(Path(settings.warehouse_path)).current),
+        "seconds": round(outcome.seconds, 2),
+        **{k: build[k] for k in ("models", "tests_passed", "tests_failed", "gold_versions", "log")},
+    }
+    if as_json:
+        print_json(result)
+        return
+    out.print(
+        f"[green]published[/green] build {result['build_id']}: {result['models']} models, "
+        f"{result['tests_passed']} tests passed, {result['seconds']:.1f}s → {result['published']}"
+        f" (dbt log: {result['log']})",
+        highlight=False,
+    )
+
+
+def marts_status(settings: Settings, as_json: bool) -> None:
+    from warehouse.publish import Warehouse
+
+    warehouse = Warehouse(Path(settings.warehouse_path))
+    published = warehouse.published()
+    status = {
+        "warehouse": str(warehouse.current),
+        "published": published.build_id if published else None,
+        "kept": [b.build_id for b in warehouse.builds()],
+    }
+    if as_json:
+        print_json(status)
+        return
+    out.print(f"warehouse  {status['warehouse']}", highlight=False)
+    out.print(f"published  {status['published'] or '(nothing yet)'}", highlight=False)
+    out.print(f"kept       {', '.join(status['kept']) or '-'}", highlight=False)
+
+
+def marts_publish(settings: Settings, build_id: str) -> None:
+    from warehouse.publish import Warehouse, WarehouseError
+
+    try:
+        build = Warehouse(Path(settings.warehouse_path)).publish(build_id)
+    except WarehouseError as exc:
+        fail(str(exc), code=2)
+    out.print(f"published build {build.build_id}", highlight=False)
+
+
+# the report of each part of training is on one of its tables
+TRAINING_REPORTS = {"recommenders": "gold.model_evaluations", "customers": "gold.customer_scores"}
+
+
+def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> None:
+    from orchestration.defs.ml.assets import CUSTOMER_OUTPUTS, RECOMMENDER_OUTPUTS
+
+    outputs = {"recommenders": RECOMMENDER_OUTPUTS, "customers": CUSTOMER_OUTPUTS}
+    parts = choices(parts, list(outputs), "part(s)", "--part")
+    reachable(settings, "spark")
+    keys = [key(t) for p in parts for t in outputs[p]]
+    outcome = console.run(settings, keys, "training", quiet=as_json)
+    reports = {p: outcome.materialized[TRAINING_REPORTS[p]]["training_report"] for p in parts}
+    if as_json:
+        print_json(reports)
+    else:
+        console.print_trained(reports, settings.ml_champion_metric)
+
+
+def bi_refresh(settings: Settings, as_json: bool) -> None:
+    outcome = console.run(settings, [key("bi.live_warehouse")], "refreshing", quiet=as_json)
+    result = outcome.materialized["bi.live_warehouse"]["refresh"]
+    if as_json:
+        print_json(result)
+        return
+    rows = ", ".join(f"{table} {n:,}" for table, n in result["rows"].items())
+    out.print(
+        f"live file {result['path']} refreshed in {result['seconds']:.1f}s: {rows}",
+        highlight=False,
+    )
