@@ -9,7 +9,7 @@ import uuid
 
 from lakehouse.core.settings import Settings
 
-SMOKE_TOPIC = "lakehouse.devstack.smoke"
+SMOKE_TOPIC = "lakehouse.smoke"
 
 
 def broker_round_trip(settings: Settings, topic: str = SMOKE_TOPIC) -> dict:

@@ -3,10 +3,11 @@
 Superset lives in its own virtual environment (`.venv-superset`, installed by `./run` from
 warehouse/superset/requirements.txt: it pins numpy, pandas, pyarrow and SQLAlchemy below what
 the platform uses), so everything here runs Superset's own CLI in that environment: `apply`
-migrates the metadata database, runs `superset init` when Superset is new or upgraded, and
-applies the dashboards-as-code bundle (warehouse/superset/dashboards) with the admin user.
-The Dagster asset `bi/superset` calls it; the web server is run by `lakehouse bi up`
-(lakehouse/devstack/superset.py) or, in production, by its own container.
+migrates the metadata database and runs `superset init` when Superset or its metadata database
+is new (or Superset was upgraded), and applies the dashboards-as-code bundle
+(warehouse/superset/dashboards) with the admin user. The Dagster asset `bi/superset` calls it;
+the web server is run by `lakehouse bi up` (lakehouse/devstack/superset.py) or, in production,
+by its own container.
 
 Secrets: SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD come from the environment; for the
 embedded Superset, when unset, they are generated once and kept in `<home>/secrets.json`
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from lakehouse.core.settings import PROJECT_ROOT, Settings, mask_password
 
@@ -181,9 +184,18 @@ class Superset:
         digest = hashlib.sha256(installed).hexdigest()[:16]
         return f"{digest} {mask_password(self.config.metadata_db_url)}"
 
-    def _needs_init(self) -> bool:
-        marker = self.config.home / "initialized"
-        return not marker.exists() or marker.read_text() != self._install_key()
+    def _done(self, marker: str) -> bool:
+        """Whether a set-up step (`migrated`, `initialized`) was done for this installation and
+        metadata database (its marker under home says for which)."""
+        path = self.config.home / marker
+        url = sa.engine.make_url(self.config.metadata_db_url)
+        database = url.database if url.get_backend_name() == "sqlite" else None
+        if database and not Path(database).exists():
+            return False  # a new (or deleted) SQLite metadata database
+        return path.exists() and path.read_text() == self._install_key()
+
+    def _mark(self, marker: str) -> None:
+        (self.config.home / marker).write_text(self._install_key())
 
     def apply(self, progress: Callable[[str], None] = lambda _: None) -> Applied:
         """Migrate the metadata database, create roles and permissions when needed, and apply
@@ -198,10 +210,13 @@ class Superset:
             applied.steps[name] = round(time.monotonic() - started, 2)
             return out
 
-        step("migrating the metadata database", "superset", "db", "upgrade")
-        if self._needs_init():
+        # both only when Superset or its metadata database is new (or Superset was upgraded)
+        if not self._done("migrated"):
+            step("migrating the metadata database", "superset", "db", "upgrade")
+            self._mark("migrated")
+        if not self._done("initialized"):
             step("creating roles and permissions (superset init)", "superset", "init")
-            (self.config.home / "initialized").write_text(self._install_key())
+            self._mark("initialized")
         state = self.config.home / "managed.json"
         out = step(
             "applying the dashboards-as-code bundle",
