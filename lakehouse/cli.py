@@ -58,9 +58,11 @@ T = TypeVar("T")
 def _main() -> None:
     # Client libraries log every refused connection, and Dagster's integrations log into the
     # run's log what the CLI shows as progress: the CLI reports failures itself.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    if logging.getLogger().handlers:
+        return  # run from Python (tests), whose logging is set up already
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)
         handler.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith("dagster"))

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from lakehouse.devstack.services import ServiceStatus
     from orchestration.lib.runs import RunOutcome
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # paths and messages stay whole lines
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

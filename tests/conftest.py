@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -48,23 +49,59 @@ def isolated_env(data_root: Path) -> dict[str, str]:
 _OVERRIDDEN = {"LAKE_URI", "ERP_DB_URL", "WAREHOUSE_PATH", "DAGSTER_HOME", "KAFKA_EVENTS_TOPIC"}
 
 
-def run_cli(
-    *args: str, env: dict[str, str], check: bool = True, timeout: float = 300
+@dataclass
+class CliResult:
+    """What a run of the CLI printed and returned (the fields of a CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str], check: bool = True) -> CliResult:
+    """Run the real `lakehouse` CLI in this process with the environment `env` (its commands
+    then load the code location once per test session, not once per call)."""
+    from typer.testing import CliRunner
+
+    from lakehouse.cli import app
+
+    unset = {k: None for k in os.environ if k not in env}
+    result = CliRunner().invoke(app, list(args), env={**unset, **env})
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(result.exception))
+        stderr += f"\n{trace}"
+    outcome = CliResult(result.exit_code, result.stdout, stderr)
+    if check and outcome.returncode != 0:
+        raise AssertionError(
+            f"lakehouse {' '.join(args)} exited {outcome.returncode}\n"
+            f"stdout:\n{outcome.stdout}\nstderr:\n{outcome.stderr}"
+        )
+    return outcome
+
+
+def cli_json(*args: str, env: dict[str, str], check: bool = True) -> Any:
+    return json.loads(run_cli(*args, "--json", env=env, check=check).stdout)
+
+
+def run_cli_process(
+    *args: str, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """Run the real `lakehouse` CLI in a subprocess."""
-    result = subprocess.run(
+    """The installed `lakehouse` console script in a process of its own, as users run it."""
+    return subprocess.run(
         [*LAKEHOUSE, *args], check=False, env=env, capture_output=True, text=True, timeout=timeout
     )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"lakehouse {' '.join(args)} exited {result.returncode}\n"
-            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        )
-    return result
 
 
-def cli_json(*args: str, env: dict[str, str], check: bool = True, timeout: float = 300) -> Any:
-    return json.loads(run_cli(*args, "--json", env=env, check=check, timeout=timeout).stdout)
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`./run test` runs two workers): the tests on the tiny world run on
+    one worker, so the world is built once; every other module stays whole on one worker, so
+    its module fixtures are built once."""
+    for item in items:
+        on_world = {"world", "world_copy"} & set(getattr(item, "fixturenames", ()))
+        group = "world" if on_world else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +127,10 @@ def platform_settings(platform_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def spark(platform_settings: Settings) -> Iterator:
-    """A Spark Connect session of the tests' own (steps stop the default one when they end)."""
-    from pyspark.sql import SparkSession
+    """A Spark Connect session of the tests' own (every step runs on a session of its own)."""
+    from lakehouse.core.spark import spark_session
 
-    session = SparkSession.builder.remote(platform_settings.spark_remote).create()
-    session.conf.set("spark.sql.session.timeZone", "UTC")
+    session = spark_session(platform_settings.spark_remote)
     yield session
     # Close before the server goes down: an open Spark Connect client runs cleanup RPCs at
     # interpreter exit and retries them for minutes against a server that is gone.

@@ -10,14 +10,17 @@ if TYPE_CHECKING:
 
 
 def spark_session(remote: str) -> SparkSession:
-    """A Spark Connect session for `remote` (SPARK_REMOTE; cached per remote by PySpark).
+    """A new Spark Connect session for `remote` (SPARK_REMOTE); stop it when done.
+
+    A session of its own, not PySpark's shared default: a step that stops its session when it
+    ends must not stop one that other code in the process is using.
 
     The session time zone is UTC: every timestamp in the lake is UTC, and dates derived from
     them (partitions) must not depend on the server's local zone."""
     _not_a_doctest()
     from pyspark.sql import SparkSession
 
-    session = SparkSession.builder.remote(remote).getOrCreate()
+    session = SparkSession.builder.remote(remote).create()
     session.conf.set("spark.sql.session.timeZone", "UTC")
     return session
 

@@ -112,9 +112,9 @@ def check_spark(remote: str, timeout: float) -> None:
     host, port = parts.hostname or BIND_HOST, parts.port or 15002
     if not tcp_reachable(host, port, timeout=min(timeout, 2.0)):
         raise ServiceError(f"nothing accepts connections on {host}:{port}")
-    from pyspark.sql import SparkSession
+    from lakehouse.core.spark import spark_session
 
-    spark = SparkSession.builder.remote(remote).create()
+    spark = spark_session(remote)
     try:
         value = spark.sql("SELECT 1 AS ok").collect()[0]["ok"]
     except Exception as exc:  # noqa: BLE001 - any Spark Connect error means unhealthy

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
-from dagster._core.utils import make_new_run_id
 
 from lakehouse.core.settings import Settings
 from orchestration.lib.instance import write_instance_config
 from orchestration.lib.spark_steps import refresh_request
 
 # The run's log is in the instance (the UI shows it); callers print progress and failures.
+# The tags of a single-run backfill of a partition range, as the UI launches one.
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 POLL_SECONDS = 0.5
 
@@ -101,13 +99,13 @@ def run_assets(
     run_tags = dict(tags or {})
     partition_key = None
     if partition_range is not None:
-        run_tags[ASSET_PARTITION_RANGE_START_TAG] = partition_range[0].isoformat()
-        run_tags[ASSET_PARTITION_RANGE_END_TAG] = partition_range[1].isoformat()
+        run_tags[RANGE_START] = partition_range[0].isoformat()
+        run_tags[RANGE_END] = partition_range[1].isoformat()
     elif any(graph.get(k).partitions_def for k in keys):
         refresh = refresh_request()
         partition_key = refresh["partition_key"]
         run_tags |= refresh["tags"]
-    run_id = make_new_run_id()
+    run_id = str(uuid.uuid4())
     started = dt.datetime.now(dt.UTC)
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         follower = _Follower(instance, run_id, len(steps), on_progress)

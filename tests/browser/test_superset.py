@@ -38,7 +38,7 @@ def bi(world_copy: World) -> Iterator[dict]:
     root = world_copy.root
     cli_json("bi", "refresh", env=env)
     started = time.monotonic()
-    first = cli_json("bi", "up", env=env, timeout=600)
+    first = cli_json("bi", "up", env=env)
     seconds = time.monotonic() - started
     try:
         yield {"env": env, "first": first, "startup_seconds": seconds, "root": root}
@@ -97,7 +97,7 @@ def test_up_generates_a_password_kept_under_the_data_root_and_is_idempotent(bi: 
     assert len(first["provisioned"]["dashboards"]) == 7
     assert first["provisioned"]["datasets_without_table"] == []
 
-    again = cli_json("bi", "up", env=bi["env"], timeout=600)
+    again = cli_json("bi", "up", env=bi["env"])
     assert again["new_password"] is None  # printed once
     assert again["provisioned"]["admin"] == "unchanged"
     assert again["server"]["detail"] == "already running"
@@ -152,11 +152,11 @@ def test_edited_yaml_is_picked_up_and_removed_charts_go(bi: dict, tmp_path: Path
         charts = _api(bi).get(f"{base}/api/v1/chart/?q={query}", timeout=30).json()["result"]
         return {c["slice_name"] for c in charts}
 
-    edited = cli_json("bi", "up", env=env, timeout=600)
+    edited = cli_json("bi", "up", env=env)
     removed = edited["provisioned"]["removed"]
     assert any("Slice" in r and "Conversion per week" in r for r in removed), removed
     assert "Best sellers" in titles() and "Conversion per week" not in titles()
-    cli_json("bi", "up", env=bi["env"], timeout=600)  # back to the repository's YAML
+    cli_json("bi", "up", env=bi["env"])  # back to the repository's YAML
     assert "Top products by net revenue" in titles() and "Conversion per week" in titles()
 
 
