@@ -57,9 +57,9 @@ class Report:
         self.checks.append((name, bool(passed)))
 
     def print(self) -> None:
-        print(f"\n{'phase':<44} {'seconds':>8}  result")
+        print(f"\n{'phase':<48} {'seconds':>8}  result")
         for name, seconds, result in self.phases:
-            print(f"{name:<44} {seconds:>8.1f}  {result}")
+            print(f"{name:<48} {seconds:>8.1f}  {result}")
         print(f"\n{'check':<84} result")
         for name, passed in self.checks:
             print(f"{name:<84} {'ok' if passed else 'FAILED'}")
