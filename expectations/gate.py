@@ -44,6 +44,7 @@ RESULTS_SCHEMA = pa.schema(
         ("unexpected_percent", pa.float64()),
         ("kwargs", pa.string()),
         ("partial_unexpected", pa.string()),
+        ("severity", pa.string()),
     ]
 )
 
@@ -59,6 +60,7 @@ class Outcome:
     unexpected_percent: float | None
     kwargs: dict[str, Any]
     partial_unexpected: list[Any]
+    severity: str = "critical"  # critical blocks the batch; warning only flags it
 
     @property
     def label(self) -> str:
@@ -79,13 +81,22 @@ class ValidationReport:
 
     @property
     def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success]
+        """Failed integrity checks: any of them blocks the batch."""
+        return [o for o in self.outcomes if not o.success and o.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        """Failed distribution checks: the batch is published, flagged."""
+        return [o for o in self.outcomes if not o.success and o.severity != "critical"]
 
     def summary(self) -> str:
         failed = ", ".join(o.label for o in self.failures)
-        ok = len(self.outcomes) - len(self.failures)
-        return f"{ok}/{len(self.outcomes)} expectations passed" + (
-            f"; failed: {failed}" if failed else ""
+        warned = ", ".join(o.label for o in self.warnings)
+        ok = len(self.outcomes) - len(self.failures) - len(self.warnings)
+        return (
+            f"{ok}/{len(self.outcomes)} expectations passed"
+            + (f"; failed: {failed}" if failed else "")
+            + (f"; warnings: {warned}" if warned else "")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +107,7 @@ class ValidationReport:
             "success": self.success,
             "summary": self.summary(),
             "failures": [o.label for o in self.failures],
+            "warnings": [o.label for o in self.warnings],
             "validation_id": self.validation_id,
             "staging_uri": self.staging_uri,
         }
@@ -129,8 +141,9 @@ def validate(frame: DataFrame, suite: Suite, *, table: str, batch: str) -> Valid
     finally:
         context.suites.delete(name)
     outcomes = [_outcome(r) for r in result.results]
+    blocked = any(not o.success and o.severity == "critical" for o in outcomes)
     return ValidationReport(
-        table=table, suite=suite.name, batch=batch, success=bool(result.success), outcomes=outcomes
+        table=table, suite=suite.name, batch=batch, success=not blocked, outcomes=outcomes
     )
 
 
@@ -153,6 +166,7 @@ def _outcome(r) -> Outcome:
         unexpected_percent=res.get("unexpected_percent"),
         kwargs=kwargs,
         partial_unexpected=list(res.get("partial_unexpected_list") or [])[:10],
+        severity=str(getattr(config.severity, "value", config.severity) or "critical"),
     )
 
 
@@ -178,6 +192,7 @@ def store(lake: Lake, report: ValidationReport) -> str:
             "unexpected_percent": o.unexpected_percent,
             "kwargs": json.dumps(o.kwargs, default=str, sort_keys=True),
             "partial_unexpected": json.dumps(o.partial_unexpected, default=str),
+            "severity": o.severity,
         }
         for o in report.outcomes
     ]
@@ -186,5 +201,6 @@ def store(lake: Lake, report: ValidationReport) -> str:
         RESULTS_TABLE,
         pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA),
         partition_by=["validated_date"] if first else None,
+        schema_mode=None if first else "merge",  # tables from before `severity` gain it
     )
     return lake.table_uri(RESULTS_TABLE)

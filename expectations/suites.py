@@ -26,12 +26,24 @@ INVOICE_STATUSES = ["Completed", "Cancelled"]
 CUSTOMER_STATUSES = ["Active", "Closed"]
 LOYALTY_TIERS = ["Regular", "Silver", "Gold", "Platinum"]
 CUSTOMER_TYPES = ["Individual", "Corporate", "Reseller"]
-# A replaced partition may shrink (duplicates found later) but never lose half its rows.
-MIN_KEPT_SHARE = 0.5
-# Dimensions only grow; a rebuild keeping fewer than this share of rows has lost history.
-MIN_DIM_SHARE = 0.9
 EARLIEST = dt.datetime(2000, 1, 1)
-MAX_MONEY = 10_000_000  # PKR; far above any single line or order
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The bounds of the distribution checks (QUALITY_* settings). These checks warn: a batch
+    outside them is published and flagged; integrity checks (keys, references, accepted
+    values, signs) block it."""
+
+    # a replaced partition may shrink (duplicates found later) but never lose half its rows
+    min_kept_share: float = 0.5
+    # dimensions only grow; a rebuild keeping fewer than this share of rows has lost history
+    min_dim_share: float = 0.9
+    max_money: float = 10_000_000  # PKR; far above any single line or order
+    # a sale's unit price within this band around the list price of the product version sold
+    price_to_list_min: float = 0.5
+    price_to_list_max: float = 2.0
+    max_quantity: int = 1_000
 
 
 @dataclass
@@ -81,12 +93,30 @@ class SuiteContext:
     rows_before: int = 0
     source_newest: dt.datetime | None = None
     refs: Mapping[str, DataFrame] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
 
 def _gx():
     import great_expectations as gx
 
     return gx.expectations
+
+
+def warn(expectation: Any) -> Any:
+    """A distribution check: its failure warns (the batch is published) instead of blocking."""
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    expectation.severity = FailureSeverity.WARNING
+    return expectation
+
+
+def _between(column: str, ctx: SuiteContext, **bounds: Any) -> Any:
+    return warn(_gx().ExpectColumnValuesToBeBetween(column=column, **bounds))
+
+
+def _money(column: str, ctx: SuiteContext, signed: bool = False) -> Any:
+    top = ctx.thresholds.max_money
+    return _between(column, ctx, min_value=-top if signed else 0, max_value=top)
 
 
 def _true(column: str):
@@ -105,7 +135,7 @@ def _key(*columns: str) -> list[Any]:
 
 def _row_count(ctx: SuiteContext, share: float) -> Any:
     """Row-count change within bounds: the batch keeps at least `share` of the rows it replaces."""
-    return _gx().ExpectTableRowCountToBeBetween(min_value=math.floor(ctx.rows_before * share))
+    return warn(_gx().ExpectTableRowCountToBeBetween(min_value=math.floor(ctx.rows_before * share)))
 
 
 def _not_future(column: str, ctx: SuiteContext) -> Any:
@@ -119,7 +149,9 @@ def _fresh(column: str, ctx: SuiteContext, allowance: dt.timedelta) -> list[Any]
     if ctx.source_newest is None:
         return []
     return [
-        _gx().ExpectColumnMaxToBeBetween(column=column, min_value=ctx.source_newest - allowance)
+        warn(
+            _gx().ExpectColumnMaxToBeBetween(column=column, min_value=ctx.source_newest - allowance)
+        )
     ]
 
 
@@ -144,13 +176,15 @@ def silver_events(ctx: SuiteContext) -> Suite:
                 e.ExpectColumnValuesToNotBeNull(column="session_id"),
                 e.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES),
                 e.ExpectColumnValuesToBeInSet(column="device", value_set=DEVICES),
-                e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=1_000),
-                e.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=MAX_MONEY),
+                e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1),
+                _between("quantity", ctx, max_value=ctx.thresholds.max_quantity),
+                e.ExpectColumnValuesToBeBetween(column="price", min_value=0),
+                _money("price", ctx),
                 e.ExpectColumnValuesToBeBetween(column="event_seq", min_value=1),
                 _not_future("event_time", ctx),
                 _true("within_session"),
                 _true("keyed"),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
                 *_fresh("event_time", ctx, dt.timedelta(days=1)),
             ],
             derived={
@@ -185,14 +219,12 @@ def silver_sales(ctx: SuiteContext) -> Suite:
                 e.ExpectColumnValuesToBeInSet(column="payment_type", value_set=PAYMENT_TYPES),
                 e.ExpectColumnValuesToBeInSet(column="invoice_type", value_set=INVOICE_TYPES),
                 e.ExpectColumnValuesToBeInSet(column="status", value_set=INVOICE_STATUSES),
-                e.ExpectColumnValuesToBeBetween(
-                    column="net_amount", min_value=-MAX_MONEY, max_value=MAX_MONEY
-                ),
+                _money("net_amount", ctx, signed=True),
                 e.ExpectColumnValuesToBeBetween(column="line_count", min_value=1),
                 _not_future("invoice_time", ctx),
                 _true("sign_matches_type"),
                 _true("return_has_original"),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
                 *_fresh("invoice_time", ctx, dt.timedelta(days=1)),
             ],
             derived={
@@ -217,12 +249,11 @@ def silver_sales_lines(ctx: SuiteContext) -> Suite:
             "silver_sales_lines",
             [
                 *_key("invoice_id", "line_no"),
-                e.ExpectColumnValuesToBeBetween(
-                    column="unit_price", min_value=0, max_value=MAX_MONEY
-                ),
+                e.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0),
+                _money("unit_price", ctx),
                 e.ExpectColumnValuesToNotBeNull(column="quantity"),
                 _true("quantity_sign_matches_type"),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
             ],
             derived={
                 # no negative quantities outside returns, no positive ones on them
@@ -253,7 +284,7 @@ def _scd2(name: str, sk: str, key: str, ctx: SuiteContext, extra: list[Any], **k
                 e.ExpectColumnValuesToBeBetween(column="version", min_value=1),
                 _true("valid_from_before_valid_to"),
                 _true("one_current_version"),
-                _row_count(ctx, MIN_DIM_SHARE),
+                _row_count(ctx, ctx.thresholds.min_dim_share),
                 *extra,
             ],
             derived={
@@ -292,8 +323,10 @@ def silver_products(ctx: SuiteContext) -> Suite:
         "product_id",
         ctx,
         [
-            e.ExpectColumnValuesToBeBetween(column="list_price", min_value=0, max_value=MAX_MONEY),
-            e.ExpectColumnValuesToBeBetween(column="unit_cost", min_value=0, max_value=MAX_MONEY),
+            e.ExpectColumnValuesToBeBetween(column="list_price", min_value=0),
+            e.ExpectColumnValuesToBeBetween(column="unit_cost", min_value=0),
+            _money("list_price", ctx),
+            _money("unit_cost", ctx),
         ],
         references=_refs(
             ctx,
@@ -313,7 +346,7 @@ def reference(name: str, key: str, not_null: list[str]) -> Callable[[SuiteContex
             [
                 *_key(key),
                 *[e.ExpectColumnValuesToNotBeNull(column=c) for c in not_null],
-                _row_count(ctx, MIN_DIM_SHARE),
+                _row_count(ctx, ctx.thresholds.min_dim_share),
             ],
         )
 
@@ -333,11 +366,15 @@ def fact_sales_line(ctx: SuiteContext) -> Suite:
                 e.ExpectColumnValuesToNotBeNull(column="product_sk"),
                 _true("quantity_sign_matches_type"),
                 # prices within a band around the list price of the product version sold
-                e.ExpectColumnValuesToBeBetween(
-                    column="price_to_list", min_value=0.5, max_value=2.0, mostly=0.999
+                _between(
+                    "price_to_list",
+                    ctx,
+                    min_value=ctx.thresholds.price_to_list_min,
+                    max_value=ctx.thresholds.price_to_list_max,
+                    mostly=0.999,
                 ),
                 _not_future("invoice_time", ctx),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
                 *_fresh("invoice_time", ctx, dt.timedelta(0)),
             ],
             derived={
@@ -366,7 +403,7 @@ def fact_events(ctx: SuiteContext) -> Suite:
                 *_key("event_id"),
                 e.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES),
                 _not_future("event_time", ctx),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
                 *_fresh("event_time", ctx, dt.timedelta(0)),
             ],
             references=_refs(
@@ -388,12 +425,11 @@ def fact_sessions(ctx: SuiteContext) -> Suite:
             "gold_fact_sessions",
             [
                 *_key("session_id"),
-                e.ExpectColumnValuesToBeBetween(
-                    column="duration_seconds", min_value=0, max_value=86_400
-                ),
+                e.ExpectColumnValuesToBeBetween(column="duration_seconds", min_value=0),
+                _between("duration_seconds", ctx, max_value=86_400),
                 e.ExpectColumnValuesToBeBetween(column="events", min_value=1),
                 _true("converted_has_revenue"),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
             ],
             derived={"converted_has_revenue": lambda: ~F.col("converted") | (F.col("revenue") > 0)},
             references=_refs(ctx, ("date_key", "gold.dim_date", "date_key")),
@@ -411,7 +447,7 @@ def kpis(name: str) -> Callable[[SuiteContext], Suite]:
                 e.ExpectColumnValuesToBeBetween(column="events", min_value=1),
                 e.ExpectColumnValuesToBeBetween(column="revenue", min_value=0),
                 e.ExpectColumnValuesToBeBetween(column="conversion_rate", min_value=0, max_value=1),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
             ],
         )
 
@@ -426,8 +462,10 @@ def customer_product_interactions(ctx: SuiteContext) -> Suite:
             [
                 *_key("customer_id", "product_id"),
                 e.ExpectColumnValuesToBeBetween(column="weight", min_value=0),
+                # every pair has a signal: all-zero weights mean a wrong as-of day or decay
+                e.ExpectColumnMaxToBeBetween(column="weight", min_value=0, strict_min=True),
                 e.ExpectColumnValuesToBeBetween(column="views", min_value=0),
-                _row_count(ctx, MIN_KEPT_SHARE),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
             ],
             references=_refs(
                 ctx,

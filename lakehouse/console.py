@@ -213,27 +213,34 @@ def print_transformed(results: list[dict]) -> None:
             f"{r['seconds']:.1f}",
         )
     out.print(summary)
+    for r in results:
+        if r.get("note"):
+            out.print(f"note {r['table']}: {r['note']}", soft_wrap=True)
+        # published, but outside a distribution check's bounds: worth a look
+        if r["validation"] and r["validation"].get("warnings"):
+            warned = ", ".join(r["validation"]["warnings"])
+            out.print(f"[yellow]quality warning[/] {r['table']}: {warned}", soft_wrap=True)
 
 
 def print_trained(reports: dict[str, dict], metric: str) -> None:
+    from ml.evaluation import by_model
+
     if "recommenders" in reports:
         r = reports["recommenders"]
+        windows = r["windows"]
         table = Table(
-            title=f"recommenders (trained to {r['windows']['train_end']}, "
-            f"tested on {r['windows']['test_days']} days)"
+            title=f"recommenders, {metric}: validation window after {windows['validation_start']}, "
+            f"test window after {windows['test_start']} ({windows['window_days']} days each); "
+            "future = the generator's held-out weeks"
         )
-        for column in ("model", metric, "recall@10", "hit_rate@10", "coverage@10", "truth"):
-            table.add_column(column, justify="left" if column == "model" else "right")
-        for e in r["evaluations"]:
-            truth = e.get("truth_top_category_share")
-            table.add_row(
-                e["model"] + (" (champion)" if e["model"] == r["champion"] else ""),
-                f"{e[metric]:.4f}",
-                f"{e['recall@10']:.4f}",
-                f"{e['hit_rate@10']:.4f}",
-                f"{e['coverage@10']:.3f}",
-                "-" if truth is None else f"{truth:.3f}",
-            )
+        rows = by_model(r["evaluations"], metric)
+        columns = [c for c in rows[0] if c != "model"] if rows else []
+        table.add_column("model", no_wrap=True)
+        for column in columns:
+            table.add_column(column.replace("validation", "val."), justify="right")
+        for row in rows:
+            name = str(row["model"]) + (" (champion)" if row["model"] == r["champion"] else "")
+            table.add_row(name, *(f"{row.get(c, float('nan')):.4f}" for c in columns))
         out.print(table)
     if "customers" in reports:
         r = reports["customers"]

@@ -17,18 +17,24 @@ held-out products):
                 finite and maximally novel)
 Customers with held-out items but no recommendations count as zeros: a model that cannot answer
 is not let off.
+
+The business tasks (`Window`): every customer who bought in the window is scored, on
+- `all`: every product they bought in the window, repeat purchases included;
+- `new`: the products they had not bought before the window (products only viewed count as new).
+Every model's list is filled up to k with the most popular products of the weeks before the
+window (what the platform shows when a model has nothing more to say), so models are compared
+on what they add; for `new`, what the customer bought before is excluded from lists and fill.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-
-from ml.interactions import Interactions
 
 Frame = pd.DataFrame | Mapping[str, np.ndarray]
 
@@ -54,35 +60,6 @@ def time_split(
         {k: np.asarray(v)[train] for k, v in data.items()},
         {k: np.asarray(v)[test] for k, v in data.items()},
     )
-
-
-def relevant_items(
-    customer_ids: npt.ArrayLike,
-    product_ids: npt.ArrayLike,
-    train: Interactions | None = None,
-    exclude_seen: bool = True,
-) -> dict[int, npt.NDArray[np.int64]]:
-    """customer -> distinct products in the test window. With `exclude_seen` (the default, as
-    recommenders exclude seen items by default) products the customer had in training are not
-    relevant, since no model is allowed to recommend them; customers left with nothing drop."""
-    frame = pd.DataFrame(
-        {
-            "customer_id": np.asarray(customer_ids, dtype=np.int64),
-            "product_id": np.asarray(product_ids, dtype=np.int64),
-        }
-    ).drop_duplicates()
-    if exclude_seen and train is not None and len(frame):
-        rows = train.user_rows(frame["customer_id"].to_numpy())
-        cols = train.item_cols(frame["product_id"].to_numpy())
-        known = (rows >= 0) & (cols >= 0)
-        seen = np.zeros(len(frame), dtype=bool)
-        if known.any():
-            seen[known] = np.asarray(train.matrix[rows[known], cols[known]]).ravel() != 0
-        frame = frame[~seen]
-    return {
-        int(c): np.sort(g.to_numpy())
-        for c, g in frame.groupby("customer_id", sort=True)["product_id"]
-    }
 
 
 def _hits(recs: Iterable[int], rel: Iterable[int], k: int) -> npt.NDArray[np.bool_]:
@@ -177,89 +154,127 @@ def evaluate_recommendations(
     }
 
 
+TASKS = ("all", "new")
+
+
 class _Recommends(Protocol):
     name: str
 
-    def recommend(self, customer_ids: npt.ArrayLike, k: int = 10, exclude_seen: bool = True): ...
+    def recommend(
+        self,
+        customer_ids: npt.ArrayLike,
+        k: int = 10,
+        exclude_seen: bool = True,
+        *,
+        items: npt.ArrayLike | None = None,
+        exclude: pd.DataFrame | None = None,
+    ): ...
 
 
-def evaluate(
-    recommender: _Recommends,
-    train: Interactions,
-    test_customer_ids: npt.ArrayLike,
-    test_product_ids: npt.ArrayLike,
-    k: int = 10,
-    exclude_seen: bool = True,
-    include_cold: bool = False,
-    more_metrics: Callable[[dict[int, npt.NDArray[np.int64]]], Mapping[str, float]] | None = None,
-) -> dict[str, float | int | str]:
-    """Fit-free evaluation of a fitted recommender on the test window: a flat metrics dict
-    (model, k, users_evaluated, precision@k, ..., novelty@k), ready for gold.model_evaluations.
+@dataclass(frozen=True)
+class Window:
+    """What models are scored on: the purchases of a window and what was known before it.
 
-    Customers are those with held-out items; cold ones (not in training) only when
-    `include_cold`, since most models cannot answer them and the hybrid's cold rule should be
-    measured on its own. `more_metrics` gets the same recommendations (customer id -> product
-    ids) and adds its figures, e.g. agreement with a ground truth.
-    """
-    relevant = relevant_items(test_customer_ids, test_product_ids, train, exclude_seen)
-    if not include_cold:
-        ids = np.fromiter(relevant, dtype=np.int64, count=len(relevant))
-        warm = set(ids[train.user_rows(ids) >= 0].tolist())
-        relevant = {u: r for u, r in relevant.items() if u in warm}
-    users = np.fromiter(relevant, dtype=np.int64, count=len(relevant))
-    recs = recommender.recommend(users, k, exclude_seen).as_dict() if len(users) else {}
-    counts = pd.Series(train.item_user_counts(), index=train.item_ids)
-    # the catalogue a model can recommend from: the content model's reaches past the matrix
-    catalogue = np.union1d(train.item_ids, getattr(recommender, "item_ids", train.item_ids))
-    metrics = evaluate_recommendations(recs, relevant, k, len(catalogue), counts, train.shape[0])
-    return {"model": recommender.name, **metrics, **(more_metrics(recs) if more_metrics else {})}
+    purchases: (customer_id, product_id) bought in the window (the truth);
+    bought_before: (customer_id, product_id) bought before the window (`new` excludes them);
+    fallback: product ids best first, the fill of every list (popularity of recent weeks);
+    item_user_counts: product id -> customers before the window (for novelty), n_users of them;
+    catalogue_size: products a model could recommend (for coverage)."""
+
+    purchases: pd.DataFrame
+    bought_before: pd.DataFrame
+    fallback: npt.NDArray[np.int64]
+    item_user_counts: pd.Series
+    n_users: int
+    catalogue_size: int
+    # every model is scored on the same window: its truth is computed once per task
+    _relevant: dict[str, dict[int, npt.NDArray[np.int64]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def relevant(self, task: str) -> dict[int, npt.NDArray[np.int64]]:
+        """customer -> distinct products that count as hits for `task`; customers with none
+        are not scored."""
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if task not in self._relevant:
+            self._relevant[task] = self._compute_relevant(task)
+        return self._relevant[task]
+
+    def _compute_relevant(self, task: str) -> dict[int, npt.NDArray[np.int64]]:
+        frame = self.purchases[["customer_id", "product_id"]].drop_duplicates()
+        if task == "new" and len(frame):
+            before = self.bought_before[["customer_id", "product_id"]].drop_duplicates()
+            known = frame.merge(before.assign(_known=True), how="left")["_known"].notna()
+            frame = frame[~known.to_numpy()]
+        return {
+            int(c): np.sort(g.to_numpy(np.int64))
+            for c, g in frame.groupby("customer_id", sort=True)["product_id"]
+        }
+
+    def lists(
+        self,
+        model: _Recommends,
+        customers: npt.ArrayLike,
+        task: str,
+        k: int,
+        items: npt.ArrayLike | None = None,
+    ) -> dict[int, npt.NDArray[np.int64]]:
+        """Each customer's top k of `model` for `task`, filled from `fallback`."""
+        customers = np.asarray(customers, dtype=np.int64)
+        exclude = None
+        if task == "new":
+            exclude = self.bought_before[self.bought_before["customer_id"].isin(customers)]
+        recs = model.recommend(customers, k, False, items=items, exclude=exclude).as_dict()
+        return fill_lists(recs, customers, self.fallback, k, exclude)
+
+    def score(
+        self, model: _Recommends, task: str, k: int = 10, items: npt.ArrayLike | None = None
+    ) -> dict[str, float | int | str]:
+        """The metrics of `model` on `task` over the window's buyers (flat, for
+        gold.model_evaluations)."""
+        relevant = self.relevant(task)
+        users = np.fromiter(relevant, dtype=np.int64, count=len(relevant))
+        recs = self.lists(model, users, task, k, items) if len(users) else {}
+        metrics = evaluate_recommendations(
+            recs, relevant, k, self.catalogue_size, self.item_user_counts, self.n_users
+        )
+        return {"model": model.name, **metrics}
 
 
-def category_slug(name: str) -> str:
-    """The generator's column slug of a category (`Home & Kitchen` -> `home_kitchen`), as in
-    generator/generate.py write_ground_truth."""
-    return name.lower().replace(" & ", "_").replace(" ", "_")
+def fill_lists(
+    recs: Mapping[int, npt.NDArray[np.int64]],
+    customers: npt.NDArray[np.int64],
+    fallback: npt.NDArray[np.int64],
+    k: int,
+    exclude: pd.DataFrame | None = None,
+) -> dict[int, npt.NDArray[np.int64]]:
+    """Every customer's list padded to k from `fallback` (in its order), skipping what the list
+    holds and the customer's `exclude` products."""
+    banned: dict[int, set[int]] = {}
+    if exclude is not None and len(exclude):
+        for c, g in exclude.groupby("customer_id")["product_id"]:
+            banned[int(c)] = set(g.tolist())
+    pool = [int(p) for p in fallback]
+    out = {}
+    for c in customers.tolist():
+        mine = [int(p) for p in recs.get(c, [])][:k]
+        if len(mine) < k:
+            skip = set(mine) | banned.get(c, set())
+            for p in pool:
+                if p not in skip:
+                    mine.append(p)
+                    if len(mine) == k:
+                        break
+        out[c] = np.asarray(mine, dtype=np.int64)
+    return out
 
 
-def top_category_agreement(
-    recommendations: Mapping[int, Iterable[int]],
-    product_category: Mapping[int, str] | pd.Series,
-    customer_tastes: pd.DataFrame,
-    k: int | None = None,
-) -> dict[str, float | int]:
-    """Agreement with the generator's ground truth: the share of recommended products whose
-    category is the customer's true top category (argmax of the `pref_<category slug>` columns
-    of customer_tastes.parquet).
-
-    Chosen over a rank correlation because it reads directly ("62 % of what we show is in the
-    customer's favourite category") and works with k = 10 items, where a correlation over 8
-    categories would rest on ties. `chance_share` is what recommending uniformly from the
-    catalogue would score (the mean catalogue share of the customers' top categories), so the
-    figure can be judged on its own.
-    """
-    pref_cols = [c for c in customer_tastes.columns if c.startswith("pref_")]
-    slugs = np.array([c.removeprefix("pref_") for c in pref_cols], dtype=object)
-    tastes = customer_tastes.set_index("customer_id")
-    top = pd.Series(slugs[tastes[pref_cols].to_numpy().argmax(axis=1)], index=tastes.index)
-    cats = pd.Series(product_category).map(lambda c: category_slug(str(c)))
-    shares = cats.value_counts(normalize=True)
-    hits = total = 0
-    chance = []
-    customers = 0
-    for customer, recs in recommendations.items():
-        if customer not in top.index:
-            continue
-        items = list(recs)[: k or None]
-        if not items:
-            continue
-        want = top[customer]
-        rec_cats = cats.reindex(items).to_numpy()
-        hits += int((rec_cats == want).sum())
-        total += len(items)
-        chance.append(float(shares.get(want, 0.0)))
-        customers += 1
-    return {
-        "top_category_share": hits / total if total else 0.0,
-        "chance_share": float(np.mean(chance)) if chance else 0.0,
-        "customers": customers,
-    }
+def by_model(evaluations: Iterable[Mapping], metric: str) -> list[dict[str, object]]:
+    """One row per model with `metric` per split and task (`test all`, `validation new`, ...),
+    from long evaluation rows (model, split, target, metrics), models in their first order."""
+    rows: dict[str, dict[str, object]] = {}
+    for e in evaluations:
+        row = rows.setdefault(str(e["model"]), {"model": e["model"]})
+        row[f"{e['split']} {e['target']}"] = e[metric]
+    return list(rows.values())

@@ -154,3 +154,16 @@ def _lookup(
     pos = np.searchsorted(universe, ids)
     pos = np.clip(pos, 0, len(universe) - 1)
     return pos.astype(np.int64), universe[pos] == ids
+
+
+def decayed(
+    daily: pd.DataFrame, as_of: object, half_life_days: float, **universe: npt.ArrayLike
+) -> Interactions:
+    """The interaction matrix as of a day from daily rows (customer_id, product_id,
+    interaction_date, weight, at): each day's weight halved every half-life before `as_of` (the
+    decay of gold.customer_product_interactions)."""
+    age = (pd.Timestamp(as_of) - pd.to_datetime(daily["interaction_date"])).dt.days.to_numpy()
+    weight = daily["weight"].to_numpy(np.float64) * np.power(0.5, age / half_life_days)
+    return Interactions.from_arrays(
+        daily["customer_id"], daily["product_id"], weight, daily["at"], **universe
+    )

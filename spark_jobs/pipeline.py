@@ -127,10 +127,12 @@ class StepResult:
     seconds: float = 0.0
     report: ValidationReport | None = None
     sources: dict[str, int] = field(default_factory=dict)
+    note: str = ""  # what a reader should know about this result
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "table": self.table,
+            "note": self.note,
             "published": self.published,
             "skipped": self.skipped,
             "partitions": None if self.dates is None else len(self.dates),
@@ -160,12 +162,13 @@ def date_sql(column: str, dates: Dates) -> str:
 @dataclass(frozen=True)
 class TransformOptions:
     """The knobs of silver and gold (settings: TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
-    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS)."""
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*)."""
 
     batch_rows: int
     lateness: dt.timedelta
     future_tolerance: dt.timedelta
     interaction_half_life_days: float
+    thresholds: suites.Thresholds = suites.Thresholds()  # QUALITY_*
 
 
 class UndeclaredInput(RuntimeError):
@@ -336,6 +339,7 @@ class Pipeline:
             rows_before=partition_rows(self.uri(table), dates, self.options),
             source_newest=source_newest,
             refs=_LazyTables(self.read, refs or {}),
+            thresholds=self.config.thresholds if self.config else suites.Thresholds(),
         )
         report = validate(staged, output.suite(ctx), table=table, batch=batch or _describe(dates))
         report.staging_uri, report.staging_version = staging, staged_table.version()

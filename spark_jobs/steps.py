@@ -18,10 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from expectations import suites
 from spark_jobs import gold, silver_erp, silver_events
 from spark_jobs.pipeline import Dates, Output, Pipeline, Step, StepResult, Table, date_sql
+from streaming.records import EVENTS_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -116,6 +118,8 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
     """silver.events + silver.events_quarantine for the event dates bronze gained rows in (and a
     day either side, whose sessions may change), or `dates` for a backfill."""
     target = "silver.events"
+    if not p.exists("bronze.events"):
+        return _no_clickstream_yet(p, target)
     found = p.change(target, "bronze.events", full=full or dates is not None)
     dims = {s: p.change(target, s, full=full) for s in ("silver.customers", "silver.products")}
     versions = {"bronze.events": found.version, **{s: c.version for s, c in dims.items()}}
@@ -166,6 +170,27 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
     return [p.finish(target, result, versions)]
 
 
+def _no_clickstream_yet(p: Pipeline, target: str) -> list[StepResult]:
+    """Without bronze.events (an ERP loaded before any clickstream), silver.events and its
+    quarantine are published empty, once, so everything downstream builds on the sales alone;
+    the step's result says so."""
+    if p.exists(target):
+        return [p.skip(target, {})]
+    customers, products = p.read("silver.customers"), p.read("silver.products")
+    empty = p.spark.createDataFrame([], schema=from_arrow_schema(EVENTS_SCHEMA))
+    knobs = p.config
+    built = silver_events.build(
+        empty, customers, products, [], lateness=knobs.lateness,
+        future_tolerance=knobs.future_tolerance,
+    )  # fmt: skip
+    p.stage(target, built[0])
+    p.stage("silver.events_quarantine", built[1])
+    result = p.publish(target, dates=set())
+    result.quarantined = p.write_quarantine("silver.events_quarantine", None)
+    result.note = "no clickstream yet (bronze.events does not exist): published empty"
+    return [p.finish(target, result, {})]
+
+
 def gold_dim_date(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
     """One row per day of every year between the first and last partition of the inputs."""
     step = p.step
@@ -198,7 +223,12 @@ def by_changed_dates(
         if dates is None:
             dates = p.all_dates(source) if found.since is None else set(found.partitions or ())
         if not dates:
-            return [p.skip(target, versions)]
+            if p.exists(target):
+                return [p.skip(target, versions)]
+            # the source is empty (a retailer without clickstream yet): an empty table, so the
+            # steps, marts and models that read it work on the rest
+            p.stage(target, build(p, set()))
+            return [p.finish(target, p.publish(target, dates=set()), versions)]
         dates = widen(dates)
         p.stage_batches(target, source, dates, lambda part: build(p, part))
         newest_value = newest and _newest(p.read_dates(newest[0], dates), newest[1])
@@ -228,8 +258,9 @@ def gold_interactions(p: Pipeline, *, dates: Dates = None, full: bool = False) -
     changed, versions = _changed(p, step.inputs, full)
     if not changed:
         return [p.skip(step.name, versions)]
-    span = p.partition_range("gold.fact_events")
-    as_of = span[1] if span else p.now.date()
+    # as of the newest day of either fact (a lake without events decays from its newest sale)
+    spans = [s for s in map(p.partition_range, step.inputs) if s]
+    as_of = max((s[1] for s in spans), default=p.now.date())
     events, sales_lines = (p.read(t) for t in step.inputs)
     frame = step.transform(events, sales_lines, as_of, p.config.interaction_half_life_days)
     p.stage(step.name, frame)

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         validation_alias=_env("SPARK_REMOTE"),
         description="SPARK_REMOTE: Spark Connect URL (Sail embedded, Apache Spark in production).",
     )
+    spark_session_timeout_seconds: int = Field(
+        default=14_400,
+        ge=60,
+        validation_alias=_env("SPARK_SESSION_TIMEOUT_SECONDS"),
+        description="SPARK_SESSION_TIMEOUT_SECONDS: how long the embedded Spark Connect server "
+        "(Sail) keeps an idle session; a step holding a session through long Python work "
+        "(model training) must not lose it.",
+    )
     lake_uri: str | None = Field(
         default=None,
         validation_alias=_env("LAKE_URI"),
@@ -191,6 +199,49 @@ class Settings(BaseSettings):
         description="SILVER_FUTURE_TOLERANCE_MINUTES: clock skew allowed between an event's time "
         "and its Kafka timestamp before the event counts as from the future.",
     )
+    quality_min_kept_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        validation_alias=_env("QUALITY_MIN_KEPT_SHARE"),
+        description="QUALITY_MIN_KEPT_SHARE: a warning when a rebuilt partition keeps less than "
+        "this share of the rows it replaces.",
+    )
+    quality_min_dim_share: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        validation_alias=_env("QUALITY_MIN_DIM_SHARE"),
+        description="QUALITY_MIN_DIM_SHARE: a warning when a rebuilt dimension keeps less than "
+        "this share of its rows.",
+    )
+    quality_max_money: float = Field(
+        default=10_000_000,
+        gt=0,
+        validation_alias=_env("QUALITY_MAX_MONEY"),
+        description="QUALITY_MAX_MONEY: a warning for prices and amounts above this (in the ERP's "
+        "currency).",
+    )
+    quality_price_to_list_min: float = Field(
+        default=0.5,
+        ge=0,
+        validation_alias=_env("QUALITY_PRICE_TO_LIST_MIN"),
+        description="QUALITY_PRICE_TO_LIST_MIN: a warning when more than 0.1 % of sale lines sell "
+        "below this share of the list price.",
+    )
+    quality_price_to_list_max: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias=_env("QUALITY_PRICE_TO_LIST_MAX"),
+        description="QUALITY_PRICE_TO_LIST_MAX: a warning when more than 0.1 % of sale lines sell "
+        "above this multiple of the list price.",
+    )
+    quality_max_quantity: int = Field(
+        default=1_000,
+        ge=1,
+        validation_alias=_env("QUALITY_MAX_QUANTITY"),
+        description="QUALITY_MAX_QUANTITY: a warning for events with a larger quantity.",
+    )
     partitions_start_date: dt.date = Field(
         default=dt.date(2024, 1, 1),
         validation_alias=_env("PARTITIONS_START_DATE"),
@@ -239,18 +290,19 @@ class Settings(BaseSettings):
         description="ML_CHAMPION_METRIC: the offline metric that picks the recommender feeding "
         "gold.customer_recommendations (precision|recall|ndcg|map|hit_rate @10).",
     )
+    ml_champion_task: Literal["all", "new"] = Field(
+        default="all",
+        validation_alias=_env("ML_CHAMPION_TASK"),
+        description="ML_CHAMPION_TASK: the task the champion is chosen on, in the validation "
+        "window: all (every product bought, repeat purchases included) or new (products the "
+        "customer had not bought before); both are reported for every model.",
+    )
     ml_recommendations: int = Field(
         default=10,
         ge=1,
         le=100,
         validation_alias=_env("ML_RECOMMENDATIONS"),
         description="ML_RECOMMENDATIONS: products per customer in gold.customer_recommendations.",
-    )
-    ml_repeatable_categories: str = Field(
-        default="Grocery,Beauty & Personal Care",
-        validation_alias=_env("ML_REPEATABLE_CATEGORIES"),
-        description="ML_REPEATABLE_CATEGORIES: comma-separated categories customers buy again; "
-        "only these may be recommended right after a purchase.",
     )
 
     @field_validator("kafka_bootstrap_servers")

@@ -176,15 +176,25 @@ def _silver_gold(settings: Settings) -> str:
 
 
 def _models(settings: Settings) -> str:
+    from ml.evaluation import by_model
+    from spark_jobs.training import POPULAR_DAYS
+
     outcome = _groups(settings, "training", "ml")
     report = outcome.materialized["gold.model_evaluations"]["training_report"]
     metric = settings.ml_champion_metric
-    score = {e["model"]: e[metric] for e in report["evaluations"]}
+    rows = {row["model"]: row for row in by_model(report["evaluations"], metric)}
     champion = report["champion"]
+
+    def figures(model: str, split: str) -> str:
+        row = rows[model]
+        return f"{row.get(f'{split} all', 0):.3f} all / {row.get(f'{split} new', 0):.3f} new"
+
+    split = "future" if "future all" in rows[champion] else "test"
+    where = "on the generator's held-out future" if split == "future" else "on the test window"
     return (
-        f"champion recommender {champion}: {metric} {score[champion]:.4f} vs popularity "
-        f"{score['popularity']:.4f} ({score[champion] / score['popularity'] - 1:+.0%}); "
-        "gold.customer_recommendations, customer_scores and model_evaluations written"
+        f"champion {champion}, {metric} {where}: {figures(champion, split)}; buy again "
+        f"{figures('buy_again', split)}; popularity of the last {POPULAR_DAYS} days "
+        f"{figures(f'popularity_{POPULAR_DAYS}d', split)}"
     )
 
 

@@ -182,6 +182,8 @@ def define_services(settings: Settings) -> list[Service]:
                 "--directory",
                 str(settings.data_root),
             ],
+            # Sail drops a session idle for 15 minutes by default: too short for training
+            env={"SAIL_SPARK__SESSION_TIMEOUT_SECS": str(settings.spark_session_timeout_seconds)},
             owns=lambda cmd: "pysail" in cmd and str(spark_port) in cmd,
             check_health=lambda t: check_spark(settings.spark_remote, t),
         ),

@@ -8,11 +8,13 @@ from ml.recommenders.factorization import ALS, BPR
 from ml.recommenders.hybrid import BusinessRules, Hybrid
 from ml.recommenders.neighbourhood import ItemKNN, UserKNN, item_similarity
 from ml.recommenders.popularity import GroupPopularity, Popularity, Trending
+from ml.recommenders.repeat import BuyAgain
 
 __all__ = [
     "ALS",
     "BPR",
     "BusinessRules",
+    "BuyAgain",
     "ContentBased",
     "GroupPopularity",
     "Hybrid",

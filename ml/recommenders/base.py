@@ -109,13 +109,15 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         *,
         items: npt.ArrayLike | None = None,
+        exclude: pd.DataFrame | None = None,
     ) -> Recommendations:
         """The top k products per customer, best first, with their scores.
 
         `exclude_seen` drops the products a customer interacted with in training; `items`, when
         given, restricts the candidates to those product ids (business filters: active, in
-        stock). Customers the model cannot score (cold, for models without a cold-start answer)
-        get an all-padding row.
+        stock); `exclude` drops given (customer_id, product_id) pairs (e.g. what each customer
+        bought before, for lists of products new to them). Customers the model cannot score
+        (cold, for models without a cold-start answer) get an all-padding row.
         """
         if self.train is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
@@ -124,12 +126,15 @@ class Recommender(ABC):
         ids = np.full((len(customers), k), -1, dtype=np.int64)
         scores = np.full((len(customers), k), np.nan)
         banned = None if items is None else ~np.isin(self.item_ids, np.asarray(items))
+        excluded = pairs_matrix(customers, self.item_ids, exclude)
         step = self._batch_size()
         for start in range(0, len(customers), step):
             sl = slice(start, start + step)
             batch = np.asarray(self._score(rows[sl], customers[sl]), dtype=np.float64)
             if exclude_seen:
                 mask_seen(batch, rows[sl], self._seen_matrix())
+            if excluded is not None:
+                mask_seen(batch, np.arange(len(customers))[sl], excluded)
             if banned is not None:
                 batch[:, banned] = -np.inf
             cols, vals = top_k(batch, k, self._tie_order)
@@ -141,6 +146,22 @@ class Recommender(ABC):
         """Seen items in the model's item universe (rows = training rows)."""
         assert self.train is not None
         return self.train.matrix
+
+
+def pairs_matrix(customers: Ids, item_ids: Ids, pairs: pd.DataFrame | None) -> sp.csr_matrix | None:
+    """(customer_id, product_id) pairs as a len(customers) × len(item_ids) 0/1 matrix (rows:
+    positions in `customers`, repeated ids all marked; columns: positions in the sorted
+    `item_ids`); None without pairs."""
+    if pairs is None or pairs.empty or len(customers) == 0 or len(item_ids) == 0:
+        return None
+    positions = pd.DataFrame({"customer_id": customers, "row": np.arange(len(customers))})
+    hit = positions.merge(pairs[["customer_id", "product_id"]], on="customer_id")
+    products = hit["product_id"].to_numpy(np.int64)
+    cols = np.clip(np.searchsorted(item_ids, products), 0, len(item_ids) - 1)
+    ok = item_ids[cols] == products
+    data = np.ones(int(ok.sum()), dtype=np.float32)
+    rows = hit["row"].to_numpy()[ok]
+    return sp.csr_matrix((data, (rows, cols[ok])), shape=(len(customers), len(item_ids)))
 
 
 def mask_seen(scores: np.ndarray, rows: npt.NDArray[np.int64], seen: sp.csr_matrix) -> None:

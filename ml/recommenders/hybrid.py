@@ -13,15 +13,15 @@ and adds the rules a retailer expects:
 - Cold-start products (in the catalogue, no interactions yet): up to `new_product_slots` slots
   go to the new products most similar in content to the customer's history
   (`new_product:<content model name>`), scored `new_product_weight` × normalised similarity.
-- Business filters: only `rules.allowed_product_ids` (active and in stock) are candidates, and
-  products the customer just bought (`rules.recent_purchases`) are dropped unless their category
-  is in `rules.repeatable_categories` (groceries, diapers, ... are bought again).
+- Business filters: only `rules.allowed_product_ids` (active and in stock) are candidates.
+  Whether a product the customer bought comes back is left to the models and the evaluation
+  (`all` counts repeat purchases), not to a hand-written list of repeatable categories.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -36,16 +36,9 @@ class BusinessRules:
     """Filters applied to every recommendation.
 
     allowed_product_ids: active and in-stock products (None = everything is allowed).
-    recent_purchases: (customer_id, product_id) rows of what each customer just bought (the
-        caller picks the window, e.g. the last 14 days).
-    product_category: product id -> category name, for the repeatable-category exception.
-    repeatable_categories: categories bought again and again, exempt from the just-bought rule.
     """
 
     allowed_product_ids: npt.NDArray[np.int64] | None = None
-    recent_purchases: pd.DataFrame | None = None
-    product_category: Mapping[int, str] | pd.Series | None = None
-    repeatable_categories: frozenset[str] = field(default_factory=frozenset)
 
 
 def _long(recs: Recommendations, source: str) -> pd.DataFrame:
@@ -116,19 +109,23 @@ class Hybrid(Recommender):
         exclude_seen: bool = True,
         *,
         items: npt.ArrayLike | None = None,
+        exclude: pd.DataFrame | None = None,
     ) -> Recommendations:
         """Top k per customer with scores and a reason per slot (see the module docstring);
         repeated customer ids are answered once. Customers are processed `chunk_customers` at
-        a time, so the long candidate frames stay bounded (chunk × candidates × components)."""
+        a time, so the long candidate frames stay bounded (chunk × candidates × components).
+        `exclude`: (customer_id, product_id) pairs no component may propose."""
         if self.train is None:
             raise RuntimeError("Hybrid is not fitted")
         customers = pd.unique(np.asarray(customer_ids, dtype=np.int64).ravel())
         universe = self.item_ids if items is None else np.intersect1d(self.item_ids, items)
         allowed = self._allowed(universe)
         parts = [
-            self._recommend_chunk(customers[i : i + self.chunk_customers], k, exclude_seen, allowed)
+            self._recommend_chunk(
+                customers[i : i + self.chunk_customers], k, exclude_seen, allowed, exclude
+            )
             for i in range(0, len(customers), self.chunk_customers)
-        ] or [self._recommend_chunk(customers, k, exclude_seen, allowed)]
+        ] or [self._recommend_chunk(customers, k, exclude_seen, allowed, exclude)]
         return Recommendations(
             customers,
             np.concatenate([p.product_ids for p in parts]),
@@ -137,7 +134,12 @@ class Hybrid(Recommender):
         )
 
     def _recommend_chunk(
-        self, customers: Ids, k: int, exclude_seen: bool, allowed: Ids
+        self,
+        customers: Ids,
+        k: int,
+        exclude_seen: bool,
+        allowed: Ids,
+        exclude: pd.DataFrame | None = None,
     ) -> Recommendations:
         assert self.train is not None
         warm = customers[self.train.user_rows(customers) >= 0]
@@ -147,7 +149,9 @@ class Hybrid(Recommender):
         regular = np.setdiff1d(allowed, self.new_products)
         parts = []
         for source, (model, weight) in self.components.items():
-            frame = _long(model.recommend(warm, n, exclude_seen, items=regular), source)
+            frame = _long(
+                model.recommend(warm, n, exclude_seen, items=regular, exclude=exclude), source
+            )
             frame["score"] = weight * _minmax_per_customer(frame)
             parts.append(frame)
         blend = pd.concat(parts, ignore_index=True)
@@ -166,7 +170,10 @@ class Hybrid(Recommender):
         new_allowed = np.intersect1d(allowed, self.new_products)
         if self.content is not None and self.new_product_slots > 0 and len(new_allowed):
             new = _long(
-                self.content.recommend(warm, self.new_product_slots, True, items=new_allowed), ""
+                self.content.recommend(
+                    warm, self.new_product_slots, True, items=new_allowed, exclude=exclude
+                ),
+                "",
             )
             new["score"] = (
                 self.new_product_weight
@@ -176,25 +183,16 @@ class Hybrid(Recommender):
             new = new[new["score"] > 0].assign(reason=f"new_product:{self.content.name}")
             frames.append(new.drop(columns="source"))
         if self.cold_start is not None and len(cold):
-            cs = _long(self.cold_start.recommend(cold, n, exclude_seen, items=allowed), "")
+            cs = _long(
+                self.cold_start.recommend(cold, n, exclude_seen, items=allowed, exclude=exclude),
+                "",
+            )
             frames.append(
                 cs.assign(reason=f"cold_start:{self.cold_start.name}").drop(columns="source")
             )
 
-        merged = self._filter_just_bought(pd.concat(frames, ignore_index=True))
+        merged = pd.concat(frames, ignore_index=True)
         return self._assemble(customers, merged, k)
-
-    def _filter_just_bought(self, frame: pd.DataFrame) -> pd.DataFrame:
-        recent = self.rules.recent_purchases
-        if recent is None or recent.empty or frame.empty:
-            return frame
-        bought = recent[["customer_id", "product_id"]].drop_duplicates()
-        if self.rules.product_category is not None and self.rules.repeatable_categories:
-            cats = pd.Series(self.rules.product_category)
-            repeat = cats.reindex(bought["product_id"]).isin(self.rules.repeatable_categories)
-            bought = bought[~repeat.to_numpy()]
-        hit = frame.merge(bought.assign(_bought=True), on=["customer_id", "product_id"], how="left")
-        return hit[hit["_bought"].isna()].drop(columns="_bought")
 
     def _assemble(self, customers: Ids, frame: pd.DataFrame, k: int) -> Recommendations:
         """Keep the reserved new-product slots, fill the rest by score, order by score."""

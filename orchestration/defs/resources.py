@@ -115,12 +115,19 @@ class SparkConnectResource(dg.ConfigurableResource):
 
 class TransformResource(dg.ConfigurableResource):
     """The knobs of the silver and gold steps (TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
-    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS)."""
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*)."""
 
     batch_rows: int
     lateness_hours: float
     future_tolerance_minutes: float
     interaction_half_life_days: float
+    # the bounds of the distribution checks (QUALITY_*), which warn instead of blocking
+    min_kept_share: float = 0.5
+    min_dim_share: float = 0.9
+    max_money: float = 10_000_000
+    price_to_list_min: float = 0.5
+    price_to_list_max: float = 2.0
+    max_quantity: int = 1_000
 
     def pipeline(
         self,
@@ -129,6 +136,7 @@ class TransformResource(dg.ConfigurableResource):
         on_batch: Callable[[str, int, int, set[dt.date]], None] = lambda *_: None,
     ) -> Pipeline:
         """The runner of the steps over this lake, through this Spark session."""
+        from expectations.suites import Thresholds
         from spark_jobs.pipeline import Pipeline, TransformOptions
 
         options = TransformOptions(
@@ -136,6 +144,14 @@ class TransformResource(dg.ConfigurableResource):
             lateness=dt.timedelta(hours=self.lateness_hours),
             future_tolerance=dt.timedelta(minutes=self.future_tolerance_minutes),
             interaction_half_life_days=self.interaction_half_life_days,
+            thresholds=Thresholds(
+                min_kept_share=self.min_kept_share,
+                min_dim_share=self.min_dim_share,
+                max_money=self.max_money,
+                price_to_list_min=self.price_to_list_min,
+                price_to_list_max=self.price_to_list_max,
+                max_quantity=self.max_quantity,
+            ),
         )
         return Pipeline(spark, lake, options, on_batch=on_batch)
 
@@ -155,5 +171,11 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             lateness_hours=settings.silver_lateness_hours,
             future_tolerance_minutes=settings.silver_future_tolerance_minutes,
             interaction_half_life_days=settings.interaction_half_life_days,
+            min_kept_share=settings.quality_min_kept_share,
+            min_dim_share=settings.quality_min_dim_share,
+            max_money=settings.quality_max_money,
+            price_to_list_min=settings.quality_price_to_list_min,
+            price_to_list_max=settings.quality_price_to_list_max,
+            max_quantity=settings.quality_max_quantity,
         ),
     }

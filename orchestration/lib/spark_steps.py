@@ -78,22 +78,25 @@ def check_result(
         {
             "expectation": o.expectation,
             "column": o.column or "",
+            "severity": o.severity,
             "passed": o.success,
             "observed": o.observed_value or "",
             "unexpected": "" if o.unexpected_count is None else o.unexpected_count,
         }
         for o in report.outcomes
     ]
+    # integrity failures block (ERROR); distribution ones only warn: the batch is published
     return dg.AssetCheckResult(
         asset_key=key(table),
         check_name=GE_CHECK,
-        passed=report.success,
-        severity=dg.AssetCheckSeverity.ERROR,
+        passed=report.success and not report.warnings,
+        severity=dg.AssetCheckSeverity.ERROR if report.failures else dg.AssetCheckSeverity.WARN,
         description=report.summary(),
         metadata={
             "batch": report.batch,
             "expectations": len(report.outcomes),
             "failed": [o.label for o in report.failures],
+            "warnings": [o.label for o in report.warnings],
             "results": dg.MetadataValue.md(markdown_table(outcomes)),
             "validation_id": report.validation_id,
             "staging": f"{report.staging_uri} @ v{report.staging_version}",
@@ -252,4 +255,5 @@ def _facts(result: Any) -> dict[str, Any]:
         "seconds": round(result.seconds, 2),
         "source_versions": {k: int(v) for k, v in result.sources.items()},
         "step_result": dg.MetadataValue.json(result.to_dict()),  # what `lakehouse transform` prints
+        **({"note": result.note} if result.note else {}),
     }

@@ -191,7 +191,8 @@ def asset_checks(client: DagsterGraphQLClient, path: list[str]) -> dict[str, tup
 def test_the_ui_in_a_browser(live) -> None:
     """After the runs above: the lineage lists every group, an asset page shows its blocking
     check and its metadata, and the Materialize button launches a run that succeeds."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Locator, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     from warehouse.superset.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -209,6 +210,22 @@ def test_the_ui_in_a_browser(live) -> None:
             skip = page.get_by_role("button", name="Skip")
             if skip.count():
                 skip.first.click()
+
+        def click_past_pop_ups(button: Locator, seconds: float = 90) -> None:
+            """Click `button`, closing the dialogs a fresh instance opens at any moment (they
+            cover the page with a backdrop that swallows clicks)."""
+            deadline = time.monotonic() + seconds
+            while True:
+                dismiss_welcome()
+                if page.locator(".bp5-overlay-backdrop").count():
+                    page.keyboard.press("Escape")
+                try:
+                    button.click(timeout=5_000)
+                    return
+                except PlaywrightTimeout:
+                    if time.monotonic() > deadline:
+                        page.screenshot(path=str(artifacts / "click-failed.png"))
+                        raise
 
         started = time.monotonic()
         page.goto(f"{ui}/asset-groups")
@@ -240,7 +257,7 @@ def test_the_ui_in_a_browser(live) -> None:
 
         before = brand_runs()
         page.goto(f"{ui}/assets/bronze/mv_brand")
-        page.get_by_role("button", name="Materialize").first.click()
+        click_past_pop_ups(page.get_by_role("button", name="Materialize").first)
         wait_for(
             lambda: brand_runs(dg.DagsterRunStatus.SUCCESS) - before,
             180,

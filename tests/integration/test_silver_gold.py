@@ -232,41 +232,51 @@ def test_an_undeclared_read_is_refused(world_copy: World, spark) -> None:  # noq
 
 
 @pytest.mark.slow
-def test_a_failing_gate_leaves_the_table_untouched_and_blocks_downstream(
-    world_copy: World,
-) -> None:
+def test_integrity_failures_block_and_distribution_ones_warn(world_copy: World) -> None:
     env, root = world_copy.env, world_copy.root
     day = "2025-09-15"
     bronze = DeltaTable(f"{root}/lake/bronze/events")
     silver = DeltaTable(f"{root}/lake/silver/events")
     gold = DeltaTable(f"{root}/lake/gold/fact_events")
     versions = (bronze.version(), silver.version(), gold.version())
-    # an accident upstream: most of a day's bronze rows are deleted
-    bronze.delete(f"event_date = '{day}' AND kafka_offset % 10 != 0")
+
+    def results(table: str, expectation: str) -> list[dict]:
+        rows = world_copy.table("quality.validation_results").to_pylist()
+        return [r for r in rows if r["table_name"] == table and r["expectation"] == expectation]
+
     try:
-        # a backfill of that day (a partition range, as picked in the UI) fails its check
+        # an integrity failure: event types nobody accepts reach gold's input
+        silver.update({"event_type": "'teleport'"}, predicate=f"event_date = '{day}'")
         failed = run_cli(
-            "transform",
-            *("--step", "silver.events", "--step", "gold.fact_events"),
-            *("--from", day, "--to", day),
-            env=env,
-            check=False,
-        )
+            "transform", "--step", "gold.fact_events", "--from", day, "--to", day,
+            env=env, check=False,
+        )  # fmt: skip
         assert failed.returncode == 1
-        assert "expect_table_row_count_to_be_between" in failed.stderr
+        assert "expect_column_values_to_be_in_set(event_type)" in failed.stderr
         assert "staging" in failed.stderr
         assert "great_expectations" in failed.stderr  # the blocking check that failed
-        silver.update_incremental()
         gold.update_incremental()
-        # the failing batch was not published, and gold was not built on it
-        assert (silver.version(), gold.version()) == versions[1:]
-        results = world_copy.table("quality.validation_results")
-        failures = results.filter(
-            pc.and_(pc.equal(results["table_name"], "silver.events"), pc.invert(results["success"]))
+        assert gold.version() == versions[2]  # the failing batch was not published
+        blocked = results("gold.fact_events", "expect_column_values_to_be_in_set")
+        assert any(not r["success"] and r["severity"] == "critical" for r in blocked)
+        silver.restore(versions[1])
+
+        # a distribution failure: most of a day's bronze rows are gone; the rebuilt day is
+        # published and the shrink is flagged
+        bronze.delete(f"event_date = '{day}' AND kafka_offset % 10 != 0")
+        warned = run_cli(
+            "transform", "--step", "silver.events", "--from", day, "--to", day, env=env
         )
-        assert "expect_table_row_count_to_be_between" in failures["expectation"].to_pylist()
+        assert (
+            "quality warning silver.events: expect_table_row_count_to_be_between" in warned.stdout
+        )
+        silver.update_incremental()
+        assert silver.version() > versions[1] + 1
+        shrunk = results("silver.events", "expect_table_row_count_to_be_between")
+        assert any(not r["success"] and r["severity"] == "warning" for r in shrunk)
     finally:
         DeltaTable(f"{root}/lake/bronze/events").restore(versions[0])
+        DeltaTable(f"{root}/lake/silver/events").restore(versions[1])
 
 
 @pytest.mark.parametrize(

@@ -9,20 +9,16 @@ import pandas as pd
 import pytest
 
 from ml.evaluation import (
+    Window,
     average_precision_at_k,
     catalogue_coverage,
-    category_slug,
-    evaluate,
     evaluate_recommendations,
     ndcg_at_k,
     novelty,
     precision_at_k,
     recall_at_k,
-    relevant_items,
     time_split,
-    top_category_agreement,
 )
-from ml.interactions import Interactions
 from ml.recommenders.base import Recommendations
 
 
@@ -95,12 +91,27 @@ def test_evaluate_recommendations_counts_silent_customers_as_zero() -> None:
     assert m["coverage@2"] == pytest.approx(4 / 10)
 
 
-def test_relevant_items_drop_what_was_seen_in_training() -> None:
-    train = Interactions.from_arrays([1, 2], [10, 10])
-    relevant = relevant_items([1, 1, 2, 3], [10, 11, 10, 12], train)
-    assert {c: r.tolist() for c, r in relevant.items()} == {1: [11], 3: [12]}
-    everything = relevant_items([1, 1, 2], [10, 11, 10], train, exclude_seen=False)
-    assert {c: r.tolist() for c, r in everything.items()} == {1: [10, 11], 2: [10]}
+def _window() -> Window:
+    return Window(
+        purchases=pd.DataFrame(
+            {"customer_id": [1, 1, 2, 3, 9], "product_id": [10, 11, 10, 12, 13]}
+        ),
+        bought_before=pd.DataFrame({"customer_id": [1, 2], "product_id": [10, 11]}),
+        fallback=np.array([12, 10, 11, 13]),
+        item_user_counts=pd.Series({10: 2, 11: 1}),
+        n_users=2,
+        catalogue_size=10,
+    )
+
+
+def test_all_counts_repeat_purchases_and_new_only_products_not_bought_before() -> None:
+    window = _window()
+    everything = {c: r.tolist() for c, r in window.relevant("all").items()}
+    assert everything == {1: [10, 11], 2: [10], 3: [12], 9: [13]}
+    new = {c: r.tolist() for c, r in window.relevant("new").items()}
+    assert new == {1: [11], 2: [10], 3: [12], 9: [13]}  # 2 bought 11 before, not 10
+    with pytest.raises(ValueError, match="unknown task"):
+        window.relevant("repeat")
 
 
 class _Fixed:
@@ -109,37 +120,34 @@ class _Fixed:
     def __init__(self, lists: dict[int, list[int]]) -> None:
         self.lists = lists
 
-    def recommend(self, customer_ids, k: int = 10, exclude_seen: bool = True) -> Recommendations:
-        ids = np.array([(self.lists[int(c)] + [-1] * k)[:k] for c in customer_ids])
+    def recommend(self, customer_ids, k=10, exclude_seen=True, *, items=None, exclude=None):
+        banned = set() if exclude is None else set(map(tuple, exclude.to_numpy().tolist()))
+        rows = [
+            [p for p in self.lists.get(int(c), []) if (int(c), p) not in banned]
+            for c in customer_ids
+        ]
+        ids = np.array([(r + [-1] * k)[:k] for r in rows]).reshape(len(rows), k)
         return Recommendations(np.asarray(customer_ids), ids, np.where(ids >= 0, 1.0, np.nan))
 
 
-def test_evaluate_returns_a_flat_dict_over_warm_customers() -> None:
-    train = Interactions.from_arrays([1, 1, 2, 3], [10, 11, 10, 12])
-    model = _Fixed({1: [12, 13], 2: [11, 12]})
-    m = evaluate(model, train, [1, 2, 9], [12, 13, 10], k=2)  # customer 9 is cold
-    assert m["model"] == "fixed" and m["users_evaluated"] == 2
-    assert m["hit_rate@2"] == pytest.approx(1 / 2)
-    assert m["precision@2"] == pytest.approx((1 / 2 + 0) / 2)
+def test_lists_are_filled_from_the_fallback_without_what_the_task_excludes() -> None:
+    model = _Fixed({1: [10], 2: [11, 12]})
+    lists = _window().lists(model, [1, 2, 9], "new", k=3)
+    # 1 bought 10 before: it leaves its list; the fill skips it too
+    assert {c: r.tolist() for c, r in lists.items()} == {
+        1: [12, 11, 13],
+        2: [12, 10, 13],  # 11 was bought before
+        9: [12, 10, 11],  # cold: the fill alone
+    }
+    repeat = _window().lists(model, [1], "all", k=3)
+    assert repeat[1].tolist() == [10, 12, 11]
+
+
+def test_score_is_a_flat_dict_over_every_buyer_of_the_window() -> None:
+    model = _Fixed({1: [11, 10], 2: [10, 12], 3: [13]})
+    m = _window().score(model, "all", k=2)
+    assert m["model"] == "fixed" and m["users_evaluated"] == 4  # cold customer 9 included
+    # 1: both hits; 2: hit at 1; 3: [13, 12] hit at 2; 9: fill [12, 10] misses 13
+    assert m["hit_rate@2"] == pytest.approx(3 / 4)
+    assert m["precision@2"] == pytest.approx((1 + 1 / 2 + 1 / 2 + 0) / 4)
     assert all(isinstance(v, int | float | str) for v in m.values())
-
-
-def test_top_category_agreement_uses_the_generator_pref_columns() -> None:
-    assert category_slug("Home & Kitchen") == "home_kitchen"
-    assert category_slug("Books & Stationery") == "books_stationery"
-    tastes = pd.DataFrame(
-        {
-            "customer_id": [1, 2],
-            "top_category": ["Grocery", "Home & Kitchen"],
-            "pref_grocery": [0.7, 0.1],
-            "pref_home_kitchen": [0.3, 0.9],
-            "brand_grocery": ["Acme", None],  # not a preference column
-        }
-    )
-    category = {1: "Grocery", 2: "Grocery", 3: "Home & Kitchen", 4: "Home & Kitchen"}
-    recs = {1: [1, 2, 3, 4], 2: [3, 1], 7: [1]}  # 7 has no ground truth
-    agreement = top_category_agreement(recs, category, tastes)
-    assert agreement["customers"] == 2
-    assert agreement["top_category_share"] == pytest.approx((2 + 1) / (4 + 2))
-    assert agreement["chance_share"] == pytest.approx(0.5)
-    assert top_category_agreement(recs, category, tastes, k=1)["top_category_share"] == 1.0

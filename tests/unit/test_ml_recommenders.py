@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.evaluation import evaluate, time_split
+from ml.evaluation import Window, time_split
 from ml.interactions import Interactions
 from ml.recommenders import (
     ALS,
     BPR,
     BusinessRules,
+    BuyAgain,
     ContentBased,
     GroupPopularity,
     Hybrid,
@@ -82,9 +83,27 @@ def ndcg(data: dict, fitted: dict[str, Recommender]) -> dict[str, dict]:
         cold_start=fitted["popularity"],
     ).fit(data["train"])
     return {
-        name: evaluate(model, data["train"], test["customer_id"], test["product_id"], k=10)
+        name: new_items_window(data["train"], test).score(model, "new", k=10)
         for name, model in {**fitted, "hybrid": hybrid}.items()
     }
+
+
+def new_items_window(train: Interactions, test: pd.DataFrame) -> Window:
+    """Scored on the products new to each customer (everything they interacted with in training
+    counts as known), every list filled with the training popularity."""
+    coo = train.matrix.tocoo()
+    known = pd.DataFrame(
+        {"customer_id": train.user_ids[coo.row], "product_id": train.item_ids[coo.col]}
+    )
+    counts = pd.Series(train.item_user_counts(), index=train.item_ids)
+    return Window(
+        purchases=test[["customer_id", "product_id"]],
+        bought_before=known,
+        fallback=counts.sort_values(ascending=False, kind="stable").index.to_numpy(),
+        item_user_counts=counts,
+        n_users=train.shape[0],
+        catalogue_size=train.shape[1],
+    )
 
 
 @pytest.mark.parametrize(
@@ -271,18 +290,11 @@ def test_hybrid_cold_start_new_products_and_business_filters(data: dict, fitted:
     cold = GroupPopularity(groups).fit(train)
     als, knn = fitted["als"], fitted["item_knn_cosine"]
 
-    # filters: product X is inactive; the customer just bought Y (not repeatable) and Z
-    # (in a repeatable category), with exclude_seen off so only the rule can remove them.
+    # the filter: product X (the customer's best without rules) is inactive
     plain = Hybrid({"als": (als, 0.6), "item_knn": (knn, 0.4)}).fit(train)
     top = plain.recommend([customer], k=10, exclude_seen=False).product_ids[0]
-    x, y, z = (int(p) for p in top[:3])
-    category = {int(p): "Electronics" for p in catalogue["product_id"]} | {z: "Grocery"}
-    rules = BusinessRules(
-        allowed_product_ids=np.setdiff1d(catalogue["product_id"].to_numpy(), [x]),
-        recent_purchases=pd.DataFrame({"customer_id": [customer, customer], "product_id": [y, z]}),
-        product_category=category,
-        repeatable_categories=frozenset({"Grocery"}),
-    )
+    x, y = (int(p) for p in top[:2])
+    rules = BusinessRules(allowed_product_ids=np.setdiff1d(catalogue["product_id"].to_numpy(), [x]))
     hybrid = Hybrid(
         {"als": (als, 0.6), "item_knn": (knn, 0.4)},
         cold_start=cold,
@@ -292,7 +304,7 @@ def test_hybrid_cold_start_new_products_and_business_filters(data: dict, fitted:
     ).fit(train)
     recs = hybrid.recommend([customer, 5000], k=10, exclude_seen=False)
     mine = recs.product_ids[0].tolist()
-    assert x not in mine and y not in mine and z in mine
+    assert x not in mine and y in mine
     assert new_product in mine  # the reserved slot for a content-similar new product
     reasons = dict(zip(mine, recs.reasons[0], strict=True))
     assert reasons[new_product] == "new_product:content"
@@ -339,3 +351,21 @@ def test_association_rules_on_hand_made_baskets() -> None:
     assert list(fbt.columns[:3]) == ["product_id", "rank", "other_product_id"]
     strict = association_rules(invoices, products, min_support=0.25, min_confidence=0.7)
     assert (strict["confidence"] >= 0.7).all() and len(strict) < len(rules)
+
+
+def test_buy_again_ranks_the_most_bought_then_the_latest_and_nothing_else() -> None:
+    at = ["2025-01-01", "2025-01-02", "2025-01-05", "2025-01-09", "2025-01-03"]
+    purchases = Interactions.from_arrays([1, 1, 1, 1, 2], [10, 11, 11, 12, 10], at=at)
+    model = BuyAgain().fit(purchases)
+    recs = model.recommend([1, 2, 3], k=3, exclude_seen=False)
+    # 1 bought 11 twice, then 12 (9 Jan) is more recent than 10 (1 Jan); 3 is unknown
+    assert recs.product_ids.tolist() == [[11, 12, 10], [10, -1, -1], [-1, -1, -1]]
+    assert recs.scores[0, 0] > 2 > recs.scores[0, 1] > recs.scores[0, 2] >= 1
+
+
+def test_recommend_drops_the_excluded_pairs_of_each_customer() -> None:
+    train = Interactions.from_arrays([1, 2, 2, 3], [10, 10, 11, 12])
+    model = Popularity().fit(train)
+    exclude = pd.DataFrame({"customer_id": [1, 1, 3], "product_id": [10, 11, 99]})
+    recs = model.recommend([1, 3, 1], k=3, exclude_seen=False, exclude=exclude)
+    assert recs.product_ids.tolist() == [[12, -1, -1], [10, 11, 12], [12, -1, -1]]

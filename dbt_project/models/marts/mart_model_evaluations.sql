@@ -1,6 +1,7 @@
 -- Every metric of every model of every training run, next to the popularity baseline's value of
--- the same run, task, population and metric: how much better than recommending bestsellers
--- each model did. Tasks without a popularity model (the customer models) have no baseline here.
+-- the same run, task, population, split, target and metric: how much better than recommending
+-- bestsellers each model did. Tasks without a popularity model (the customer models) have no
+-- baseline here.
 with evaluations as (
 
     select * from {{ ref('stg_model_evaluations') }}
@@ -13,6 +14,8 @@ baselines as (
         run_id,
         task,
         population,
+        split,
+        target,
         metric,
         metric_value as baseline_value
     from evaluations
@@ -27,6 +30,8 @@ select
     evaluations.model,
     evaluations.model_version,
     evaluations.population,
+    evaluations.split,
+    evaluations.target,
     evaluations.metric,
     evaluations.metric_value,
     baselines.baseline_value,
@@ -51,4 +56,6 @@ left join baselines
     on evaluations.run_id = baselines.run_id
     and evaluations.task = baselines.task
     and evaluations.population = baselines.population
+    and evaluations.split is not distinct from baselines.split
+    and evaluations.target is not distinct from baselines.target
     and evaluations.metric = baselines.metric

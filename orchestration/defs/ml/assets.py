@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from ml import TRAINING_INPUTS
+from ml.evaluation import by_model
 from orchestration.defs.ml.resources import TrainingResource
 from orchestration.defs.resources import LakeResource, SparkConnectResource
 from orchestration.lib.code_versions import source_version
@@ -117,38 +118,31 @@ def recommenders(
     lake: LakeResource,
     training: TrainingResource,
 ):
-    """Evaluate every recommender on a time split, refit the champion, write the outputs."""
+    """Every recommender and baseline on a validation window (the champion is chosen there) and
+    a test window, then fitted on everything: the champion's lists and the product tables."""
     from spark_jobs.training import train_recommenders
 
     with spark.session() as session, _not_retried_when_data_is_missing():
         report = train_recommenders(session, lake.lake, training.options(), context.log.info)
-    evaluations = [
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}
-        for e in report.evaluations
-    ]
-    metric = training.champion_metric
+    metric, target = training.champion_metric, training.champion_task
+    table = by_model(report.evaluations, metric)
+    chosen = next(row for row in table if row["model"] == report.champion)
     extra = {
         "gold.customer_recommendations": {
             "champion": report.champion,
             "champion_version": report.champion_version,
-            f"champion_{metric}": next(
-                e[metric] for e in report.evaluations if e["model"] == report.champion
-            ),
-            f"popularity_{metric}": next(
-                e[metric] for e in report.evaluations if e["model"] == "popularity"
-            ),
+            f"champion_validation_{target}_{metric}": chosen[f"validation {target}"],
+            f"champion_test_all_{metric}": chosen["test all"],
+            f"champion_test_new_{metric}": chosen["test new"],
         },
         "gold.model_evaluations": {
             "run_id": report.run_id,
             "windows": report.windows,
-            "evaluation": dg.MetadataValue.md(
+            f"evaluation ({metric})": dg.MetadataValue.md(
                 markdown_table(
                     [
-                        {
-                            c: e.get(c, "")
-                            for c in ("model", metric, "recall@10", "hit_rate@10", "coverage@10")
-                        }
-                        for e in evaluations
+                        {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+                        for row in table
                     ]
                 )
             ),

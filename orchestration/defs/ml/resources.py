@@ -15,15 +15,15 @@ if TYPE_CHECKING:
 
 class TrainingResource(dg.ConfigurableResource):
     """How the models are trained and evaluated (ML_*, INTERACTION_HALF_LIFE_DAYS).
-    `ground_truth_dir` is where the generator keeps the true tastes of its customers, used only
-    to report the lists' agreement with them."""
+    `ground_truth_dir` is where the generator keeps its held-out future purchases, read only to
+    score the published lists."""
 
     test_days: int
     churn_window_days: int
     propensity_window_days: int
     champion_metric: str
     recommendations: int
-    repeatable_categories: list[str]
+    champion_task: str
     interaction_half_life_days: float
     ground_truth_dir: str | None = None
 
@@ -36,7 +36,7 @@ class TrainingResource(dg.ConfigurableResource):
             propensity_window_days=self.propensity_window_days,
             champion_metric=self.champion_metric,
             recommendations=self.recommendations,
-            repeatable_categories=frozenset(self.repeatable_categories),
+            champion_task=self.champion_task,
             interaction_half_life_days=self.interaction_half_life_days,
             ground_truth_dir=Path(self.ground_truth_dir) if self.ground_truth_dir else None,
         )
@@ -50,9 +50,7 @@ def ml_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             propensity_window_days=settings.ml_propensity_window_days,
             champion_metric=settings.ml_champion_metric,
             recommendations=settings.ml_recommendations,
-            repeatable_categories=[
-                c.strip() for c in settings.ml_repeatable_categories.split(",") if c.strip()
-            ],
+            champion_task=settings.ml_champion_task,
             interaction_half_life_days=settings.interaction_half_life_days,
             ground_truth_dir=str(settings.generated_dir / "ground_truth"),
         )

@@ -1,0 +1,530 @@
+"""Candidate generation and a learned ranker over their union (LightGBM LambdaMART).
+
+Retrieval, then ranking, the way retail recommenders are built: each generator proposes a few
+dozen products per customer from the history up to a cutoff day, and a LambdaMART model
+(`lightgbm.LGBMRanker`) orders their union with features of the (customer, product) pair.
+
+Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
+- `buy_again`: every product the customer bought, most bought first;
+- `repurchase_due`: the same products, ordered by how due they are: days since the last
+  purchase against the customer's own interval for it (or the product's typical one);
+- `browsed`: viewed or carted in the last `BROWSE_DAYS` days and not bought, recency-decayed;
+- `item_knn`: item-item CF (Jaccard) from the customer's decayed history;
+- `user_knn`: what the most similar customers took (up to `USER_KNN_MAX_CUSTOMERS` customers:
+  it scores a batch against every customer);
+- `als`: implicit ALS on the same history;
+- `trending_city`: what trends in the customer's city (cold customers included);
+- `popular`: the best sellers of the last `POPULAR_DAYS` days.
+
+Features (`FEATURES`) are computed from the rows up to the cutoff only (`Snapshot` filters the
+history itself, and a test proves a later row changes nothing); labels are the purchases of the
+`window_days` after it. The ranker is trained on several earlier cutoffs, so whether a bought
+product comes back is learned (repurchase cycles, categories that repeat), not a rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ml.interactions import decayed
+from ml.recommenders import ALS, ItemKNN, Trending, UserKNN
+from ml.recommenders.base import Recommendations, Recommender
+
+GENERATORS = (
+    "buy_again",
+    "repurchase_due",
+    "browsed",
+    "item_knn",
+    "user_knn",
+    "als",
+    "trending_city",
+    "popular",
+)
+PER_GENERATOR = 30  # candidates each generator proposes per customer
+BROWSE_DAYS = 60  # views and carts older than this propose nothing
+BROWSE_HALF_LIFE_DAYS = 7.0
+POPULAR_DAYS = 28
+HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affinities see
+TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
+USER_KNN_MAX_CUSTOMERS = 200_000
+
+PAIR_FEATURES = [
+    "purchase_days",
+    "days_since_purchase",
+    "days_since_view",
+    "days_since_cart",
+    "views_in_browse_window",
+    "pair_weight",
+    "own_interval",
+    "typical_interval",
+    "cycle_ratio",
+    "category_affinity",
+    "brand_affinity",
+    "price_ratio",
+    "product_buyers_7d",
+    "product_buyers_28d",
+    "product_trend",
+    "customer_recency",
+    "customer_purchase_days",
+    "customer_tenure",
+    "customer_products_bought",
+]
+FEATURES = [f"{g}_{part}" for g in GENERATORS for part in ("score", "rank")] + PAIR_FEATURES
+
+# fixed, not tuned on any window the reports score (docs/ml.md)
+LGBM_PARAMS = {
+    "objective": "lambdarank",
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 50,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "random_state": 0,
+    "n_jobs": 2,
+    "verbose": -1,
+}
+
+
+class NotEnoughHistory(ValueError):
+    """No earlier cutoff has both history before it and purchases in the window after it."""
+
+
+def _days(values: pd.Series) -> npt.NDArray[np.int64]:
+    """Dates as day numbers (days since 1970-01-01)."""
+    return pd.to_datetime(values).to_numpy("datetime64[D]").astype(np.int64)
+
+
+def _day(value: dt.date) -> int:
+    return int(np.datetime64(value, "D").astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the ranker knows of products (product_id, category, brand, price) and customers
+    (customer id -> city)."""
+
+    products: pd.DataFrame
+    cities: pd.Series
+
+
+class Snapshot:
+    """Everything known at the end of `cutoff`: per (customer, product), per product and per
+    customer statistics of the daily rows up to it (rows after it are dropped here)."""
+
+    def __init__(self, daily: pd.DataFrame, cutoff: dt.date, catalogue: Catalogue) -> None:
+        day = _days(daily["interaction_date"])
+        keep = day <= _day(cutoff)
+        self.cutoff = cutoff
+        self.catalogue = catalogue
+        c = _day(cutoff)
+        h = daily[keep].assign(day=day[keep], age=c - day[keep])
+        pair = ["customer_id", "product_id"]
+
+        bought = h[h["purchases"] > 0]
+        stats = bought.groupby(pair)["day"].agg(["count", "min", "max"])
+        stats.columns = ["purchase_days", "first_purchase", "last_purchase"]
+        viewed = h[h["views"] > 0].groupby(pair)["day"].max().rename("last_view")
+        carted = h[h["adds_to_cart"] > 0].groupby(pair)["day"].max().rename("last_cart")
+        recent = h[h["age"] < BROWSE_DAYS]
+        browse = (recent["views"] + 3 * recent["adds_to_cart"]) * np.exp2(
+            -recent["age"] / BROWSE_HALF_LIFE_DAYS
+        )
+        browsing = pd.DataFrame(
+            {
+                "browse_score": browse.groupby([recent["customer_id"], recent["product_id"]]).sum(),
+                "views_in_browse_window": recent.groupby(pair)["views"].sum(),
+            }
+        )
+        weight = (
+            (h["weight"] * np.exp2(-h["age"] / HALF_LIFE_DAYS))
+            .groupby([h["customer_id"], h["product_id"]])
+            .sum()
+        )
+        pairs = pd.concat(
+            [stats, viewed, carted, browsing, weight.rename("pair_weight")], axis=1
+        ).reset_index()
+        pairs["own_interval"] = np.where(
+            pairs["purchase_days"] >= 2,
+            (pairs["last_purchase"] - pairs["first_purchase"])
+            / (pairs["purchase_days"] - 1).clip(lower=1),
+            np.nan,
+        )
+        self.pairs = pairs
+
+        products = catalogue.products.set_index("product_id")[["category", "brand", "price"]]
+        products = products.assign(
+            typical_interval=pairs.groupby("product_id")["own_interval"].median(),
+            product_buyers_7d=bought[bought["age"] < 7]
+            .groupby("product_id")["customer_id"]
+            .nunique(),
+            product_buyers_28d=bought[bought["age"] < POPULAR_DAYS]
+            .groupby("product_id")["customer_id"]
+            .nunique(),
+        )
+        products[["product_buyers_7d", "product_buyers_28d"]] = products[
+            ["product_buyers_7d", "product_buyers_28d"]
+        ].fillna(0)
+        # last week against the weekly average of the four: > 1 rising, < 1 falling
+        products["product_trend"] = (products["product_buyers_7d"] + 1) / (
+            products["product_buyers_28d"] / 4 + 1
+        )
+        self.products = products
+
+        with_price = bought.merge(
+            products["price"], left_on="product_id", right_index=True, how="left"
+        )
+        customers = pd.DataFrame(
+            {
+                "customer_recency": c - bought.groupby("customer_id")["day"].max(),
+                "customer_purchase_days": bought.groupby("customer_id")["day"].nunique(),
+                "customer_tenure": c - h.groupby("customer_id")["day"].min(),
+                "customer_products_bought": bought.groupby("customer_id")["product_id"].nunique(),
+                "price_level": with_price.groupby("customer_id")["price"].mean(),
+            }
+        )
+        customers.index.name = "customer_id"
+        self.customers = customers
+        shares = pairs[["customer_id", "product_id", "pair_weight"]].merge(
+            products[["category", "brand"]], left_on="product_id", right_index=True
+        )
+        total = shares.groupby("customer_id")["pair_weight"].transform("sum")
+        shares = shares.assign(share=shares["pair_weight"] / total)
+        self.category_share = shares.groupby(["customer_id", "category"])["share"].sum()
+        self.brand_share = shares.groupby(["customer_id", "brand"])["share"].sum()
+
+
+class Generators:
+    """The candidate generators fitted on the daily rows up to the snapshot's cutoff;
+    `propose(customers)` returns their union, one row per (customer, product) with every
+    generator's score and rank (NaN where a generator did not propose the product)."""
+
+    def __init__(
+        self, daily: pd.DataFrame, snapshot: Snapshot, per_generator: int = PER_GENERATOR
+    ) -> None:
+        self.snapshot = snapshot
+        self.per_generator = per_generator
+        items = snapshot.products.index.to_numpy(np.int64)
+        history = daily[_days(daily["interaction_date"]) <= _day(snapshot.cutoff)]
+        self.models: dict[str, Recommender] = {}
+        if len(history):
+            train = decayed(history, snapshot.cutoff, HALF_LIFE_DAYS, item_ids=items)
+            as_of = np.datetime64(snapshot.cutoff, "s") + np.timedelta64(86_399, "s")
+            self.models = {
+                "item_knn": ItemKNN(neighbours=50, metric="jaccard").fit(train),
+                **(
+                    {"user_knn": UserKNN().fit(train)}
+                    if train.shape[0] <= USER_KNN_MAX_CUSTOMERS
+                    else {}
+                ),
+                "als": ALS(factors=64, iterations=15, num_threads=2).fit(train),
+                "trending_city": Trending(groups=snapshot.catalogue.cities, as_of=as_of).fit(train),
+            }
+
+    def propose(self, customers: npt.ArrayLike) -> pd.DataFrame:
+        customers = np.unique(np.asarray(customers, dtype=np.int64))
+        snap, n = self.snapshot, self.per_generator
+        mine = snap.pairs[snap.pairs["customer_id"].isin(customers)]
+        bought = mine[mine["purchase_days"] > 0]
+        since = _day(snap.cutoff) - bought["last_purchase"]
+        interval = bought["own_interval"].fillna(
+            bought["product_id"].map(snap.products["typical_interval"])
+        )
+        lists = {
+            # times bought, the latest purchase first among equals
+            "buy_again": bought.assign(
+                score=bought["purchase_days"] + bought["last_purchase"] / 1e6
+            ),
+            "repurchase_due": bought.assign(score=(since / interval).fillna(0.0)),
+            "browsed": mine[mine["purchase_days"].isna() & mine["browse_score"].gt(0)].assign(
+                score=lambda f: f["browse_score"]
+            ),
+        }
+        frames = [
+            _top(frame[["customer_id", "product_id", "score"]], n, name)
+            for name, frame in lists.items()
+        ]
+        for name, model in self.models.items():
+            recs = model.recommend(customers, n, exclude_seen=False).to_frame()
+            frames.append(_top(recs[["customer_id", "product_id", "score"]], n, name))
+        top = snap.products["product_buyers_28d"].nlargest(n)
+        top = top[top > 0]
+        popular = pd.DataFrame(
+            {
+                "customer_id": np.repeat(customers, len(top)),
+                "product_id": np.tile(top.index.to_numpy(np.int64), len(customers)),
+                "score": np.tile(top.to_numpy(np.float64), len(customers)),
+            }
+        )
+        frames.append(_top(popular, n, "popular"))
+        long = pd.concat(frames, ignore_index=True)
+        wide = long.pivot_table(
+            index=["customer_id", "product_id"],
+            columns="generator",
+            values=["score", "rank"],
+            aggfunc="first",
+        )
+        wide.columns = [f"{generator}_{part}" for part, generator in wide.columns]
+        wide = wide.reindex(columns=FEATURES[: 2 * len(GENERATORS)])
+        return wide.reset_index()
+
+
+def _top(frame: pd.DataFrame, n: int, generator: str) -> pd.DataFrame:
+    """The n best of each customer by score, with their rank (1 = best)."""
+    frame = frame.sort_values(["customer_id", "score"], ascending=[True, False], kind="stable")
+    rank = frame.groupby("customer_id").cumcount() + 1
+    return frame.assign(rank=rank, generator=generator)[rank <= n]
+
+
+def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
+    """`candidates` (customer_id, product_id, generator scores and ranks) with every feature
+    of `FEATURES`, from the snapshot alone."""
+    c = _day(snapshot.cutoff)
+    out = candidates.merge(snapshot.pairs, on=["customer_id", "product_id"], how="left")
+    out = out.merge(snapshot.products, left_on="product_id", right_index=True, how="left")
+    out = out.merge(snapshot.customers, left_on="customer_id", right_index=True, how="left")
+    out["purchase_days"] = out["purchase_days"].fillna(0)
+    out["days_since_purchase"] = c - out["last_purchase"]
+    out["days_since_view"] = c - out["last_view"]
+    out["days_since_cart"] = c - out["last_cart"]
+    interval = out["own_interval"].fillna(out["typical_interval"])
+    out["cycle_ratio"] = out["days_since_purchase"] / interval.where(interval > 0)
+    keys = pd.MultiIndex.from_arrays([out["customer_id"], out["category"]])
+    out["category_affinity"] = snapshot.category_share.reindex(keys).fillna(0).to_numpy()
+    keys = pd.MultiIndex.from_arrays([out["customer_id"], out["brand"]])
+    out["brand_affinity"] = snapshot.brand_share.reindex(keys).fillna(0).to_numpy()
+    out["price_ratio"] = np.log(out["price"].where(out["price"] > 0) / out["price_level"])
+    return out
+
+
+def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
+    """(customer_id, product_id) bought in the `days` after `after`."""
+    day = _days(daily["interaction_date"])
+    inside = (day > _day(after)) & (day <= _day(after) + days) & (daily["purchases"] > 0).to_numpy()
+    return daily.loc[inside, ["customer_id", "product_id"]].drop_duplicates()
+
+
+class LearnedRanker:
+    """LambdaMART over the generators' union, trained on `cutoffs` earlier cutoffs (each
+    with the purchases of the `window_days` after it as labels) and serving from the
+    generators fitted at `as_of`. It answers like a `Recommender` (`recommend`)."""
+
+    name = "ranker"
+
+    def __init__(
+        self, catalogue: Catalogue, window_days: int, cutoffs: int = TRAINING_CUTOFFS
+    ) -> None:
+        self.catalogue = catalogue
+        self.window_days = window_days
+        self.cutoffs = cutoffs
+        self.model = None
+        self.training: dict[str, float] = {}
+
+    def training_cutoffs(self, daily: pd.DataFrame, as_of: dt.date) -> list[dt.date]:
+        """Cutoffs one window apart before `as_of`, each with a full label window before
+        `as_of` and at least one window of history before it."""
+        first = pd.to_datetime(daily["interaction_date"]).min().date()
+        step = dt.timedelta(days=self.window_days)
+        out = [as_of - step * i for i in range(1, self.cutoffs + 1)]
+        return sorted(c for c in out if c - step >= first)
+
+    def fit(self, daily: pd.DataFrame, as_of: dt.date) -> LearnedRanker:
+        import lightgbm as lgb
+
+        rows = []
+        for cutoff in self.training_cutoffs(daily, as_of):
+            truth = labels(daily, cutoff, self.window_days)
+            snapshot = Snapshot(daily, cutoff, self.catalogue)
+            candidates = Generators(daily, snapshot).propose(truth["customer_id"].unique())
+            frame = features(snapshot, candidates)
+            frame["label"] = (
+                frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
+            )
+            # customers without a purchase among their candidates teach LambdaMART nothing
+            frame = frame[frame.groupby("customer_id")["label"].transform("max") > 0]
+            self.training[f"candidate_recall@{cutoff}"] = float(
+                frame["label"].sum() / max(len(truth), 1)
+            )
+            rows.append(frame.assign(cutoff=str(cutoff)))
+        if not rows or not any(len(r) for r in rows):
+            raise NotEnoughHistory(
+                f"no training cutoff with history and purchases before {as_of}: "
+                f"{self.window_days}-day windows need more days"
+            )
+        data = pd.concat(rows, ignore_index=True).sort_values(
+            ["cutoff", "customer_id"], kind="stable"
+        )
+        groups = data.groupby(["cutoff", "customer_id"], sort=False).size().to_numpy()
+        self.model = lgb.LGBMRanker(**LGBM_PARAMS)
+        self.model.fit(data[FEATURES], data["label"], group=groups)
+        self.training.update(rows=float(len(data)), customers=float(len(groups)))
+        self.as_of = as_of
+        self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
+        return self
+
+    def importance(self) -> dict[str, float]:
+        """Gain importance per feature, largest first."""
+        assert self.model is not None
+        gains = self.model.booster_.feature_importance("gain")
+        return dict(sorted(zip(FEATURES, gains.tolist(), strict=True), key=lambda kv: -kv[1]))
+
+    def recommend(
+        self,
+        customer_ids: npt.ArrayLike,
+        k: int = 10,
+        exclude_seen: bool = False,
+        *,
+        items: npt.ArrayLike | None = None,
+        exclude: pd.DataFrame | None = None,
+        batch: int = 20_000,
+    ) -> Recommendations:
+        """Each customer's top k of the ranked candidates, with a `reason` per slot;
+        `items` restricts the products, `exclude` drops (customer_id, product_id) pairs.
+        (`exclude_seen` is accepted for the recommender interface; repeats are the ranker's
+        call.)"""
+        if self.model is None:
+            raise RuntimeError("LearnedRanker is not fitted")
+        customers = np.asarray(customer_ids, dtype=np.int64).ravel()
+        parts = []
+        for start in range(0, len(customers), batch):
+            ranked = self._ranked(np.unique(customers[start : start + batch]), items, exclude)
+            ranked = ranked[ranked["slot"] < k]
+            parts.append(ranked.assign(reason=reasons(ranked, self.serving.snapshot)))
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return _recommendations(customers, frame, k, "ranker_score", "reason")
+
+    def _ranked(
+        self,
+        customers: npt.NDArray[np.int64],
+        items: npt.ArrayLike | None,
+        exclude: pd.DataFrame | None,
+    ) -> pd.DataFrame:
+        assert self.model is not None
+        candidates = _allowed(self.serving.propose(customers), items, exclude)
+        frame = features(self.serving.snapshot, candidates)
+        score = self.model.predict(frame[FEATURES]) if len(frame) else np.empty(0)
+        frame = frame.assign(ranker_score=score).sort_values(
+            ["customer_id", "ranker_score"], ascending=[True, False], kind="stable"
+        )
+        return frame.assign(slot=frame.groupby("customer_id").cumcount())
+
+
+def _allowed(
+    frame: pd.DataFrame, items: npt.ArrayLike | None, exclude: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Candidates among `items` (all when None) and not in the `exclude` pairs."""
+    if items is not None:
+        frame = frame[frame["product_id"].isin(np.asarray(items))]
+    if exclude is not None and len(exclude):
+        banned = exclude[["customer_id", "product_id"]].drop_duplicates().assign(_banned=True)
+        drop = frame.merge(banned, how="left")["_banned"].notna().to_numpy()
+        frame = frame[~drop]
+    return frame
+
+
+def _recommendations(
+    customers: npt.NDArray[np.int64],
+    ranked: pd.DataFrame,
+    k: int,
+    score: str,
+    reason: str | None = None,
+) -> Recommendations:
+    """Recommendations of `customers` (repeats allowed) from rows (customer_id, product_id,
+    slot, score[, reason]) with slots 0..k-1."""
+    unique, inverse = np.unique(customers, return_inverse=True)
+    ids = np.full((len(unique), k), -1, dtype=np.int64)
+    scores = np.full((len(unique), k), np.nan)
+    texts = np.full((len(unique), k), None, dtype=object)
+    if len(ranked):
+        rows = np.searchsorted(unique, ranked["customer_id"].to_numpy(np.int64))
+        slots = ranked["slot"].to_numpy(np.int64)
+        ids[rows, slots] = ranked["product_id"].to_numpy(np.int64)
+        scores[rows, slots] = ranked[score].to_numpy(np.float64)
+        if reason is not None:
+            texts[rows, slots] = ranked[reason].to_numpy(object)
+    return Recommendations(
+        customers, ids[inverse], scores[inverse], texts[inverse] if reason else None
+    )
+
+
+def reasons(frame: pd.DataFrame, snapshot: Snapshot) -> list[str]:
+    """The strongest signal of each row in words: the purchase cycle, the purchase, the
+    browsing, else the generator that ranked it best."""
+    cities = snapshot.catalogue.cities
+    out = []
+    for row in frame.itertuples(index=False):
+        if row.purchase_days >= 2 and row.own_interval == row.own_interval:
+            out.append(
+                f"bought every ~{row.own_interval:.0f} days, last {row.days_since_purchase:.0f} "
+                "days ago"
+            )
+        elif row.purchase_days >= 1:
+            out.append(f"bought on {_date(row.last_purchase)}")
+        elif row.last_cart == row.last_cart and row.days_since_cart < BROWSE_DAYS:
+            out.append(f"added to cart on {_date(row.last_cart)}")
+        elif row.last_view == row.last_view and row.days_since_view < BROWSE_DAYS:
+            out.append(f"viewed on {_date(row.last_view)}")
+        else:
+            out.append(_generator_reason(row, cities))
+    return out
+
+
+_GENERATOR_REASONS: Mapping[str, str] = {
+    "item_knn": "similar to what you bought or viewed",
+    "user_knn": "customers with your tastes bought it",
+    "als": "customers with your tastes bought it",
+    "popular": f"popular in the last {POPULAR_DAYS} days",
+}
+
+
+def _generator_reason(row: object, cities: pd.Series) -> str:
+    ranks = {
+        g: getattr(row, f"{g}_rank")
+        for g in ("item_knn", "user_knn", "als", "trending_city", "popular")
+        if getattr(row, f"{g}_rank") == getattr(row, f"{g}_rank")  # not NaN
+    }
+    if not ranks:
+        return "recommended"
+    best = min(ranks, key=ranks.__getitem__)
+    if best == "trending_city":
+        city = cities.get(row.customer_id)  # type: ignore[attr-defined]
+        return f"trending in {city}" if isinstance(city, str) else "trending"
+    return _GENERATOR_REASONS[best]
+
+
+def _date(day: float) -> str:
+    return str(np.datetime64(int(day), "D"))
+
+
+class GeneratorModel:
+    """One generator alone as a model: its own ranking of its candidates (for the evaluation
+    table, next to the ranker that combines them)."""
+
+    def __init__(self, generator: str, ranker: LearnedRanker) -> None:
+        self.name = f"gen_{generator}"
+        self.generator = generator
+        self.ranker = ranker
+
+    def recommend(
+        self,
+        customer_ids: npt.ArrayLike,
+        k: int = 10,
+        exclude_seen: bool = False,
+        *,
+        items: npt.ArrayLike | None = None,
+        exclude: pd.DataFrame | None = None,
+    ) -> Recommendations:
+        customers = np.asarray(customer_ids, dtype=np.int64).ravel()
+        rank = f"{self.generator}_rank"
+        frame = self.ranker.serving.propose(customers)
+        frame = _allowed(frame[frame[rank].notna()], items, exclude)
+        frame = frame.sort_values(["customer_id", rank], kind="stable")
+        frame = frame.assign(slot=frame.groupby("customer_id").cumcount())
+        return _recommendations(customers, frame[frame["slot"] < k], k, f"{self.generator}_score")
