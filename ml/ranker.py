@@ -13,6 +13,8 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
 - `user_knn`: what the most similar customers took (up to `USER_KNN_MAX_CUSTOMERS` customers:
   it scores a batch against every customer);
 - `als`: implicit ALS on the same history;
+- `bought_with`: what is bought in the same basket as the customer's purchases (confidence of
+  the basket rule, summed over their recency-decayed purchases);
 - `trending_city`: what trends in the customer's city (cold customers included);
 - `popular`: the best sellers of the last `POPULAR_DAYS` days.
 
@@ -33,7 +35,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ml.interactions import decayed
-from ml.recommenders import ALS, ItemKNN, Trending, UserKNN
+from ml.recommenders import ALS, BoughtWith, ItemKNN, Trending, UserKNN
 from ml.recommenders.base import Recommendations, Recommender
 
 GENERATORS = (
@@ -43,6 +45,7 @@ GENERATORS = (
     "item_knn",
     "user_knn",
     "als",
+    "bought_with",
     "trending_city",
     "popular",
 )
@@ -108,11 +111,18 @@ def _day(value: dt.date) -> int:
 
 @dataclass(frozen=True)
 class Catalogue:
-    """What the ranker knows of products (product_id, category, brand, price) and customers
-    (customer id -> city)."""
+    """What the ranker knows of products (product_id, category, brand, price, optionally name)
+    and customers (customer id -> city)."""
 
     products: pd.DataFrame
     cities: pd.Series
+
+    @property
+    def names(self) -> pd.Series:
+        """product id -> name, for reasons (empty without names)."""
+        if "name" not in self.products:
+            return pd.Series(dtype=object)
+        return self.products.set_index("product_id")["name"]
 
 
 class Snapshot:
@@ -211,6 +221,7 @@ class Generators:
     ) -> None:
         self.snapshot = snapshot
         self.per_generator = per_generator
+        self._proposed: dict[bytes, pd.DataFrame] = {}
         items = snapshot.products.index.to_numpy(np.int64)
         history = daily[_days(daily["interaction_date"]) <= _day(snapshot.cutoff)]
         self.models: dict[str, Recommender] = {}
@@ -225,11 +236,31 @@ class Generators:
                     else {}
                 ),
                 "als": ALS(factors=64, iterations=15, num_threads=2).fit(train),
+                "bought_with": BoughtWith().fit(
+                    decayed(
+                        history[history["purchases"] > 0],
+                        snapshot.cutoff,
+                        HALF_LIFE_DAYS,
+                        item_ids=items,
+                    )
+                ),
                 "trending_city": Trending(groups=snapshot.catalogue.cities, as_of=as_of).fit(train),
             }
 
     def propose(self, customers: npt.ArrayLike) -> pd.DataFrame:
         customers = np.unique(np.asarray(customers, dtype=np.int64))
+        # the ranker and each generator alone are scored on the same customers (one set per
+        # task): the last two sets are kept
+        key = customers.tobytes()
+        if key not in self._proposed:
+            self._proposed = dict(list(self._proposed.items())[-1:])
+            self._proposed[key] = self._propose(customers)
+        return self._proposed[key]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_proposed": {}}  # stored models carry no cached candidates
+
+    def _propose(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
         snap, n = self.snapshot, self.per_generator
         mine = snap.pairs[snap.pairs["customer_id"].isin(customers)]
         bought = mine[mine["purchase_days"] > 0]
@@ -396,7 +427,7 @@ class LearnedRanker:
         for start in range(0, len(customers), batch):
             ranked = self._ranked(np.unique(customers[start : start + batch]), items, exclude)
             ranked = ranked[ranked["slot"] < k]
-            parts.append(ranked.assign(reason=reasons(ranked, self.serving.snapshot)))
+            parts.append(ranked.assign(reason=reasons(ranked, self.serving)))
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return _recommendations(customers, frame, k, "ranker_score", "reason")
 
@@ -454,10 +485,11 @@ def _recommendations(
     )
 
 
-def reasons(frame: pd.DataFrame, snapshot: Snapshot) -> list[str]:
+def reasons(frame: pd.DataFrame, generators: Generators) -> list[str]:
     """The strongest signal of each row in words: the purchase cycle, the purchase, the
     browsing, else the generator that ranked it best."""
-    cities = snapshot.catalogue.cities
+    cities = generators.snapshot.catalogue.cities
+    names = generators.snapshot.catalogue.names
     out = []
     for row in frame.itertuples(index=False):
         if row.purchase_days >= 2 and row.own_interval == row.own_interval:
@@ -472,31 +504,42 @@ def reasons(frame: pd.DataFrame, snapshot: Snapshot) -> list[str]:
         elif row.last_view == row.last_view and row.days_since_view < BROWSE_DAYS:
             out.append(f"viewed on {_date(row.last_view)}")
         else:
-            out.append(_generator_reason(row, cities))
+            out.append(_best_generator(row))
+    # "bought with X": the purchase behind the basket rule, named
+    basket = [i for i, text in enumerate(out) if text == "bought_with"]
+    if basket and "bought_with" in generators.models:
+        model = generators.models["bought_with"]
+        rows = frame.iloc[basket]
+        behind = model.because(rows["customer_id"], rows["product_id"])  # type: ignore[attr-defined]
+        for i, product in zip(basket, behind.tolist(), strict=True):
+            out[i] = f"bought with {names.get(product, f'product {product}')}"
+    for i, text in enumerate(out):
+        if text == "trending_city":
+            city = cities.get(frame["customer_id"].iloc[i])
+            out[i] = f"trending in {city}" if isinstance(city, str) else "trending"
+        elif text in _GENERATOR_REASONS:
+            out[i] = _GENERATOR_REASONS[text]
     return out
 
 
 _GENERATOR_REASONS: Mapping[str, str] = {
+    "recommended": "recommended",
     "item_knn": "similar to what you bought or viewed",
     "user_knn": "customers with your tastes bought it",
     "als": "customers with your tastes bought it",
+    "bought_with": "often bought with what you bought",
     "popular": f"popular in the last {POPULAR_DAYS} days",
 }
 
 
-def _generator_reason(row: object, cities: pd.Series) -> str:
+def _best_generator(row: object) -> str:
+    """The generator (other than the history-based ones) that ranked the row best."""
     ranks = {
         g: getattr(row, f"{g}_rank")
-        for g in ("item_knn", "user_knn", "als", "trending_city", "popular")
+        for g in ("item_knn", "user_knn", "als", "bought_with", "trending_city", "popular")
         if getattr(row, f"{g}_rank") == getattr(row, f"{g}_rank")  # not NaN
     }
-    if not ranks:
-        return "recommended"
-    best = min(ranks, key=ranks.__getitem__)
-    if best == "trending_city":
-        city = cities.get(row.customer_id)  # type: ignore[attr-defined]
-        return f"trending in {city}" if isinstance(city, str) else "trending"
-    return _GENERATOR_REASONS[best]
+    return min(ranks, key=ranks.__getitem__) if ranks else "recommended"
 
 
 def _date(day: float) -> str:

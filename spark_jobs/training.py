@@ -273,9 +273,8 @@ class Catalogue:
         return self.customers.set_index("customer_id")["city_name"].dropna()
 
     def for_ranker(self) -> RankerCatalogue:
-        return RankerCatalogue(
-            self.products[["product_id", "category", "brand", "price"]], self.city
-        )
+        columns = ["product_id", "name", "category", "brand", "price"]
+        return RankerCatalogue(self.products[columns], self.city)
 
 
 def load_catalogue(lake: SparkLake) -> Catalogue:
@@ -465,7 +464,7 @@ def split(
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker
     # the generators the other models do not already cover, each alone
-    fitted |= {g: GeneratorModel(g, ranker) for g in ("repurchase_due", "browsed")}
+    fitted |= {g: GeneratorModel(g, ranker) for g in ("repurchase_due", "browsed", "bought_with")}
     for model_name, model in fitted.items():
         model.name = model_name
     return Split(name, fit_end, window, fitted)

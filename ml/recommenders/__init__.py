@@ -1,7 +1,11 @@
 """Recommenders sharing one interface (`fit(interactions)`, `recommend(customer_ids, k)`), and
 market-basket rules. See `base` for the interface and each module for the method and its why."""
 
-from ml.recommenders.association import association_rules, frequently_bought_together
+from ml.recommenders.association import (
+    BoughtWith,
+    association_rules,
+    frequently_bought_together,
+)
 from ml.recommenders.base import Recommendations, Recommender, top_k
 from ml.recommenders.content import ContentBased, product_features
 from ml.recommenders.factorization import ALS, BPR
@@ -13,6 +17,7 @@ from ml.recommenders.repeat import BuyAgain
 __all__ = [
     "ALS",
     "BPR",
+    "BoughtWith",
     "BusinessRules",
     "BuyAgain",
     "ContentBased",

@@ -21,6 +21,9 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from ml.interactions import Interactions
+from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, Recommender, top_k_sparse
+
 RULE_COLUMNS = [
     "antecedent",
     "consequent",
@@ -168,3 +171,72 @@ def frequently_bought_together(
     pairs = pairs[pairs["rank"] <= top_n]
     columns = ["product_id", "rank", "other_product_id", "count", "support", "confidence", "lift"]
     return pairs[columns].reset_index(drop=True)
+
+
+class BoughtWith(Recommender):
+    """Products bought in the same basket as what the customer bought: the score of q is the sum,
+    over the customer's purchases p (their weights, e.g. recency-decayed), of confidence(p → q).
+
+    Fitted on purchases with their times (`Interactions.from_arrays(..., at=...)`); a basket is a
+    customer's purchases of one day (invoices reach the models as daily rows). Only the
+    `neighbours` most confident consequents of each product are kept, so memory stays
+    products × neighbours. `because` names the purchase behind a recommendation."""
+
+    name = "bought_with"
+
+    def __init__(self, neighbours: int = 50) -> None:
+        super().__init__()
+        self.neighbours = neighbours
+        self.confidence: sp.csr_matrix = sp.csr_matrix((0, 0))
+
+    def _fit(self, interactions: Interactions) -> None:
+        n_items = interactions.shape[1]
+        if interactions.event_at is None or not len(interactions.event_at):
+            self.confidence = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+            return
+        day = interactions.event_at.astype("datetime64[D]").astype(np.int64)
+        keys = interactions.event_user.astype(np.int64) * (day.max() + 1) + day
+        _, basket = np.unique(keys, return_inverse=True)
+        baskets = sp.csr_matrix(
+            (np.ones(len(basket), dtype=np.float32), (basket, interactions.event_item)),
+            shape=(int(basket.max()) + 1, n_items),
+        )
+        baskets.sum_duplicates()
+        baskets.data[:] = 1.0  # a product counts once per basket
+        by_item = sp.csr_matrix(baskets.T)
+        counts = np.asarray(baskets.sum(axis=0), dtype=np.float64).ravel()
+        step = max(1, SCORE_BATCH_CELLS // max(n_items, 1))
+        blocks = []
+        for start in range(0, n_items, step):  # a block of antecedents at a time
+            stop = min(start + step, n_items)
+            together = (by_item[start:stop] @ baskets).toarray().astype(np.float64)
+            together[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            # confidence(p → q) = baskets with both / baskets with p
+            confidence = together / np.maximum(counts[start:stop, None], 1.0)
+            blocks.append(top_k_sparse(confidence, self.neighbours))
+        self.confidence = sp.csr_matrix(sp.vstack(blocks, format="csr"))
+
+    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+        assert self.train is not None
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        known = rows >= 0
+        scores[known] = (self.train.matrix[rows[known]] @ self.confidence).toarray()
+        scores[scores <= 0] = -np.inf  # nothing bought with anything the customer bought
+        return scores
+
+    def because(self, customer_ids: npt.ArrayLike, product_ids: npt.ArrayLike) -> np.ndarray:
+        """For each (customer, product) pair, the customer's purchase contributing most to the
+        product's score (-1 when none does)."""
+        assert self.train is not None
+        rows = self.train.user_rows(customer_ids)
+        cols = self.train.item_cols(product_ids)
+        out = np.full(len(rows), -1, dtype=np.int64)
+        matrix, by_consequent = self.train.matrix, sp.csc_matrix(self.confidence)
+        for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+            if row < 0 or col < 0:
+                continue
+            history = matrix[row].toarray().ravel()
+            contribution = history * by_consequent[:, col].toarray().ravel()
+            if contribution.max() > 0:
+                out[i] = self.item_ids[int(contribution.argmax())]
+        return out

@@ -179,7 +179,7 @@ def test_the_published_lists_beat_the_baselines_on_the_held_out_future(second_ru
     assert future[(champion, "all")] > future[("buy_again", "all")]
     assert future[(champion, "new")] > future[("popularity_28d", "new")]
     # the ranker and its generators are in the table, each on its own
-    assert {"ranker", "repurchase_due", "browsed"} <= {model for model, _ in future}
+    assert {"ranker", "repurchase_due", "browsed", "bought_with"} <= {model for model, _ in future}
 
 
 def test_recommendations_follow_the_business_rules(world_copy: World, second_run: dict) -> None:

@@ -14,6 +14,7 @@ from ml.interactions import Interactions
 from ml.recommenders import (
     ALS,
     BPR,
+    BoughtWith,
     BusinessRules,
     BuyAgain,
     ContentBased,
@@ -369,3 +370,16 @@ def test_recommend_drops_the_excluded_pairs_of_each_customer() -> None:
     exclude = pd.DataFrame({"customer_id": [1, 1, 3], "product_id": [10, 11, 99]})
     recs = model.recommend([1, 3, 1], k=3, exclude_seen=False, exclude=exclude)
     assert recs.product_ids.tolist() == [[12, -1, -1], [10, 11, 12], [12, -1, -1]]
+
+
+def test_bought_with_follows_baskets_and_names_the_purchase_behind_it() -> None:
+    # baskets (customer, day): {10, 11} twice, {10, 12} once, {13} alone; customer 4 bought 10
+    customers = [1, 1, 2, 2, 3, 3, 3, 4]
+    products = [10, 11, 10, 11, 10, 12, 13, 10]
+    at = ["2025-01-01"] * 4 + ["2025-01-02", "2025-01-02", "2025-01-05", "2025-01-09"]
+    model = BoughtWith().fit(Interactions.from_arrays(customers, products, at=at))
+    recs = model.recommend([4, 5], k=3, exclude_seen=False)
+    # confidence(10 → 11) = 2/4 beats 10 → 12 = 1/4; 13 was never in a basket with 10
+    assert recs.product_ids.tolist() == [[11, 12, -1], [-1, -1, -1]]
+    assert recs.scores[0, 0] == pytest.approx(0.5)
+    assert model.because([4, 4, 5], [11, 13, 11]).tolist() == [10, -1, -1]
