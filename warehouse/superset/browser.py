@@ -59,13 +59,21 @@ def open_dashboard(page, url: str, slug: str) -> float:  # noqa: ANN001 - a Play
     started = time.monotonic()
     page.goto(f"{url}/superset/dashboard/{slug}/")
     page.wait_for_load_state("networkidle")
-    page.wait_for_function(
+    ready = (
         f"() => document.querySelectorAll('{CHART}').length > 0 && "
         f"document.querySelectorAll('{CHART} .loading, "
-        '[data-test="loading-indicator"]\').length === 0',
-        timeout=120_000,
+        '[data-test="loading-indicator"]\').length === 0'
     )
-    return time.monotonic() - started
+    # the grid may mount again once the native filters load: ready twice in a row, same charts
+    deadline, charts, ready_at = started + 120, -1, started
+    while True:
+        left_ms = max(1_000.0, (deadline - time.monotonic()) * 1_000)
+        page.wait_for_function(ready, timeout=left_ms)
+        now = page.locator(CHART).count()
+        if now == charts:
+            return ready_at - started  # when the page was first ready as it stayed
+        charts, ready_at = now, time.monotonic()
+        page.wait_for_timeout(750)
 
 
 def chart_states(page) -> dict[str, str]:  # noqa: ANN001 - a Playwright Page

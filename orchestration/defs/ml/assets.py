@@ -134,6 +134,12 @@ def recommenders(
             f"champion_validation_{target}_{metric}": chosen[f"validation {target}"],
             f"champion_test_all_{metric}": chosen["test all"],
             f"champion_test_new_{metric}": chosen["test new"],
+            # the published lists against the generator's held-out future, when there is one
+            **{
+                f"champion_future_{task}_{metric}": chosen[f"future {task}"]
+                for task in ("all", "new")
+                if f"future {task}" in chosen
+            },
         },
         "gold.model_evaluations": {
             "run_id": report.run_id,
