@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import time
 import uuid
 from collections import defaultdict
 
@@ -108,7 +109,12 @@ def test_bad_arguments_are_rejected_clearly(tmp_path, args, message) -> None:
     assert message in " ".join(result.stderr.split())
 
 
-def _consume_all(servers: str, topic: str, expected: int) -> list:
+def _consume_all(servers: str, topic: str, expected: int, timeout_s: float = 120.0) -> list:
+    """Every message of the topic once, keyed by (partition, offset).
+
+    A fetch can hand back records it already returned (the embedded broker re-serves a batch
+    after a slow fetch), so the test compares positions, not a count of deliveries.
+    """
     consumer = Consumer(
         client_config(
             servers, **{"group.id": f"t-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False}
@@ -116,14 +122,14 @@ def _consume_all(servers: str, topic: str, expected: int) -> list:
     )
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
-    messages = []
-    idle = 0
-    while len(messages) < expected and idle < 20:
-        batch = [m for m in consumer.consume(10_000, timeout=0.5) if not m.error()]
-        idle = 0 if batch else idle + 1
-        messages += batch
+    by_position = {}
+    deadline = time.monotonic() + timeout_s
+    while len(by_position) < expected and time.monotonic() < deadline:
+        for m in consumer.consume(10_000, timeout=0.5):
+            if not m.error():
+                by_position[(m.partition(), m.offset())] = m
     consumer.close()
-    return messages
+    return list(by_position.values())
 
 
 def test_produced_clickstream_reconciles_with_erp_invoices(generated, platform_env, tmp_path):
