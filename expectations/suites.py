@@ -97,6 +97,9 @@ class SuiteContext:
 
 
 def _gx():
+    from lakehouse.core.spark import allow_spark_connect_import
+
+    allow_spark_connect_import()
     import great_expectations as gx
 
     return gx.expectations
@@ -472,5 +475,111 @@ def customer_product_interactions(ctx: SuiteContext) -> Suite:
                 ("customer_id", "gold.dim_customer", "customer_id"),
                 ("product_id", "gold.dim_product", "product_id"),
             ),
+        )
+    )
+
+
+# -- the recommenders' tables (Dagster group `ml`) --------------------------------------------
+
+SIMILARITY_METHODS = ["cf_cosine", "cf_jaccard", "content"]
+TRENDING_SCOPES = ["global", "city", "area"]
+
+
+def _products(ctx: SuiteContext, *columns: str) -> list[Reference]:
+    return _refs(ctx, *((c, "gold.dim_product", "product_id") for c in columns))
+
+
+def customer_product_daily(ctx: SuiteContext) -> Suite:
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_customer_product_daily",
+            [
+                *_key("customer_id", "product_id", "interaction_date"),
+                *(
+                    e.ExpectColumnValuesToBeBetween(column=c, min_value=0)
+                    for c in ("views", "adds_to_cart", "purchases", "weight")
+                ),
+                # every row is a day with a signal: all-zero weights mean broken weighting
+                e.ExpectColumnMaxToBeBetween(column="weight", min_value=0, strict_min=True),
+                _not_future("at", ctx),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            references=[
+                *_refs(ctx, ("customer_id", "gold.dim_customer", "customer_id")),
+                *_products(ctx, "product_id"),
+            ],
+        )
+    )
+
+
+def similar_products(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_similar_products",
+            [
+                *_key("method", "product_id", "rank"),
+                e.ExpectColumnValuesToNotBeNull(column="similar_product_id"),
+                e.ExpectColumnValuesToBeInSet(column="method", value_set=SIMILARITY_METHODS),
+                e.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
+                _true("not_itself"),
+                # cosine and Jaccard are at most 1 (rounding may pass it by a hair)
+                _between("similarity", ctx, min_value=0, max_value=1 + 1e-6),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            derived={
+                "not_itself": lambda: F.col("product_id") != F.col("similar_product_id"),
+            },
+            references=_products(ctx, "product_id", "similar_product_id"),
+        )
+    )
+
+
+def product_associations(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_product_associations",
+            [
+                e.ExpectColumnValuesToNotBeNull(column="antecedent"),
+                *_key("rule"),
+                e.ExpectColumnValuesToBeInSet(column="size", value_set=[2, 3]),
+                e.ExpectColumnValuesToBeBetween(column="count", min_value=1),
+                *(
+                    e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+                    for c in ("support", "confidence")
+                ),
+                e.ExpectColumnValuesToBeBetween(column="lift", min_value=0, strict_min=True),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            derived={
+                "rule": lambda: F.concat_ws(
+                    " -> ", F.array_join("antecedent", ","), F.col("consequent").cast("string")
+                ),
+            },
+            references=_products(ctx, "consequent"),
+        )
+    )
+
+
+def trending_products(ctx: SuiteContext) -> Suite:
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_trending_products",
+            [
+                *_key("scope", "scope_value", "product_id"),
+                e.ExpectColumnValuesToBeInSet(column="scope", value_set=TRENDING_SCOPES),
+                e.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
+                e.ExpectColumnValuesToNotBeNull(column="trending_score"),
+                e.ExpectColumnValuesToBeBetween(column="recent_weight", min_value=0),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            references=_products(ctx, "product_id"),
         )
     )

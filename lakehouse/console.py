@@ -242,6 +242,20 @@ def print_trained(reports: dict[str, dict], metric: str) -> None:
             name = str(row["model"]) + (" (champion)" if row["model"] == r["champion"] else "")
             table.add_row(name, *(f"{row.get(c, float('nan')):.4f}" for c in columns))
         out.print(table)
+        cold = {
+            e["model"]: e
+            for e in r["evaluations"]
+            if e["split"] == "test" and e["target"] == "all" and "cold_start users" in e
+        }
+        if r["champion"] in cold:
+            mine, popular = cold[r["champion"]], cold.get("popularity_28d", {})
+            out.print(
+                f"cold-start buyers of the test window (no history before it): "
+                f"{mine['cold_start users']:,}; {metric} on all: {r['champion']} "
+                f"{mine[f'cold_start {metric}']:.4f}, popularity_28d "
+                f"{popular.get(f'cold_start {metric}', float('nan')):.4f}",
+                highlight=False,
+            )
     if "customers" in reports:
         r = reports["customers"]
         for e in r["evaluations"]:

@@ -128,7 +128,7 @@ def transform(
     known = [s.name for s in STEPS]
     chosen = set(choices(names, known, "step(s)", "--step") if names else [])
     steps = [
-        s for s in in_dependency_order() if s.name in chosen or (not chosen and s.layer in layers)
+        s for s in in_dependency_order() if s.name in chosen or (not chosen and s.group in layers)
     ]
     reachable(settings, "spark")
     outcome = console.run(
@@ -235,9 +235,16 @@ TRAINING_REPORTS = {"recommenders": "gold.model_evaluations", "customers": "gold
 
 
 def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> None:
-    from orchestration.defs.ml.assets import CUSTOMER_OUTPUTS, RECOMMENDER_OUTPUTS
+    from orchestration.defs.ml.assets import (
+        CUSTOMER_OUTPUTS,
+        RECOMMENDER_OUTPUTS,
+        RECOMMENDER_STEP_TABLES,
+    )
 
-    outputs = {"recommenders": RECOMMENDER_OUTPUTS, "customers": CUSTOMER_OUTPUTS}
+    outputs = {
+        "recommenders": [*RECOMMENDER_STEP_TABLES, *RECOMMENDER_OUTPUTS],
+        "customers": list(CUSTOMER_OUTPUTS),
+    }
     parts = choices(parts, list(outputs), "part(s)", "--part")
     reachable(settings, "spark")
     keys = [key(t) for p in parts for t in outputs[p]]

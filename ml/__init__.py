@@ -18,11 +18,12 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# The gold tables every model trains on: their Delta versions are recorded with each model, and
+# The gold tables the models train on: their Delta versions are recorded with each model, and
 # the Dagster `ml` assets depend on them.
-TRAINING_INPUTS = (
-    "gold.fact_events",
+RECOMMENDER_INPUTS = ("gold.customer_product_daily", "gold.dim_product", "gold.dim_customer")
+CUSTOMER_MODEL_INPUTS = (
     "gold.fact_sales_line",
+    "gold.fact_events",
     "gold.dim_product",
     "gold.dim_customer",
 )

@@ -179,7 +179,9 @@ class Window:
     bought_before: (customer_id, product_id) bought before the window (`new` excludes them);
     fallback: product ids best first, the fill of every list (popularity of recent weeks);
     item_user_counts: product id -> customers before the window (for novelty), n_users of them;
-    catalogue_size: products a model could recommend (for coverage)."""
+    catalogue_size: products a model could recommend (for coverage);
+    known_customers: customers with any interaction before the window (the others are the
+    `cold_start` population of `score_by_population`; None: not split)."""
 
     purchases: pd.DataFrame
     bought_before: pd.DataFrame
@@ -187,6 +189,7 @@ class Window:
     item_user_counts: pd.Series
     n_users: int
     catalogue_size: int
+    known_customers: npt.NDArray[np.int64] | None = None
     # every model is scored on the same window: its truth is computed once per task
     _relevant: dict[str, dict[int, npt.NDArray[np.int64]]] = field(
         default_factory=dict, repr=False, compare=False
@@ -233,13 +236,29 @@ class Window:
     ) -> dict[str, float | int | str]:
         """The metrics of `model` on `task` over the window's buyers (flat, for
         gold.model_evaluations)."""
+        return {"model": model.name, **self.score_by_population(model, task, k, items)["buyers"]}
+
+    def score_by_population(
+        self, model: _Recommends, task: str, k: int = 10, items: npt.ArrayLike | None = None
+    ) -> dict[str, dict[str, float | int]]:
+        """The metrics of `model` on `task` over every buyer of the window (`buyers`) and, when
+        `known_customers` is set, over those with no history before it (`cold_start`) and the
+        others (`returning`); a population without a buyer is left out."""
         relevant = self.relevant(task)
         users = np.fromiter(relevant, dtype=np.int64, count=len(relevant))
         recs = self.lists(model, users, task, k, items) if len(users) else {}
-        metrics = evaluate_recommendations(
-            recs, relevant, k, self.catalogue_size, self.item_user_counts, self.n_users
-        )
-        return {"model": model.name, **metrics}
+        populations = {"buyers": relevant}
+        if self.known_customers is not None:
+            known = np.isin(users, self.known_customers)
+            populations["cold_start"] = {int(u): relevant[int(u)] for u in users[~known]}
+            populations["returning"] = {int(u): relevant[int(u)] for u in users[known]}
+        return {
+            name: evaluate_recommendations(
+                recs, truth, k, self.catalogue_size, self.item_user_counts, self.n_users
+            )
+            for name, truth in populations.items()
+            if truth or name == "buyers"
+        }
 
 
 def fill_lists(

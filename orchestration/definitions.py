@@ -62,8 +62,9 @@ refresh_silver_gold_job = dg.define_asset_job(
 train_models_job = dg.define_asset_job(
     "train_models",
     selection=dg.AssetSelection.groups("ml"),
-    description="Evaluate the recommenders and customer models on a time split, refit the "
-    "champion and write recommendations, scores, evaluations and model versions to gold.",
+    description="Build the recommenders' training data and product tables (Spark steps, gated), "
+    "evaluate the recommenders and customer models on a time split, refit the champion and "
+    "write recommendations, scores, evaluations and model versions to gold.",
 )
 
 # A process per step costs ~10 s of imports (Dagster, dbt, pyspark, GX) before it starts.
@@ -82,7 +83,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             bronze_table_maintenance,
             *silver_assets(daily),
             *gold_assets(daily),
-            *ml_assets,
+            *ml_assets(daily),
             dbt_marts,
             live_warehouse,
             superset_dashboards,

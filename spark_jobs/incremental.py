@@ -80,9 +80,10 @@ def changes(
 def partition_range(
     uri: str, options: dict[str, str] | None = None
 ) -> tuple[dt.date, dt.date] | None:
-    """First and last date partition of a table (from its log), None if empty or missing."""
+    """First and last date partition of a table (from its log), None if empty, missing or not
+    partitioned."""
     table = open_table(uri, options)
-    if table is None:
+    if table is None or not table.metadata().partition_columns:
         return None
     col = f"partition.{table.metadata().partition_columns[0]}"
     values = [v for v in _actions(table).column(col).to_pylist() if v is not None]

@@ -3,7 +3,8 @@
 - `daily_interactions`: implicit feedback per customer × product × day (the recommenders' train
   and test sets are cut from it by date, so evaluation never sees the future).
 - `item_cooccurrence`: item-item similarity (weighted cosine, Jaccard) from co-occurrence in
-  customers' histories, top k per product: the neighbourhood CF of `gold.similar_products`.
+  customers' histories, top k per product: the neighbourhood CF of `gold.similar_products`,
+  which `similar_products` completes with the content neighbours of the whole catalogue.
 - `basket_rules`: support, confidence and lift of pairs and triples bought in one invoice:
   `gold.product_associations`.
 - `trending_products`: trending score, velocity and seasonal boost per product, nationally and
@@ -25,6 +26,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.gold import interaction_rows
+
+SIMILAR_PRODUCTS = 20  # neighbours per product and method in gold.similar_products
+MIN_PAIR_SUPPORT = 0.0005  # association rules: itemsets in at least 0.05 % of invoices
 
 
 def daily_interactions(events: DataFrame, sales_lines: DataFrame) -> DataFrame:
@@ -117,6 +121,35 @@ def item_cooccurrence(
             F.col("co_customers").cast("long").alias("co_customers"),
         )
     )
+
+
+def similar_products(
+    interactions: DataFrame, products: DataFrame, as_of: dt.date, k: int = SIMILAR_PRODUCTS
+) -> DataFrame:
+    """gold.similar_products: the co-occurrence neighbours of `item_cooccurrence` and the
+    content neighbours (TF-IDF of name/brand/category and price band, computed in Python over
+    the current catalogue, a dimension-sized frame) with method 'content'."""
+    from ml.recommenders.content import similar_by_content
+
+    cf = item_cooccurrence(interactions, k=k)
+    catalogue = (
+        products.where("is_current")
+        .selectExpr(
+            "product_id",
+            "product_name AS name",
+            "brand_name AS brand",
+            "category_name AS category",
+            "subcategory_name AS subcategory",
+            "CAST(list_price AS double) AS price",
+        )
+        .toArrow()
+        .to_pandas()
+    )
+    content = similar_by_content(catalogue, k).assign(method="content", co_customers=0)
+    by_content = interactions.sparkSession.createDataFrame(content[cf.columns]).select(
+        *(F.col(f.name).cast(f.dataType) for f in cf.schema)
+    )
+    return cf.unionByName(by_content).withColumn("as_of", F.lit(as_of))
 
 
 def basket_rules(sales_lines: DataFrame, min_support: float, max_size: int = 3) -> DataFrame:

@@ -79,6 +79,8 @@ class Step:
     run: Callable[..., list[StepResult]]
     references: tuple[str, ...] = ()
     quarantine: Table | None = None
+    # the Dagster group (and `lakehouse transform --layer`); by default the layer of its name
+    group_name: str | None = None
 
     @property
     def name(self) -> str:
@@ -87,6 +89,10 @@ class Step:
     @property
     def layer(self) -> str:
         return self.name.split(".", 1)[0]
+
+    @property
+    def group(self) -> str:
+        return self.group_name or self.layer
 
     @property
     def tables(self) -> tuple[Table, ...]:

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from expectations import suites
-from spark_jobs import gold, silver_erp, silver_events
+from spark_jobs import gold, ml_inputs, silver_erp, silver_events
 from spark_jobs.pipeline import Dates, Output, Pipeline, Step, StepResult, Table, date_sql
 from streaming.records import EVENTS_SCHEMA
 
@@ -252,19 +252,38 @@ def _kpis(grain: str) -> Callable[[Pipeline, set[dt.date]], DataFrame]:
     return lambda p, part: gold.kpis(p.read_dates("silver.events", part), grain)
 
 
+def _newest_day(p: Pipeline) -> dt.date:
+    """The newest partition of the step's partitioned inputs (a lake without events counts
+    from its newest sale), or today when they are empty."""
+    spans = [s for s in map(p.partition_range, p.step.inputs) if s]
+    return max((s[1] for s in spans), default=p.now.date())
+
+
 def gold_interactions(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
     """Rebuilt whole when either fact changed: time decay moves every weight as time passes."""
     step = p.step
     changed, versions = _changed(p, step.inputs, full)
     if not changed:
         return [p.skip(step.name, versions)]
-    # as of the newest day of either fact (a lake without events decays from its newest sale)
-    spans = [s for s in map(p.partition_range, step.inputs) if s]
-    as_of = max((s[1] for s in spans), default=p.now.date())
     events, sales_lines = (p.read(t) for t in step.inputs)
-    frame = step.transform(events, sales_lines, as_of, p.config.interaction_half_life_days)
+    frame = step.transform(events, sales_lines, _newest_day(p), p.config.interaction_half_life_days)
     p.stage(step.name, frame)
     return [p.finish(step.name, p.publish(step.name), versions)]
+
+
+def rebuilt_as_of(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+    """Whole tables that describe the data as of its newest day (trending, neighbours):
+    `transform(*inputs, as_of)`, rebuilt when any input changed."""
+    step = p.step
+    changed, versions = _changed(p, step.inputs, full)
+    if not changed:
+        return [p.skip(step.name, versions)]
+    p.stage(step.name, step.transform(*(p.read(t) for t in step.inputs), _newest_day(p)))
+    return [p.finish(step.name, p.publish(step.name), versions)]
+
+
+def _basket_rules(sales_lines: DataFrame) -> DataFrame:
+    return ml_inputs.basket_rules(sales_lines, ml_inputs.MIN_PAIR_SUPPORT)
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -530,6 +549,68 @@ STEPS: tuple[Step, ...] = (
         references=("gold.dim_customer", "gold.dim_product"),
         transform=gold.customer_product_interactions,
         run=gold_interactions,
+    ),
+    # the recommenders' Spark side (Dagster group `ml`, built by `lakehouse ml train`)
+    Step(
+        outputs=(
+            Output(
+                "gold.customer_product_daily",
+                "Implicit feedback per customer × product × day, undecayed (views, carts, "
+                "purchases, INTERACTION_WEIGHTS sum, last signal): the recommenders' training "
+                "data, cut by date into fit and evaluation windows.",
+                suite=suites.customer_product_daily,
+            ),
+        ),
+        inputs=("gold.fact_events", "gold.fact_sales_line"),
+        references=("gold.dim_customer", "gold.dim_product"),
+        transform=ml_inputs.daily_interactions,
+        run=rebuilt_whole,
+        group_name="ml",
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.similar_products",
+                "Top-20 neighbours per product and method: co-occurrence CF (cosine, Jaccard) "
+                "over gold.customer_product_interactions, and content (TF-IDF of name, brand, "
+                "category and price band) over the whole current catalogue.",
+                suite=suites.similar_products,
+            ),
+        ),
+        inputs=("gold.customer_product_interactions", "gold.dim_product"),
+        transform=ml_inputs.similar_products,
+        run=rebuilt_as_of,
+        group_name="ml",
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.product_associations",
+                "Association rules of products bought in one invoice (pairs and triples): "
+                "support, confidence, lift; rank = frequently bought together per antecedent.",
+                suite=suites.product_associations,
+            ),
+        ),
+        inputs=("gold.fact_sales_line",),
+        references=("gold.dim_product",),
+        transform=_basket_rules,
+        run=rebuilt_whole,
+        group_name="ml",
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.trending_products",
+                "Trending score, velocity and seasonal boost per product, nationally and per "
+                "city and area, as of the newest day of the facts.",
+                suite=suites.trending_products,
+            ),
+        ),
+        inputs=("gold.fact_events", "gold.fact_sales_line", "gold.dim_customer"),
+        references=("gold.dim_product",),
+        transform=ml_inputs.trending_products,
+        run=rebuilt_as_of,
+        group_name="ml",
     ),
 )
 

@@ -1,23 +1,23 @@
-"""The training runner: gold (through Spark) → models → gold outputs, evaluation and registry.
+"""The training runner: gold → models → gold outputs, evaluation and registry.
 
 Two entry points, each one Dagster asset and one CLI command (`lakehouse ml train`):
 
-`train_recommenders`
-  1. Spark builds the daily customer × product interactions (spark_jobs.ml_inputs); the arrays
-     reach Python via Arrow (pairs per day, never the raw facts).
+`train_recommenders` (Python only: no Spark session is held through the long fits)
+  1. Reads `gold.customer_product_daily` (the Spark step of spark_jobs.steps: pairs per day,
+     never the raw facts) and the current catalogue with delta-rs.
   2. Three fits of every model and baseline (buy-again, popularity of the last 28 days): up to
      the validation window (the champion is chosen on it, for ML_CHAMPION_TASK), up to the test
      window (the figure reported, untouched by any choice), and up to the newest day (what is
      published). Each is scored on two tasks (ml.evaluation): `all` products bought in the
      window and `new` ones; the newest fit is scored on the generator's held-out future when
      the lake was generated (read only to score, after every fit).
-  3. The champion's newest fit writes `gold.customer_recommendations`: its lists, filled with
+  3. The champion's newest fit gives `gold.customer_recommendations`: its lists, filled with
      the popular products of the last weeks, exactly as evaluated.
-  4. Spark writes `gold.similar_products` (co-occurrence CF; the content neighbours are added
-     from Python), `gold.product_associations` and `gold.trending_products`.
-  5. Every model of the newest fit and the champion are versioned in the registry
+  4. Every model of the newest fit and the champion are versioned in the registry
      (`<lake>/models`), listed in `gold.model_registry`; metrics go to `gold.model_evaluations`
      (long format: one row per run × model × split × task × metric).
+  The three tables are written only once everything is computed, so a run that fails leaves
+  the previous run's tables as they were.
 
 `train_customer_models`
   Spark builds per-customer snapshots at several cutoffs (features before, labels after); then
@@ -49,7 +49,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from lakehouse.core.lake import Lake
-from ml import TRAINING_INPUTS
+from ml import CUSTOMER_MODEL_INPUTS, RECOMMENDER_INPUTS
 from ml import customer_models as cm
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
@@ -69,6 +69,7 @@ from ml.recommenders import (
     UserKNN,
 )
 from ml.registry import ModelRegistry
+from spark_jobs.incremental import partition_range
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -77,8 +78,6 @@ log = logging.getLogger(__name__)
 
 K = 10  # the cut-off of every offline metric
 POPULAR_DAYS = 28  # the fill of every list: what sold to the most customers in these days
-SIMILAR_PRODUCTS = 20  # neighbours per product in gold.similar_products
-MIN_PAIR_SUPPORT = 0.0005  # association rules: itemsets in at least 0.05 % of invoices
 
 
 class NotEnoughData(RuntimeError):
@@ -125,22 +124,28 @@ class TrainingOptions:
     ground_truth_dir: Path | None = None
 
 
-class SparkLake:
-    """Reads through Spark, writes pandas/Arrow results with delta-rs, remembers versions."""
+class Tables:
+    """Reads gold with delta-rs (Arrow, filtered in the scan), writes pandas/Arrow results with
+    delta-rs, remembers versions."""
 
-    def __init__(self, spark: SparkSession, lake: Lake) -> None:
-        self.spark = spark
+    def __init__(self, lake: Lake) -> None:
         self.lake = lake
 
     def uri(self, table: str) -> str:
         return self.lake.table_uri(table)
 
-    def read(self, table: str) -> DataFrame:
+    def _require(self, table: str) -> None:
         if self.lake.open(table) is None:
-            raise NotEnoughData(
-                f"{table} does not exist yet at {self.uri(table)}: build gold first"
-            )
-        return self.spark.read.format("delta").load(self.uri(table))
+            build = "lakehouse ml train" if table == "gold.customer_product_daily" else "gold"
+            raise NotEnoughData(f"{table} does not exist yet at {self.uri(table)}: build {build}")
+
+    def arrow(
+        self, table: str, columns: list[str] | None = None, filters: list | None = None
+    ) -> pa.Table:
+        self._require(table)
+        opened = self.lake.open(table)
+        assert opened is not None
+        return opened.to_pyarrow_table(columns=columns, filters=filters)
 
     def versions(self, *tables: str) -> dict[str, int]:
         """Delta version of each input, recorded with every model trained on it."""
@@ -160,12 +165,17 @@ class SparkLake:
         )
         return arrow.num_rows
 
-    def write_spark(self, table: str, frame: DataFrame) -> int:
-        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
-            self.uri(table)
-        )
-        opened = self.lake.open(table)
-        return 0 if opened is None else int(opened.count())
+
+class SparkLake(Tables):
+    """The customer models' snapshots are a Spark job over the facts."""
+
+    def __init__(self, spark: SparkSession, lake: Lake) -> None:
+        super().__init__(lake)
+        self.spark = spark
+
+    def read(self, table: str) -> DataFrame:
+        self._require(table)
+        return self.spark.read.format("delta").load(self.uri(table))
 
 
 def registry(lake: Lake) -> ModelRegistry:
@@ -235,20 +245,15 @@ def windows(options: TrainingOptions, data_start: dt.date, data_end: dt.date) ->
     )
 
 
-def data_span(lake: SparkLake) -> tuple[dt.date, dt.date]:
-    """First and last day with sales or events in gold."""
-    from pyspark.sql import functions as F
-
-    lines = lake.read("gold.fact_sales_line").agg(
-        F.min("invoice_date").alias("lo"), F.max("invoice_date").alias("hi")
-    )
-    events = lake.read("gold.fact_events").agg(
-        F.min("event_date").alias("lo"), F.max("event_date").alias("hi")
-    )
-    rows = [r for r in lines.unionByName(events).collect() if r["lo"] is not None]
-    if not rows:
+def data_span(lake: Tables) -> tuple[dt.date, dt.date]:
+    """First and last day with sales or events in gold (from the facts' Delta logs)."""
+    facts = ("gold.fact_sales_line", "gold.fact_events")
+    for table in facts:
+        lake._require(table)
+    spans = [s for s in (partition_range(lake.uri(t), lake.lake.options) for t in facts) if s]
+    if not spans:
         raise NotEnoughData("gold.fact_sales_line and gold.fact_events are empty")
-    return min(r["lo"] for r in rows), max(r["hi"] for r in rows)
+    return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,39 +282,36 @@ class Catalogue:
         return RankerCatalogue(self.products[columns], self.city)
 
 
-def load_catalogue(lake: SparkLake) -> Catalogue:
+PRODUCT_COLUMNS = {
+    "product_id": "product_id",
+    "product_name": "name",
+    "brand_name": "brand",
+    "category_name": "category",
+    "subcategory_name": "subcategory",
+    "list_price": "price",
+    "is_active": "is_active",
+}
+
+
+def load_catalogue(lake: Tables) -> Catalogue:
+    """The current rows of the product and customer dims."""
+    current = [("is_current", "=", True)]
     products = (
-        lake.read("gold.dim_product")
-        .where("is_current")
-        .selectExpr(
-            "product_id",
-            "product_name AS name",
-            "brand_name AS brand",
-            "category_name AS category",
-            "subcategory_name AS subcategory",
-            "CAST(list_price AS double) AS price",
-            "is_active",
-        )
-        .toArrow()
+        lake.arrow("gold.dim_product", list(PRODUCT_COLUMNS), current)
+        .rename_columns(list(PRODUCT_COLUMNS.values()))
         .to_pandas()
     )
-    customers = (
-        lake.read("gold.dim_customer")
-        .where("is_current")
-        .select("customer_id", "city_name", "area_name")
-        .toArrow()
-        .to_pandas()
-    )
+    products["price"] = products["price"].astype(float)
+    customers = lake.arrow(
+        "gold.dim_customer", ["customer_id", "city_name", "area_name"], current
+    ).to_pandas()
     return Catalogue(products, customers)
 
 
-def load_daily(lake: SparkLake) -> pd.DataFrame:
+def load_daily(lake: Tables) -> pd.DataFrame:
     """Daily interactions (customer_id, product_id, interaction_date, views, adds_to_cart,
-    purchases, weight, at)."""
-    from spark_jobs.ml_inputs import daily_interactions
-
-    frame = daily_interactions(lake.read("gold.fact_events"), lake.read("gold.fact_sales_line"))
-    return frame.toArrow().to_pandas()
+    purchases, weight, at) from gold.customer_product_daily."""
+    return lake.arrow("gold.customer_product_daily").to_pandas()
 
 
 def candidates(catalogue: Catalogue, n_customers: int) -> dict[str, Callable[[], Recommender]]:
@@ -408,14 +410,12 @@ def params_of(model: Recommender) -> dict[str, Any]:
 
 
 def _start(
-    spark: SparkSession, lake: Lake, options: TrainingOptions
-) -> tuple[SparkLake, Report, dict[str, int], Windows]:
-    """What both runners begin with: the lake, a report, the inputs' Delta versions (recorded
-    with every model) and the windows of the data in gold."""
-    tables = SparkLake(spark, lake)
-    inputs = tables.versions(*TRAINING_INPUTS)
-    span = data_span(tables)
-    return tables, Report(run_id=uuid.uuid4().hex[:12]), inputs, windows(options, *span)
+    tables: Tables, options: TrainingOptions, inputs: tuple[str, ...], span: tuple[dt.date, dt.date]
+) -> tuple[Report, dict[str, int], Windows]:
+    """What both runners begin with: a report, the inputs' Delta versions (recorded with every
+    model) and the windows of the data (`span`: its first and last day)."""
+    versions = tables.versions(*inputs)
+    return Report(run_id=uuid.uuid4().hex[:12]), versions, windows(options, *span)
 
 
 @dataclass
@@ -454,6 +454,7 @@ def split(
         item_user_counts=counts,
         n_users=train.shape[0],
         catalogue_size=len(catalogue.active),
+        known_customers=seen["customer_id"].unique().astype(np.int64),
     )
     factories = candidates(catalogue, train.shape[0])
     fitted |= {name: make().fit(train) for name, make in factories.items()}
@@ -471,7 +472,6 @@ def split(
 
 
 def train_recommenders(
-    spark: SparkSession,
     lake: Lake,
     options: TrainingOptions,
     progress: Callable[[str], None] = log.info,
@@ -481,7 +481,12 @@ def train_recommenders(
     reported), and fitted on everything: the champion's lists go to gold, and every model is
     scored on the generator's held-out future when the lake was generated."""
     clock = time.monotonic()
-    tables, report, inputs, w = _start(spark, lake, options)
+    tables = Tables(lake)
+    daily = load_daily(tables)
+    if daily.empty:
+        raise NotEnoughData("gold.customer_product_daily is empty: no sales or events in gold")
+    span = (daily["interaction_date"].min(), daily["interaction_date"].max())
+    report, inputs, w = _start(tables, options, RECOMMENDER_INPUTS, span)
     report.windows = {
         "data_start": str(w.data_start),
         "data_end": str(w.data_end),
@@ -493,7 +498,6 @@ def train_recommenders(
         f"interactions {w.data_start}..{w.data_end}: validation after {w.validation_start}, "
         f"test after {w.test_start} ({w.test_days} days each)"
     )
-    daily = load_daily(tables)
     catalogue = load_catalogue(tables)
     report.seconds["load"] = time.monotonic() - clock
 
@@ -532,25 +536,32 @@ def train_recommenders(
         "task": "recommendation",
         "test_days": w.test_days,
         "inputs": json.dumps(inputs, sort_keys=True),
-        "population": "buyers",
     }
     scored = [*splits, production] if future is not None else splits
     rows: list[dict[str, Any]] = []
+    cold = f"cold_start {options.champion_metric}"
     for s in scored:
         for name, model in s.models.items():
             for target in TASKS:
-                metrics = s.window.score(model, target, K, items=catalogue.active)
-                metrics.pop("model")
+                # every buyer of the window; those without any history before it
+                # (cold_start) and the others (returning) are also stored on their own
+                populations = s.window.score_by_population(model, target, K, items=catalogue.active)
+                metrics = populations["buyers"]
                 where = {"split": s.name, "target": target}
-                report.evaluations.append({"model": name, **where, **metrics})
-                rows += _rows(
-                    {**run, "split": s.name, "target": target, "train_end": s.fit_end},
-                    name,
-                    None,
-                    run["population"],
-                    params_of(model),
-                    metrics,
-                )
+                entry = {"model": name, **where, **metrics}
+                if "cold_start" in populations:
+                    entry["cold_start users"] = populations["cold_start"]["users_evaluated"]
+                    entry[cold] = populations["cold_start"][options.champion_metric]
+                report.evaluations.append(entry)
+                for population, values in populations.items():
+                    rows += _rows(
+                        {**run, "split": s.name, "target": target, "train_end": s.fit_end},
+                        name,
+                        None,
+                        population,
+                        params_of(model),
+                        values,
+                    )
     report.seconds["evaluate"] = time.monotonic() - clock - sum(report.seconds.values())
 
     metric, target = options.champion_metric, options.champion_task
@@ -604,14 +615,12 @@ def train_recommenders(
         generated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
         as_of=w.data_end,
     )
+    report.seconds["recommend"] = time.monotonic() - started
+
+    # written last, together: a failure above leaves the previous run's tables as they were
     report.tables["gold.customer_recommendations"] = tables.write(
         "gold.customer_recommendations", recs
     )
-    report.seconds["recommend"] = time.monotonic() - started
-
-    started = time.monotonic()
-    report.tables.update(product_tables(tables, options, w, production.models["content"]))
-    report.seconds["product_tables"] = time.monotonic() - started
     report.tables["gold.model_evaluations"] = tables.write(
         "gold.model_evaluations", pd.DataFrame(rows), append=True
     )
@@ -674,35 +683,6 @@ def _bought_reasons(rows: pd.DataFrame, daily: pd.DataFrame) -> pd.Series:
         for times, last in zip(found["times"], found["last"], strict=True)
     ]
     return pd.Series(text, index=rows.index)
-
-
-def product_tables(
-    lake: SparkLake, options: TrainingOptions, w: Windows, content: ContentBased
-) -> dict[str, int]:
-    """gold.similar_products (Spark co-occurrence + content), product_associations, trending."""
-    from spark_jobs.gold import customer_product_interactions
-    from spark_jobs.ml_inputs import basket_rules, item_cooccurrence, trending_products
-
-    events, lines = lake.read("gold.fact_events"), lake.read("gold.fact_sales_line")
-    interactions = customer_product_interactions(
-        events, lines, w.data_end, options.interaction_half_life_days
-    )
-    cf = item_cooccurrence(interactions, k=SIMILAR_PRODUCTS).toArrow().to_pandas()
-    by_content = content.similar_items()
-    by_content = by_content[by_content["rank"] <= SIMILAR_PRODUCTS].assign(
-        method="content", co_customers=0
-    )
-    similar = pd.concat([cf, by_content[cf.columns]], ignore_index=True).assign(as_of=w.data_end)
-    return {
-        "gold.similar_products": lake.write("gold.similar_products", similar),
-        "gold.product_associations": lake.write_spark(
-            "gold.product_associations", basket_rules(lines, MIN_PAIR_SUPPORT)
-        ),
-        "gold.trending_products": lake.write_spark(
-            "gold.trending_products",
-            trending_products(events, lines, lake.read("gold.dim_customer"), w.data_end),
-        ),
-    }
 
 
 def registry_frame(models: ModelRegistry) -> pd.DataFrame:
@@ -768,7 +748,8 @@ def train_customer_models(
     progress: Callable[[str], None] = log.info,
 ) -> Report:
     clock = time.monotonic()
-    tables, report, inputs, w = _start(spark, lake, options)
+    tables = SparkLake(spark, lake)
+    report, inputs, w = _start(tables, options, CUSTOMER_MODEL_INPUTS, data_span(tables))
     first, last = w.data_start, w.data_end
     cutoffs = w.snapshot_cutoffs()
     report.windows = {

@@ -17,7 +17,7 @@ def spark_session(remote: str) -> SparkSession:
 
     The session time zone is UTC: every timestamp in the lake is UTC, and dates derived from
     them (partitions) must not depend on the server's local zone."""
-    _not_a_doctest()
+    allow_spark_connect_import()
     from pyspark.sql import SparkSession
 
     session = SparkSession.builder.remote(remote).create()
@@ -25,10 +25,12 @@ def spark_session(remote: str) -> SparkSession:
     return session
 
 
-def _not_a_doctest() -> None:
+def allow_spark_connect_import() -> None:
     """pyspark's Spark Connect import takes a process whose `__main__` has neither a spec nor a
     file for a doctest run, then looks for a local Spark installation and exits without one.
-    Dagster's in-process run workers are such processes: give their `__main__` a file name."""
+    Dagster's in-process run workers, pytest-xdist workers and `python -c` are such processes:
+    give their `__main__` a file name. Call it before importing pyspark.sql.connect or Great
+    Expectations (which imports it)."""
     main = sys.modules.get("__main__")
     looks_like_doctest = (
         main is not None

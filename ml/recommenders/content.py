@@ -1,6 +1,6 @@
 """Content-based recommendations: products described by their text and price, not by who bought
 them, so a product nobody has bought yet still has neighbours (the cold-start answer for new
-products) and `gold.similar_products` covers the whole catalogue.
+products) and `gold.similar_products` covers the whole catalogue (`similar_by_content`).
 
 Each product becomes a vector: TF-IDF over its name, brand, category and subcategory (plus
 whole-field tokens such as `cat_grocery`, so an exact category or brand match counts more than a
@@ -71,6 +71,22 @@ def product_features(
     return normalise_rows(sp.csr_matrix(sp.hstack([tfidf.astype(np.float32), block])))
 
 
+def content_similarity(
+    products: pd.DataFrame, neighbours: int, price_bands: int = 5, price_weight: float = 0.3
+) -> sp.csr_matrix:
+    """Top-`neighbours` cosine similarity between the rows of `products` (in the frame's order)."""
+    features = product_features(products, price_bands, price_weight)
+    return item_similarity(sp.csr_matrix(features.T), neighbours, "cosine")
+
+
+def similar_by_content(products: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The top-k content neighbours of every product: (product_id, rank, similar_product_id,
+    similarity). Needs only the catalogue, so new products have neighbours too."""
+    products = products.drop_duplicates("product_id").sort_values("product_id")
+    ids = products["product_id"].to_numpy(dtype=np.int64)
+    return neighbours_frame(content_similarity(products, k), ids)
+
+
 class ContentBased(Recommender):
     """Recommends products similar (by content) to a customer's history, over the catalogue."""
 
@@ -94,8 +110,9 @@ class ContentBased(Recommender):
         catalogue = self.products["product_id"].to_numpy(dtype=np.int64)
         self.train = interactions.reindex_items(catalogue)
         self.item_ids = self.train.item_ids
-        features = product_features(self.products, self.price_bands, self.price_weight)
-        self.similarity = item_similarity(sp.csr_matrix(features.T), self.neighbours, "cosine")
+        self.similarity = content_similarity(
+            self.products, self.neighbours, self.price_bands, self.price_weight
+        )
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
         assert self.train is not None
@@ -105,5 +122,5 @@ class ContentBased(Recommender):
         return scores
 
     def similar_items(self) -> pd.DataFrame:
-        """gold.similar_products: (product_id, rank, similar_product_id, similarity)."""
+        """(product_id, rank, similar_product_id, similarity) of the fitted neighbours."""
         return neighbours_frame(self.similarity, self.item_ids)

@@ -122,7 +122,7 @@ def step_asset(step: Step, daily: dg.PartitionsDefinition) -> dg.AssetsDefinitio
             description=t.description,
             deps=[key(d) for d in step.inputs + step.references],
             kinds={"spark", "delta"},
-            group_name=step.layer,
+            group_name=step.group,
             owners=["team:data-engineering"],
             skippable=True,
             code_version=version,

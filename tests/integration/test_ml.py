@@ -72,6 +72,37 @@ def test_spark_basket_rules_equal_the_reference_apriori(world: World, spark) -> 
         np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], rtol=1e-9)
 
 
+def test_the_groups_spark_steps_are_gated_and_cover_the_catalogue(world: World) -> None:
+    """gold.customer_product_daily and the product tables are Spark steps of the `ml` group:
+    each batch passed its Great Expectations suite before it was published."""
+    results = pd.DataFrame(world.table("quality.validation_results").to_pylist())
+    for table in (
+        "gold.customer_product_daily",
+        "gold.similar_products",
+        "gold.product_associations",
+        "gold.trending_products",
+    ):
+        mine = results[results["table_name"] == table]
+        assert len(mine) >= 5 and mine["success"].all(), table
+    daily = gold(world, "customer_product_daily")
+    lines = gold(world, "fact_sales_line")
+    bought = lines[~lines["is_cancelled"] & ~lines["is_return"]]
+    assert daily["purchases"].gt(0).sum() == len(
+        bought.drop_duplicates(["customer_id", "product_id", "invoice_date"])
+    )
+    similar = gold(world, "similar_products")
+    assert set(similar["method"]) == {"cf_cosine", "cf_jaccard", "content"}
+    current = gold(world, "dim_product").query("is_current")
+    # content needs no buyer: every product of the catalogue has neighbours
+    assert set(similar.loc[similar["method"] == "content", "product_id"]) == set(
+        current["product_id"]
+    )
+    assert (similar["product_id"] != similar["similar_product_id"]).all()
+    trending = gold(world, "trending_products")
+    assert set(trending["scope"]) == {"global", "city", "area"}
+    assert len(gold(world, "product_associations")) > 0
+
+
 def test_customer_snapshot_features_match_pandas(world: World, spark) -> None:  # noqa: ANN001
     from spark_jobs.ml_inputs import customer_snapshots
 
@@ -137,8 +168,14 @@ def test_the_champion_is_chosen_on_validation_and_alone_feeds_the_recommendation
     assert (
         run["train_end"][run["split"] == "future"] > run["train_end"][run["split"] == "test"].max()
     ).all()
+    # every buyer is either cold (no history before the window) or returning
+    users = run[run["metric"] == "users_evaluated"].pivot_table(
+        index=["split", "target", "model"], columns="population", values="value"
+    )
+    assert set(users.columns) <= {"buyers", "cold_start", "returning"}
+    assert (users.drop(columns="buyers").fillna(0).sum(axis=1) == users["buyers"]).all()
     inputs = json.loads(run["inputs"].iloc[0])
-    assert inputs["gold.fact_sales_line"] >= 0 and "gold.fact_events" in inputs
+    assert inputs["gold.customer_product_daily"] >= 0 and "gold.dim_product" in inputs
     # the evaluation of the first run (in the fixture) is still there
     assert stored["run_id"].nunique() >= 3
 
@@ -240,7 +277,7 @@ def test_bad_arguments_and_missing_gold_fail_clearly(tmp_path: Path, world: Worl
     empty = {**isolated_env(tmp_path), "SPARK_REMOTE": world.settings.spark_remote}
     missing = run_cli("ml", "train", env=empty, check=False)
     assert missing.returncode == 1
-    assert "does not exist yet" in missing.stderr and "build gold first" in missing.stderr
+    assert "does not exist yet" in missing.stderr and "build it first" in missing.stderr
 
 
 def test_the_ml_group_materialises_in_dagster(world: World) -> None:

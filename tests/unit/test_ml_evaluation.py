@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -151,3 +152,22 @@ def test_score_is_a_flat_dict_over_every_buyer_of_the_window() -> None:
     assert m["hit_rate@2"] == pytest.approx(3 / 4)
     assert m["precision@2"] == pytest.approx((1 + 1 / 2 + 1 / 2 + 0) / 4)
     assert all(isinstance(v, int | float | str) for v in m.values())
+
+
+def test_cold_start_buyers_are_scored_as_their_own_population() -> None:
+    model = _Fixed({1: [11, 10], 2: [10, 12], 3: [13]})
+    # 3 and 9 had no interaction before the window
+    window = replace(_window(), known_customers=np.array([1, 2]))
+    by_population = window.score_by_population(model, "all", k=2)
+    assert set(by_population) == {"buyers", "cold_start", "returning"}
+    cold, returning = by_population["cold_start"], by_population["returning"]
+    assert (cold["users_evaluated"], returning["users_evaluated"]) == (2, 2)
+    assert cold["hit_rate@2"] == pytest.approx(1 / 2)  # 3 hits 12 from the fill, 9 misses
+    assert returning["hit_rate@2"] == pytest.approx(1.0)
+    assert by_population["buyers"] == {
+        k: v for k, v in window.score(model, "all", 2).items() if k != "model"
+    }
+    # without known customers, no split; an empty population is left out
+    assert set(_window().score_by_population(model, "all", k=2)) == {"buyers"}
+    everyone = replace(_window(), known_customers=np.array([1, 2, 3, 9]))
+    assert set(everyone.score_by_population(model, "all", k=2)) == {"buyers", "returning"}

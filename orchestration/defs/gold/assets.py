@@ -8,4 +8,4 @@ from spark_jobs.steps import STEPS
 
 
 def gold_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [step_asset(step, daily) for step in STEPS if step.layer == "gold"]
+    return [step_asset(step, daily) for step in STEPS if step.group == "gold"]

@@ -1,8 +1,12 @@
 """The `ml` group: recommenders and customer models trained on gold, outputs written to gold.
 
-Two multi-assets, one per runner of spark_jobs/training.py. `recommenders` owns the model log tables
-(gold.model_evaluations, gold.model_registry); `customer_models` appends to them too and records
-that as materialisations of those assets.
+The group is a chain. Its Spark steps (spark_jobs/steps.py, group `ml`, gated by Great
+Expectations like the rest of gold) build the recommenders' training data
+(gold.customer_product_daily) and the product tables (similar products, associations,
+trending); then two multi-assets, one per runner of spark_jobs/training.py, fit the models.
+`recommenders` works in Python only and owns the model log tables (gold.model_evaluations,
+gold.model_registry); `customer_models` appends to them too and records that as
+materialisations of those assets.
 """
 
 from collections.abc import Iterator
@@ -11,34 +15,21 @@ from typing import Any
 
 import dagster as dg
 
-from ml import TRAINING_INPUTS
+from ml import CUSTOMER_MODEL_INPUTS, RECOMMENDER_INPUTS
 from ml.evaluation import by_model
 from orchestration.defs.ml.resources import TrainingResource
 from orchestration.defs.resources import LakeResource, SparkConnectResource
 from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata, markdown_table
 from orchestration.lib.retries import TRANSIENT_RETRY
-from orchestration.lib.spark_steps import key
+from orchestration.lib.spark_steps import key, step_asset
+from spark_jobs.steps import STEPS
 
 RECOMMENDER_OUTPUTS = {
     "gold.customer_recommendations": (
-        "Top-N products per customer from the champion recommender (refitted on all data) with "
-        "score, rank and reason (blend / cold_start / new_product); business filters applied.",
-        {"implicit", "sklearn", "delta"},
-    ),
-    "gold.similar_products": (
-        "Top-20 neighbours per product: co-occurrence CF (cosine, Jaccard; Spark SQL) and "
-        "content (TF-IDF of name/brand/category + price band).",
-        {"spark", "sklearn", "delta"},
-    ),
-    "gold.product_associations": (
-        "Association rules of products bought together (pairs and triples): support, "
-        "confidence, lift; rank = frequently bought together per antecedent.",
-        {"spark", "delta"},
-    ),
-    "gold.trending_products": (
-        "Trending score, velocity and seasonal boost per product, nationally and per city/area.",
-        {"spark", "delta"},
+        "Top-N products per customer from the champion (refitted up to the newest day): its "
+        "list, then the popular products of the last 28 days, with score, rank and a reason.",
+        {"lightgbm", "implicit", "sklearn", "delta"},
     ),
     "gold.model_evaluations": (
         "Offline evaluation of every model per training run (long format: one row per metric), "
@@ -50,6 +41,10 @@ RECOMMENDER_OUTPUTS = {
         {"delta"},
     ),
 }
+# what `lakehouse ml train --part recommenders` builds before the recommenders: the Spark steps
+# of the group (training data and product tables)
+RECOMMENDER_STEP_TABLES = tuple(t.name for s in STEPS if s.group == "ml" for t in s.tables)
+
 CUSTOMER_OUTPUTS = {
     "gold.customer_features": (
         "Per customer and cutoff date: RFM and behavioural features, and the labels of the "
@@ -68,12 +63,12 @@ CUSTOMER_OUTPUTS = {
 }
 
 
-def _specs(outputs: dict[str, tuple[str, set[str]]]) -> list[dg.AssetSpec]:
+def _specs(outputs: dict[str, tuple[str, set[str]]], inputs: tuple[str, ...]) -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
             key=key(table),
             description=description,
-            deps=[key(t) for t in TRAINING_INPUTS],
+            deps=[key(t) for t in inputs],
             kinds=kinds,
             group_name="ml",
             owners=["team:data-science"],
@@ -107,23 +102,23 @@ def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, d
 
 
 @dg.multi_asset(
-    specs=_specs(RECOMMENDER_OUTPUTS),
+    specs=_specs(RECOMMENDER_OUTPUTS, RECOMMENDER_INPUTS),
     name="recommenders",
     can_subset=False,
     retry_policy=TRANSIENT_RETRY,
 )
 def recommenders(
     context: dg.AssetExecutionContext,
-    spark: SparkConnectResource,
     lake: LakeResource,
     training: TrainingResource,
 ):
     """Every recommender and baseline on a validation window (the champion is chosen there) and
-    a test window, then fitted on everything: the champion's lists and the product tables."""
+    a test window, then fitted on everything: the champion's lists. No Spark session is held
+    through the fits: the Spark work is done by the group's steps before."""
     from spark_jobs.training import train_recommenders
 
-    with spark.session() as session, _not_retried_when_data_is_missing():
-        report = train_recommenders(session, lake.lake, training.options(), context.log.info)
+    with _not_retried_when_data_is_missing():
+        report = train_recommenders(lake.lake, training.options(), context.log.info)
     metric, target = training.champion_metric, training.champion_task
     table = by_model(report.evaluations, metric)
     chosen = next(row for row in table if row["model"] == report.champion)
@@ -161,7 +156,7 @@ def recommenders(
 
 
 @dg.multi_asset(
-    specs=_specs(CUSTOMER_OUTPUTS),
+    specs=_specs(CUSTOMER_OUTPUTS, CUSTOMER_MODEL_INPUTS),
     name="customer_models",
     can_subset=False,
     retry_policy=TRANSIENT_RETRY,
@@ -199,7 +194,10 @@ def customer_models(
             context.log_event(dg.AssetMaterialization(asset_key=key(table), metadata=metadata))
 
 
-ml_assets = [recommenders, customer_models]
+def ml_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The group's Spark steps, then the two training runners."""
+    steps = [step_asset(step, daily) for step in STEPS if step.group == "ml"]
+    return [*steps, recommenders, customer_models]
 
 
 def _plain(value: Any) -> Any:

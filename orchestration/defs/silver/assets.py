@@ -8,4 +8,4 @@ from spark_jobs.steps import STEPS
 
 
 def silver_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [step_asset(step, daily) for step in STEPS if step.layer == "silver"]
+    return [step_asset(step, daily) for step in STEPS if step.group == "silver"]
