@@ -167,7 +167,14 @@ class Snapshot:
             / (pairs["purchase_days"] - 1).clip(lower=1),
             np.nan,
         )
-        self.pairs = pairs
+        # sorted by (customer, product): a batch's rows are found by binary search, not by a
+        # scan of every pair
+        self.pairs = pairs.sort_values(["customer_id", "product_id"], ignore_index=True)
+        self._pair_customers = self.pairs["customer_id"].to_numpy(np.int64)
+        self._span = int(self.pairs["product_id"].max()) + 1 if len(self.pairs) else 1
+        self._pair_keys = self._pair_customers * self._span + self.pairs["product_id"].to_numpy(
+            np.int64
+        )
 
         products = catalogue.products.set_index("product_id")[["category", "brand", "price"]]
         products = products.assign(
@@ -209,6 +216,31 @@ class Snapshot:
         shares = shares.assign(share=shares["pair_weight"] / total)
         self.category_share = shares.groupby(["customer_id", "category"])["share"].sum()
         self.brand_share = shares.groupby(["customer_id", "brand"])["share"].sum()
+
+    def rows_of(self, customers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Positions in `pairs` of the rows of these customers (sorted, unique)."""
+        starts = np.searchsorted(self._pair_customers, customers, "left")
+        lengths = np.searchsorted(self._pair_customers, customers, "right") - starts
+        first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        return first + np.arange(int(lengths.sum()))
+
+    def pair_stats(self, customers: npt.ArrayLike, products: npt.ArrayLike) -> pd.DataFrame:
+        """The `pairs` columns (without the ids) of each (customer, product), NaN where the
+        customer never took the product, in the order given."""
+        customers = np.asarray(customers, dtype=np.int64)
+        products = np.asarray(products, dtype=np.int64)
+        columns = [c for c in self.pairs.columns if c not in ("customer_id", "product_id")]
+        if not len(self.pairs):
+            return pd.DataFrame(np.nan, index=range(len(customers)), columns=columns)
+        keys = customers * self._span + products
+        pos = np.minimum(np.searchsorted(self._pair_keys, keys), len(self._pair_keys) - 1)
+        missing = (products >= self._span) | (self._pair_keys[pos] != keys)
+        out = {}
+        for column in columns:
+            values = self.pairs[column].to_numpy(np.float64)[pos]
+            values[missing] = np.nan
+            out[column] = values
+        return pd.DataFrame(out)
 
 
 class Generators:
@@ -262,7 +294,7 @@ class Generators:
 
     def _propose(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
         snap, n = self.snapshot, self.per_generator
-        mine = snap.pairs[snap.pairs["customer_id"].isin(customers)]
+        mine = snap.pairs.iloc[snap.rows_of(customers)]
         bought = mine[mine["purchase_days"] > 0]
         since = _day(snap.cutoff) - bought["last_purchase"]
         interval = bought["own_interval"].fillna(
@@ -295,16 +327,31 @@ class Generators:
             }
         )
         frames.append(_top(popular, n, "popular"))
-        long = pd.concat(frames, ignore_index=True)
-        wide = long.pivot_table(
-            index=["customer_id", "product_id"],
-            columns="generator",
-            values=["score", "rank"],
-            aggfunc="first",
-        )
-        wide.columns = [f"{generator}_{part}" for part, generator in wide.columns]
-        wide = wide.reindex(columns=FEATURES[: 2 * len(GENERATORS)])
-        return wide.reset_index()
+        return _union(frames)
+
+
+def _union(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per proposed (customer, product), sorted, with every generator's score and
+    rank (NaN where it did not propose the product); each frame is one generator's top list
+    (customer_id, product_id, score, rank, generator), a pair at most once."""
+    customer = np.concatenate([f["customer_id"].to_numpy(np.int64) for f in frames])
+    product = np.concatenate([f["product_id"].to_numpy(np.int64) for f in frames])
+    # one integer per pair (ids are non-negative), so the union is a sort, not a pivot
+    span = int(product.max()) + 1 if len(product) else 1
+    keys, row = np.unique(customer * span + product, return_inverse=True)
+    values = np.full((len(keys), 2 * len(GENERATORS)), np.nan)
+    start = 0
+    for frame in frames:
+        end = start + len(frame)
+        if len(frame):
+            g = GENERATORS.index(frame["generator"].iloc[0])
+            values[row[start:end], 2 * g] = frame["score"].to_numpy(np.float64)
+            values[row[start:end], 2 * g + 1] = frame["rank"].to_numpy(np.float64)
+        start = end
+    out = pd.DataFrame(values, columns=FEATURES[: 2 * len(GENERATORS)])
+    out.insert(0, "product_id", keys % span)
+    out.insert(0, "customer_id", keys // span)
+    return out
 
 
 def _top(frame: pd.DataFrame, n: int, generator: str) -> pd.DataFrame:
@@ -318,7 +365,9 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     """`candidates` (customer_id, product_id, generator scores and ranks) with every feature
     of `FEATURES`, from the snapshot alone."""
     c = _day(snapshot.cutoff)
-    out = candidates.merge(snapshot.pairs, on=["customer_id", "product_id"], how="left")
+    candidates = candidates.reset_index(drop=True)
+    stats = snapshot.pair_stats(candidates["customer_id"], candidates["product_id"])
+    out = pd.concat([candidates, stats], axis=1)
     out = out.merge(snapshot.products, left_on="product_id", right_index=True, how="left")
     out = out.merge(snapshot.customers, left_on="customer_id", right_index=True, how="left")
     out["purchase_days"] = out["purchase_days"].fillna(0)

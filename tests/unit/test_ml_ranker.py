@@ -118,6 +118,29 @@ def test_no_feature_reads_past_its_cutoff(world) -> None:
     pd.testing.assert_frame_equal(computed(pd.concat([before, future])), alone)
 
 
+def test_a_batch_finds_its_pairs_by_search_as_a_join_would(world) -> None:
+    daily, catalogue = world
+    snapshot = Snapshot(daily, START + dt.timedelta(days=50), catalogue)
+    customers = np.array([3, 17, 150, 999])  # 999 is unknown
+    rows = snapshot.pairs.iloc[snapshot.rows_of(customers)]
+    expected = snapshot.pairs[snapshot.pairs["customer_id"].isin(customers)]
+    pd.testing.assert_frame_equal(rows, expected)
+    taken = expected.iloc[[0, -1]]  # two pairs that exist
+    asked = pd.DataFrame(
+        {
+            "customer_id": [*taken["customer_id"], 999, 17],
+            "product_id": [*taken["product_id"], 1, 10_000],
+        }
+    )
+    joined = asked.merge(snapshot.pairs, on=["customer_id", "product_id"], how="left")
+    stats = snapshot.pair_stats(asked["customer_id"], asked["product_id"])
+    pd.testing.assert_frame_equal(
+        stats, joined.drop(columns=["customer_id", "product_id"]), check_dtype=False
+    )
+    assert stats.iloc[:2]["pair_weight"].gt(0).all()
+    assert stats.iloc[2:].isna().all().all()  # unknown customer, unknown product
+
+
 def test_labels_are_the_purchases_of_the_window_after_the_cutoff(world) -> None:
     daily, _ = world
     cutoff = START + dt.timedelta(days=55)
