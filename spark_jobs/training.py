@@ -134,7 +134,8 @@ class Tables:
     def uri(self, table: str) -> str:
         return self.lake.table_uri(table)
 
-    def _require(self, table: str) -> None:
+    def require(self, table: str) -> None:
+        """NotEnoughData naming what builds `table` when it does not exist yet."""
         if self.lake.open(table) is None:
             build = "lakehouse ml train" if table == "gold.customer_product_daily" else "gold"
             raise NotEnoughData(f"{table} does not exist yet at {self.uri(table)}: build {build}")
@@ -142,7 +143,7 @@ class Tables:
     def arrow(
         self, table: str, columns: list[str] | None = None, filters: list | None = None
     ) -> pa.Table:
-        self._require(table)
+        self.require(table)
         opened = self.lake.open(table)
         assert opened is not None
         return opened.to_pyarrow_table(columns=columns, filters=filters)
@@ -174,7 +175,7 @@ class SparkLake(Tables):
         self.spark = spark
 
     def read(self, table: str) -> DataFrame:
-        self._require(table)
+        self.require(table)
         return self.spark.read.format("delta").load(self.uri(table))
 
 
@@ -249,7 +250,7 @@ def data_span(lake: Tables) -> tuple[dt.date, dt.date]:
     """First and last day with sales or events in gold (from the facts' Delta logs)."""
     facts = ("gold.fact_sales_line", "gold.fact_events")
     for table in facts:
-        lake._require(table)
+        lake.require(table)
     spans = [s for s in (partition_range(lake.uri(t), lake.lake.options) for t in facts) if s]
     if not spans:
         raise NotEnoughData("gold.fact_sales_line and gold.fact_events are empty")
