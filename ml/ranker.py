@@ -15,6 +15,8 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
 - `als`: implicit ALS on the same history;
 - `bought_with`: what is bought in the same basket as the customer's purchases (confidence of
   the basket rule, summed over their recency-decayed purchases);
+- `content`: products like the customer's decayed history by name, brand, category and price
+  band (TF-IDF): products nobody bought yet are reachable;
 - `trending_city`: what trends in the customer's city (cold customers included);
 - `popular`: the best sellers of the last `POPULAR_DAYS` days.
 
@@ -35,7 +37,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ml.interactions import decayed
-from ml.recommenders import ALS, BoughtWith, ItemKNN, Trending, UserKNN
+from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
 from ml.recommenders.base import Recommendations, Recommender
 
 GENERATORS = (
@@ -46,6 +48,7 @@ GENERATORS = (
     "user_knn",
     "als",
     "bought_with",
+    "content",
     "trending_city",
     "popular",
 )
@@ -276,6 +279,7 @@ class Generators:
                         item_ids=items,
                     )
                 ),
+                "content": ContentBased(snapshot.catalogue.products).fit(train),
                 "trending_city": Trending(groups=snapshot.catalogue.cities, as_of=as_of).fit(train),
             }
 
@@ -577,6 +581,7 @@ _GENERATOR_REASONS: Mapping[str, str] = {
     "user_knn": "customers with your tastes bought it",
     "als": "customers with your tastes bought it",
     "bought_with": "often bought with what you bought",
+    "content": "like products you bought or viewed",
     "popular": f"popular in the last {POPULAR_DAYS} days",
 }
 
@@ -585,7 +590,15 @@ def _best_generator(row: object) -> str:
     """The generator (other than the history-based ones) that ranked the row best."""
     ranks = {
         g: getattr(row, f"{g}_rank")
-        for g in ("item_knn", "user_knn", "als", "bought_with", "trending_city", "popular")
+        for g in (
+            "item_knn",
+            "user_knn",
+            "als",
+            "bought_with",
+            "content",
+            "trending_city",
+            "popular",
+        )
         if getattr(row, f"{g}_rank") == getattr(row, f"{g}_rank")  # not NaN
     }
     return min(ranks, key=ranks.__getitem__) if ranks else "recommended"
