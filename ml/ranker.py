@@ -52,6 +52,8 @@ GENERATORS = (
     "trending_city",
     "popular",
 )
+# what the customer did with the product itself; its reasons say so in words of their own
+HISTORY_GENERATORS = ("buy_again", "repurchase_due", "browsed")
 PER_GENERATOR = 30  # candidates each generator proposes per customer
 BROWSE_DAYS = 60  # views and carts older than this propose nothing
 BROWSE_HALF_LIFE_DAYS = 7.0
@@ -590,15 +592,8 @@ def _best_generator(row: object) -> str:
     """The generator (other than the history-based ones) that ranked the row best."""
     ranks = {
         g: getattr(row, f"{g}_rank")
-        for g in (
-            "item_knn",
-            "user_knn",
-            "als",
-            "bought_with",
-            "content",
-            "trending_city",
-            "popular",
-        )
+        for g in GENERATORS
+        if g not in HISTORY_GENERATORS
         if getattr(row, f"{g}_rank") == getattr(row, f"{g}_rank")  # not NaN
     }
     return min(ranks, key=ranks.__getitem__) if ranks else "recommended"

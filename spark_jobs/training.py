@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.core.lake import Lake
 from ml import CUSTOMER_MODEL_INPUTS, RECOMMENDER_INPUTS
@@ -134,18 +134,18 @@ class Tables:
     def uri(self, table: str) -> str:
         return self.lake.table_uri(table)
 
-    def require(self, table: str) -> None:
-        """NotEnoughData naming what builds `table` when it does not exist yet."""
-        if self.lake.open(table) is None:
+    def require(self, table: str) -> DeltaTable:
+        """The table, or NotEnoughData naming what builds it when it does not exist yet."""
+        opened = self.lake.open(table)
+        if opened is None:
             build = "lakehouse ml train" if table == "gold.customer_product_daily" else "gold"
             raise NotEnoughData(f"{table} does not exist yet at {self.uri(table)}: build {build}")
+        return opened
 
     def arrow(
         self, table: str, columns: list[str] | None = None, filters: list | None = None
     ) -> pa.Table:
-        self.require(table)
-        opened = self.lake.open(table)
-        assert opened is not None
+        opened = self.require(table)
         return opened.to_pyarrow_table(columns=columns, filters=filters)
 
     def versions(self, *tables: str) -> dict[str, int]:
