@@ -28,9 +28,11 @@ product comes back is learned (repurchase cycles, categories that repeat), not a
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +123,12 @@ class Catalogue:
 
     products: pd.DataFrame
     cities: pd.Series
+
+    @cached_property
+    def content(self) -> ContentBased:
+        """The content model of these products with its similarity computed once for every
+        cutoff (it depends on the catalogue alone); generators fit copies of it."""
+        return ContentBased(self.products).with_similarity()
 
     @property
     def names(self) -> pd.Series:
@@ -281,7 +289,7 @@ class Generators:
                         item_ids=items,
                     )
                 ),
-                "content": ContentBased(snapshot.catalogue.products).fit(train),
+                "content": copy.copy(snapshot.catalogue.content).fit(train),
                 "trending_city": Trending(groups=snapshot.catalogue.cities, as_of=as_of).fit(train),
             }
 

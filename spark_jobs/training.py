@@ -40,6 +40,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,7 +279,9 @@ class Catalogue:
     def city(self) -> pd.Series:
         return self.customers.set_index("customer_id")["city_name"].dropna()
 
+    @cached_property
     def for_ranker(self) -> RankerCatalogue:
+        """One for every fit, so its content similarity is computed once per run."""
         columns = ["product_id", "name", "category", "brand", "price"]
         return RankerCatalogue(self.products[columns], self.city)
 
@@ -461,7 +464,7 @@ def split(
     fitted |= {name: make().fit(train) for name, make in factories.items()}
     fitted["hybrid"] = hybrid(fitted, BusinessRules(allowed_product_ids=catalogue.active), train)
     try:
-        ranker = LearnedRanker(catalogue.for_ranker(), window_days).fit(seen, fit_end)
+        ranker = LearnedRanker(catalogue.for_ranker, window_days).fit(seen, fit_end)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker

@@ -110,9 +110,16 @@ class ContentBased(Recommender):
         catalogue = self.products["product_id"].to_numpy(dtype=np.int64)
         self.train = interactions.reindex_items(catalogue)
         self.item_ids = self.train.item_ids
-        self.similarity = content_similarity(
-            self.products, self.neighbours, self.price_bands, self.price_weight
-        )
+        self.with_similarity()
+
+    def with_similarity(self) -> ContentBased:
+        """Computes the product similarity unless it is there: it depends on the catalogue
+        alone, so a copy of a model that has it fits on new interactions without redoing it."""
+        if self.similarity.shape[0] != len(self.products):
+            self.similarity = content_similarity(
+                self.products, self.neighbours, self.price_bands, self.price_weight
+            )
+        return self
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
         assert self.train is not None
