@@ -54,21 +54,24 @@ def logged_in(url: str, username: str, password: str) -> Iterator:
             browser.close()
 
 
+# the dashboard's charts are on the page and none is loading
+READY = (
+    f"() => document.querySelectorAll('{CHART}').length > 0 && "
+    f"document.querySelectorAll('{CHART} .loading, "
+    '[data-test="loading-indicator"]\').length === 0'
+)
+
+
 def open_dashboard(page, url: str, slug: str) -> float:  # noqa: ANN001 - a Playwright Page
     """Open a dashboard and wait until every chart has finished loading; the seconds taken."""
     started = time.monotonic()
     page.goto(f"{url}/superset/dashboard/{slug}/")
     page.wait_for_load_state("networkidle")
-    ready = (
-        f"() => document.querySelectorAll('{CHART}').length > 0 && "
-        f"document.querySelectorAll('{CHART} .loading, "
-        '[data-test="loading-indicator"]\').length === 0'
-    )
     # the grid may mount again once the native filters load: ready twice in a row, same charts
     deadline, charts, ready_at = started + 120, -1, started
     while True:
         left_ms = max(1_000.0, (deadline - time.monotonic()) * 1_000)
-        page.wait_for_function(ready, timeout=left_ms)
+        page.wait_for_function(READY, timeout=left_ms)
         now = page.locator(CHART).count()
         if now == charts:
             return ready_at - started  # when the page was first ready as it stayed
@@ -78,7 +81,9 @@ def open_dashboard(page, url: str, slug: str) -> float:  # noqa: ANN001 - a Play
 
 def chart_states(page) -> dict[str, str]:  # noqa: ANN001 - a Playwright Page
     """Each chart on the page by title: 'error', 'empty' (Superset's no-results panel) or
-    'data'."""
+    'data'. Waits (up to 60 s) for the charts to be there and loaded: the grid can mount again
+    when Superset rewrites the URL with its native filters' key."""
+    page.wait_for_function(READY, timeout=60_000)
     states = {}
     for holder in page.locator(CHART).all():
         text = holder.inner_text()
