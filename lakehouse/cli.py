@@ -281,6 +281,21 @@ def ingest_command(
     topic: Annotated[str | None, typer.Option(help="Default: KAFKA_EVENTS_TOPIC.")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="Keep ingesting until stopped.")] = False,
     status: Annotated[bool, typer.Option("--status", help="Show offsets and lag only.")] = False,
+    reset_offsets: Annotated[
+        bool,
+        typer.Option(
+            "--reset-offsets",
+            help="After the broker lost or recreated the topic: read it again from its log "
+            "start (the gap is recorded in bronze.events_offset_resets).",
+        ),
+    ] = False,
+    data_may_be_missing: Annotated[
+        bool,
+        typer.Option(
+            "--i-know-data-may-be-missing",
+            help="Confirms --reset-offsets: messages the broker lost are not in bronze.",
+        ),
+    ] = False,
     group: Annotated[str, typer.Option(help="Consumer group [lakehouse-bronze-<topic>].")] = "",
     max_events: Annotated[int | None, typer.Option(min=1, help="Stop after messages.")] = None,
     max_seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after seconds.")] = None,
@@ -295,8 +310,14 @@ def ingest_command(
 ) -> None:
     """Move the clickstream topic into bronze.events exactly once (bad messages to
     bronze.events_dead_letter): the Dagster asset bronze/events ingests what the topic holds,
-    then stops; --follow keeps a long-running ingester going; --status shows offsets and lag."""
+    then stops; --follow keeps a long-running ingester going; --status shows offsets and lag;
+    --reset-offsets starts again from the broker's log after it lost or recreated the topic."""
     settings = _settings()
+    if reset_offsets and not data_may_be_missing:
+        raise typer.BadParameter(
+            "--reset-offsets skips whatever the broker lost: add --i-know-data-may-be-missing "
+            "to confirm (see `lakehouse ingest --status` first)"
+        )
     data.ingest(
         settings,
         topic=topic or settings.events_topic,
@@ -304,6 +325,7 @@ def ingest_command(
         session_timeout_ms=session_timeout_ms,
         follow=follow,
         status=status,
+        reset=reset_offsets,
         as_json=as_json,
         max_events=max_events,
         max_seconds=max_seconds,

@@ -152,10 +152,10 @@ def print_ingest_status(status: dict, as_json: bool) -> None:
         print_json(status)
         return
     table = Table(title=f"{status['topic']} → bronze.events (version {status['events_version']})")
-    for column in ("partition", "next offset", "log end", "lag"):
+    for column in ("partition", "next offset", "log start", "log end", "lag"):
         table.add_column(column, justify="right")
     for row in status["partitions"]:
-        cells = (row["partition"], row["next_offset"], row["log_end"], row["lag"])
+        cells = (row["partition"], row["next_offset"], row["log_start"], row["log_end"], row["lag"])
         table.add_row(*("?" if c is None else f"{c:,}" for c in cells))
     out.print(table)
     for follower in status["followers"]:
@@ -166,6 +166,31 @@ def print_ingest_status(status: dict, as_json: bool) -> None:
         )
     if not status["followers"]:
         out.print("no `lakehouse ingest --follow` is running for this topic", style="dim")
+    for problem in status["problems"]:
+        out.print(f"✗ {problem}", style="red", highlight=False)
+    if status["problems"]:
+        out.print(
+            "ingestion stops here: the broker lost or recreated the topic, so messages may be "
+            f"missing. To go on from the topic as it is now: `{status['recovery']}`",
+            style="red",
+            highlight=False,
+        )
+
+
+def print_offsets_reset(done: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(done)
+        return
+    for partition, (old, new) in sorted(done["partitions"].items()):
+        out.print(
+            f"{done['topic']} partition {partition}: next offset {old:,} → {new:,}",
+            highlight=False,
+        )
+    out.print(
+        f"reason: {done['reason']}; recorded in bronze.events_offset_resets. "
+        "`lakehouse ingest` reads the topic again from these offsets.",
+        highlight=False,
+    )
 
 
 def print_ingested(report: dict) -> None:
@@ -319,9 +344,9 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
     """A Kafka failure is one red line naming the brokers, and exit code 1."""
     from confluent_kafka import KafkaException
 
-    from streaming.ingest import TopicNotFound
+    from streaming.ingest import TopicNotFound, TopicReset
 
     try:
         yield
-    except (KafkaException, TopicNotFound) as exc:
+    except (KafkaException, TopicNotFound, TopicReset) as exc:
         fail(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}")

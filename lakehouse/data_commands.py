@@ -57,13 +57,27 @@ def ingest(
     follow: bool,
     status: bool,
     as_json: bool,
+    reset: bool = False,
     **limits: Any,
 ) -> None:
-    from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, IngestOptions, ingest_status
+    from streaming.ingest import (
+        DEAD_LETTER_TABLE,
+        EVENTS_TABLE,
+        IngestOptions,
+        ingest_status,
+        reset_offsets,
+    )
 
-    if status and follow:
-        raise typer.BadParameter("--status and --follow cannot be combined")
+    if sum((status, follow, reset)) > 1:
+        raise typer.BadParameter("--status, --follow and --reset-offsets cannot be combined")
     with console.kafka_errors(settings):
+        if reset:
+            try:
+                done = reset_offsets(settings.lake, settings.kafka_bootstrap_servers, topic)
+            except ValueError as exc:
+                fail(str(exc))
+            console.print_offsets_reset(done, as_json)
+            return
         if status:
             report = ingest_status(
                 settings.lake, settings.kafka_bootstrap_servers, topic, run_dir=settings.run_dir

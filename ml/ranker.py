@@ -10,8 +10,8 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
   purchase against the customer's own interval for it (or the product's typical one);
 - `browsed`: viewed or carted in the last `BROWSE_DAYS` days and not bought, recency-decayed;
 - `item_knn`: item-item CF (Jaccard) from the customer's decayed history;
-- `user_knn`: what the most similar customers took (up to `USER_KNN_MAX_CUSTOMERS` customers:
-  it scores a batch against every customer);
+- `user_knn`: what the most similar customers took (neighbours drawn from the
+  `USER_KNN_POOL` customers with the most history, so it stays linear at any size);
 - `als`: implicit ALS on the same history;
 - `bought_with`: what is bought in the same basket as the customer's purchases (confidence of
   the basket rule, summed over their recency-decayed purchases);
@@ -62,7 +62,6 @@ BROWSE_HALF_LIFE_DAYS = 7.0
 POPULAR_DAYS = 28
 HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affinities see
 TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
-USER_KNN_MAX_CUSTOMERS = 200_000
 
 PAIR_FEATURES = [
     "purchase_days",
@@ -275,11 +274,7 @@ class Generators:
             as_of = np.datetime64(snapshot.cutoff, "s") + np.timedelta64(86_399, "s")
             self.models = {
                 "item_knn": ItemKNN(neighbours=50, metric="jaccard").fit(train),
-                **(
-                    {"user_knn": UserKNN().fit(train)}
-                    if train.shape[0] <= USER_KNN_MAX_CUSTOMERS
-                    else {}
-                ),
+                "user_knn": UserKNN().fit(train),
                 "als": ALS(factors=64, iterations=15, num_threads=2).fit(train),
                 "bought_with": BoughtWith().fit(
                     decayed(
@@ -377,25 +372,39 @@ def _top(frame: pd.DataFrame, n: int, generator: str) -> pd.DataFrame:
 
 def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     """`candidates` (customer_id, product_id, generator scores and ranks) with every feature
-    of `FEATURES`, from the snapshot alone."""
+    of `FEATURES`, from the snapshot alone (assembled column by column: no joins)."""
     c = _day(snapshot.cutoff)
-    candidates = candidates.reset_index(drop=True)
-    stats = snapshot.pair_stats(candidates["customer_id"], candidates["product_id"])
-    out = pd.concat([candidates, stats], axis=1)
-    out = out.merge(snapshot.products, left_on="product_id", right_index=True, how="left")
-    out = out.merge(snapshot.customers, left_on="customer_id", right_index=True, how="left")
-    out["purchase_days"] = out["purchase_days"].fillna(0)
+    customer = candidates["customer_id"].to_numpy(np.int64)
+    product = candidates["product_id"].to_numpy(np.int64)
+    out = {name: candidates[name].to_numpy() for name in candidates.columns}
+    for lookup in (
+        snapshot.pair_stats(customer, product),
+        snapshot.products.reindex(product),
+        snapshot.customers.reindex(customer),
+    ):
+        out.update({name: lookup[name].to_numpy() for name in lookup.columns})
+    out["purchase_days"] = np.nan_to_num(out["purchase_days"])
     out["days_since_purchase"] = c - out["last_purchase"]
     out["days_since_view"] = c - out["last_view"]
     out["days_since_cart"] = c - out["last_cart"]
-    interval = out["own_interval"].fillna(out["typical_interval"])
-    out["cycle_ratio"] = out["days_since_purchase"] / interval.where(interval > 0)
-    keys = pd.MultiIndex.from_arrays([out["customer_id"], out["category"]])
-    out["category_affinity"] = snapshot.category_share.reindex(keys).fillna(0).to_numpy()
-    keys = pd.MultiIndex.from_arrays([out["customer_id"], out["brand"]])
-    out["brand_affinity"] = snapshot.brand_share.reindex(keys).fillna(0).to_numpy()
-    out["price_ratio"] = np.log(out["price"].where(out["price"] > 0) / out["price_level"])
-    return out
+    interval = np.where(np.isnan(out["own_interval"]), out["typical_interval"], out["own_interval"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["cycle_ratio"] = np.where(interval > 0, out["days_since_purchase"] / interval, np.nan)
+        price = out["price"].astype(np.float64)
+        out["price_ratio"] = np.log(np.where(price > 0, price, np.nan) / out["price_level"])
+    for column, shares in (
+        ("category", snapshot.category_share),
+        ("brand", snapshot.brand_share),
+    ):
+        keys = pd.MultiIndex.from_arrays([customer, out[column]])
+        out[f"{column}_affinity"] = np.nan_to_num(shares.reindex(keys).to_numpy())
+    return pd.DataFrame(out)
+
+
+def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
+    """The `FEATURES` columns as one float32 block: what LightGBM trains and predicts on (half
+    the memory of float64; its histogram bins need no more precision)."""
+    return pd.DataFrame(frame[FEATURES].to_numpy(np.float32), columns=FEATURES)
 
 
 def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
@@ -432,32 +441,29 @@ class LearnedRanker:
     def fit(self, daily: pd.DataFrame, as_of: dt.date) -> LearnedRanker:
         import lightgbm as lgb
 
-        rows = []
+        matrices, targets, groups = [], [], []
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = labels(daily, cutoff, self.window_days)
             snapshot = Snapshot(daily, cutoff, self.catalogue)
             candidates = Generators(daily, snapshot).propose(truth["customer_id"].unique())
-            frame = features(snapshot, candidates)
-            frame["label"] = (
-                frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
-            )
+            frame = features(snapshot, candidates)  # sorted by customer (the union's order)
+            label = frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
             # customers without a purchase among their candidates teach LambdaMART nothing
-            frame = frame[frame.groupby("customer_id")["label"].transform("max") > 0]
-            self.training[f"candidate_recall@{cutoff}"] = float(
-                frame["label"].sum() / max(len(truth), 1)
-            )
-            rows.append(frame.assign(cutoff=str(cutoff)))
-        if not rows or not any(len(r) for r in rows):
+            keep = pd.Series(label).groupby(frame["customer_id"]).transform("max").to_numpy() > 0
+            self.training[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
+            matrices.append(feature_matrix(frame[keep]))
+            targets.append(label[keep])
+            groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
+            del frame, candidates, snapshot
+        if not matrices or not any(len(m) for m in matrices):
             raise NotEnoughHistory(
                 f"no training cutoff with history and purchases before {as_of}: "
                 f"{self.window_days}-day windows need more days"
             )
-        data = pd.concat(rows, ignore_index=True).sort_values(
-            ["cutoff", "customer_id"], kind="stable"
-        )
-        groups = data.groupby(["cutoff", "customer_id"], sort=False).size().to_numpy()
+        data = pd.concat(matrices, ignore_index=True)
+        groups = np.concatenate(groups)
         self.model = lgb.LGBMRanker(**LGBM_PARAMS)
-        self.model.fit(data[FEATURES], data["label"], group=groups)
+        self.model.fit(data, np.concatenate(targets), group=groups)
         self.training.update(rows=float(len(data)), customers=float(len(groups)))
         self.as_of = as_of
         self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
@@ -477,7 +483,7 @@ class LearnedRanker:
         *,
         items: npt.ArrayLike | None = None,
         exclude: pd.DataFrame | None = None,
-        batch: int = 20_000,
+        batch: int = 5_000,
     ) -> Recommendations:
         """Each customer's top k of the ranked candidates, with a `reason` per slot;
         `items` restricts the products, `exclude` drops (customer_id, product_id) pairs.
@@ -488,8 +494,7 @@ class LearnedRanker:
         customers = np.asarray(customer_ids, dtype=np.int64).ravel()
         parts = []
         for start in range(0, len(customers), batch):
-            ranked = self._ranked(np.unique(customers[start : start + batch]), items, exclude)
-            ranked = ranked[ranked["slot"] < k]
+            ranked = self._ranked(np.unique(customers[start : start + batch]), k, items, exclude)
             parts.append(ranked.assign(reason=reasons(ranked, self.serving)))
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return _recommendations(customers, frame, k, "ranker_score", "reason")
@@ -497,17 +502,21 @@ class LearnedRanker:
     def _ranked(
         self,
         customers: npt.NDArray[np.int64],
+        k: int,
         items: npt.ArrayLike | None,
         exclude: pd.DataFrame | None,
     ) -> pd.DataFrame:
+        """The top k candidates of each customer by the ranker's score, with a `slot`."""
         assert self.model is not None
         candidates = _allowed(self.serving.propose(customers), items, exclude)
         frame = features(self.serving.snapshot, candidates)
-        score = self.model.predict(frame[FEATURES]) if len(frame) else np.empty(0)
-        frame = frame.assign(ranker_score=score).sort_values(
-            ["customer_id", "ranker_score"], ascending=[True, False], kind="stable"
-        )
-        return frame.assign(slot=frame.groupby("customer_id").cumcount())
+        score = self.model.predict(feature_matrix(frame)) if len(frame) else np.empty(0)
+        customer = frame["customer_id"].to_numpy(np.int64)
+        order = np.lexsort((-score, customer))  # stable: candidate order among equal scores
+        starts = np.searchsorted(customer[order], customer[order], "left")
+        slot = np.arange(len(order)) - starts
+        keep = order[slot < k]
+        return frame.iloc[keep].assign(ranker_score=score[keep], slot=slot[slot < k])
 
 
 def _allowed(

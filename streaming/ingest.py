@@ -16,6 +16,13 @@ How exactly-once works (the kafka-delta-ingest design):
 So a crash before the write, during it (parquet files written, not committed: orphans that vacuum
 removes) or after the commit loses nothing and duplicates nothing.
 
+A broker that lost or recreated the topic (an embedded broker keeping topics in memory restarts,
+a topic is deleted and created again, retention deleted what was never read) is detected, never
+skipped over: every commit also records a fingerprint of the topic's id, and before reading, the
+ingester compares it with the broker's, and each partition's recorded position with the
+broker's log start and end. On a mismatch it stops with `TopicReset`, naming the partitions and
+the recovery command (`reset_offsets`, which records the gap in `bronze.events_offset_resets`).
+
 Run modes, one code path: `run(follow=False)` ingests what is available and stops (the Dagster
 asset); `run(follow=True)` keeps going until stopped (`lakehouse ingest --follow`).
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import resource
@@ -42,7 +50,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lakehouse.core.kafka import client_config
+from lakehouse.core.kafka import client_config, topic_id
 from lakehouse.core.lake import Lake, open_table
 from streaming.records import (
     DEAD_LETTER_SCHEMA,
@@ -53,10 +61,66 @@ from streaming.records import (
 
 EVENTS_TABLE = "bronze.events"
 DEAD_LETTER_TABLE = "bronze.events_dead_letter"
+RESETS_TABLE = "bronze.events_offset_resets"
+
+
+def recovery_command(topic: str) -> str:
+    """The command that starts a new epoch after the broker lost or recreated `topic`."""
+    return f"lakehouse ingest --topic {topic} --reset-offsets --i-know-data-may-be-missing"
 
 
 class TopicNotFound(RuntimeError):
     """The topic to ingest does not exist on the brokers."""
+
+
+class TopicReset(RuntimeError):
+    """The broker's topic is not the one bronze recorded offsets of: it was recreated, or its
+    log ends before (or starts after) the recorded positions."""
+
+    def __init__(self, topic: str, problems: list[str]):
+        self.topic = topic
+        self.problems = problems
+        super().__init__(
+            f"topic {topic!r} on the broker is not the one bronze.events was ingested from: "
+            + "; ".join(problems)
+            + ". The broker lost or recreated the topic (an embedded broker with memory:// "
+            "storage forgets its topics when it restarts), so messages may be missing. Nothing "
+            "was ingested. To go on from the topic as it is now, run "
+            f"`{recovery_command(topic)}` (it records the gap in {RESETS_TABLE})."
+        )
+
+
+def fingerprint(topic_id: str) -> int:
+    """A topic id as a non-negative 63-bit number: what a Delta app transaction can hold."""
+    return int.from_bytes(hashlib.blake2b(topic_id.encode(), digest_size=8).digest()) >> 1
+
+
+def identity_app_id(topic: str) -> str:
+    """Delta app transaction id holding the fingerprint of the topic's id."""
+    return f"{topic}#topic-id"
+
+
+def position_problems(
+    next_offsets: dict[int, int], watermarks: dict[int, tuple[int, int]]
+) -> list[str]:
+    """What is wrong with reading each partition from `next_offsets` (the offset after the last
+    one recorded; 0 when none) given the broker's (log start, log end): a log that ends before
+    the recorded position was truncated or recreated; one that starts after it lost messages
+    never read."""
+    problems = []
+    for partition, next_offset in sorted(next_offsets.items()):
+        low, high = watermarks.get(partition, (-1, -1))
+        if high >= 0 and high < next_offset:
+            problems.append(
+                f"partition {partition}: bronze recorded offsets up to {next_offset - 1:,} "
+                f"but the broker's log ends at {high:,}"
+            )
+        elif low > next_offset:
+            problems.append(
+                f"partition {partition}: the broker's log starts at {low:,}, after the next "
+                f"offset to ingest {next_offset:,} ({low - next_offset:,} messages gone)"
+            )
+    return problems
 
 
 def default_group(topic: str) -> str:
@@ -151,7 +215,14 @@ class BronzeEventTables:
         version = table.transaction_version(app_id(topic, partition))
         return -1 if version is None else version
 
-    def write(self, batch: BatchBuilder, batch_id: str) -> tuple[int, int]:
+    @staticmethod
+    def recorded_fingerprint(table: DeltaTable, topic: str) -> int | None:
+        """The fingerprint of the topic id the table's offsets belong to (None: not recorded)."""
+        return table.transaction_version(identity_app_id(topic))
+
+    def write(
+        self, batch: BatchBuilder, batch_id: str, topic_id: str | None = None
+    ) -> tuple[int, int]:
         """Commit one batch: dead letters first, then events. Returns rows written to each."""
         topic = batch.topic
         now = dt.datetime.now(dt.UTC)
@@ -161,7 +232,9 @@ class BronzeEventTables:
             "batch_id": batch_id,
             "ingester": f"{socket.gethostname()}:{os.getpid()}",
             "offsets": json.dumps(last),
+            **({"topic_id": topic_id} if topic_id else {}),
         }
+        identity = [Transaction(identity_app_id(topic), fingerprint(topic_id))] if topic_id else []
         # The dead-letter table can be ahead of bronze.events (a crash between the two
         # commits): skip what it already holds, and never move its offsets backwards.
         recorded = {p: self.offset(self.dead_letter, topic, p) for p in last}
@@ -175,7 +248,7 @@ class BronzeEventTables:
                 storage_options=self.options or None,
                 commit_properties=CommitProperties(
                     custom_metadata=metadata,
-                    app_transactions=_transactions(topic, last, at_least=recorded),
+                    app_transactions=_transactions(topic, last, at_least=recorded) + identity,
                 ),
             )
         # Always commit events, even with no rows: the offsets must advance with every batch.
@@ -186,7 +259,7 @@ class BronzeEventTables:
             partition_by=EVENTS_PARTITION_BY,
             storage_options=self.options or None,
             commit_properties=CommitProperties(
-                custom_metadata=metadata, app_transactions=_transactions(topic, last)
+                custom_metadata=metadata, app_transactions=_transactions(topic, last) + identity
             ),
         )
         return events.num_rows, dead.num_rows
@@ -220,6 +293,9 @@ class Ingester:
         self.at_end: dict[int, bool] = {}
         self.stop_requested = False
         self.joined_at: float | None = None
+        self.topic_id: str | None = None
+        # partition -> the recorded next offset, until the broker's log bounds confirm it
+        self.unverified: dict[int, int] = {}
         self.consumer = Consumer(
             client_config(
                 bootstrap_servers,
@@ -229,7 +305,8 @@ class Ingester:
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "enable.partition.eof": True,
-                    "auto.offset.reset": "earliest",
+                    # a recorded position outside the log is an error, never a silent jump
+                    "auto.offset.reset": "error",
                     "session.timeout.ms": options.session_timeout_ms,
                     "heartbeat.interval.ms": max(options.session_timeout_ms // 6, 100),
                     "fetch.max.bytes": 64 * 1024 * 1024,
@@ -247,6 +324,8 @@ class Ingester:
         self.tables.reload()
         for tp in partitions:
             tp.offset = self._start_offset(tp.partition)
+            if tp.offset >= 0:
+                self.unverified[tp.partition] = tp.offset
         consumer.assign(partitions)
         self.assigned = {tp.partition for tp in partitions}
         self.at_end = dict.fromkeys(self.assigned, False)
@@ -258,6 +337,7 @@ class Ingester:
         self.batch_started = None
         self.assigned -= {tp.partition for tp in partitions}
         self.at_end = {p: self.at_end.get(p, False) for p in self.assigned}
+        self.unverified = {p: o for p, o in self.unverified.items() if p in self.assigned}
         consumer.unassign()
 
     def _start_offset(self, partition: int) -> int:
@@ -285,13 +365,18 @@ class Ingester:
                 f"topic {opts.topic!r} does not exist on {self.bootstrap_servers}"
                 " (`lakehouse produce` creates it)"
             )
-        self.consumer.subscribe([opts.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
+            self._check_topic_id()
+            self.consumer.subscribe(
+                [opts.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
             while not self.stop_requested:
                 if not follow and self._bound_reached(started):
                     break
                 room = opts.batch_max_events - len(self.batch)
                 self._take(self.consumer.consume(num_messages=min(room, 10_000), timeout=0.1))
+                if self.unverified:
+                    self._check_positions()
                 if self._batch_due():
                     self._flush()
                 if not follow and self._drained():
@@ -306,6 +391,38 @@ class Ingester:
     def request_stop(self, *_: Any) -> None:
         self.stop_requested = True
 
+    def _check_topic_id(self) -> None:
+        """Stop before reading when the broker's topic is not the one the offsets belong to."""
+        self.topic_id = topic_id(self.bootstrap_servers, self.options.topic)
+        recorded = BronzeEventTables.recorded_fingerprint(self.tables.events, self.options.topic)
+        if self.topic_id and recorded is not None and recorded != fingerprint(self.topic_id):
+            raise TopicReset(
+                self.options.topic,
+                [f"its id is now {self.topic_id}, not the one bronze.events recorded"],
+            )
+
+    def _out_of_range(self, partition: int, error: str) -> None:
+        """The broker refused the recorded position (Apache Kafka): say where its log is."""
+        tp = TopicPartition(self.options.topic, partition)
+        bounds = self.consumer.get_watermark_offsets(tp, timeout=10)
+        start = self._start_offset(partition)
+        problems = position_problems({partition: start}, {partition: bounds}) if start >= 0 else []
+        raise TopicReset(self.options.topic, problems or [f"partition {partition}: {error}"])
+
+    def _check_positions(self) -> None:
+        """Compare recorded positions with the log bounds of the first fetch of each partition
+        (cached watermarks: the embedded broker under-reports them in offset queries)."""
+        bounds = {}
+        for partition in self.unverified:
+            tp = TopicPartition(self.options.topic, partition)
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                bounds[partition] = (low, high)
+        checked = {p: self.unverified.pop(p) for p in bounds}
+        problems = position_problems(checked, bounds)
+        if problems:
+            raise TopicReset(self.options.topic, problems)
+
     def _take(self, messages: list[Any]) -> None:
         """Add consumed messages to the batch (the hot loop: keep it lean)."""
         add, assigned, at_end = self.batch.add, self.assigned, self.at_end
@@ -315,6 +432,8 @@ class Ingester:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     at_end[msg.partition()] = True
+                elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._out_of_range(msg.partition(), error.str())
                 elif error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise KafkaException(error)
                 continue  # transient (broker restart, rebalance): librdkafka retries
@@ -358,7 +477,7 @@ class Ingester:
     def _flush(self) -> None:
         batch_id = uuid.uuid4().hex
         try:
-            events, dead = self.tables.write(self.batch, batch_id)
+            events, dead = self.tables.write(self.batch, batch_id, self.topic_id)
         except CommitFailedError as exc:
             if "concurrent" not in str(exc).lower():
                 raise
@@ -445,6 +564,56 @@ def _with_status(
     return both
 
 
+def _peek_consumer(bootstrap_servers: str) -> Consumer:
+    return Consumer(
+        client_config(
+            bootstrap_servers,
+            **{
+                "group.id": f"lakehouse-status-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "error",
+            },
+        )
+    )
+
+
+def _partitions(peek: Consumer, bootstrap_servers: str, topic: str, timeout: float) -> list[int]:
+    metadata = peek.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise TopicNotFound(f"topic {topic!r} does not exist on {bootstrap_servers}")
+    return sorted(metadata.partitions)
+
+
+def _log_bounds(
+    peek: Consumer, topic: str, start: dict[int, int], timeout: float
+) -> dict[int, tuple[int, int]]:
+    """Each partition's (log start, log end), from a short fetch at `start` (the embedded broker
+    under-reports the log end in offset queries; fetch responses carry the right one). Waits up
+    to `timeout` seconds for a first response of every partition."""
+    peek.assign([TopicPartition(topic, p, max(o, 0)) for p, o in start.items()])
+    pending = set(start)
+    queried: dict[int, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for msg in peek.consume(num_messages=len(start) * 10, timeout=0.2):
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._AUTO_OFFSET_RESET:
+                # out of range on Apache Kafka, whose offset queries are right: ask
+                tp = TopicPartition(topic, msg.partition())
+                queried[msg.partition()] = peek.get_watermark_offsets(tp, timeout=timeout)
+            pending.discard(msg.partition())
+        pending = {
+            p
+            for p in pending
+            if peek.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1] < 0
+        }
+    return {
+        p: queried.get(p) or peek.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+        for p in start
+    }
+
+
 def ingest_status(
     lake: Lake,
     bootstrap_servers: str,
@@ -453,59 +622,134 @@ def ingest_status(
     run_dir: Path | None = None,
     timeout: float = 10.0,
 ) -> dict[str, Any]:
-    """Offsets recorded in bronze, the broker's log end and the lag, per partition.
+    """Offsets recorded in bronze, the broker's log start and end and the lag, per partition,
+    and the `problems` that stop ingestion (a recreated topic, a log that ends before the
+    recorded offsets): with problems, the lag is unknown (None), never 0.
 
-    The log end comes from a fetch (a short peek from the recorded offset), because the embedded
-    broker under-reports it in offset queries. `run_dir` is where `--follow` ingesters publish
-    their progress (listed as followers)."""
+    `run_dir` is where `--follow` ingesters publish their progress (listed as followers)."""
     events = lake.open(EVENTS_TABLE)
-    peek = Consumer(
-        client_config(
-            bootstrap_servers,
-            **{
-                "group.id": f"lakehouse-status-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            },
-        )
-    )
+    peek = _peek_consumer(bootstrap_servers)
     try:
-        metadata = peek.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise TopicNotFound(f"topic {topic!r} does not exist on {bootstrap_servers}")
-        partitions = sorted(metadata.partitions)
+        partitions = _partitions(peek, bootstrap_servers, topic, timeout)
         recorded = {
             p: (-1 if events is None else BronzeEventTables.offset(events, topic, p))
             for p in partitions
         }
-        peek.assign([TopicPartition(topic, p, recorded[p] + 1) for p in partitions])
-        pending = set(partitions)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in peek.consume(num_messages=len(partitions) * 10, timeout=0.2):
-                pending.discard(msg.partition())
-        rows = []
-        for p in partitions:
-            _, high = peek.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-            next_offset = recorded[p] + 1
-            rows.append(
-                {
-                    "partition": p,
-                    "next_offset": next_offset,
-                    "log_end": high if high >= 0 else None,
-                    "lag": max(high - next_offset, 0) if high >= 0 else None,
-                }
-            )
+        bounds = _log_bounds(peek, topic, {p: o + 1 for p, o in recorded.items()}, timeout)
     finally:
         peek.close()
+    problems = position_problems(
+        {p: o + 1 for p, o in recorded.items() if o >= 0}, bounds
+    ) + _identity_problems(events, bootstrap_servers, topic)
+    rows = []
+    for p in partitions:
+        low, high = bounds[p]
+        next_offset = recorded[p] + 1
+        rows.append(
+            {
+                "partition": p,
+                "next_offset": next_offset,
+                "log_start": low if high >= 0 else None,
+                "log_end": high if high >= 0 else None,
+                "lag": max(high - next_offset, 0) if high >= 0 and not problems else None,
+            }
+        )
     return {
         "topic": topic,
+        "topic_id": topic_id(bootstrap_servers, topic),
         "events_table": lake.table_uri(EVENTS_TABLE),
         "events_version": None if events is None else events.version(),
         "partitions": rows,
-        "total_lag": sum(r["lag"] or 0 for r in rows),
+        "total_lag": None if problems else sum(r["lag"] or 0 for r in rows),
+        "problems": problems,
+        "recovery": recovery_command(topic) if problems else None,
         "followers": [] if run_dir is None else live_followers(run_dir, topic),
     }
+
+
+def _identity_problems(events: DeltaTable | None, bootstrap_servers: str, topic: str) -> list[str]:
+    current = topic_id(bootstrap_servers, topic)
+    recorded = None if events is None else BronzeEventTables.recorded_fingerprint(events, topic)
+    if current and recorded is not None and recorded != fingerprint(current):
+        return [f"its id is now {current}, not the one bronze.events recorded"]
+    return []
+
+
+RESETS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("recorded_next_offset", pa.int64()),
+        ("new_next_offset", pa.int64()),
+        ("topic_id", pa.string()),
+        ("reason", pa.string()),
+        ("reset_at", pa.timestamp("us", tz="UTC")),
+        ("reset_by", pa.string()),
+    ]
+)
+
+
+def reset_offsets(
+    lake: Lake, bootstrap_servers: str, topic: str, *, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Start a new epoch after the broker lost or recreated the topic: every partition is read
+    again from the broker's log start. One row per partition in `bronze.events_offset_resets`
+    records the gap (the recorded and the new position, and why). Refuses (ValueError) when
+    nothing is wrong: moving healthy offsets would skip or repeat messages."""
+    status = ingest_status(lake, bootstrap_servers, topic, timeout=timeout)
+    if not status["problems"]:
+        raise ValueError(
+            f"nothing to reset: bronze's offsets of {topic!r} match the broker's topic "
+            f"(total lag {status['total_lag']:,})"
+        )
+    tables = BronzeEventTables(lake)
+    now = dt.datetime.now(dt.UTC)
+    reason = "; ".join(status["problems"])
+    moved = {r["partition"]: (r["next_offset"], r["log_start"] or 0) for r in status["partitions"]}
+    rows = pa.Table.from_pylist(
+        [
+            {
+                "topic": topic,
+                "kafka_partition": p,
+                "recorded_next_offset": old,
+                "new_next_offset": new,
+                "topic_id": status["topic_id"],
+                "reason": reason,
+                "reset_at": now,
+                "reset_by": f"{socket.gethostname()}:{os.getpid()}",
+            }
+            for p, (old, new) in moved.items()
+        ],
+        schema=RESETS_SCHEMA,
+    )
+    write_deltalake(
+        lake.table_uri(RESETS_TABLE), rows, mode="append", storage_options=tables.options or None
+    )
+    # both tables move back to the log start (the dead letters' floor would otherwise skip
+    # the new epoch's bad messages); Delta app transaction versions may go down
+    last = {p: new - 1 for p, (_, new) in moved.items()}
+    identity = (
+        [Transaction(identity_app_id(topic), fingerprint(status["topic_id"]))]
+        if status["topic_id"]
+        else []
+    )
+    properties = CommitProperties(
+        custom_metadata={"offsets_reset": json.dumps(moved), "reason": reason},
+        app_transactions=_transactions(topic, last) + identity,
+    )
+    for table, schema, partition_by in (
+        (tables.dead_letter, DEAD_LETTER_SCHEMA, None),
+        (tables.events, EVENTS_SCHEMA, EVENTS_PARTITION_BY),
+    ):
+        write_deltalake(
+            table,
+            schema.empty_table(),
+            mode="append",
+            partition_by=partition_by,
+            storage_options=tables.options or None,
+            commit_properties=properties,
+        )
+    return {"topic": topic, "reason": reason, "partitions": moved, "topic_id": status["topic_id"]}
 
 
 def status_path(run_dir: Path, topic: str) -> Path:

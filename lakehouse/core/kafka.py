@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # librdkafka logs every refused connection to stderr; errors reach us as exceptions instead.
@@ -38,3 +38,17 @@ def ensure_topic(
             raise
         return False
     return True
+
+
+def topic_id(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> str | None:
+    """The topic's id (a UUID in Kafka's base64 form): it changes when a topic is deleted and
+    created again, or when a broker that keeps topics in memory restarts. None when the broker
+    does not tell (brokers before Kafka 2.8) or the topic does not exist."""
+    admin = AdminClient(client_config(bootstrap_servers))
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+    try:
+        found = future.result(timeout=timeout).topic_id
+    except KafkaException:
+        return None
+    text = str(found) if found is not None else ""
+    return None if not text or text == "AAAAAAAAAAAAAAAAAAAAAA" else text

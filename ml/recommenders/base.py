@@ -195,7 +195,8 @@ def top_k(
     order = np.arange(n) if tie_order is None or len(tie_order) != n else tie_order
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)  # preference of each column among equals (0 = first)
-    s = np.asarray(scores, dtype=np.float64)
+    # float32 scores stay float32 (half the bytes to partition); anything else is float64
+    s = scores if scores.dtype == np.float32 else np.asarray(scores, dtype=np.float64)
     bad = ~np.isfinite(s)
     if bad.any():  # (np.where over the whole batch costs as much as the partition)
         s = s.copy()

@@ -9,8 +9,9 @@ reference implementation (and the one used at demo scale).
 
 User-based: the k customers most similar to a customer (cosine over their histories) vote for
 their products, weighted by similarity. Computed at recommend time, a batch of customers at a
-time (batch × customers cells), which is fine for evaluation and demo sizes but is the reason
-item-based CF is the one to run at tens of millions of customers.
+time, against a neighbour pool: the `pool` customers with the most history (every customer up
+to that size). The pool bounds a batch to batch × pool cells, so scoring stays linear in the
+customers scored at any size (without it, every customer against every customer: quadratic).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import scipy.sparse as sp
 
 from ml.interactions import Interactions
 from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, Recommender, normalise_rows, top_k_sparse
+
+# neighbours of user-based CF are drawn from this many customers (the most active)
+USER_KNN_POOL = 20_000
 
 
 def item_similarity(
@@ -113,34 +117,44 @@ class ItemKNN(Recommender):
 
 
 class UserKNN(Recommender):
-    """User-based CF: the `neighbours` most cosine-similar customers vote with their items."""
+    """User-based CF: the `neighbours` most cosine-similar customers among the `pool` customers
+    with the most history vote with their items."""
 
     name = "user_knn"
 
-    def __init__(self, neighbours: int = 50, use_weights: bool = True) -> None:
+    def __init__(
+        self, neighbours: int = 50, use_weights: bool = True, pool: int = USER_KNN_POOL
+    ) -> None:
         super().__init__()
         self.neighbours = neighbours
         self.use_weights = use_weights
+        self.pool = pool
         self._users: sp.csr_matrix = sp.csr_matrix((0, 0))
-        self._users_t: sp.csc_matrix = sp.csc_matrix((0, 0))
-        self._votes: sp.csr_matrix = sp.csr_matrix((0, 0))
+        self._pool_t: sp.csc_matrix = sp.csc_matrix((0, 0))
+        self._pool_votes: sp.csr_matrix = sp.csr_matrix((0, 0))
+        self._pool_position: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
     def _fit(self, interactions: Interactions) -> None:
         m = interactions.matrix
-        self._votes = m if self.use_weights else sp.csr_matrix(m.astype(bool), dtype=np.float32)
-        self._users = normalise_rows(self._votes)
-        self._users_t = sp.csc_matrix(self._users.T)
+        votes = m if self.use_weights else sp.csr_matrix(m.astype(bool), dtype=np.float32)
+        self._users = normalise_rows(votes)
+        # the customers with the most products, the first rows among equals
+        members = np.sort(np.argsort(-np.diff(m.indptr), kind="stable")[: self.pool])
+        self._pool_t = sp.csc_matrix(self._users[members].T)
+        self._pool_votes = sp.csr_matrix(votes[members])
+        self._pool_position = np.full(m.shape[0], -1, dtype=np.int64)
+        self._pool_position[members] = np.arange(len(members))
 
     def _batch_size(self) -> int:
-        assert self.train is not None
-        return max(1, SCORE_BATCH_CELLS // max(*self.train.shape, 1))
+        return max(1, SCORE_BATCH_CELLS // max(self._pool_t.shape[1], len(self.item_ids), 1))
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
         scores = np.full((len(rows), len(self.item_ids)), -np.inf)
         known = np.flatnonzero(rows >= 0)
         if len(known) == 0:
             return scores
-        sim = (self._users[rows[known]] @ self._users_t).toarray().astype(np.float64)
-        sim[np.arange(len(known)), rows[known]] = 0.0
-        scores[known] = (top_k_sparse(sim, self.neighbours) @ self._votes).toarray()
+        sim = (self._users[rows[known]] @ self._pool_t).toarray()  # float32: a faster top-k
+        own = self._pool_position[rows[known]]  # a customer is not their own neighbour
+        sim[np.flatnonzero(own >= 0), own[own >= 0]] = 0.0
+        scores[known] = (top_k_sparse(sim, self.neighbours) @ self._pool_votes).toarray()
         return scores

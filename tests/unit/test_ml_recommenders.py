@@ -383,3 +383,17 @@ def test_bought_with_follows_baskets_and_names_the_purchase_behind_it() -> None:
     assert recs.product_ids.tolist() == [[11, 12, -1], [-1, -1, -1]]
     assert recs.scores[0, 0] == pytest.approx(0.5)
     assert model.because([4, 4, 5], [11, 13, 11]).tolist() == [10, -1, -1]
+
+
+def test_user_knn_draws_neighbours_from_the_most_active_customers_only() -> None:
+    # customers 1 and 2 took {10, 11, 12}; 3 took {10, 11, 13, 14} (the most products);
+    # 4 took {10, 15}. With a pool of one, 3 is every customer's only possible neighbour
+    customers = [1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4]
+    products = [10, 11, 12, 10, 11, 12, 10, 11, 13, 14, 10, 15]
+    train = Interactions.from_arrays(customers, products)
+    everyone = UserKNN(neighbours=1).fit(train).recommend([1], k=2, exclude_seen=True)
+    assert (everyone.scores[0] == 0).all()  # 1's neighbour is 2, who has nothing new for 1
+    recs = UserKNN(neighbours=1, pool=1).fit(train).recommend([1, 3, 4], k=2, exclude_seen=True)
+    assert sorted(recs.product_ids[0]) == [13, 14] and (recs.scores[0] > 0).all()  # 3's
+    assert (recs.scores[1] == 0).all()  # 3 is not their own neighbour: no votes
+    assert 11 in recs.product_ids[2] and recs.scores[2, 0] > 0

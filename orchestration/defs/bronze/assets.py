@@ -96,7 +96,7 @@ def bronze_clickstream(
             f"{report.dead_letters_written:,} dead letters so far, lag {sum(report.lag.values()):,}"
         )
 
-    from streaming.ingest import TopicNotFound
+    from streaming.ingest import TopicNotFound, TopicReset
 
     try:
         report = kafka.ingest(
@@ -107,7 +107,7 @@ def bronze_clickstream(
             max_events=config.max_events,
             max_seconds=config.max_seconds,
         )
-    except TopicNotFound as exc:  # not transient: no retries
+    except (TopicNotFound, TopicReset) as exc:  # not transient: no retries
         raise dg.Failure(str(exc), allow_retries=False) from exc
     run_facts = {
         "messages_consumed": report.messages,

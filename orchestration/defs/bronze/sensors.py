@@ -40,7 +40,8 @@ _ACTIVE = [*_NOT_STARTED, dg.DagsterRunStatus.STARTED]
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests an ingestion run when the topic holds messages that bronze.events "
-    "has not recorded (lag > 0), unless one is already queued or running.",
+    "has not recorded (lag > 0), unless one is already queued or running; says why it skips "
+    "when the broker lost or recreated the topic.",
 )
 def clickstream_sensor(
     context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource
@@ -54,6 +55,13 @@ def clickstream_sensor(
         status = kafka.status(lake.lake)
     except KafkaException as exc:
         return dg.SkipReason(f"Kafka at {kafka.bootstrap_servers} not answering: {exc}")
+    if status["problems"]:
+        # not lag 0: the broker lost or recreated the topic; a run would only fail the same way
+        return dg.SkipReason(
+            f"{kafka.events_topic} cannot be ingested: "
+            + "; ".join(status["problems"])
+            + f". Recovery: `{status['recovery']}`"
+        )
     lag = status["total_lag"]
     if lag == 0:
         return dg.SkipReason(f"bronze.events is up to date with {kafka.events_topic}")

@@ -1,0 +1,145 @@
+"""A broker that lost or recreated the topic is detected, never skipped over: a real embedded
+broker (memory:// storage) killed with SIGKILL and started again empties its topics, as after a
+reboot. `lakehouse ingest` stops with the recovery command, `--status` reports the condition
+instead of lag 0, and `--reset-offsets` starts a recorded new epoch that loses nothing produced
+after the restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import ServiceManager, define_services
+from streaming.ingest import (
+    EVENTS_TABLE,
+    IngestOptions,
+    TopicReset,
+    app_id,
+    ingest,
+)
+from streaming.records import EVENTS_PARTITION_BY, EVENTS_SCHEMA
+from tests.conftest import cli_json, isolated_env, run_cli
+from tests.integration.test_ingest import produce_events, read_acks, settings_for
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "reset-events"
+
+
+@pytest.fixture
+def broker_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A broker of this test's own (it is killed), with a lake of its own."""
+    env = {**isolated_env(tmp_path / "root"), "LAKE_URI": str(tmp_path / "lake")}
+    manager = broker_manager(env)
+    manager.up()
+    try:
+        yield env
+    finally:
+        manager.down()
+
+
+def broker_manager(env: dict[str, str]) -> ServiceManager:
+    settings = settings_for(env)
+    return ServiceManager(settings, [s for s in define_services(settings) if s.name == "broker"])
+
+
+def kill_and_restart(env: dict[str, str]) -> float:
+    """SIGKILL the broker, start it again; seconds until it is healthy."""
+    manager = broker_manager(env)
+    process = manager.running_process(manager.get("broker"))
+    assert process is not None
+    process.kill()
+    process.wait(10)
+    started = time.monotonic()
+    manager.up()
+    return time.monotonic() - started
+
+
+def test_a_broker_that_forgot_the_topic_stops_ingest_until_a_recorded_reset(
+    broker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env, settings = broker_env, settings_for(broker_env)
+    before = produce_events(settings, TOPIC, 1_500, tmp_path / "before.csv", partitions=3)
+    first = cli_json("ingest", "--topic", TOPIC, env=env)
+    assert first["messages"] == before.acknowledged
+    version = DeltaTable(settings.lake.table_uri(EVENTS_TABLE)).version()
+
+    kill_and_restart(env)  # memory:// storage: the topic is gone
+    acks = tmp_path / "after.csv"
+    report = produce_events(settings, TOPIC, 300, acks, partitions=3)
+
+    started = time.monotonic()
+    refused = run_cli("ingest", "--topic", TOPIC, env=env, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert "lost or recreated the topic" in said and TOPIC in said
+    assert f"lakehouse ingest --topic {TOPIC} --reset-offsets --i-know-data-may-be-missing" in said
+    assert time.monotonic() - started < 60  # stops at once, never waits for messages
+    assert DeltaTable(settings.lake.table_uri(EVENTS_TABLE)).version() == version
+
+    status = cli_json("ingest", "--topic", TOPIC, "--status", env=env)
+    assert status["total_lag"] is None and all(p["lag"] is None for p in status["partitions"])
+    assert any("log ends at" in problem for problem in status["problems"])
+    assert any("its id is now" in problem for problem in status["problems"])
+    assert status["recovery"].endswith("--reset-offsets --i-know-data-may-be-missing")
+
+    unconfirmed = run_cli("ingest", "--topic", TOPIC, "--reset-offsets", env=env, check=False)
+    assert unconfirmed.returncode == 2 and "--i-know-data-may-be-missing" in unconfirmed.stderr
+    reset = cli_json(
+        "ingest", "--topic", TOPIC, "--reset-offsets", "--i-know-data-may-be-missing", env=env
+    )
+    assert {int(p): new for p, (_, new) in reset["partitions"].items()} == {0: 0, 1: 0, 2: 0}
+
+    after = cli_json("ingest", "--topic", TOPIC, env=env)
+    assert after["messages"] == report.acknowledged
+    events = (
+        DeltaTable(settings.lake.table_uri(EVENTS_TABLE))
+        .to_pyarrow_table(columns=["kafka_partition", "kafka_offset", "event_id"])
+        .to_pydict()
+    )
+    ingested = set(zip(*events.values(), strict=True))
+    good = {(p, o, e) for p, o, kind, e in read_acks(acks) if not kind.startswith("malformed")}
+    assert good and good <= ingested  # every acknowledged message of the new epoch is in bronze
+
+    gaps = DeltaTable(settings.lake.table_uri("bronze.events_offset_resets")).to_pandas()
+    assert sorted(gaps["kafka_partition"]) == [0, 1, 2]
+    assert (gaps["new_next_offset"] == 0).all()
+    assert gaps["recorded_next_offset"].sum() == before.acknowledged  # where the old epoch ended
+    assert gaps["reason"].str.contains("log ends at").all()
+
+    again = run_cli(
+        "ingest",
+        "--topic",
+        TOPIC,
+        "--reset-offsets",
+        "--i-know-data-may-be-missing",
+        env=env,
+        check=False,
+    )
+    assert again.returncode == 1 and "nothing to reset" in again.stdout + again.stderr
+
+
+def test_recorded_offsets_past_the_log_end_stop_ingest_without_a_topic_id(
+    broker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Offsets recorded without a topic id (tables written before ids were recorded, or a
+    broker that has none) are checked against the log end of the first fetch."""
+    settings: Settings = settings_for(broker_env)
+    produce_events(settings, TOPIC, 200, tmp_path / "acks.csv", partitions=2)
+    write_deltalake(
+        settings.lake.table_uri(EVENTS_TABLE),
+        EVENTS_SCHEMA.empty_table(),
+        partition_by=EVENTS_PARTITION_BY,
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(app_id(TOPIC, p), 1_000_000) for p in (0, 1)]
+        ),
+    )
+    started = time.monotonic()
+    with pytest.raises(TopicReset, match=r"recorded offsets up to 1,000,000 but the broker's log"):
+        ingest(settings.lake, settings.kafka_bootstrap_servers, IngestOptions(TOPIC))
+    assert time.monotonic() - started < 30
