@@ -221,9 +221,15 @@ class BronzeEventTables:
         return table.transaction_version(identity_app_id(topic))
 
     def write(
-        self, batch: BatchBuilder, batch_id: str, topic_id: str | None = None
+        self,
+        batch: BatchBuilder,
+        batch_id: str,
+        topic_id: str | None = None,
+        log_bounds: dict[int, tuple[int, int]] | None = None,
     ) -> tuple[int, int]:
-        """Commit one batch: dead letters first, then events. Returns rows written to each."""
+        """Commit one batch: dead letters first, then events. Returns rows written to each.
+        The topic's id and each partition's (log start, log end) as last seen go into the
+        commit's metadata, next to the offsets."""
         topic = batch.topic
         now = dt.datetime.now(dt.UTC)
         events, dead = batch.tables(batch_id, now)
@@ -233,6 +239,7 @@ class BronzeEventTables:
             "ingester": f"{socket.gethostname()}:{os.getpid()}",
             "offsets": json.dumps(last),
             **({"topic_id": topic_id} if topic_id else {}),
+            **({"log_bounds": json.dumps(log_bounds)} if log_bounds else {}),
         }
         identity = [Transaction(identity_app_id(topic), fingerprint(topic_id))] if topic_id else []
         # The dead-letter table can be ahead of bronze.events (a crash between the two
@@ -477,7 +484,9 @@ class Ingester:
     def _flush(self) -> None:
         batch_id = uuid.uuid4().hex
         try:
-            events, dead = self.tables.write(self.batch, batch_id, self.topic_id)
+            events, dead = self.tables.write(
+                self.batch, batch_id, self.topic_id, self._log_bounds(self.batch.last_offsets)
+            )
         except CommitFailedError as exc:
             if "concurrent" not in str(exc).lower():
                 raise
@@ -497,6 +506,16 @@ class Ingester:
         self._commit_group_offsets(offsets)
         self._update_lag()
         self.on_batch(self.report)
+
+    def _log_bounds(self, partitions: dict[int, int]) -> dict[int, tuple[int, int]]:
+        """(log start, log end) of the partitions from the last fetch responses."""
+        bounds = {}
+        for partition in partitions:
+            tp = TopicPartition(self.options.topic, partition)
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                bounds[partition] = (low, high)
+        return bounds
 
     def _commit_group_offsets(self, offsets: dict[int, int]) -> None:
         """Informational only (lag dashboards); correctness comes from the Delta offsets."""
