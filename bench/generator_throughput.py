@@ -38,12 +38,14 @@ def main() -> None:
             "LAKEHOUSE_DATA_ROOT": str(root / "services"),
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
+            "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
         }
         manager = ServiceManager(
             Settings(
                 data_root=root / "services",
                 kafka_bootstrap_servers=kafka,
                 spark_remote=base_env["SPARK_REMOTE"],
+                broker_store_url=base_env["LAKEHOUSE_BROKER_STORE_URL"],
             )
         )
         manager.up()

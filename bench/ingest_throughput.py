@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/ingest_throughput.py      # 1 M events x 3 runs; lag at 3,500/s
     .venv/bin/python bench/ingest_throughput.py --events 300000 --repeat 5 --lag-seconds 30
+    .venv/bin/python bench/ingest_throughput.py --broker-storage s3://tansu/,memory://tansu/
+
+Each broker storage given (`--broker-storage`, default the durable s3:// one) gets services of
+its own; with more than one, a table compares them: broker start-up, produce rate, ingest rate,
+broker and object-store RSS.
 
 Throughput: the demo clickstream is produced once to a 6-partition topic on the embedded broker;
 then each run is a fresh `lakehouse ingest` process (bounded mode, new consumer group, new lake)
@@ -37,7 +42,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def throughput(env: dict[str, str], root: Path, events: int, repeat: int) -> None:
+def throughput(env: dict[str, str], root: Path, events: int, repeat: int) -> dict[str, float]:
     topic = "bench-throughput"
     produced = run_json(
         ["produce", "--preset", "demo", "--events", str(events), "--topic", topic], env
@@ -62,6 +67,7 @@ def throughput(env: dict[str, str], root: Path, events: int, repeat: int) -> Non
         f"THROUGHPUT median of {repeat}: {rate:,.0f} events/s sustained "
         f"({events / wall:,.0f}/s including the group join), peak RSS {rss:.0f} MB"
     )
+    return {"produce_per_s": produced["messages"] / produced["seconds"], "ingest_per_s": rate}
 
 
 def lag(env: dict[str, str], root: Path, rate: int, seconds: int) -> None:
@@ -120,29 +126,61 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--lag-rate", type=int, default=3_500, help="msgs/s; 0 skips lag")
     parser.add_argument("--lag-seconds", type=int, default=60)
+    parser.add_argument(
+        "--broker-storage",
+        default="s3://tansu/",
+        help="comma-separated LAKEHOUSE_BROKER_STORAGE values to compare",
+    )
     args = parser.parse_args()
+    rows = [run_storage(storage, args) for storage in args.broker_storage.split(",")]
+    if len(rows) > 1:
+        print(
+            f"\n{'storage':<16} {'broker up s':>11} {'produce/s':>10} {'ingest/s':>10} "
+            f"{'broker MB':>9} {'store MB':>8}"
+        )
+        for r in rows:
+            print(
+                f"{r['storage']:<16} {r['broker_up_s']:>11.2f} {r['produce_per_s']:>10,.0f} "
+                f"{r['ingest_per_s']:>10,.0f} {r['broker_mb']:>9.0f} {r['store_mb']:>8.0f}"
+            )
 
+
+def run_storage(storage: str, args: argparse.Namespace) -> dict:
+    """Fresh services on `storage`; the throughput (and lag) figures and what they cost."""
+    print(f"== broker storage {storage}")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         root = Path(tmp)
         settings = Settings(
             data_root=root / "services",
             kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
             spark_remote=f"sc://127.0.0.1:{free_port()}",
+            broker_storage=storage,
+            broker_store_url=f"http://127.0.0.1:{free_port()}",
         )
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LAKEHOUSE_DATA_ROOT": str(settings.data_root),
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "SPARK_REMOTE": settings.spark_remote,
+            "LAKEHOUSE_BROKER_STORAGE": storage,
+            "LAKEHOUSE_BROKER_STORE_URL": settings.broker_store_url,
         }
         manager = ServiceManager(settings)
-        manager.up()
+        started = {s.name: s.startup_seconds or 0.0 for s in manager.up()}
         try:
-            throughput(env, root, args.events, args.repeat)
+            figures = throughput(env, root, args.events, args.repeat)
+            memory = {s.name: s.rss_mb or 0.0 for s in manager.status()}
             if args.lag_rate:
                 lag(env, root, args.lag_rate, args.lag_seconds)
         finally:
             manager.down()
+    return {
+        "storage": storage,
+        "broker_up_s": started["broker"] + started.get("broker-store", 0.0),
+        **figures,
+        "broker_mb": memory["broker"],
+        "store_mb": memory.get("broker-store", 0.0),
+    }
 
 
 if __name__ == "__main__":

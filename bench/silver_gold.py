@@ -79,11 +79,13 @@ def main() -> None:
         "LAKEHOUSE_DATA_ROOT": str(root),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
+        "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
     }
     settings = Settings(
         data_root=root,
         kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
         spark_remote=env["SPARK_REMOTE"],
+        broker_store_url=env["LAKEHOUSE_BROKER_STORE_URL"],
     )
     manager = ServiceManager(settings)
     manager.up()

@@ -237,6 +237,7 @@ def main() -> None:
         "LAKEHOUSE_DATA_ROOT": str(root),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
+        "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
         "DAGSTER_HOME": str(root / "dagster"),
     }
     settings = Settings(

@@ -42,6 +42,7 @@ def isolated_env(data_root: Path) -> dict[str, str]:
         LAKEHOUSE_DATA_ROOT=str(data_root),
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
         SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}",
+        LAKEHOUSE_BROKER_STORE_URL=f"http://127.0.0.1:{free_port()}",
     )
     return env
 
@@ -122,6 +123,7 @@ def platform_settings(platform_env: dict[str, str]) -> Settings:
         data_root=platform_env["LAKEHOUSE_DATA_ROOT"],
         kafka_bootstrap_servers=platform_env["KAFKA_BOOTSTRAP_SERVERS"],
         spark_remote=platform_env["SPARK_REMOTE"],
+        broker_store_url=platform_env["LAKEHOUSE_BROKER_STORE_URL"],
     )
 
 
@@ -171,6 +173,7 @@ class World:
             "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
             "KAFKA_EVENTS_TOPIC": self.settings.events_topic,
             "SPARK_REMOTE": self.settings.spark_remote,
+            "LAKEHOUSE_BROKER_STORE_URL": self.settings.broker_store_url,
         }
 
     def table(self, name: str, **options: Any) -> pa.Table:

@@ -172,10 +172,22 @@ class Settings(BaseSettings):
         description="KAFKA_EVENTS_TOPIC: the clickstream topic.",
     )
     broker_storage: str = Field(
-        default="memory://tansu/",
+        default="s3://tansu/",
+        pattern=r"^[a-z][a-z0-9+.-]*://",
         validation_alias=_env("LAKEHOUSE_BROKER_STORAGE"),
-        description="LAKEHOUSE_BROKER_STORAGE: storage engine of the embedded broker "
-        "(memory:// or s3://bucket/).",
+        description="LAKEHOUSE_BROKER_STORAGE: where the embedded broker keeps its topics: "
+        "s3://<bucket>/ (durable: an acknowledged message survives a broker restart; kept in "
+        "the object store at LAKEHOUSE_BROKER_STORE_URL) or memory://tansu/ (faster to start, "
+        "but a restart empties every topic).",
+    )
+    broker_store_url: str = Field(
+        default="http://127.0.0.1:9010",
+        pattern=r"^https?://",
+        validation_alias=_env("LAKEHOUSE_BROKER_STORE_URL"),
+        description="LAKEHOUSE_BROKER_STORE_URL: the S3 endpoint of the embedded broker's s3:// "
+        "storage. On loopback it is embedded (localbucket, files under <data root>/broker-store,"
+        " started by `lakehouse services up`); elsewhere it is yours and the broker takes its "
+        "credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.",
     )
     service_start_timeout: float = Field(
         default=90.0,
@@ -396,6 +408,24 @@ class Settings(BaseSettings):
         return len(servers) == 1 and self.kafka_endpoint[0] in _LOOPBACK
 
     @property
+    def broker_store_endpoint(self) -> tuple[str, int]:
+        return _http_endpoint(self.broker_store_url)
+
+    @property
+    def broker_store_is_embedded(self) -> bool:
+        """The broker's object store is ours to run: an embedded broker on s3:// storage whose
+        store URL is on loopback."""
+        return (
+            self.broker_is_embedded
+            and self.broker_storage.startswith("s3://")
+            and self.broker_store_endpoint[0] in _LOOPBACK
+        )
+
+    @property
+    def broker_store_dir(self) -> Path:
+        return self.data_root / "broker-store"
+
+    @property
     def spark_is_embedded(self) -> bool:
         return self.spark_endpoint[0] in _LOOPBACK
 
@@ -437,6 +467,7 @@ class Settings(BaseSettings):
             "superset_url": self.superset_url,
             "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
             "broker_storage": self.broker_storage,
+            "broker_store_url": self.broker_store_url,
             "generated": str(self.generated_dir),
             "logs": str(self.log_dir),
             "pids": str(self.run_dir),

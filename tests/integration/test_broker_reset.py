@@ -1,12 +1,15 @@
-"""A broker that lost or recreated the topic is detected, never skipped over: a real embedded
-broker (memory:// storage) killed with SIGKILL and started again empties its topics, as after a
-reboot. `lakehouse ingest` stops with the recovery command, `--status` reports the condition
-instead of lag 0, and `--reset-offsets` starts a recorded new epoch that loses nothing produced
-after the restart."""
+"""Broker restarts on the real embedded broker, killed with SIGKILL as a reboot would.
+
+With the default durable storage (s3:// in the embedded object store) every acknowledged
+message survives, and ingestion goes on exactly once. With memory:// storage the restart empties
+the topic: that is detected, never skipped over: `lakehouse ingest` stops with the recovery
+command, `--status` reports the condition instead of lag 0, and `--reset-offsets` starts a
+recorded new epoch that loses nothing produced after the restart."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +34,15 @@ pytestmark = pytest.mark.integration
 TOPIC = "reset-events"
 
 
-@pytest.fixture
-def broker_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A broker of this test's own (it is killed), with a lake of its own."""
-    env = {**isolated_env(tmp_path / "root"), "LAKE_URI": str(tmp_path / "lake")}
+@pytest.fixture(params=["memory://tansu/"])
+def broker_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A broker of this test's own (it is killed) on the storage of the parameter, with a lake
+    of its own."""
+    env = {
+        **isolated_env(tmp_path / "root"),
+        "LAKE_URI": str(tmp_path / "lake"),
+        "LAKEHOUSE_BROKER_STORAGE": request.param,
+    }
     manager = broker_manager(env)
     manager.up()
     try:
@@ -44,20 +52,54 @@ def broker_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def broker_manager(env: dict[str, str]) -> ServiceManager:
-    settings = settings_for(env)
-    return ServiceManager(settings, [s for s in define_services(settings) if s.name == "broker"])
+    """The broker (and, on s3:// storage, its object store), without Spark."""
+    settings = settings_for(env).model_copy(
+        update={"broker_storage": env["LAKEHOUSE_BROKER_STORAGE"]}
+    )
+    services = [s for s in define_services(settings) if s.name in ("broker-store", "broker")]
+    return ServiceManager(settings, services)
 
 
-def kill_and_restart(env: dict[str, str]) -> float:
-    """SIGKILL the broker, start it again; seconds until it is healthy."""
+def kill_and_restart(env: dict[str, str], *names: str) -> float:
+    """SIGKILL these services, start them again; seconds until they are healthy."""
     manager = broker_manager(env)
-    process = manager.running_process(manager.get("broker"))
-    assert process is not None
-    process.kill()
-    process.wait(10)
+    for name in names:
+        process = manager.running_process(manager.get(name))
+        assert process is not None
+        process.kill()
+        process.wait(10)
     started = time.monotonic()
     manager.up()
     return time.monotonic() - started
+
+
+@pytest.mark.parametrize("broker_env", ["s3://tansu/"], indirect=True)
+def test_every_acknowledged_message_survives_broker_and_store_kills(
+    broker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env, settings = broker_env, settings_for(broker_env)
+    acks = tmp_path / "acks.csv"
+    first = produce_events(settings, TOPIC, 1_000, acks, partitions=3)
+    cli_json("ingest", "--topic", TOPIC, env=env)
+    recovery = [
+        kill_and_restart(env, "broker"),
+        kill_and_restart(env, "broker", "broker-store"),
+    ]
+    assert max(recovery) < 10  # healthy again: a metadata request answered
+    second = produce_events(settings, TOPIC, 1_000, tmp_path / "more.csv", partitions=3)
+    status = cli_json("ingest", "--topic", TOPIC, "--status", env=env)
+    assert status["problems"] == [] and status["total_lag"] == second.acknowledged
+    cli_json("ingest", "--topic", TOPIC, env=env)
+    acked = Counter((p, o) for p, o, _, _ in read_acks(acks) + read_acks(tmp_path / "more.csv"))
+    landed = Counter()
+    for table in (EVENTS_TABLE, "bronze.events_dead_letter"):
+        rows = DeltaTable(settings.lake.table_uri(table)).to_pyarrow_table(
+            columns=["kafka_partition", "kafka_offset"]
+        )
+        partitions, offsets = rows["kafka_partition"].to_pylist(), rows["kafka_offset"].to_pylist()
+        landed.update(zip(partitions, offsets, strict=True))
+    assert sum(acked.values()) == first.acknowledged + second.acknowledged == len(acked)
+    assert landed == acked  # every acknowledged position once, nothing else
 
 
 def test_a_broker_that_forgot_the_topic_stops_ingest_until_a_recorded_reset(
@@ -69,7 +111,7 @@ def test_a_broker_that_forgot_the_topic_stops_ingest_until_a_recorded_reset(
     assert first["messages"] == before.acknowledged
     version = DeltaTable(settings.lake.table_uri(EVENTS_TABLE)).version()
 
-    kill_and_restart(env)  # memory:// storage: the topic is gone
+    kill_and_restart(env, "broker")  # memory:// storage: the topic is gone
     acks = tmp_path / "after.csv"
     report = produce_events(settings, TOPIC, 300, acks, partitions=3)
 

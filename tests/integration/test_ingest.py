@@ -43,6 +43,7 @@ def settings_for(env: dict[str, str]) -> Settings:
         kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
         spark_remote=env["SPARK_REMOTE"],
         lake_uri=env["LAKE_URI"],
+        broker_store_url=env["LAKEHOUSE_BROKER_STORE_URL"],
     )
 
 

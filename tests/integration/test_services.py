@@ -31,7 +31,7 @@ def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     kafka_port, spark_port = _port(env, "KAFKA_BOOTSTRAP_SERVERS"), _port(env, "SPARK_REMOTE")
     try:
         first = {s["name"]: s for s in cli_json("services", "up", env=env)["services"]}
-        assert set(first) == {"broker", "spark"}
+        assert set(first) == {"broker-store", "broker", "spark"}
         for service in first.values():
             assert service["healthy"] and service["running"] and service["started"]
             assert service["startup_seconds"] > 0
@@ -41,6 +41,9 @@ def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
             assert Path(service["log"]).parent == tmp_path / "logs"
         assert ("127.0.0.1", kafka_port) in _listening(first["broker"]["pid"])
         assert ("127.0.0.1", spark_port) in _listening(first["spark"]["pid"])
+        store_port = _port(env, "LAKEHOUSE_BROKER_STORE_URL")
+        assert ("127.0.0.1", store_port) in _listening(first["broker-store"]["pid"])
+        assert (tmp_path / "broker-store" / "tansu").is_dir()  # the broker's bucket
 
         second = {s["name"]: s for s in cli_json("services", "up", env=env)["services"]}
         for name, service in second.items():
