@@ -85,6 +85,7 @@ def test_every_acknowledged_message_survives_broker_and_store_kills(
         kill_and_restart(env, "broker"),
         kill_and_restart(env, "broker", "broker-store"),
     ]
+    print(f"\nbroker restart, broker + store restart: {recovery} s")
     assert max(recovery) < 10  # healthy again: a metadata request answered
     second = produce_events(settings, TOPIC, 1_000, tmp_path / "more.csv", partitions=3)
     status = cli_json("ingest", "--topic", TOPIC, "--status", env=env)
