@@ -57,9 +57,11 @@ def produce_events(
 
 
 def read_acks(path: Path) -> list[tuple[int, int, str, str]]:
+    """(partition, offset, kind, event id) of each acknowledgement; offset -1 where the broker
+    acknowledged without one (a retried batch it already had: idempotent producer)."""
     with path.open() as handle:
         return [
-            (int(r["partition"]), int(r["offset"]), r["kind"], r["event_id"])
+            (int(r["partition"]), int(r["offset"] or -1), r["kind"], r["event_id"])
             for r in csv.DictReader(handle)
         ]
 
