@@ -311,7 +311,7 @@ def refresh_live(lake: Lake, warehouse_path: Path) -> LiveRefresh:
             rows = _fill(build.path, build.build_id, sources)
             warehouse.stamp(build, **{k: str(v) for k, v in sources.versions.items()})
             warehouse.check(build, [*TABLES, "warehouse_build"])
-            warehouse.publish(build.build_id)
+            warehouse.publish(warehouse.seal(build).build_id)
         except BaseException:
             warehouse.discard(build)
             raise

@@ -113,6 +113,7 @@ def publishing(lake: Lake, warehouse_path: Path) -> Iterator[PendingBuild]:
             facts = {f"gold.{k}": str(v) for k, v in pending.gold_versions.items()}
             warehouse.stamp(pending.build, **facts)
             warehouse.check(pending.build, pending.tables)
+            pending.build = warehouse.seal(pending.build)
             warehouse.publish(pending.build.build_id)
         except BaseException:
             warehouse.discard(pending.build)

@@ -3,17 +3,20 @@
 DuckDB lets one process write a database file, and a reader cannot open a file a writer holds.
 So dbt never writes the file readers open:
 
-1. a build gets a new file, `builds/<build id>.duckdb`, holding only the published tables of the
-   incremental models (they carry on from them);
-2. dbt builds into that file; the runner stamps it (table `warehouse_build`) and checks it opens
-   read-only with every mart in it;
+1. a build gets a new file, `builds/<build id>.duckdb.building`, holding only the published
+   tables of the incremental models (they carry on from them);
+2. dbt builds into that file; the runner stamps it (table `warehouse_build`), checks it opens
+   read-only with every mart in it, and seals it: renamed to `builds/<build id>.duckdb`, the
+   only name a build is kept, listed or published under;
 3. publishing points `warehouse.duckdb` at it: a fresh hard link renamed over the old name, one
    atomic `rename(2)`.
 
 A reader that opened the previous version keeps reading it (an open file outlives its name on
 POSIX), so a query in flight finishes on the version it started on; the next connection opens
 the new one. The last `KEEP_BUILDS` builds stay in `builds/`; `publish(build_id)` points the
-warehouse back at any of them. A failed build is never published and is deleted.
+warehouse back at any of them. A failed build is never published and is deleted; one whose
+process was killed stays `.building` (never listed, so never published) until the next build,
+which runs under the same lock, deletes it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import duckdb
 
 KEEP_BUILDS = 3
 CURRENT = "warehouse.duckdb"
+UNSEALED = ".building"  # the suffix of a build that is not complete yet
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,15 @@ class Warehouse:
     def new_build(self, carry: list[tuple[str, str]] = ()) -> Build:
         """A file to build into, holding the published warehouse's `carry` tables ((schema,
         table) pairs: what incremental models carry on from) and nothing else, so dropped
-        models and the space of replaced tables do not pile up from build to build."""
+        models and the space of replaced tables do not pile up from build to build.
+
+        Called under the build lock: an unsealed build left on disk belongs to a build process
+        that died (killed, out of memory), and is deleted here."""
         self.builds_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.builds_dir.glob(f"*.duckdb{UNSEALED}*"):
+            leftover.unlink(missing_ok=True)
         build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        build = Build(build_id, self.builds_dir / f"{build_id}.duckdb")
+        build = Build(build_id, self.builds_dir / f"{build_id}.duckdb{UNSEALED}")
         if self.current.exists() and carry:
             with duckdb.connect(str(build.path)) as con:
                 con.execute(f"ATTACH '{self.current}' AS published (READ_ONLY)")
@@ -117,6 +126,14 @@ class Warehouse:
         missing = sorted(set(tables) - present)
         if missing:
             raise WarehouseError(f"build {build.build_id} lacks {', '.join(missing)}")
+
+    def seal(self, build: Build) -> Build:
+        """A complete, checked build under its kept name (before that, nothing lists it)."""
+        if not build.path.name.endswith(UNSEALED):
+            return build
+        sealed = Build(build.build_id, build.path.with_name(build.path.name[: -len(UNSEALED)]))
+        os.replace(build.path, sealed.path)
+        return sealed
 
     def publish(self, build_id: str) -> Build:
         """Point `warehouse.duckdb` at a kept build, atomically."""

@@ -1,13 +1,17 @@
 """The published warehouse of the tiny world (built through Dagster, tests/conftest.py): a build
 reconciles with gold and records its dbt tests as asset checks; on a copy, readers never wait
-or see a mix while `lakehouse marts build` publishes, and a failed build publishes nothing."""
+or see a mix while `lakehouse marts build` publishes, and a failed or killed build publishes
+nothing."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import duckdb
 import pyarrow.compute as pc
 import pytest
 
-from tests.conftest import World, cli_json, run_cli
+from tests.conftest import LAKEHOUSE, World, cli_json, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +123,36 @@ def test_a_failed_build_publishes_nothing(world_copy: World, tmp_path: Path) -> 
     assert result.returncode == 1
     assert "the published warehouse is unchanged" in result.stderr
     assert cli_json("marts", "status", env=world_copy.env) == before
+
+
+def test_a_build_killed_midway_leaves_the_published_warehouse_as_it_was(
+    world_copy: World,
+) -> None:
+    """The fault suite's marts row: SIGKILL `lakehouse marts build` (and its dbt) while dbt
+    works; the published warehouse is the one before, opens read-only, and the next build
+    publishes without any cleanup."""
+    before = cli_json("marts", "status", env=world_copy.env)
+    logs = world_copy.root / "warehouse" / "dbt"
+    known = set(logs.glob("build-*.log"))
+    build = subprocess.Popen(
+        [*LAKEHOUSE, "marts", "build"],
+        env=world_copy.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: dbt goes down with it
+    )
+    deadline = time.monotonic() + 120
+    while not set(logs.glob("build-*.log")) - known and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(logs.glob("build-*.log")) - known, "dbt never started"
+    time.sleep(3)  # dbt is building models now
+    assert build.poll() is None, "the build finished before it could be killed"
+    os.killpg(build.pid, signal.SIGKILL)
+    build.wait(timeout=30)
+
+    assert cli_json("marts", "status", env=world_copy.env) == before
+    with duckdb.connect(str(published(world_copy)), read_only=True) as con:
+        assert con.execute("select count(*) from mart_customer_rfm").fetchone()[0] > 0
+    after = cli_json("marts", "build", env=world_copy.env)
+    assert after["build_id"] != before["published"]
+    assert cli_json("marts", "status", env=world_copy.env)["published"] == after["build_id"]

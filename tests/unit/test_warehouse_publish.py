@@ -1,4 +1,5 @@
-"""Publishing warehouse builds: atomic switch, readers keep their version, prune and rollback."""
+"""Publishing warehouse builds: atomic switch, readers keep their version, prune and rollback,
+and a build that never finished is never listed nor published."""
 
 from pathlib import Path
 
@@ -14,7 +15,7 @@ def _build(warehouse: Warehouse, value: int) -> str:
         con.execute("CREATE OR REPLACE TABLE mart AS SELECT ? AS v", [value])
     warehouse.stamp(build, note=str(value))
     warehouse.check(build, ["mart", "warehouse_build"])
-    warehouse.publish(build.build_id)
+    warehouse.publish(warehouse.seal(build).build_id)
     return build.build_id
 
 
@@ -68,3 +69,20 @@ def test_check_names_the_missing_marts(tmp_path: Path) -> None:
         con.execute("CREATE TABLE mart AS SELECT 1 AS v")
     with pytest.raises(WarehouseError, match="lacks mart_customer_rfm"):
         warehouse.check(build, ["mart", "mart_customer_rfm"])
+
+
+def test_an_unfinished_build_is_never_listed_and_the_next_build_deletes_it(
+    tmp_path: Path,
+) -> None:
+    warehouse = Warehouse(tmp_path)
+    first = _build(warehouse, 1)
+    killed = warehouse.new_build()  # its process dies before sealing
+    with duckdb.connect(str(killed.path)) as con:
+        con.execute("CREATE TABLE mart AS SELECT 2 AS v")
+    assert [b.build_id for b in warehouse.builds()] == [first]
+    with pytest.raises(WarehouseError, match="no build"):
+        warehouse.publish(killed.build_id)
+    second = _build(warehouse, 3)
+    assert not killed.path.exists()
+    assert [b.build_id for b in warehouse.builds()] == [first, second]
+    assert _read(warehouse.current) == 3
