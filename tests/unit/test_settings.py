@@ -78,3 +78,35 @@ def test_describe_never_prints_passwords(monkeypatch: pytest.MonkeyPatch) -> Non
     described = str(load_settings().describe())
     assert "s3cret" not in described and "also-secret" not in described
     assert "postgresql+psycopg://erp:***@db:5432/erp" in described
+
+
+def test_an_s3_lake_on_the_embedded_store_gets_its_bucket_and_sail_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehouse.devstack.services import lake_store_env, seaweedfs_command, store_buckets
+
+    store = "http://127.0.0.1:9010"
+    local = Settings(data_root=tmp_path, aws_endpoint_url=store, broker_store_url=store)
+    assert local.lake_bucket_on_store is None
+    assert store_buckets(local) == ["tansu"] and lake_store_env(local) == {}
+
+    on_store = Settings(
+        data_root=tmp_path,
+        lake_uri="s3://lake/lake",
+        aws_endpoint_url=store,
+        broker_store_url=store,
+    )
+    assert on_store.lake_bucket_on_store == "lake"
+    assert "-bucket=tansu,lake" in seaweedfs_command(on_store, store_buckets(on_store))
+    sail_env = lake_store_env(on_store)
+    assert sail_env["AWS_ENDPOINT_URL"] == store and sail_env["AWS_ALLOW_HTTP"] == "true"
+    assert sail_env["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] == "false"
+
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert lake_store_env(on_store)["AWS_DEFAULT_REGION"] == "us-east-1"
+
+    elsewhere = Settings(
+        data_root=tmp_path, lake_uri="s3://lake/lake", aws_endpoint_url="http://minio:9000"
+    )
+    assert elsewhere.lake_bucket_on_store is None and store_buckets(elsewhere) == ["tansu"]
