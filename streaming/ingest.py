@@ -401,12 +401,9 @@ class Ingester:
     def _check_topic_id(self) -> None:
         """Stop before reading when the broker's topic is not the one the offsets belong to."""
         self.topic_id = topic_id(self.bootstrap_servers, self.options.topic)
-        recorded = BronzeEventTables.recorded_fingerprint(self.tables.events, self.options.topic)
-        if self.topic_id and recorded is not None and recorded != fingerprint(self.topic_id):
-            raise TopicReset(
-                self.options.topic,
-                [f"its id is now {self.topic_id}, not the one bronze.events recorded"],
-            )
+        problems = _identity_problems(self.tables.events, self.options.topic, self.topic_id)
+        if problems:
+            raise TopicReset(self.options.topic, problems)
 
     def _out_of_range(self, partition: int, error: str) -> None:
         """The broker refused the recorded position (Apache Kafka): say where its log is."""
@@ -657,9 +654,10 @@ def ingest_status(
         bounds = _log_bounds(peek, topic, {p: o + 1 for p, o in recorded.items()}, timeout)
     finally:
         peek.close()
+    current_id = topic_id(bootstrap_servers, topic)
     problems = position_problems(
         {p: o + 1 for p, o in recorded.items() if o >= 0}, bounds
-    ) + _identity_problems(events, bootstrap_servers, topic)
+    ) + _identity_problems(events, topic, current_id)
     rows = []
     for p in partitions:
         low, high = bounds[p]
@@ -675,7 +673,7 @@ def ingest_status(
         )
     return {
         "topic": topic,
-        "topic_id": topic_id(bootstrap_servers, topic),
+        "topic_id": current_id,
         "events_table": lake.table_uri(EVENTS_TABLE),
         "events_version": None if events is None else events.version(),
         "partitions": rows,
@@ -686,8 +684,8 @@ def ingest_status(
     }
 
 
-def _identity_problems(events: DeltaTable | None, bootstrap_servers: str, topic: str) -> list[str]:
-    current = topic_id(bootstrap_servers, topic)
+def _identity_problems(events: DeltaTable | None, topic: str, current: str | None) -> list[str]:
+    """The topic id's problem, if the broker's is not the one bronze.events recorded."""
     recorded = None if events is None else BronzeEventTables.recorded_fingerprint(events, topic)
     if current and recorded is not None and recorded != fingerprint(current):
         return [f"its id is now {current}, not the one bronze.events recorded"]
