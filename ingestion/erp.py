@@ -334,6 +334,40 @@ class _Spool:
         return pa.ipc.open_stream(pa.memory_map(self.path))
 
 
+def check_connection(
+    erp_url: str,
+    attempts: int = 3,
+    first_wait: float = 1.0,
+    on_retry: Callable[[int, float, str], None] = lambda *_: None,
+) -> None:
+    """Connect once to the ERP database, retrying a failed connection up to `attempts` times
+    with doubling waits (`on_retry(attempt, wait, error)` before each wait); ErpSourceError
+    (transient) naming the database when it never answers. A connection attempt gives up
+    after 10 s (PostgreSQL), so nothing here waits long without saying so."""
+    engine = _engine(erp_url)
+    if engine.url.get_backend_name() == "postgresql":
+        engine = sa.create_engine(engine.url, connect_args={"connect_timeout": 10})
+    started, wait = time.monotonic(), first_wait
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                with engine.connect():
+                    return
+            except sa.exc.DBAPIError as exc:
+                error = " ".join(str(exc.orig).split())
+                if attempt == attempts:
+                    raise ErpSourceError(
+                        f"the ERP database at {mask_password(erp_url)} did not answer after "
+                        f"{attempts} attempts over {time.monotonic() - started:.0f}s: {error}",
+                        transient=True,
+                    ) from exc
+                on_retry(attempt, wait, error)
+                time.sleep(wait)
+                wait *= 2
+    finally:
+        engine.dispose()
+
+
 def _engine(erp_url: str) -> sa.Engine:
     url = sa.engine.make_url(erp_url)
     # SQLite would silently create an empty database at a mistyped path.

@@ -109,10 +109,23 @@ def ingest(
 
 
 def extract(settings: Settings, tables: list[str] | None, *, full: bool, as_json: bool) -> None:
-    from ingestion.erp import ERP_TABLES, bronze_name
+    from ingestion.erp import ERP_TABLES, ErpSourceError, bronze_name, check_connection
 
     names = choices(tables, list(ERP_TABLES), "ERP table(s)", "--table")
     bronze = [f"bronze.{bronze_name(t)}" for t in names]
+    # one bounded wait for the database up front, instead of every table's step retrying it
+    # for minutes
+    try:
+        check_connection(
+            str(settings.erp_db_url),
+            on_retry=lambda attempt, wait, error: err.print(
+                f"the ERP database did not answer (attempt {attempt}: {error}); "
+                f"trying again in {wait:.0f}s",
+                highlight=False,
+            ),
+        )
+    except ErpSourceError as exc:
+        fail(f"{exc}. Nothing was extracted; bronze is unchanged.")
     outcome = console.run(
         settings,
         [key(t) for t in bronze],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ingestion.erp import (
     extract_table,
 )
 from lakehouse.core.settings import Settings
+from tests.conftest import isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -366,3 +368,19 @@ def test_postgres_source_incremental_and_idempotent(postgres_url, tmp_path) -> N
         assert _watermark(settings, report.source_table) == max(m for *_, m in source)
     types = {f.name: f.type for f in _bronze(settings, "MV_Sales").schema}
     assert types["NetAmount"] == pa.float64() and types["InvoiceID"] == pa.int64()
+
+
+def test_an_unreachable_erp_fails_the_extract_in_seconds_and_writes_nothing(tmp_path) -> None:
+    """The fault suite's ERP row: the database does not answer. The command waits a bounded,
+    announced while (3 attempts, 1 s then 2 s apart), then fails naming the database (its
+    password masked); no bronze table is created."""
+    env = isolated_env(tmp_path) | {"ERP_DB_URL": "postgresql+psycopg://erp:s3cret@127.0.0.1:1/erp"}
+    started = time.monotonic()
+    result = run_cli("extract", env=env, check=False)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    said = " ".join(result.stderr.split())
+    assert "did not answer (attempt 1:" in said and "trying again in 1s" in said
+    assert "postgresql+psycopg://erp:***@127.0.0.1:1/erp did not answer after 3 attempts" in said
+    assert "Nothing was extracted; bronze is unchanged." in said and "s3cret" not in said
+    assert not (tmp_path / "lake").exists()
