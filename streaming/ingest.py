@@ -292,7 +292,10 @@ class Ingester:
         self.bootstrap_servers = bootstrap_servers
         self.options = options
         self.on_batch = on_batch
+        self.lake = lake
         self.tables = BronzeEventTables(lake)
+        self.drained_at: float | None = None  # when every assigned partition was drained
+        self.others_checked_at = 0.0
         self.report = IngestReport(topic=options.topic, group_id=options.group_id)
         self.batch = BatchBuilder(options.topic)
         self.batch_started: float | None = None
@@ -336,6 +339,7 @@ class Ingester:
         consumer.assign(partitions)
         self.assigned = {tp.partition for tp in partitions}
         self.at_end = dict.fromkeys(self.assigned, False)
+        self.drained_at = None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Unwritten messages are dropped: whoever owns the partitions next re-reads them from
@@ -386,7 +390,7 @@ class Ingester:
                     self._check_positions()
                 if self._batch_due():
                     self._flush()
-                if not follow and self._drained():
+                if not follow and self._drained() and not self._others_pending():
                     break
             if len(self.batch):
                 self._flush()
@@ -470,6 +474,28 @@ class Ingester:
         if opts.max_events is not None and self.report.messages >= opts.max_events:
             return True
         return not self.assigned and elapsed >= opts.assignment_timeout
+
+    def _others_pending(self) -> bool:
+        """Whether partitions this member was not given still hold unread messages, while a
+        rebalance may yet hand them over: a member that died (killed, crashed) keeps its
+        partitions until its session times out. Checked once a second for at most two session
+        timeouts after this member drained its own; then they belong to a live member."""
+        now = time.monotonic()
+        self.drained_at = self.drained_at or now
+        grace = 2 * self.options.session_timeout_ms / 1000
+        if now - self.drained_at > grace:
+            return False
+        if now - self.others_checked_at < 1.0:
+            return True
+        self.others_checked_at = now
+        try:
+            status = ingest_status(self.lake, self.bootstrap_servers, self.options.topic, timeout=5)
+        except KafkaException:
+            return False  # the broker went away: nothing more to drain now
+        return any(
+            row["partition"] not in self.assigned and (row["lag"] or 0) > 0
+            for row in status["partitions"]
+        )
 
     def _drained(self) -> bool:
         return (
