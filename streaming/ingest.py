@@ -420,12 +420,7 @@ class Ingester:
     def _check_positions(self) -> None:
         """Compare recorded positions with the log bounds of the first fetch of each partition
         (cached watermarks: the embedded broker under-reports them in offset queries)."""
-        bounds = {}
-        for partition in self.unverified:
-            tp = TopicPartition(self.options.topic, partition)
-            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0:
-                bounds[partition] = (low, high)
+        bounds = self._fetched_bounds(self.unverified)
         checked = {p: self.unverified.pop(p) for p in bounds}
         problems = position_problems(checked, bounds)
         if problems:
@@ -508,7 +503,7 @@ class Ingester:
         batch_id = uuid.uuid4().hex
         try:
             events, dead = self.tables.write(
-                self.batch, batch_id, self.topic_id, self._log_bounds(self.batch.last_offsets)
+                self.batch, batch_id, self.topic_id, self._fetched_bounds(self.batch.last_offsets)
             )
         except CommitFailedError as exc:
             if "concurrent" not in str(exc).lower():
@@ -530,8 +525,9 @@ class Ingester:
         self._update_lag()
         self.on_batch(self.report)
 
-    def _log_bounds(self, partitions: dict[int, int]) -> dict[int, tuple[int, int]]:
-        """(log start, log end) of the partitions from the last fetch responses."""
+    def _fetched_bounds(self, partitions: dict[int, int]) -> dict[int, tuple[int, int]]:
+        """(log start, log end) of the partitions that a fetch answered already (cached
+        watermarks: the embedded broker under-reports them in offset queries)."""
         bounds = {}
         for partition in partitions:
             tp = TopicPartition(self.options.topic, partition)
