@@ -39,6 +39,7 @@ def main() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
             "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
+            "LAKEHOUSE_REDIS_PORT": str(free_port()),
         }
         manager = ServiceManager(
             Settings(
@@ -46,6 +47,7 @@ def main() -> None:
                 kafka_bootstrap_servers=kafka,
                 spark_remote=base_env["SPARK_REMOTE"],
                 broker_store_url=base_env["LAKEHOUSE_BROKER_STORE_URL"],
+                redis_port=int(base_env["LAKEHOUSE_REDIS_PORT"]),
             )
         )
         manager.up()

@@ -156,6 +156,7 @@ def run_storage(storage: str, args: argparse.Namespace) -> dict:
             spark_remote=f"sc://127.0.0.1:{free_port()}",
             broker_storage=storage,
             broker_store_url=f"http://127.0.0.1:{free_port()}",
+            redis_port=free_port(),
         )
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -164,6 +165,7 @@ def run_storage(storage: str, args: argparse.Namespace) -> dict:
             "SPARK_REMOTE": settings.spark_remote,
             "LAKEHOUSE_BROKER_STORAGE": storage,
             "LAKEHOUSE_BROKER_STORE_URL": settings.broker_store_url,
+            "LAKEHOUSE_REDIS_PORT": str(settings.redis_port),
         }
         manager = ServiceManager(settings)
         started = {s.name: s.startup_seconds or 0.0 for s in manager.up()}

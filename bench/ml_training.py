@@ -630,6 +630,7 @@ def main() -> None:
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         spark_remote=f"sc://127.0.0.1:{free_port()}",
         broker_store_url=f"http://127.0.0.1:{free_port()}",
+        redis_port=free_port(),
     )
     manager = ServiceManager(settings)
     try:

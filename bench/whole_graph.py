@@ -238,12 +238,15 @@ def main() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
         "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
+        "LAKEHOUSE_REDIS_PORT": str(free_port()),
         "DAGSTER_HOME": str(root / "dagster"),
     }
     settings = Settings(
         data_root=root,
         kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
         spark_remote=env["SPARK_REMOTE"],
+        broker_store_url=env["LAKEHOUSE_BROKER_STORE_URL"],
+        redis_port=int(env["LAKEHOUSE_REDIS_PORT"]),
     )
     services = ServiceManager(settings)
     report = Report()

@@ -29,7 +29,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-services_app = typer.Typer(help="The embedded Kafka broker and Spark Connect server.")
+services_app = typer.Typer(
+    help="The embedded services: Kafka broker, its object store, Spark Connect, Redis and the "
+    "stream processor."
+)
 dagster_app = typer.Typer(help="The Dagster UI (webserver, daemon, code server).")
 bi_app = typer.Typer(help="Superset over the warehouse: dashboards as code, SQL Lab.")
 marts_app = typer.Typer(help="The dbt marts in the DuckDB warehouse: build, publish, inspect.")
@@ -90,12 +93,21 @@ def _service(action: Callable[[], T]) -> T:
 
 
 @services_app.command("up")
-def services_up(as_json: JsonOption = False) -> None:
+def services_up(
+    with_: Annotated[
+        list[str] | None,
+        typer.Option("--with", help="Also start an on-demand service: stream (repeatable)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Start the embedded services (idempotent) and wait until they are healthy."""
     from lakehouse.devstack.services import ServiceManager
 
     manager = ServiceManager(_settings())
-    statuses = _service(lambda: manager.up(progress=console.progress_lines(as_json)))
+    include = tuple(with_ or ())
+    statuses = _service(
+        lambda: manager.up(progress=console.progress_lines(as_json), include=include)
+    )
     console.print_health(statuses, as_json)
 
 
@@ -271,6 +283,35 @@ def produce_command(
         duration=duration,
         partitions=partitions,
     )
+
+
+@app.command("stream")
+def stream_command(
+    start: Annotated[
+        str,
+        typer.Option(help="Where a new consumer group starts: latest (live) or earliest."),
+    ] = "latest",
+    max_seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after seconds.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The stream processor: the clickstream into the online store (Redis) until Ctrl-C: live
+    session and customer activity, per-minute counters and the order feed."""
+    from lakehouse.devstack.stream import run_stream
+
+    if start not in ("latest", "earliest"):
+        raise typer.BadParameter(
+            f"expected latest or earliest, got {start!r}", param_hint="--start"
+        )
+    settings = _settings()
+    with console.kafka_errors(settings), console.redis_errors(settings):
+        report = run_stream(settings, start, max_seconds, quiet=as_json)
+    if as_json:
+        print_json(report)
+    else:
+        out.print(
+            f"applied {report['applied']:,} events ({report['duplicates']:,} duplicates, "
+            f"{report['bad']:,} bad messages skipped) in {report['seconds']:.1f} s"
+        )
 
 
 # -- data commands: runs of the assets through Dagster (lakehouse/data_commands.py) ------------

@@ -350,3 +350,19 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
         yield
     except (KafkaException, TopicNotFound, TopicReset) as exc:
         fail(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}")
+
+
+@contextlib.contextmanager
+def redis_errors(settings: Settings) -> Iterator[None]:
+    """A Redis failure is one red line naming the online store, and exit code 1."""
+    import redis
+
+    from lakehouse.core.settings import mask_password
+
+    try:
+        yield
+    except redis.RedisError as exc:
+        fail(
+            f"online store (Redis) at {mask_password(settings.online_store_url)}: {exc}; start "
+            "the embedded one with `lakehouse services up` or set REDIS_URL"
+        )

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from lakehouse.core.settings import Settings
+from lakehouse.core.settings import Settings, env_var_names
 
 # The installed console scripts, exactly as users run them.
 LAKEHOUSE = [str(Path(sys.executable).parent / "lakehouse")]
@@ -43,6 +43,7 @@ def isolated_env(data_root: Path) -> dict[str, str]:
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
         SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}",
         LAKEHOUSE_BROKER_STORE_URL=f"http://127.0.0.1:{free_port()}",
+        LAKEHOUSE_REDIS_PORT=str(free_port()),
     )
     return env
 
@@ -123,14 +124,14 @@ def lake_env(platform_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**platform_env, "LAKE_URI": str(tmp_path / "lake")}
 
 
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a CLI run with the environment `env` would see."""
+    return Settings(**{k: v for k, v in env.items() if k in env_var_names()})
+
+
 @pytest.fixture(scope="session")
 def platform_settings(platform_env: dict[str, str]) -> Settings:
-    return Settings(
-        data_root=platform_env["LAKEHOUSE_DATA_ROOT"],
-        kafka_bootstrap_servers=platform_env["KAFKA_BOOTSTRAP_SERVERS"],
-        spark_remote=platform_env["SPARK_REMOTE"],
-        broker_store_url=platform_env["LAKEHOUSE_BROKER_STORE_URL"],
-    )
+    return settings_of(platform_env)
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ EMBEDDED_STORE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lakehouse",
     "AWS_SECRET_ACCESS_KEY": "lakehouse",
 }
-_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+@")
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]+@")
 
 
 def mask_password(url: str) -> str:
@@ -195,6 +195,50 @@ class Settings(BaseSettings):
         "by `lakehouse services up`, on this port and the nine after it); elsewhere it is yours "
         "and the broker takes its credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=_env("REDIS_URL"),
+        description="REDIS_URL: the online store (live session state, counters, order feed), "
+        "redis://host:port/db. Unset: an embedded redis-server on 127.0.0.1:LAKEHOUSE_REDIS_PORT "
+        "with its append-only file under <data root>/redis, started by `lakehouse services up`.",
+    )
+    redis_port: int = Field(
+        default=6390,
+        ge=1,
+        le=65535,
+        validation_alias=_env("LAKEHOUSE_REDIS_PORT"),
+        description="LAKEHOUSE_REDIS_PORT: the embedded Redis's port (6390, not 6379, so a "
+        "system Redis is never touched).",
+    )
+    stream_group: str = Field(
+        default="lakehouse-stream",
+        min_length=1,
+        validation_alias=_env("STREAM_CONSUMER_GROUP"),
+        description="STREAM_CONSUMER_GROUP: the stream processor's consumer group on the "
+        "clickstream (its own: bronze ingestion keeps its offsets in the Delta log).",
+    )
+    online_session_ttl_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        validation_alias=_env("ONLINE_SESSION_TTL_SECONDS"),
+        description="ONLINE_SESSION_TTL_SECONDS: how long a session's live activity stays in "
+        "the online store after its last event.",
+    )
+    online_customer_ttl_seconds: int = Field(
+        default=30 * 86_400,
+        ge=60,
+        validation_alias=_env("ONLINE_CUSTOMER_TTL_SECONDS"),
+        description="ONLINE_CUSTOMER_TTL_SECONDS: how long a customer's recent activity stays "
+        "in the online store after their last event.",
+    )
+    online_dedupe_ttl_seconds: int = Field(
+        default=6 * 3_600,
+        ge=60,
+        validation_alias=_env("ONLINE_DEDUPE_TTL_SECONDS"),
+        description="ONLINE_DEDUPE_TTL_SECONDS: how long an applied event_id is remembered, so a "
+        "replay or duplicate within it never counts twice (about 60 bytes of Redis memory per "
+        "event: 100 M events a day need about 1.5 GB at 6 hours).",
+    )
     service_start_timeout: float = Field(
         default=90.0,
         gt=0,
@@ -332,6 +376,14 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a comma-separated list of host:port, got {value!r}")
         return ",".join(servers)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            shown = mask_password(value)
+            raise ValueError(f"expected a URL like redis://host:6379/0, got {shown!r}")
+        return value
+
     @field_validator("spark_remote")
     @classmethod
     def _check_spark_remote(cls, value: str) -> str:
@@ -444,6 +496,20 @@ class Settings(BaseSettings):
         return self.data_root / "broker-store"
 
     @property
+    def redis_is_embedded(self) -> bool:
+        """The online store is ours to run unless REDIS_URL names one."""
+        return self.redis_url is None
+
+    @property
+    def online_store_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def redis_dir(self) -> Path:
+        """The embedded Redis's append-only file."""
+        return self.data_root / "redis"
+
+    @property
     def spark_is_embedded(self) -> bool:
         return self.spark_endpoint[0] in _LOOPBACK
 
@@ -470,6 +536,18 @@ class Settings(BaseSettings):
         credentials = EMBEDDED_STORE_CREDENTIALS if self.lake_bucket_on_store else None
         return Lake.at(str(self.lake_uri), self.aws_endpoint_url, credentials)
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables that give them (for a child process)."""
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[field.validation_alias.choices[0]] = str(value)  # type: ignore[union-attr]
+        return env
+
     def describe(self) -> dict[str, str]:
         """Resolved values, for `lakehouse settings` and the demo's summary."""
         return {
@@ -488,6 +566,7 @@ class Settings(BaseSettings):
             "superset_metadata_db_url": mask_password(str(self.superset_metadata_db_url)),
             "broker_storage": self.broker_storage,
             "broker_store_url": self.broker_store_url,
+            "online_store_url": mask_password(self.online_store_url),
             "generated": str(self.generated_dir),
             "logs": str(self.log_dir),
             "pids": str(self.run_dir),

@@ -1,5 +1,5 @@
 """Embedded runtime: start, stop and check the local Kafka broker (tansu), the object store it
-keeps its topics in (SeaweedFS), and Spark Connect (Sail).
+keeps its topics in (SeaweedFS), Spark Connect (Sail) and the online store (Redis).
 
 A service is *embedded* when its endpoint in the settings is on loopback; then `up` runs it as a
 child process bound to 127.0.0.1 with a pid file under ``<data root>/run`` and a log under
@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from lakehouse.core.settings import EMBEDDED_STORE_CREDENTIALS, Settings
+from lakehouse.core.settings import EMBEDDED_STORE_CREDENTIALS, Settings, mask_password
 
 BIND_HOST = "127.0.0.1"
 
@@ -49,6 +50,7 @@ class Service:
     check_health: Callable[[float], None]  # raises when unhealthy
     env: dict[str, str] = field(default_factory=dict)  # on top of ours
     prepare: Callable[[], None] = lambda: None  # before each start (directories, buckets)
+    on_demand: bool = False  # started only when named (`services up --with`); stopped by down
 
 
 @dataclass
@@ -128,6 +130,19 @@ def check_spark(remote: str, timeout: float) -> None:
         raise ServiceError(f"SELECT 1 returned {value!r}")
 
 
+def check_redis(url: str, timeout: float) -> None:
+    """PING answered by the online store."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ServiceError(f"PING failed: {exc}") from exc
+    finally:
+        client.close()
+
+
 # -- the services ---------------------------------------------------------------------------
 
 
@@ -204,6 +219,72 @@ def _prepare_store(settings: Settings) -> None:
     (settings.log_dir / "broker-store").mkdir(parents=True, exist_ok=True)
     # `weed mini` saves the flags of its last start there and prefers them: ours decide
     (settings.broker_store_dir / "mini.options").unlink(missing_ok=True)
+
+
+def redis_command(settings: Settings) -> list[str]:
+    """redis-server on loopback with an append-only file (fsync every second) under the data
+    root and no RDB snapshots: what the stream processor wrote survives a restart."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return [
+        binary,
+        "--bind",
+        BIND_HOST,
+        "--port",
+        str(settings.redis_port),
+        "--dir",
+        str(settings.redis_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--logfile",
+        "",
+    ]
+
+
+def _prepare_redis(settings: Settings) -> None:
+    if not Path(redis_command(settings)[0]).exists():
+        raise ServiceError(
+            "redis-server is not installed: `./run demo` installs Debian's redis-server, or "
+            "`apt-get install redis-server`; or set REDIS_URL to a Redis of yours"
+        )
+    settings.redis_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_stream(settings: Settings, timeout: float) -> None:
+    """Healthy while the stream processor's heartbeat in the online store is fresh."""
+    import redis
+
+    client = redis.Redis.from_url(
+        settings.online_store_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    try:
+        beat = client.hget("stream:stats", "heartbeat")
+    except redis.RedisError as exc:
+        raise ServiceError(f"the online store does not answer: {exc}") from exc
+    finally:
+        client.close()
+    if beat is None:
+        raise ServiceError("no heartbeat in the online store yet")
+    age = time.time() - float(beat)
+    if age > STREAM_HEARTBEAT_LIMIT:
+        raise ServiceError(f"last heartbeat {age:.0f} s ago")
+
+
+STREAM_HEARTBEAT_LIMIT = 15.0  # seconds; the processor beats at least every second
+
+
+def lakehouse_command(*args: str) -> list[str]:
+    """The installed `lakehouse` console script with these arguments."""
+    return [sys.executable, str(Path(sys.executable).parent / "lakehouse"), *args]
+
+
+def _is_lakehouse(cmd: list[str], *args: str) -> bool:
+    return len(cmd) >= 2 and cmd[1].endswith("lakehouse") and cmd[2 : 2 + len(args)] == list(args)
 
 
 def define_services(settings: Settings) -> list[Service]:
@@ -287,6 +368,36 @@ def define_services(settings: Settings) -> list[Service]:
             },
             owns=lambda cmd: "pysail" in cmd and str(spark_port) in cmd,
             check_health=lambda t: check_spark(settings.spark_remote, t),
+        ),
+        Service(
+            name="redis",
+            title="Online store (Redis)",
+            endpoint=mask_password(settings.online_store_url),
+            host=BIND_HOST,
+            port=settings.redis_port,
+            env_var="LAKEHOUSE_REDIS_PORT",
+            embedded=settings.redis_is_embedded,
+            command=redis_command(settings),
+            # redis-server rewrites its title to "redis-server 127.0.0.1:<port>"
+            owns=lambda cmd: (
+                "redis-server" in " ".join(cmd) and f":{settings.redis_port}" in " ".join(cmd)
+            ),
+            check_health=lambda t: check_redis(settings.online_store_url, t),
+            prepare=lambda: _prepare_redis(settings),
+        ),
+        Service(
+            name="stream",
+            title="Stream processor (clickstream → online store)",
+            endpoint=f"{settings.events_topic} → {mask_password(settings.online_store_url)}",
+            host=BIND_HOST,
+            port=0,  # listens on nothing
+            env_var="STREAM_CONSUMER_GROUP",
+            embedded=True,
+            command=lakehouse_command("stream"),
+            owns=lambda cmd: _is_lakehouse(cmd, "stream"),
+            check_health=lambda t: check_stream(settings, t),
+            env=settings.as_env(),  # this manager's settings, whatever the caller's environment
+            on_demand=True,
         ),
     ]
 
@@ -375,13 +486,24 @@ class ServiceManager:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def up(self, progress: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
-        """Start every embedded service that is not running; check external ones. When one
-        cannot start, those this call started are stopped again (nothing half up)."""
+    def up(
+        self, progress: Callable[[str], None] = lambda _: None, include: tuple[str, ...] = ()
+    ) -> list[ServiceStatus]:
+        """Start every embedded service that is not running (and the on-demand ones named in
+        `include`); check external ones. When one cannot start, those this call started are
+        stopped again (nothing half up)."""
+        known = {s.name for s in self.services if s.on_demand}
+        unknown = set(include) - known
+        if unknown:
+            raise ServiceError(
+                f"unknown service {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}"
+            )
         with self._lock():
             statuses: list[ServiceStatus] = []
             try:
                 for service in self.services:
+                    if service.on_demand and service.name not in include:
+                        continue
                     statuses.append(self._up_one(service, progress))
             except ServiceError:
                 for status in reversed(statuses):
@@ -400,7 +522,7 @@ class ServiceManager:
             status = self._status_one(service)
             status.detail = "already running"
             return status
-        owner = port_owner(service.port)
+        owner = port_owner(service.port) if service.port else None
         if owner is not None:
             raise ServiceError(
                 f"cannot start {service.title}: port {service.port} on {BIND_HOST} is already in "
@@ -483,13 +605,18 @@ class ServiceManager:
                     p.kill()
             psutil.wait_procs(alive, timeout=grace)
 
-    def down(self) -> list[ServiceStatus]:
-        """Stop the embedded services this data root started (by pid, never by name)."""
+    def down(self, only: tuple[str, ...] = ()) -> list[ServiceStatus]:
+        """Stop the embedded services this data root started (by pid, never by name), or only
+        those named."""
         results = []
         with self._lock():
             # in reverse start order: the broker stops before the store it writes to
             for service in reversed(self.services):
+                if only and service.name not in only:
+                    continue
                 proc = self.running_process(service)
+                if service.on_demand and proc is None:
+                    continue
                 if not service.embedded:
                     detail = "external: not managed here"
                 elif proc is None:
@@ -514,7 +641,12 @@ class ServiceManager:
         return results[::-1]
 
     def status(self) -> list[ServiceStatus]:
-        return [self._status_one(service) for service in self.services]
+        """Every service, but the on-demand ones only while they run."""
+        return [
+            self._status_one(service)
+            for service in self.services
+            if not service.on_demand or self.running_process(service)
+        ]
 
     def _status_one(self, service: Service) -> ServiceStatus:
         proc = self.running_process(service) if service.embedded else None
@@ -536,7 +668,7 @@ class ServiceManager:
                     1,
                 )
         if service.embedded and proc is None:
-            owner = port_owner(service.port)
+            owner = port_owner(service.port) if service.port else None
             status.detail = (
                 f"not running; port {service.port} used by {owner}" if owner else ("not running")
             )

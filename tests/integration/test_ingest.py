@@ -24,7 +24,7 @@ from lakehouse.core.settings import Settings
 from streaming.contract import json_schema
 from streaming.ingest import IngestOptions, ingest, ingest_status
 from streaming.producer import Faults, ProduceReport, produce
-from tests.conftest import LAKEHOUSE, cli_json, run_cli
+from tests.conftest import LAKEHOUSE, cli_json, run_cli, settings_of
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,7 @@ FAULTS = Faults(duplicates=0.02, late=0.02, malformed=0.01, drift=0.02)
 
 
 def settings_for(env: dict[str, str]) -> Settings:
-    return Settings(
-        data_root=env["LAKEHOUSE_DATA_ROOT"],
-        kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        spark_remote=env["SPARK_REMOTE"],
-        lake_uri=env["LAKE_URI"],
-        broker_store_url=env["LAKEHOUSE_BROKER_STORE_URL"],
-    )
+    return settings_of(env)
 
 
 def produce_events(

@@ -16,7 +16,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from lakehouse.core.settings import Settings
-from tests.conftest import cli_json, isolated_env, run_cli
+from tests.conftest import cli_json, isolated_env, run_cli, settings_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,13 +30,7 @@ MARTS = (
 def test_ingest_to_marts_on_an_s3_lake(tmp_path: Path) -> None:
     env = isolated_env(tmp_path / "root")
     env |= {"LAKE_URI": "s3://lake/lake", "AWS_ENDPOINT_URL": env["LAKEHOUSE_BROKER_STORE_URL"]}
-    settings = Settings(
-        data_root=env["LAKEHOUSE_DATA_ROOT"],
-        lake_uri=env["LAKE_URI"],
-        aws_endpoint_url=env["AWS_ENDPOINT_URL"],
-        broker_store_url=env["LAKEHOUSE_BROKER_STORE_URL"],
-        kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-    )
+    settings = settings_of(env)
     run_cli("services", "up", env=env)
     try:
         cli_json("generate", "--preset", "tiny", env=env)

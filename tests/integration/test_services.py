@@ -31,7 +31,7 @@ def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     kafka_port, spark_port = _port(env, "KAFKA_BOOTSTRAP_SERVERS"), _port(env, "SPARK_REMOTE")
     try:
         first = {s["name"]: s for s in cli_json("services", "up", env=env)["services"]}
-        assert set(first) == {"broker-store", "broker", "spark"}
+        assert set(first) == {"broker-store", "broker", "spark", "redis"}
         for service in first.values():
             assert service["healthy"] and service["running"] and service["started"]
             assert service["startup_seconds"] > 0

@@ -51,6 +51,8 @@ def test_stack_has_the_production_services(resolved: dict) -> None:
         "dagster-webserver",
         "dagster-daemon",
         "superset",
+        "redis",
+        "stream-processor",
     } <= set(services)
     assert "delta-spark" in " ".join(services["spark-connect"]["command"])
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"

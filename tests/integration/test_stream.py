@@ -1,0 +1,152 @@
+"""The stream processor against the real broker and Redis: session and customer activity, live
+counters and the order feed; duplicates, replays and bad messages never count."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from lakehouse.core.kafka import client_config, ensure_topic
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import ServiceManager
+from lakehouse.devstack.stream import online_store
+from streaming.online import OnlineStore
+from streaming.processor import StreamProcessor
+
+pytestmark = pytest.mark.integration
+
+MINUTE = "2026-12-01T10:15"
+
+
+def event(event_type: str, product_id: int | None, second: int, **extra: Any) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_time": f"{MINUTE}:{second:02d}Z",
+        "event_type": event_type,
+        "session_id": "s-live",
+        "customer_id": 42,
+        "device": "mobile_web",
+        "schema_version": "1.0",
+        **({"product_id": product_id} if product_id else {}),
+        **extra,
+    }
+
+
+def send(settings: Settings, topic: str, values: list[bytes]) -> None:
+    producer = Producer(client_config(settings.kafka_bootstrap_servers, acks="all"))
+    for value in values:
+        producer.produce(topic, value=value, key=b"s-live")
+    assert producer.flush(30) == 0
+
+
+def drain(settings: Settings, topic: str, group: str, store: OnlineStore, expected: int):
+    processor = StreamProcessor(
+        settings.kafka_bootstrap_servers, topic, group, store, start="earliest"
+    )
+    deadline = time.monotonic() + 60
+    processor.consumer.subscribe([topic])
+    try:
+        while processor.report.consumed < expected and time.monotonic() < deadline:
+            processor.process(processor.consumer.consume(500, timeout=0.5))
+    finally:
+        processor.consumer.close()
+    assert processor.report.consumed == expected, "timed out waiting for the topic's messages"
+    return processor.report
+
+
+@pytest.fixture
+def topic(platform_settings: Settings) -> str:
+    name = f"stream-{uuid.uuid4().hex[:8]}"
+    ensure_topic(platform_settings.kafka_bootstrap_servers, name, partitions=2)
+    return name
+
+
+@pytest.fixture
+def store(platform_settings: Settings):
+    store = online_store(platform_settings)
+    store.client.flushdb()
+    yield store
+    store.close()
+
+
+def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
+    platform_settings: Settings, topic: str, store: OnlineStore
+) -> None:
+    view = event("product_view", 11, 1)
+    events = [
+        view,
+        event("product_view", 12, 2),
+        event("add_to_cart", 12, 3, quantity=1, price=10.0),
+        event("add_to_cart", 13, 4, quantity=1, price=5.0),
+        event("remove_from_cart", 13, 5, quantity=1),
+        event("purchase", 12, 6, quantity=2, price=10.0, order_id=7, city="Lahore"),
+        event("page_view", None, 7),
+    ]
+    values = [orjson.dumps(e) for e in events]
+    values += [values[0], orjson.dumps(view)]  # a duplicate message, the same event resent
+    values += [b"\xff\xfe not json", b'{"event_type": "purchase"}', b""]
+    send(platform_settings, topic, values)
+
+    report = drain(platform_settings, topic, "g1", store, len(values))
+    assert (report.applied, report.duplicates, report.bad) == (7, 2, 3)
+    assert report.bad_by_reason == {
+        "undecodable": 1,
+        "contract_violation": 1,
+        "empty_message": 1,
+    }
+
+    live = store.activity("s-live", 42)
+    for owner in ("session", "customer"):
+        assert [p for p, _ in live[owner]["view"]] == [12, 11]  # newest first
+        assert [p for p, _ in live[owner]["cart"]] == []  # 13 removed, 12 bought
+        assert [p for p, _ in live[owner]["buy"]] == [12]
+    assert all(store.client.ttl(k) > 0 for k in store.client.keys("sess:*"))
+    assert all(store.client.ttl(k) > 0 for k in store.client.keys("live:m:*"))  # feed: capped
+
+    now = time.mktime(time.strptime(MINUTE, "%Y-%m-%dT%H:%M")) - time.timezone + 30
+    minute = store.minutes(last=1, now=now)[0]
+    assert minute["events"] == 7 and minute["product_views"] == 2
+    assert (minute["purchases"], minute["orders"], minute["revenue"]) == (1, 1, 20.0)
+    assert minute["active_sessions"] == 1 and minute["conversion"] == 1.0
+    [order] = store.orders()
+    assert (order["order_id"], order["product_id"], order["amount"]) == ("7", "12", "20.0")
+
+    # a replay of the whole topic (another group from the start) changes nothing
+    again = drain(platform_settings, topic, "g2", store, len(values))
+    assert (again.applied, again.duplicates) == (0, 9)
+    assert store.minutes(last=1, now=now)[0] == minute
+    stats = store.stats()
+    assert stats["applied"] == 7 and stats["duplicates"] == 11 and stats["bad"] == 6
+
+
+def test_the_managed_processor_reflects_a_produced_event_within_a_second(
+    platform_env: dict[str, str], platform_settings: Settings, store: OnlineStore
+) -> None:
+    manager = ServiceManager(platform_settings)
+    try:
+        [*_, stream] = manager.up(include=("stream",))
+        assert stream.name == "stream" and stream.healthy and stream.started
+        assert "stream" in {s.name for s in manager.status()}
+        product = 900_000 + int(time.time()) % 1000
+        sent = time.monotonic()
+        send(
+            platform_settings,
+            platform_settings.events_topic,
+            [orjson.dumps(event("product_view", product, 1, session_id="s-managed"))],
+        )
+        while time.monotonic() - sent < 10:
+            if store.activity("s-managed", None)["session"]["view"]:
+                break
+            time.sleep(0.02)
+        seen = time.monotonic() - sent
+        assert [p for p, _ in store.activity("s-managed", None)["session"]["view"]] == [product]
+        assert seen < 1.0, f"reflected after {seen:.2f} s"
+    finally:
+        [stopped] = manager.down(only=("stream",))
+    assert stopped.detail.startswith("stopped pid")
+    assert "stream" not in {s.name for s in manager.status()}
