@@ -96,7 +96,7 @@ def _service(action: Callable[[], T]) -> T:
 def services_up(
     with_: Annotated[
         list[str] | None,
-        typer.Option("--with", help="Also start an on-demand service: stream (repeatable)."),
+        typer.Option("--with", help="Also start an on-demand service: stream, api (repeatable)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -314,6 +314,35 @@ def stream_command(
         )
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 in a container).")] = (
+        "127.0.0.1"
+    ),
+    server: Annotated[
+        str | None, typer.Option(help="granian or uvicorn. Default: API_SERVER.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Worker processes. Default: API_WORKERS.")
+    ] = None,
+) -> None:
+    """The recommendation API on API_URL's port, in the foreground (the demo runs it as a
+    managed service: `lakehouse services up --with api`). OpenAPI docs at /docs."""
+    import os
+
+    from lakehouse.devstack.services import api_command, api_env, prepare_api
+
+    if server not in (None, "granian", "uvicorn"):
+        raise typer.BadParameter(
+            f"expected granian or uvicorn, got {server!r}", param_hint="--server"
+        )
+    settings = _settings()
+    command = api_command(settings, host, server, workers)
+    prepare_api(settings)
+    out.print(f"serving {settings.api_url} with {Path(command[0]).name}", highlight=False)
+    os.execve(command[0], command, {**os.environ, **api_env(settings)})
+
+
 # -- data commands: runs of the assets through Dagster (lakehouse/data_commands.py) ------------
 
 
@@ -444,6 +473,13 @@ def ml_train(
     """Train on gold with an offline time-split evaluation; write the recommendations, scores,
     evaluations and model versions to gold (the Dagster ml assets; docs/ml.md)."""
     data.ml_train(_settings(), part, as_json=as_json)
+
+
+@ml_app.command("publish")
+def ml_publish_command(as_json: JsonOption = False) -> None:
+    """Publish the serving snapshot the recommendation API loads (the Dagster asset
+    serving/snapshot; `ml train` publishes one too)."""
+    data.ml_publish(_settings(), as_json)
 
 
 @bi_app.command("refresh")

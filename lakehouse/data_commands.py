@@ -269,7 +269,8 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
     )
 
     outputs = {
-        "recommenders": [*RECOMMENDER_STEP_TABLES, *RECOMMENDER_OUTPUTS],
+        # the API serves what the recommenders wrote once the snapshot is published
+        "recommenders": [*RECOMMENDER_STEP_TABLES, *RECOMMENDER_OUTPUTS, SNAPSHOT],
         "customers": list(CUSTOMER_OUTPUTS),
     }
     parts = choices(parts, list(outputs), "part(s)", "--part")
@@ -281,6 +282,24 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
         print_json(reports)
     else:
         console.print_trained(reports, settings.ml_champion_metric)
+
+
+SNAPSHOT = "serving.snapshot"
+
+
+def ml_publish(settings: Settings, as_json: bool) -> None:
+    outcome = console.run(settings, [key(SNAPSHOT)], "publishing", quiet=as_json)
+    manifest = outcome.materialized[SNAPSHOT]["manifest"]
+    if as_json:
+        print_json(manifest)
+        return
+    rows = ", ".join(f"{part} {n:,}" for part, n in manifest["rows"].items())
+    champion = manifest["champion"]
+    out.print(
+        f"serving snapshot {manifest['version']} published ({champion['model']} version "
+        f"{champion['model_version']}): {rows}",
+        highlight=False,
+    )
 
 
 def bi_refresh(settings: Settings, as_json: bool) -> None:

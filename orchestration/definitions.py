@@ -36,6 +36,7 @@ from orchestration.defs.ml.resources import ml_resources
 from orchestration.defs.platform.schedules import nightly_refresh_job, nightly_schedule
 from orchestration.defs.platform.sensors import run_failure_sensor
 from orchestration.defs.resources import resources
+from orchestration.defs.serving.assets import serving_snapshot
 from orchestration.defs.silver.assets import silver_assets
 from orchestration.lib.spark_steps import daily_partitions
 
@@ -61,10 +62,11 @@ refresh_silver_gold_job = dg.define_asset_job(
 
 train_models_job = dg.define_asset_job(
     "train_models",
-    selection=dg.AssetSelection.groups("ml"),
+    selection=dg.AssetSelection.groups("ml", "serving"),
     description="Build the recommenders' training data and product tables (Spark steps, gated), "
     "evaluate the recommenders and customer models on a time split, refit the champion and "
-    "write recommendations, scores, evaluations and model versions to gold.",
+    "write recommendations, scores, evaluations and model versions to gold, then publish the "
+    "serving snapshot.",
 )
 
 # A process per step costs ~10 s of imports (Dagster, dbt, pyspark, GX) before it starts.
@@ -84,6 +86,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *silver_assets(daily),
             *gold_assets(daily),
             *ml_assets(daily),
+            serving_snapshot,
             dbt_marts,
             live_warehouse,
             superset_dashboards,

@@ -118,6 +118,41 @@ def event_args(event: Mapping[str, Any], ttls: Ttls) -> list[str]:
     ]
 
 
+def apply_script(client: Any) -> Any:
+    """The apply script registered on a client (sync or asyncio); call it with
+    `args=event_args(event, ttls)`."""
+    return client.register_script(_APPLY)
+
+
+Wanted = list[tuple[str, str]]
+
+
+def queue_activity(
+    pipe: Any, session_id: str | None, customer_id: int | None, limit: int = 20
+) -> Wanted:
+    """Queue the reads of a session's and a customer's activity on a pipeline (sync or
+    asyncio); `read_activity` parses the replies."""
+    owners = {
+        "session": f"sess:{session_id}" if session_id else None,
+        "customer": f"cust:{customer_id}" if customer_id is not None else None,
+    }
+    wanted = [(o, k) for o, prefix in owners.items() if prefix for k in KINDS]
+    for owner, kind in wanted:
+        pipe.zrevrange(f"{owners[owner]}:{kind}", 0, limit - 1, withscores=True)
+    return wanted
+
+
+def read_activity(
+    wanted: Wanted, replies: list[Any]
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    found: dict[str, dict[str, list[tuple[int, float]]]] = {
+        o: {k: [] for k in KINDS} for o in ("session", "customer")
+    }
+    for (owner, kind), rows in zip(wanted, replies, strict=True):
+        found[owner][kind] = [(int(p), s) for p, s in rows]
+    return found
+
+
 class OnlineStore:
     """Writes events to and reads live state from Redis (one client, thread-safe pool)."""
 
@@ -127,7 +162,7 @@ class OnlineStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self.ttls = ttls
-        self._apply = self.client.register_script(_APPLY)
+        self._apply = apply_script(self.client)
 
     def close(self) -> None:
         self.client.close()
@@ -150,20 +185,9 @@ class OnlineStore:
     ) -> dict[str, dict[str, list[tuple[int, float]]]]:
         """Newest first: {"session": {"view": [(product, epoch ms), …], "cart": …, "buy": …},
         "customer": {…}} in one round trip."""
-        owners = {
-            "session": f"sess:{session_id}" if session_id else None,
-            "customer": f"cust:{customer_id}" if customer_id is not None else None,
-        }
         pipe = self.client.pipeline(transaction=False)
-        wanted = [(o, k) for o, prefix in owners.items() if prefix for k in KINDS]
-        for owner, kind in wanted:
-            pipe.zrevrange(f"{owners[owner]}:{kind}", 0, limit - 1, withscores=True)
-        found: dict[str, dict[str, list[tuple[int, float]]]] = {
-            o: {k: [] for k in KINDS} for o in owners
-        }
-        for (owner, kind), rows in zip(wanted, pipe.execute(), strict=True):
-            found[owner][kind] = [(int(p), s) for p, s in rows]
-        return found
+        wanted = queue_activity(pipe, session_id, customer_id, limit)
+        return read_activity(wanted, pipe.execute())
 
     def minutes(self, last: int = 60, now: float | None = None) -> list[dict[str, Any]]:
         """Per-minute live counters of the last `last` minutes (oldest first)."""

@@ -1,9 +1,10 @@
 """The stream processor (`lakehouse stream`): the clickstream into the online store, in about a
 second, for the recommendation API and the live counters.
 
-It reads the topic with its own consumer group (bronze ingestion keeps its offsets in the Delta
-log, so the two never interfere) and applies each batch of good events to Redis in one pipelined
-round trip (streaming/online.py). Offsets are committed only after Redis has the batch, so a
+It reads every partition of the topic and keeps its position as the offsets of its own consumer
+group (bronze ingestion keeps its offsets in the Delta log, so the two never interfere): one
+process per group. It applies each batch of good events to Redis in one pipelined round trip
+(streaming/online.py). Offsets are committed only after Redis has the batch, so a
 crash replays it, and replays change nothing: the apply script skips event ids it has seen.
 Messages that are not contract events are counted (`bad`, by reason) and skipped; they never
 stop it, and bronze keeps them in its dead letter with the reason.
@@ -83,7 +84,7 @@ class StreamProcessor:
         on_batch: Callable[[StreamReport], None] = lambda _: None,
     ) -> StreamReport:
         started = time.monotonic()
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign)
+        self._assign()
         try:
             while not self.stop_requested:
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
@@ -97,15 +98,22 @@ class StreamProcessor:
             self.consumer.close()
         return self.report
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Resolve where a new group starts now (not lazily on the first fetch), so nothing
-        produced after the processor reports healthy can fall before its start position."""
-        positions = consumer.committed(partitions, timeout=10)
+    def _assign(self) -> None:
+        """Take every partition of the topic, from the group's committed offsets (a new group
+        from the end of the log or its start, as `start` says). Assigned, not subscribed: a
+        tansu group join takes from seconds to minutes after a member leaves, and the offsets
+        committed to the group are all that is needed to resume."""
+        metadata = self.consumer.list_topics(self.topic, timeout=10)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise KafkaException(f"topic {self.topic} is not available: {topic and topic.error}")
+        partitions = [TopicPartition(self.topic, p) for p in sorted(topic.partitions)]
+        positions = self.consumer.committed(partitions, timeout=10)
         for tp in positions:
             if tp.offset == OFFSET_INVALID:
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
                 tp.offset = high if self.start == "latest" else low
-        consumer.assign(positions)
+        self.consumer.assign(positions)
         self.assigned = True
 
     def process(self, messages: list[Any]) -> None:

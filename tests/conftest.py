@@ -278,7 +278,9 @@ def build_world(settings: Settings) -> World:
     timed("generate the rest", lambda: generate(scale, settings.erp_db_url, generated))
     timed("extract again", lambda: world.run(erp))
     world.runs["second transform"] = timed("transform again", lambda: world.run(transform))
-    world.runs["training"] = timed("train", lambda: world.run(dg.AssetSelection.groups("ml")))
+    world.runs["training"] = timed(
+        "train", lambda: world.run(dg.AssetSelection.groups("ml", "serving"))
+    )
     world.runs["marts"] = timed("marts", lambda: world.run(dg.AssetSelection.groups("marts")))
     world.runs["timings"] = timings
     return world

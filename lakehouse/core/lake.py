@@ -5,12 +5,14 @@ needs, opening and appending with delta-rs, and describing a table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -68,6 +70,24 @@ class Lake:
     def path(self, *parts: str) -> str:
         """A location under the lake root that is not a table (e.g. model artefacts)."""
         return "/".join([self.uri.rstrip("/"), *parts])
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """A pyarrow filesystem and the lake root's path on it, for files beside the tables
+        (the serving snapshots): the local disk, or S3 with the lake's endpoint and keys."""
+        parts = urlsplit(self.uri)
+        if parts.scheme not in ("s3", "s3a"):
+            return pafs.LocalFileSystem(), self.uri.rstrip("/")
+        options = dict(self.options)
+        endpoint = options.get("AWS_ENDPOINT_URL")
+        s3 = pafs.S3FileSystem(
+            access_key=options.get("AWS_ACCESS_KEY_ID"),
+            secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+            endpoint_override=urlsplit(endpoint).netloc if endpoint else None,
+            scheme=urlsplit(endpoint).scheme if endpoint else "https",
+            region=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
+            force_virtual_addressing=False,
+        )
+        return s3, f"{parts.netloc}{parts.path}".rstrip("/")
 
     def open(self, table: str) -> DeltaTable | None:
         """The Delta table, or None when nothing has been written there yet."""

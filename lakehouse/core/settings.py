@@ -239,6 +239,39 @@ class Settings(BaseSettings):
         "replay or duplicate within it never counts twice (about 60 bytes of Redis memory per "
         "event: 100 M events a day need about 1.5 GB at 6 hours).",
     )
+    api_url: str = Field(
+        default="http://127.0.0.1:8090",
+        validation_alias=_env("API_URL"),
+        description="API_URL: where the recommendation API answers. On loopback, `lakehouse "
+        "services up --with api` runs it (embedded); elsewhere it is only checked.",
+    )
+    api_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        validation_alias=_env("API_WORKERS"),
+        description="API_WORKERS: worker processes of the recommendation API.",
+    )
+    api_server: Literal["granian", "uvicorn"] = Field(
+        default="granian",
+        validation_alias=_env("API_SERVER"),
+        description="API_SERVER: the ASGI server of the recommendation API (granian or uvicorn; "
+        "bench/serving.py measures both).",
+    )
+    api_deadline_ms: float = Field(
+        default=50.0,
+        gt=0,
+        validation_alias=_env("API_DEADLINE_MS"),
+        description="API_DEADLINE_MS: how long a recommendation waits for the online store; "
+        "after it the answer comes from the snapshot alone, marked degraded.",
+    )
+    api_snapshot_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=_env("API_SNAPSHOT_POLL_SECONDS"),
+        description="API_SNAPSHOT_POLL_SECONDS: how often the API looks for a newer serving "
+        "snapshot (loaded beside the current one, then swapped in).",
+    )
     service_start_timeout: float = Field(
         default=90.0,
         gt=0,
@@ -404,7 +437,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("superset_url", "dagster_url")
+    @field_validator("superset_url", "dagster_url", "api_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -494,6 +527,14 @@ class Settings(BaseSettings):
     @property
     def broker_store_dir(self) -> Path:
         return self.data_root / "broker-store"
+
+    @property
+    def api_endpoint(self) -> tuple[str, int]:
+        return _http_endpoint(self.api_url)
+
+    @property
+    def api_is_embedded(self) -> bool:
+        return self.api_endpoint[0] in _LOOPBACK
 
     @property
     def redis_is_embedded(self) -> bool:

@@ -255,19 +255,27 @@ def _prepare_redis(settings: Settings) -> None:
     settings.redis_dir.mkdir(parents=True, exist_ok=True)
 
 
-def check_stream(settings: Settings, timeout: float) -> None:
-    """Healthy while the stream processor's heartbeat in the online store is fresh."""
+def _stream_heartbeat(settings: Settings, timeout: float, clear: bool = False) -> bytes | None:
     import redis
 
     client = redis.Redis.from_url(
         settings.online_store_url, socket_timeout=timeout, socket_connect_timeout=timeout
     )
     try:
-        beat = client.hget("stream:stats", "heartbeat")
+        if clear:
+            client.hdel("stream:stats", "heartbeat")
+            return None
+        return client.hget("stream:stats", "heartbeat")
     except redis.RedisError as exc:
         raise ServiceError(f"the online store does not answer: {exc}") from exc
     finally:
         client.close()
+
+
+def check_stream(settings: Settings, timeout: float) -> None:
+    """Healthy while the stream processor's heartbeat in the online store is fresh (it beats
+    once its partitions are assigned; a start clears the last one)."""
+    beat = _stream_heartbeat(settings, timeout)
     if beat is None:
         raise ServiceError("no heartbeat in the online store yet")
     age = time.time() - float(beat)
@@ -285,6 +293,41 @@ def lakehouse_command(*args: str) -> list[str]:
 
 def _is_lakehouse(cmd: list[str], *args: str) -> bool:
     return len(cmd) >= 2 and cmd[1].endswith("lakehouse") and cmd[2 : 2 + len(args)] == list(args)
+
+
+API_APP = "serving.api:create_app"
+
+
+def api_command(
+    settings: Settings, host: str = BIND_HOST, server: str | None = None, workers: int | None = None
+) -> list[str]:
+    """The recommendation API on granian or uvicorn (API_SERVER), API_WORKERS processes."""
+    scripts = Path(sys.executable).parent
+    port, workers = str(settings.api_endpoint[1]), workers or settings.api_workers
+    if (server or settings.api_server) == "granian":
+        return [
+            *(str(scripts / "granian"), "--interface", "asgi", "--factory", "--host", host),
+            *("--port", port, "--workers", str(workers), "--log-level", "warning", API_APP),
+        ]
+    return [
+        *(str(scripts / "uvicorn"), "--factory", API_APP, "--host", host, "--port", port),
+        *("--workers", str(workers), "--log-level", "warning", "--no-access-log"),
+    ]
+
+
+def api_env(settings: Settings) -> dict[str, str]:
+    """The settings, and where the workers pool their Prometheus metrics."""
+    return {**settings.as_env(), "PROMETHEUS_MULTIPROC_DIR": str(api_metrics_dir(settings))}
+
+
+def api_metrics_dir(settings: Settings) -> Path:
+    return settings.run_dir / f"api-metrics-{settings.api_endpoint[1]}"
+
+
+def prepare_api(settings: Settings) -> None:
+    """An empty metrics directory: the previous run's workers' files would count again."""
+    shutil.rmtree(api_metrics_dir(settings), ignore_errors=True)
+    api_metrics_dir(settings).mkdir(parents=True)
 
 
 def define_services(settings: Settings) -> list[Service]:
@@ -396,7 +439,25 @@ def define_services(settings: Settings) -> list[Service]:
             command=lakehouse_command("stream"),
             owns=lambda cmd: _is_lakehouse(cmd, "stream"),
             check_health=lambda t: check_stream(settings, t),
+            prepare=lambda: _stream_heartbeat(settings, 5.0, clear=True),
             env=settings.as_env(),  # this manager's settings, whatever the caller's environment
+            on_demand=True,
+        ),
+        Service(
+            name="api",
+            title="Recommendation API",
+            endpoint=settings.api_url,
+            host=settings.api_endpoint[0],
+            port=settings.api_endpoint[1],
+            env_var="API_URL",
+            embedded=settings.api_is_embedded,
+            command=api_command(settings),
+            owns=lambda cmd: API_APP in cmd and str(settings.api_endpoint[1]) in cmd,
+            check_health=lambda t: check_http(
+                "the recommendation API", f"{settings.api_url}/health", t
+            ),
+            env=api_env(settings),
+            prepare=lambda: prepare_api(settings),
             on_demand=True,
         ),
     ]

@@ -49,7 +49,7 @@ def drain(settings: Settings, topic: str, group: str, store: OnlineStore, expect
         settings.kafka_bootstrap_servers, topic, group, store, start="earliest"
     )
     deadline = time.monotonic() + 60
-    processor.consumer.subscribe([topic])
+    processor._assign()
     try:
         while processor.report.consumed < expected and time.monotonic() < deadline:
             processor.process(processor.consumer.consume(500, timeout=0.5))
@@ -116,12 +116,20 @@ def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
     [order] = store.orders()
     assert (order["order_id"], order["product_id"], order["amount"]) == ("7", "12", "20.0")
 
+    # the group resumes where it committed: only what was sent since
+    late = event("product_view", 14, 8)
+    send(platform_settings, topic, [orjson.dumps(late)])
+    assert drain(platform_settings, topic, "g1", store, 1).applied == 1
+    assert [p for p, _ in store.activity("s-live", None)["session"]["view"]] == [14, 12, 11]
+    minute["events"] += 1
+    minute["product_views"] += 1
+
     # a replay of the whole topic (another group from the start) changes nothing
-    again = drain(platform_settings, topic, "g2", store, len(values))
-    assert (again.applied, again.duplicates) == (0, 9)
+    again = drain(platform_settings, topic, "g2", store, len(values) + 1)
+    assert (again.applied, again.duplicates) == (0, 10)
     assert store.minutes(last=1, now=now)[0] == minute
     stats = store.stats()
-    assert stats["applied"] == 7 and stats["duplicates"] == 11 and stats["bad"] == 6
+    assert stats["applied"] == 8 and stats["duplicates"] == 12 and stats["bad"] == 6
 
 
 def test_the_managed_processor_reflects_a_produced_event_within_a_second(

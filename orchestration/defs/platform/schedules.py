@@ -1,7 +1,8 @@
 """The nightly refresh: everything downstream of the sources, in dependency order.
 
 ERP extraction (incremental), silver and gold (the partitions that changed), retraining and
-champion selection, the dbt marts (published atomically), the live file and Superset.
+champion selection, the serving snapshot, the dbt marts (published atomically), the live file
+and Superset.
 Clickstream ingestion is not in it: the sensor keeps bronze events current all day.
 """
 
@@ -15,9 +16,10 @@ NIGHTLY_CRON = "0 2 * * *"
 nightly_refresh_job = dg.define_asset_job(
     "nightly_refresh",
     selection=dg.AssetSelection.assets(*erp_assets)
-    | dg.AssetSelection.groups("silver", "gold", "ml", "marts", "bi"),
+    | dg.AssetSelection.groups("silver", "gold", "ml", "serving", "marts", "bi"),
     description="ERP extraction, silver/gold partitions that changed, model retraining and "
-    "champion selection, dbt marts published atomically, the live file and Superset.",
+    "champion selection, the serving snapshot, dbt marts published atomically, the live file "
+    "and Superset.",
 )
 
 

@@ -1,0 +1,403 @@
+"""The recommendation API (FastAPI on granian or uvicorn; `lakehouse serve`).
+
+Scoring runs in the API process on the serving snapshot held in memory; the online store
+(Redis) gives the live session in one pipelined round trip. When Redis is slow or down the
+answer comes from the snapshot alone, marked `degraded`; it is never a 500. `POST /v1/events`
+produces the event to Kafka (acknowledged before it answers) and applies it to the online store
+itself, so the next recommendation sees it; the stream processor skips it later by its id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+import redis.asyncio as aioredis
+from confluent_kafka import KafkaError, Producer
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from lakehouse.core.kafka import client_config
+from lakehouse.core.settings import Settings, load_settings
+from serving.recommend import (
+    Activity,
+    products_bought_together,
+    recommend,
+    similar_products,
+)
+from serving.snapshot import Snapshot, SnapshotMissing, current_version, load_snapshot
+from streaming.contract import MAX_ID, validate_event
+from streaming.online import Ttls, apply_script, event_args, queue_activity, read_activity
+
+MAX_BODY_BYTES = 64 * 1024
+PRODUCE_TIMEOUT_SECONDS = 5.0
+
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive 64-bit id.")]
+K = Annotated[int, Query(ge=1, le=100, description="How many items (1-100).")]
+SessionId = Annotated[
+    str | None, Query(min_length=1, max_length=64, description="The live session.")
+]
+ContextProduct = Annotated[
+    int | None, Query(ge=1, le=MAX_ID, description="The product on screen, if any.")
+]
+
+LATENCY = Histogram(
+    "api_request_seconds",
+    "Request latency by endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+FALLBACKS = Counter("api_degraded_total", "Answers from the snapshot alone, by cause", ["cause"])
+SNAPSHOT_CREATED = Gauge(
+    "api_snapshot_created_seconds",
+    "When the serving snapshot in use was published (epoch seconds)",
+    multiprocess_mode="max",
+)
+
+
+class Serving:
+    """What the API holds: settings, the snapshot in use, the online store, a Kafka producer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lake = settings.lake
+        self.snapshot: Snapshot | None = None
+        self.snapshot_error = "not loaded yet"
+        self.redis = aioredis.Redis.from_url(
+            settings.online_store_url,
+            socket_timeout=settings.api_deadline_ms / 1000 * 4,
+            socket_connect_timeout=1.0,
+        )
+        self.ttls = Ttls(
+            session=settings.online_session_ttl_seconds,
+            customer=settings.online_customer_ttl_seconds,
+            dedupe=settings.online_dedupe_ttl_seconds,
+        )
+        self.apply = apply_script(self.redis)
+        self.producer = Producer(
+            client_config(
+                settings.kafka_bootstrap_servers,
+                **{
+                    "enable.idempotence": True,
+                    "linger.ms": 1,
+                    "message.timeout.ms": int(PRODUCE_TIMEOUT_SECONDS * 1000),
+                },
+            )
+        )
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_producer, daemon=True)
+
+    def _poll_producer(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    async def refresh_snapshot(self) -> bool:
+        """Load the current snapshot if it is newer than the one in use; True if swapped."""
+        try:
+            version = await asyncio.to_thread(current_version, self.lake)
+            if version is None:
+                raise SnapshotMissing("no serving snapshot has been published yet")
+            if self.snapshot is not None and version == self.snapshot.version:
+                return False
+            loaded = await asyncio.to_thread(load_snapshot, self.lake, version)
+        except (SnapshotMissing, OSError) as exc:
+            self.snapshot_error = str(exc)
+            return False
+        self.snapshot = loaded  # one reference swap: a request uses the old or the new one
+        SNAPSHOT_CREATED.set(loaded.created_at.timestamp())
+        return True
+
+    async def _watch_snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.api_snapshot_poll_seconds)
+            await self.refresh_snapshot()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self._poller.start()
+        await self.refresh_snapshot()
+        watcher = asyncio.create_task(self._watch_snapshots())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            self._stop.set()
+            self.producer.flush(PRODUCE_TIMEOUT_SECONDS)
+            await self.redis.aclose()
+
+    # -- the online store, within the deadline -------------------------------------------------
+
+    async def activity(
+        self, session_id: str | None, customer_id: int | None
+    ) -> tuple[Activity, Activity, str | None]:
+        """(session activity, customer activity, why degraded or None)."""
+        if session_id is None and customer_id is None:
+            return Activity(), Activity(), None
+        pipe = self.redis.pipeline(transaction=False)
+        wanted = queue_activity(pipe, session_id, customer_id)
+        try:
+            async with asyncio.timeout(self.settings.api_deadline_ms / 1000):
+                replies = await pipe.execute()
+        except TimeoutError:
+            return Activity(), Activity(), "online store too slow"
+        except aioredis.RedisError as exc:
+            return Activity(), Activity(), f"online store unavailable ({type(exc).__name__})"
+        found = read_activity(wanted, replies)
+
+        def of(owner: str) -> Activity:
+            kinds = found[owner]
+            return Activity(
+                views=[p for p, _ in kinds["view"]],
+                cart=[p for p, _ in kinds["cart"]],
+                bought=[p for p, _ in kinds["buy"]],
+            )
+
+        return of("session"), of("customer"), None
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def produce(self, event: dict[str, Any], value: bytes) -> tuple[int, int]:
+        """Send to Kafka and wait for the acknowledgement: (partition, offset)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def delivered(error: KafkaError | None, message: Any) -> None:
+            result = error or (message.partition(), message.offset())
+            loop.call_soon_threadsafe(
+                lambda: done.done() or done.set_result(result)  # type: ignore[func-returns-value]
+            )
+
+        key = str(event.get("session_id", "")).encode()
+        self.producer.produce(self.settings.events_topic, value, key, on_delivery=delivered)
+        async with asyncio.timeout(PRODUCE_TIMEOUT_SECONDS + 1):
+            result = await done
+        if isinstance(result, KafkaError):
+            raise BrokerUnavailable(result.str())
+        return result
+
+
+class BrokerUnavailable(RuntimeError):
+    pass
+
+
+def _error(status: int, field: str, reason: str) -> JSONResponse:
+    return ORJSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
+
+
+def _item(snapshot: Snapshot, item: dict[str, Any]) -> dict[str, Any]:
+    product = snapshot.products.get(item["product_id"])
+    return {
+        **item,
+        "name": product.name if product else None,
+        "brand": product.brand if product else None,
+        "category": product.category if product else None,
+        "price": product.price if product else None,
+    }
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; settings are read here, when a worker starts (not at import)."""
+    serving = Serving(settings or load_settings())
+    app = FastAPI(
+        title="Retail Lakehouse recommendations",
+        version="1",
+        default_response_class=ORJSONResponse,
+        lifespan=serving.lifespan,
+    )
+    app.state.serving = serving
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if p not in ("path", "query", "body"))
+        return _error(422, field, first["msg"])
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        LATENCY.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - started)
+        return response
+
+    def snapshot_or_503() -> Snapshot | JSONResponse:
+        if serving.snapshot is None:
+            return _error(503, "snapshot", serving.snapshot_error)
+        return serving.snapshot
+
+    async def answer(
+        customer_id: int | None,
+        session_id: str | None,
+        k: int,
+        context_product_id: int | None,
+    ) -> Any:
+        started = time.perf_counter()
+        snapshot = snapshot_or_503()
+        if isinstance(snapshot, JSONResponse):
+            return snapshot
+        if context_product_id is not None and context_product_id not in snapshot.products:
+            return _error(404, "context_product_id", "unknown or unsellable product")
+        session, customer, degraded = await serving.activity(session_id, customer_id)
+        if degraded:
+            FALLBACKS.labels(degraded.split(" (")[0]).inc()
+        city = snapshot.cities.get(customer_id) if customer_id is not None else None
+        # the customer's own recent views and carts (other sessions since the nightly lists)
+        # count like the session's, after it
+        live = Activity(
+            views=list(dict.fromkeys(session.views + customer.views))[:20],
+            cart=list(dict.fromkeys(session.cart + customer.cart)),
+            bought=session.bought,
+        )
+        items, strategy = recommend(snapshot, customer_id, live, k, context_product_id, city)
+        return {
+            "customer_id": customer_id,
+            "known_customer": customer_id is not None and snapshot.known_customer(customer_id),
+            "session_id": session_id,
+            "items": [_item(snapshot, i) for i in items],
+            "strategy": strategy,
+            "degraded": degraded is not None,
+            "degraded_reason": degraded,
+            "snapshot_version": snapshot.version,
+            "model": snapshot.manifest["champion"],
+            "request_id": uuid.uuid4().hex,
+            "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+
+    @app.get("/v1/recommendations/{customer_id}")
+    async def recommendations(
+        customer_id: Id,
+        session_id: SessionId = None,
+        k: K = 10,
+        context_product_id: ContextProduct = None,
+    ) -> Any:
+        """The customer's batch candidates re-ranked with the live session; unknown customers
+        get the session's and the trending products."""
+        return await answer(customer_id, session_id, k, context_product_id)
+
+    @app.get("/v1/recommendations")
+    async def anonymous_recommendations(
+        session_id: Annotated[str, Query(min_length=1, max_length=64)],
+        k: K = 10,
+        context_product_id: ContextProduct = None,
+    ) -> Any:
+        """Recommendations for an anonymous session."""
+        return await answer(None, session_id, k, context_product_id)
+
+    async def product_list(product_id: int, k: int, build: Any) -> Any:
+        snapshot = snapshot_or_503()
+        if isinstance(snapshot, JSONResponse):
+            return snapshot
+        if product_id not in snapshot.products:
+            return _error(404, "product_id", "unknown or unsellable product")
+        items = build(snapshot, product_id, k)
+        return {
+            "product_id": product_id,
+            "items": [_item(snapshot, i) for i in items],
+            "snapshot_version": snapshot.version,
+        }
+
+    @app.get("/v1/products/{product_id}/similar")
+    async def similar(product_id: Id, k: K = 10) -> Any:
+        """Products similar to this one (bought by the same customers, then by content)."""
+        return await product_list(product_id, k, similar_products)
+
+    @app.get("/v1/products/{product_id}/bought-together")
+    async def together(product_id: Id, k: K = 10) -> Any:
+        """Products often bought in the same invoice as this one."""
+        return await product_list(product_id, k, products_bought_together)
+
+    @app.post("/v1/events", status_code=202)
+    async def post_event(request: Request) -> Any:
+        """A clickstream event (contract 1.x): produced to Kafka (acknowledged before the
+        answer) and applied to the live session, so the next recommendation sees it."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _error(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "body", f"not JSON: {exc}")
+        reason = validate_event(event)
+        if reason is not None:
+            return _error(422, _field_of(reason, event), reason)
+        try:
+            partition, offset = await serving.produce(event, body)
+        except (BrokerUnavailable, TimeoutError, BufferError) as exc:
+            return _error(503, "kafka", f"not accepted by the broker, nothing stored: {exc}")
+        applied_online = True
+        try:
+            async with asyncio.timeout(max(serving.settings.api_deadline_ms, 200) / 1000):
+                await serving.apply(args=event_args(event, serving.ttls))
+        except (TimeoutError, aioredis.RedisError):
+            applied_online = False  # the stream processor applies it from Kafka
+            FALLBACKS.labels("event not applied online").inc()
+        return {
+            "event_id": event["event_id"],
+            "partition": partition,
+            "offset": offset,
+            "applied_online": applied_online,
+        }
+
+    @app.get("/health")
+    async def health() -> Any:
+        """200 while a snapshot is loaded (the online store's state is reported, not required)."""
+        try:
+            async with asyncio.timeout(0.5):
+                await serving.redis.ping()
+            online = "ok"
+        except (TimeoutError, aioredis.RedisError) as exc:
+            online = f"unavailable: {type(exc).__name__}"
+        snapshot = serving.snapshot
+        body = {
+            "status": "ok" if snapshot else "no snapshot",
+            "snapshot_version": snapshot.version if snapshot else None,
+            "snapshot_age_seconds": round(time.time() - snapshot.created_at.timestamp(), 1)
+            if snapshot
+            else None,
+            "snapshot_error": None if snapshot else serving.snapshot_error,
+            "online_store": online,
+            "pid": os.getpid(),
+        }
+        return ORJSONResponse(body, status_code=200 if snapshot else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> Any:
+        """Prometheus text: latency histogram, degraded answers, the snapshot's age."""
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # every worker's, not just this one's
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            text = generate_latest(registry)
+        else:
+            text = generate_latest()
+        return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _field_of(reason: str, event: Any) -> str:
+    """The contract field a validation message is about (its first known field name)."""
+    if isinstance(event, dict):
+        for word in reason.replace(":", " ").split():
+            if word in event or word in ("event_id", "event_time", "session_id", "product_id"):
+                return word
+    return "body"

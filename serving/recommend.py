@@ -1,0 +1,190 @@
+"""Recommendations for one request: the customer's batch list re-ranked with the live session.
+
+Pure functions over a loaded snapshot and the activity read from the online store, so they are
+tested directly. The blend:
+
+- the batch list (the champion's, nightly) gives each of its products a score falling with its
+  rank;
+- the session adds the neighbours of what was viewed or carted in it (newer activity weighs
+  more, carts twice a view), what is bought together with the cart's products, and the
+  neighbours of the product on screen (`context_product_id`);
+- products in the cart or bought in the session are left out; anything missing is filled from
+  what is trending in the customer's city, then nationally.
+
+Every item carries the reason of its largest contribution. The weights are fixed defaults, not
+yet tuned on held-out sessions (see docs/serving.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.snapshot import Snapshot
+
+SESSION_WEIGHT = 0.6  # the session's share of the score once the session has activity
+RECENCY_DECAY = 0.8  # weight of the n-th most recent product: decay ** n
+CART_WEIGHT = 2.0
+CONTEXT_WEIGHT = 1.5
+NEIGHBOURS = 10  # per session product
+METHODS = ("cf_cosine", "content")  # behaviour first; content for products without behaviour
+METHOD_WEIGHT = {"cf_cosine": 1.0, "content": 0.5}
+
+
+@dataclass
+class Activity:
+    """Live activity, newest first: product ids viewed, carted and bought."""
+
+    views: list[int] = field(default_factory=list)
+    cart: list[int] = field(default_factory=list)
+    bought: list[int] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.views or self.cart or self.bought)
+
+
+@dataclass
+class Scored:
+    score: float = 0.0
+    best: float = -1.0
+    reason: str = ""
+
+    def add(self, value: float, reason: str) -> None:
+        self.score += value
+        if value > self.best:
+            self.best, self.reason = value, reason
+
+
+def _name(snapshot: Snapshot, product_id: int) -> str:
+    product = snapshot.products.get(product_id)
+    return product.name if product else f"product {product_id}"
+
+
+def neighbours(snapshot: Snapshot, product_id: int, n: int = NEIGHBOURS) -> list[tuple[int, float]]:
+    """Similar products, behaviour-based first, then content-based, best first."""
+    found: dict[int, float] = {}
+    for method in METHODS:
+        grouped = snapshot.similar.get(method)
+        if grouped is None:
+            continue
+        rows = grouped.rows(product_id)
+        ids = grouped.values["similar_product_id"][rows][:n]
+        sims = grouped.values["similarity"][rows][:n]
+        for other, sim in zip(ids.tolist(), sims.tolist(), strict=True):
+            found.setdefault(other, sim * METHOD_WEIGHT[method])
+        if len(found) >= n:
+            break
+    return sorted(found.items(), key=lambda kv: -kv[1])[:n]
+
+
+def bought_together(
+    snapshot: Snapshot, product_id: int, n: int = NEIGHBOURS
+) -> list[tuple[int, float]]:
+    rows = snapshot.together.rows(product_id)
+    ids = snapshot.together.values["other_product_id"][rows][:n]
+    confidence = snapshot.together.values["confidence"][rows][:n]
+    return list(zip(ids.tolist(), confidence.tolist(), strict=True))
+
+
+def _session_scores(
+    snapshot: Snapshot, session: Activity, context_product_id: int | None
+) -> dict[int, Scored]:
+    scores: dict[int, Scored] = {}
+
+    def spread(source: Iterable[tuple[int, float]], weight: float, reason: str) -> None:
+        for product, value in source:
+            scores.setdefault(product, Scored()).add(weight * value, reason)
+
+    for n, product in enumerate(session.views):
+        weight = RECENCY_DECAY**n
+        spread(neighbours(snapshot, product), weight, f"similar to {_name(snapshot, product)}")
+    for n, product in enumerate(session.cart):
+        weight = CART_WEIGHT * RECENCY_DECAY**n
+        name = _name(snapshot, product)
+        spread(neighbours(snapshot, product), weight, f"similar to {name} in your cart")
+        spread(bought_together(snapshot, product), weight, f"often bought with {name}")
+    if context_product_id is not None:
+        name = _name(snapshot, context_product_id)
+        spread(neighbours(snapshot, context_product_id), CONTEXT_WEIGHT, f"similar to {name}")
+        spread(
+            bought_together(snapshot, context_product_id),
+            CONTEXT_WEIGHT,
+            f"often bought with {name}",
+        )
+    return scores
+
+
+def recommend(
+    snapshot: Snapshot,
+    customer_id: int | None,
+    session: Activity,
+    k: int,
+    context_product_id: int | None = None,
+    city: str | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """The top k items (product, score, reason) and the strategy that produced them:
+    `personal+session`, `personal`, `session` or `popular`."""
+    excluded = set(session.cart) | set(session.bought)
+    if context_product_id is not None:
+        excluded.add(context_product_id)
+    combined: dict[int, Scored] = {}
+
+    batch: dict[int, tuple[float, str]] = {}
+    if customer_id is not None:
+        rows = snapshot.lists.rows(customer_id)
+        products = snapshot.lists.values["product_id"][rows].tolist()
+        reasons = snapshot.lists.values["reason"][rows].tolist()
+        for rank, (product, reason) in enumerate(zip(products, reasons, strict=True)):
+            batch[product] = (1.0 - rank / max(len(products), 1), str(reason))
+
+    session_scores = _session_scores(snapshot, session, context_product_id)
+    session_share = SESSION_WEIGHT if session_scores else 0.0
+    top = max((s.score for s in session_scores.values()), default=0.0) or 1.0
+    for product, scored in session_scores.items():
+        combined.setdefault(product, Scored()).add(
+            session_share * scored.score / top, scored.reason
+        )
+    for product, (value, reason) in batch.items():
+        combined.setdefault(product, Scored()).add((1 - session_share) * value, reason)
+
+    ranked = sorted(
+        (
+            (p, s)
+            for p, s in combined.items()
+            if p not in excluded and p in snapshot.products and s.score > 0
+        ),
+        key=lambda item: (-item[1].score, item[0]),
+    )
+    items = [{"product_id": p, "score": round(s.score, 4), "reason": s.reason} for p, s in ranked]
+    strategy = "+".join(
+        name for name, used in (("personal", batch), ("session", session_scores)) if used
+    )
+    if len(items) < k:
+        have = {i["product_id"] for i in items} | excluded
+        where = f"in {city}" if city else "nationally"
+        for product in snapshot.popular(city):
+            if len(items) >= k:
+                break
+            if product not in have:
+                items.append({"product_id": product, "score": 0.0, "reason": f"trending {where}"})
+    return items[:k], strategy or "popular"
+
+
+def similar_products(snapshot: Snapshot, product_id: int, k: int) -> list[dict[str, Any]]:
+    reason = f"similar to {_name(snapshot, product_id)}"
+    return [
+        {"product_id": p, "score": round(s, 4), "reason": reason}
+        for p, s in neighbours(snapshot, product_id, n=k)
+        if p in snapshot.products
+    ]
+
+
+def products_bought_together(snapshot: Snapshot, product_id: int, k: int) -> list[dict[str, Any]]:
+    name = _name(snapshot, product_id)
+    return [
+        {"product_id": p, "score": round(c, 4), "reason": f"often bought with {name}"}
+        for p, c in bought_together(snapshot, product_id, n=k)
+        if p in snapshot.products
+    ]
