@@ -44,7 +44,7 @@ from serving.recommend import (
 )
 from serving.snapshot import Snapshot, SnapshotMissing, current_version, load_snapshot
 from streaming.contract import MAX_ID, validate_event
-from streaming.online import Ttls, apply_script, event_args, queue_activity, read_activity
+from streaming.online import Ttls, apply_args, apply_script, queue_activity, read_activity
 
 MAX_BODY_BYTES = 64 * 1024
 PRODUCE_TIMEOUT_SECONDS = 5.0
@@ -347,7 +347,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         applied_online = True
         try:
             async with asyncio.timeout(max(serving.settings.api_deadline_ms, 200) / 1000):
-                await serving.apply(args=event_args(event, serving.ttls))
+                await serving.apply(args=apply_args([event], serving.ttls))
         except (TimeoutError, aioredis.RedisError):
             applied_online = False  # the stream processor applies it from Kafka
             FALLBACKS.labels("event not applied online").inc()

@@ -263,7 +263,7 @@ class Snapshot:
             strict=True,
         ):
             if product in self.products:  # sellable only
-                name = "national" if scope == "national" else f"city:{value}"
+                name = f"city:{value}" if scope == "city" else "national"  # or "global"
                 self.trending.setdefault(name, []).append(product)
 
     def popular(self, city: str | None = None) -> list[int]:

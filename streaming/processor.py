@@ -18,19 +18,24 @@ already does at the measured rate (`bench/stream_processor.py`).
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import redis
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from lakehouse.core.kafka import client_config
+from lakehouse.core.settings import mask_password
 from streaming.online import STATS_KEY, OnlineStore
 from streaming.records import classify
 
 BATCH = 2_000  # messages per poll: one Redis round trip each
+REDIS_PATIENCE = 120.0  # seconds a batch waits for Redis to come back before the processor stops
 
 
 @dataclass
@@ -56,10 +61,12 @@ class StreamProcessor:
         group: str,
         store: OnlineStore,
         start: str = "latest",
+        log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
     ) -> None:
         self.topic = topic
         self.store = store
         self.start = start
+        self.log = log
         self.assigned = False  # positions known: what is produced from now on is seen
         self.consumer = Consumer(
             client_config(
@@ -74,6 +81,9 @@ class StreamProcessor:
         )
         self.report = StreamReport()
         self.stop_requested = False
+        # one batch at a time in Redis, applied on this thread while the next one is decoded
+        self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply")
+        self._pending: tuple | None = None
 
     def request_stop(self, *_: Any) -> None:
         self.stop_requested = True
@@ -89,12 +99,13 @@ class StreamProcessor:
             while not self.stop_requested:
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
                     break
-                messages = self.consumer.consume(BATCH, timeout=0.5)
-                self.process(messages)
+                self.process(self._next_batch())
                 self._heartbeat()
                 on_batch(self.report)
+            self.flush()
         finally:
             self.report.seconds = round(time.monotonic() - started, 3)
+            self._applier.shutdown(wait=True)
             self.consumer.close()
         return self.report
 
@@ -116,30 +127,71 @@ class StreamProcessor:
         self.consumer.assign(positions)
         self.assigned = True
 
+    def _next_batch(self) -> list[Any]:
+        """Whatever has arrived, up to BATCH messages, as soon as there is one (`consume`
+        alone would wait for a full batch or its timeout: half a second of latency)."""
+        first = self.consumer.poll(0.5)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(BATCH - 1, timeout=0)]
+
     def process(self, messages: list[Any]) -> None:
-        """Apply one batch, then commit its offsets (after Redis has it: at least once)."""
-        events, bad = [], Counter()
+        """Decode one batch and hand it to Redis; while Redis applies it, the next batch is
+        decoded. A batch's offsets are committed once Redis has applied it (at least once)."""
+        events, bad, offsets = [], Counter(), {}
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
+            offsets[message.partition()] = message.offset() + 1
             event, kind, _ = classify(message.value())
             if event is None:
                 bad[kind] += 1
             else:
                 events.append(event)
-        applied = self.store.apply(events)
-        self.report.consumed += len(messages)
+        self.flush()
+        if offsets:
+            future = self._applier.submit(self.store.apply, events)
+            self._pending = (future, events, len(messages), bad, offsets)
+
+    def flush(self) -> None:
+        """Wait for the batch Redis is applying, then count it and commit its offsets."""
+        if self._pending is None:
+            return
+        future, events, consumed, bad, offsets = self._pending
+        self._pending = None
+        good = len(events)
+        try:
+            applied = future.result()
+        except redis.RedisError as exc:
+            applied = self._apply_when_back(events, exc)
+        self.report.consumed += consumed
         self.report.applied += applied
-        self.report.duplicates += len(events) - applied
+        self.report.duplicates += good - applied
         self.report.bad += sum(bad.values())
         for kind, count in bad.items():
             self.report.bad_by_reason[kind] = self.report.bad_by_reason.get(kind, 0) + count
-        if messages:
-            self.consumer.commit(asynchronous=True)
-        self._count(len(messages), applied, len(events) - applied, bad)
+        self.consumer.commit(
+            offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
+            asynchronous=True,
+        )
+        self._count(consumed, applied, good - applied, bad)
+
+    def _apply_when_back(self, events: list[dict], error: Exception) -> int:
+        """Redis went away: apply the batch again once it is back (nothing is committed
+        meanwhile), saying so; give up after REDIS_PATIENCE seconds."""
+        deadline = time.monotonic() + REDIS_PATIENCE
+        while True:
+            self.log(f"waiting for the online store at {mask_password(self.store.url)}: {error}")
+            if time.monotonic() >= deadline:
+                raise error
+            time.sleep(1.0)
+            try:
+                return self.store.apply(events)
+            except redis.RedisError as exc:
+                error = exc
 
     def _count(self, consumed: int, applied: int, duplicates: int, bad: Counter) -> None:
         if not consumed:

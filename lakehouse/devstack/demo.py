@@ -49,6 +49,10 @@ def run_demo(settings: Settings, scale: Any) -> None:
             "Training the recommenders and customer models (champion picked offline)",
             lambda: _models(settings),
         ),
+        (
+            "Starting the stream processor and the recommendation API",
+            lambda: _realtime(settings),
+        ),
         ("Building the marts with dbt and publishing the warehouse", lambda: _marts(settings)),
         ("Starting Superset with the dashboards", lambda: _superset(settings)),
         ("Starting the Dagster UI", lambda: _dagster_ui(settings)),
@@ -66,7 +70,20 @@ def run_demo(settings: Settings, scale: Any) -> None:
             raise typer.Exit(1) from None
         out.print(f"      done in {time.monotonic() - step_started:.1f}s", style="dim")
 
-    statuses, kafka, delta, generated, produced, bronze, silver_gold, ml, marts, bi, ui = results
+    (
+        statuses,
+        kafka,
+        delta,
+        generated,
+        produced,
+        bronze,
+        silver_gold,
+        ml,
+        realtime,
+        marts,
+        bi,
+        ui,
+    ) = results
     console.print_statuses(statuses, as_json=False)
     out.print(
         f"\nbroker: message at {kafka['topic']}[{kafka['partition']}]@{kafka['offset']} "
@@ -84,6 +101,7 @@ def run_demo(settings: Settings, scale: Any) -> None:
         ("bronze", bronze),
         ("silver/gold", silver_gold),
         ("models", ml),
+        ("api", realtime),
         ("marts", marts),
     ):
         out.print(f"{label + ':':<7} {line}", highlight=False)
@@ -95,7 +113,8 @@ def run_demo(settings: Settings, scale: Any) -> None:
         out.print(f"  {key:<24} {value}", highlight=False)
     out.print(
         f"\n[green]Demo finished in {time.monotonic() - started:.1f}s.[/green] "
-        "Services keep running; stop them with `.venv/bin/lakehouse services down`, "
+        "Services (the broker, Spark Connect, Redis, the stream processor and the API) keep "
+        "running; stop them with `.venv/bin/lakehouse services down`, "
         "`.venv/bin/lakehouse bi down` and `.venv/bin/lakehouse dagster down`."
     )
 
@@ -179,7 +198,7 @@ def _models(settings: Settings) -> str:
     from ml.evaluation import by_model
     from spark_jobs.training import POPULAR_DAYS
 
-    outcome = _groups(settings, "training", "ml")
+    outcome = _groups(settings, "training", "ml", "serving")
     report = outcome.materialized["gold.model_evaluations"]["training_report"]
     metric = settings.ml_champion_metric
     rows = {row["model"]: row for row in by_model(report["evaluations"], metric)}
@@ -195,6 +214,23 @@ def _models(settings: Settings) -> str:
         f"champion {champion}, {metric} {where}: {figures(champion, split)}; buy again "
         f"{figures('buy_again', split)}; popularity of the last {POPULAR_DAYS} days "
         f"{figures(f'popularity_{POPULAR_DAYS}d', split)}"
+    )
+
+
+def _realtime(settings: Settings) -> str:
+    from serving.snapshot import load_snapshot
+
+    statuses = ServiceManager(settings).up(progress=dim, include=("stream", "api"))
+    snapshot = load_snapshot(settings.lake)
+    customer = int(snapshot.lists.keys[0])
+    product = next(iter(snapshot.similar["cf_cosine"].keys.tolist()), 1)
+    trip = smoke.recommendation_round_trip(settings, customer, product)
+    started = {s.name: s.startup_seconds for s in statuses if s.name in ("stream", "api")}
+    return (
+        f"{settings.api_url} (docs at /docs; snapshot {trip['snapshot_version']}); customer "
+        f"{customer} was shown {trip['before']}, viewed product {product} (POST /v1/events in "
+        f"{trip['post_ms']} ms) and was then shown {trip['after']} in {trip['get_ms']} ms, "
+        f"first because: {trip['first_reason']}; started in {started}"
     )
 
 

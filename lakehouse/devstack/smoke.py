@@ -85,3 +85,46 @@ def delta_round_trip(settings: Settings) -> dict:
         "delta_version": table.version(),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
+
+
+def recommendation_round_trip(settings: Settings, customer_id: int, product_id: int) -> dict:
+    """A customer's recommendations, then a product view posted to the API, then the
+    recommendations again: what changed and how long each call took."""
+    import datetime as dt
+    import urllib.request
+
+    session = f"demo-{uuid.uuid4().hex[:8]}"
+    base = f"{settings.api_url}/v1/recommendations/{customer_id}?session_id={session}&k=5"
+
+    def timed(request: urllib.request.Request | str) -> tuple[dict, float]:
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            body = json.loads(response.read())
+        return body, round((time.perf_counter() - started) * 1000, 1)
+
+    before, _ = timed(base)
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "event_type": "product_view",
+        "session_id": session,
+        "customer_id": customer_id,
+        "product_id": product_id,
+        "device": "desktop_web",
+        "schema_version": "1.0",
+    }
+    post = urllib.request.Request(
+        f"{settings.api_url}/v1/events", data=json.dumps(event).encode(), method="POST"
+    )
+    _, post_ms = timed(post)
+    after, get_ms = timed(base)
+    return {
+        "customer_id": customer_id,
+        "viewed": product_id,
+        "before": [i["product_id"] for i in before["items"]],
+        "after": [i["product_id"] for i in after["items"]],
+        "first_reason": after["items"][0]["reason"],
+        "post_ms": post_ms,
+        "get_ms": get_ms,
+        "snapshot_version": after["snapshot_version"],
+    }

@@ -45,7 +45,7 @@ def snapshot() -> Snapshot:
         ),
         "trending": pa.table(
             {
-                "scope": ["national", "national", "national", "city"],
+                "scope": ["global", "global", "global", "city"],
                 "scope_value": ["", "", "", "Lahore"],
                 "product_id": [1, 2, 3, 9],
                 "rank": [1, 2, 3, 1],

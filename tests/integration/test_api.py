@@ -1,0 +1,212 @@
+"""The recommendation API as it runs (granian, two workers) on the tiny world's serving snapshot,
+the real Redis and the real broker: answers, read-your-writes events, bad input, a snapshot
+swap under load, and degraded answers when Redis or the broker is gone."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from lakehouse.core.kafka import client_config
+from lakehouse.core.settings import Settings
+from lakehouse.devstack.services import ServiceManager, define_services
+from serving.snapshot import current_version, load_snapshot, publish_snapshot
+from tests.conftest import World, free_port, replace_settings
+
+pytestmark = pytest.mark.integration
+
+
+def call(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def api_manager(settings: Settings) -> ServiceManager:
+    """Only the API, for settings whose other services are the shared platform's."""
+    return ServiceManager(settings, [s for s in define_services(settings) if s.name == "api"])
+
+
+@pytest.fixture(scope="module")
+def settings(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The world's lake on the platform's broker and Redis, with an API and a topic of its own
+    (its pid file and logs outside the world)."""
+    return replace_settings(
+        world.settings,
+        data_root=tmp_path_factory.mktemp("api"),
+        lake_uri=str(world.settings.lake_uri),
+        events_topic=f"api-{uuid.uuid4().hex[:8]}",
+        api_url=f"http://127.0.0.1:{free_port()}",
+        api_snapshot_poll_seconds=0.5,
+    )
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings) -> Iterator[str]:
+    manager = api_manager(settings)
+    manager.up(include=("api",))
+    try:
+        yield settings.api_url
+    finally:
+        manager.down()
+
+
+def event(session_id: str, product_id: int, customer_id: int | None = None) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "event_type": "product_view",
+        "session_id": session_id,
+        "product_id": product_id,
+        "device": "mobile_web",
+        "schema_version": "1.0",
+        **({"customer_id": customer_id} if customer_id else {}),
+    }
+
+
+def test_a_known_customer_gets_the_champions_list_with_reasons(
+    api: str, settings: Settings
+) -> None:
+    snapshot = load_snapshot(settings.lake)
+    customer = int(snapshot.lists.keys[0])
+    status, health = call("GET", f"{api}/health")
+    assert status == 200 and health["snapshot_version"] == current_version(settings.lake)
+
+    status, body = call("GET", f"{api}/v1/recommendations/{customer}?k=5")
+    assert status == 200, body
+    assert body["strategy"] == "personal" and not body["degraded"] and body["known_customer"]
+    assert len(body["items"]) == 5 and all(i["reason"] and i["name"] for i in body["items"])
+    expected = snapshot.lists.values["product_id"][snapshot.lists.rows(customer)].tolist()
+    sellable = [p for p in expected if p in snapshot.products]
+    assert [i["product_id"] for i in body["items"]] == sellable[:5]
+    assert body["snapshot_version"] == snapshot.version
+
+    status, unknown = call("GET", f"{api}/v1/recommendations/{10**12}?k=3")
+    assert status == 200 and unknown["strategy"] == "popular" and not unknown["known_customer"]
+    assert len(unknown["items"]) == 3
+
+
+def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
+    api: str, settings: Settings
+) -> None:
+    snapshot = load_snapshot(settings.lake)
+    product = next(p for p in snapshot.products if p in snapshot.similar["content"])
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    sent = event(session, product)
+    status, ack = call("POST", f"{api}/v1/events", orjson.dumps(sent))
+    assert status == 202, ack
+    assert ack["applied_online"] and ack["event_id"] == sent["event_id"]
+
+    status, body = call("GET", f"{api}/v1/recommendations?session_id={session}&k=5")
+    assert status == 200 and body["strategy"] == "session"
+    name = snapshot.products[product].name
+    assert body["items"][0]["reason"] == f"similar to {name}"
+
+    consumer = Consumer(client_config(settings.kafka_bootstrap_servers, **{"group.id": "t"}))
+    consumer.assign([TopicPartition(settings.events_topic, ack["partition"], ack["offset"])])
+    message = consumer.consume(1, timeout=10)[0]
+    consumer.close()
+    assert orjson.loads(message.value()) == sent
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("GET", "/v1/recommendations/abc", None, 422, "customer_id"),
+        ("GET", "/v1/recommendations/0", None, 422, "customer_id"),
+        ("GET", "/v1/recommendations/1?k=0", None, 422, "k"),
+        ("GET", "/v1/recommendations/1?k=101", None, 422, "k"),
+        ("GET", "/v1/recommendations/1?session_id=" + "x" * 65, None, 422, "session_id"),
+        (
+            "GET",
+            "/v1/recommendations/1?context_product_id=999999999",
+            None,
+            404,
+            "context_product_id",
+        ),
+        ("GET", "/v1/products/999999999/similar", None, 404, "product_id"),
+        ("GET", "/v1/recommendations", None, 422, "session_id"),
+        ("POST", "/v1/events", b"not json", 400, "body"),
+        ("POST", "/v1/events", b'{"event_type": "purchase"}', 422, "event_id"),
+        ("POST", "/v1/events", b"[" + b" " * 70_000 + b"]", 413, "body"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field(
+    api: str, method: str, path: str, body: bytes | None, status: int, field: str
+) -> None:
+    got, answer = call(method, f"{api}{path}", body)
+    assert (got, answer["error"]["field"]) == (status, field), answer
+    assert answer["error"]["reason"]
+
+
+def test_a_new_snapshot_is_swapped_in_under_load_without_a_failed_request(
+    api: str, settings: Settings
+) -> None:
+    customer = int(load_snapshot(settings.lake).lists.keys[0])
+    versions, failures = set(), []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, body = call("GET", f"{api}/v1/recommendations/{customer}?k=10")
+            if status != 200:
+                failures.append((status, body))
+            else:
+                versions.add(body["snapshot_version"])
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    new = publish_snapshot(settings.lake)["version"]
+    deadline = time.monotonic() + 20
+    while new not in versions and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # both workers on the new one
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert new in versions and len(versions) == 2
+
+
+def test_without_redis_or_the_broker_answers_degrade_clearly(settings: Settings) -> None:
+    dead = replace_settings(
+        settings,
+        api_url=f"http://127.0.0.1:{free_port()}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        lake_uri=str(settings.lake_uri),
+    )
+    customer = int(load_snapshot(settings.lake).lists.keys[0])
+    manager = api_manager(dead)
+    manager.up(include=("api",))
+    try:
+        status, body = call("GET", f"{dead.api_url}/v1/recommendations/{customer}?session_id=s&k=4")
+        assert status == 200 and body["degraded"] and len(body["items"]) == 4
+        assert "online store unavailable" in body["degraded_reason"]
+        assert body["strategy"] == "personal"
+
+        started = time.monotonic()
+        status, body = call("POST", f"{dead.api_url}/v1/events", orjson.dumps(event("s", 1)))
+        assert status == 503 and body["error"]["field"] == "kafka"
+        assert "nothing stored" in body["error"]["reason"]
+        assert time.monotonic() - started < 10
+
+        status, metrics = 200, urllib.request.urlopen(f"{dead.api_url}/metrics").read().decode()
+        assert 'api_degraded_total{cause="online store unavailable"}' in metrics
+        assert "api_request_seconds_bucket" in metrics
+    finally:
+        manager.down()
