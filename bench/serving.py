@@ -20,6 +20,7 @@ import asyncio
 import datetime as dt
 import re
 import statistics
+import sys
 import tempfile
 import time
 import urllib.request
@@ -33,7 +34,10 @@ from common import free_port
 from lakehouse.core.settings import Settings, load_settings
 from lakehouse.devstack.services import ServiceManager, define_services
 from lakehouse.devstack.stream import online_store
-from serving.snapshot import load_snapshot
+
+# this script is named like the `serving` package: drop its folder from the path to import that
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from serving.snapshot import load_snapshot  # noqa: E402
 
 LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
 
