@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import itertools
 import os
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +144,27 @@ def simulated_messages(
             else:
                 key = keys[i]
             yield key, record, times[i]
+
+
+LIVE_ORDER_OFFSET = 10**12  # each pass over the world gets order ids of its own
+
+
+def live_messages(
+    scale: Scale, key_by: str = "session", clock: Callable[[], float] = time.time
+) -> Iterator[tuple[bytes, dict, int]]:
+    """The world's sessions as a live clickstream, forever: each event is stamped with the time
+    it is taken (the producer paces them) and gets a new event id; order ids move on with each
+    pass over the world so a second pass never repeats one."""
+    for cycle in itertools.count():
+        for key, record, _ in simulated_messages(scale, key_by=key_by):
+            now = clock()
+            live = {
+                **record,
+                "event_id": str(uuid.uuid4()),
+                "event_time": dt.datetime.fromtimestamp(now, dt.UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%fZ"
+                ),
+            }
+            if live.get("order_id") is not None:
+                live["order_id"] += cycle * LIVE_ORDER_OFFSET
+            yield key, live, int(now * 1000)

@@ -260,6 +260,14 @@ def produce_command(
     ack_log: Annotated[
         Path | None, typer.Option(help="CSV of acknowledged messages (partition, offset, kind).")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Replay the world's sessions forever with events stamped now, at --rate "
+            "(default LIVE_EVENTS_PER_SECOND): the demo's live clickstream.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Send the simulated clickstream to Kafka, optionally with faults injected.
@@ -282,6 +290,7 @@ def produce_command(
         rate=rate,
         duration=duration,
         partitions=partitions,
+        live=live,
     )
 
 

@@ -103,10 +103,12 @@ def produce(
     events: int | None,
     ack_log: Path | None,
     as_json: bool,
+    live: bool = False,
     **limits: Any,
 ) -> None:
-    from generator.events import simulated_messages
+    from generator.events import live_messages, simulated_messages
     from generator.world import Scale
+    from lakehouse.devstack.services import live_producer_file
     from streaming.producer import Faults, produce
 
     if key not in ("session", "customer"):
@@ -122,17 +124,35 @@ def produce(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     window = world.days if days is None else min(days, world.days - first_day)
+    if live:
+        if start is not None or days is not None:
+            raise typer.BadParameter("--live replays the whole world: drop --start and --days")
+        stream = live_messages(world, key_by=key)
+        limits["rate"] = limits.get("rate") or settings.live_events_per_second
+        total = events
+    else:
+        stream = simulated_messages(world, first_day, days, key_by=key)
+        total = events or int(world.events * window / world.days)
     progress = console.progress_bar(as_json)
-    task = progress.add_task("producing", total=events or int(world.events * window / world.days))
+    task = progress.add_task("producing", total=total)
+    heartbeat = live_producer_file(settings) if live else None
+    if heartbeat is not None:
+        heartbeat.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_progress(report: Any) -> None:
+        progress.update(task, completed=report.events)
+        if heartbeat is not None:
+            heartbeat.write_text(json.dumps(report.to_dict(), default=str))
+
     with console.kafka_errors(settings), progress:
         report = produce(
             settings.kafka_bootstrap_servers,
             topic or settings.events_topic,
-            simulated_messages(world, first_day, days, key_by=key),
+            stream,
             faults=injected,
             max_events=events,
             ack_log=ack_log,
-            on_progress=lambda r: progress.update(task, completed=r.events),
+            on_progress=on_progress,
             **limits,
         )
     if as_json:

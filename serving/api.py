@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 from confluent_kafka import KafkaError, Producer
 from fastapi import FastAPI, Path, Query, Request
@@ -45,6 +46,7 @@ from serving.recommend import (
 from serving.snapshot import Snapshot, SnapshotMissing, current_version, load_snapshot
 from streaming.contract import MAX_ID, validate_event
 from streaming.online import (
+    OnlineStore,
     Ttls,
     activity_keys,
     apply_args,
@@ -93,11 +95,8 @@ class Serving:
             socket_timeout=settings.api_deadline_ms / 1000 * 4,
             socket_connect_timeout=1.0,
         )
-        self.ttls = Ttls(
-            session=settings.online_session_ttl_seconds,
-            customer=settings.online_customer_ttl_seconds,
-            dedupe=settings.online_dedupe_ttl_seconds,
-        )
+        self.ttls = Ttls.of(settings)
+        self.store = OnlineStore(settings.online_store_url, self.ttls, timeout=1.0)
         self.apply = apply_script(self.redis)
         self.read = read_script(self.redis)
         self.producer = Producer(
@@ -116,6 +115,10 @@ class Serving:
     def _poll_producer(self) -> None:
         while not self._stop.is_set():
             self.producer.poll(0.05)
+
+    def live_view(self, minutes: int) -> tuple[list, list, dict]:
+        """Per-minute counters, newest orders, processor counters (blocking: run in a thread)."""
+        return self.store.minutes(last=minutes), self.store.orders(20), self.store.stats()
 
     async def refresh_snapshot(self) -> bool:
         """Load the current snapshot if it is newer than the one in use; True if swapped."""
@@ -150,6 +153,7 @@ class Serving:
             self._stop.set()
             self.producer.flush(PRODUCE_TIMEOUT_SECONDS)
             await self.redis.aclose()
+            self.store.close()
 
     # -- the online store, within the deadline -------------------------------------------------
 
@@ -383,8 +387,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "partition": partition,
                 "offset": offset,
                 "applied_online": applied_online,
-            }
+            },
+            202,
         )
+
+    @app.get("/v1/live")
+    async def live(minutes: Annotated[int, Query(ge=1, le=120)] = 15) -> Any:
+        """The live counters per minute (events, active sessions, orders, revenue, conversion),
+        the newest orders and the stream processor's counters, from the online store."""
+        try:
+            async with asyncio.timeout(1.0):
+                counters, orders, stats = await asyncio.to_thread(serving.live_view, minutes)
+        except (TimeoutError, aioredis.RedisError, redis.RedisError) as exc:
+            return _error(503, "online_store", f"unavailable: {type(exc).__name__}")
+        return _json({"minutes": counters, "orders": orders, "stream": stats})
 
     @app.get("/health")
     async def health() -> Any:

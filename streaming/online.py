@@ -31,6 +31,8 @@ from typing import Any
 import orjson
 import redis
 
+from lakehouse.core.settings import Settings
+
 KEEP = 50  # products kept per activity set: what a session re-rank can use
 LIVE_TTL_SECONDS = 2 * 86_400  # per-minute counters: today and yesterday
 ORDER_FEED_LENGTH = 1_000
@@ -103,6 +105,14 @@ class Ttls:
     session: int
     customer: int
     dedupe: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Ttls:
+        return cls(
+            session=settings.online_session_ttl_seconds,
+            customer=settings.online_customer_ttl_seconds,
+            dedupe=settings.online_dedupe_ttl_seconds,
+        )
 
 
 def _text(value: Any) -> str:

@@ -272,6 +272,14 @@ class Settings(BaseSettings):
         description="API_SNAPSHOT_POLL_SECONDS: how often the API looks for a newer serving "
         "snapshot (loaded beside the current one, then swapped in).",
     )
+    live_events_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        le=100_000,
+        validation_alias=_env("LIVE_EVENTS_PER_SECOND"),
+        description="LIVE_EVENTS_PER_SECOND: the rate of `lakehouse produce --live` (the demo's "
+        "live clickstream: the world's sessions replayed with events stamped now).",
+    )
     service_start_timeout: float = Field(
         default=90.0,
         gt=0,

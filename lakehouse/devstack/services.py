@@ -295,6 +295,20 @@ def _is_lakehouse(cmd: list[str], *args: str) -> bool:
     return len(cmd) >= 2 and cmd[1].endswith("lakehouse") and cmd[2 : 2 + len(args)] == list(args)
 
 
+def live_producer_file(settings: Settings) -> Path:
+    """`produce --live` rewrites this with its progress at least every second."""
+    return settings.run_dir / "producer-live.json"
+
+
+def check_live_producer(settings: Settings) -> None:
+    try:
+        age = time.time() - live_producer_file(settings).stat().st_mtime
+    except FileNotFoundError:
+        raise ServiceError("has not sent anything yet") from None
+    if age > STREAM_HEARTBEAT_LIMIT:
+        raise ServiceError(f"last sent {age:.0f} s ago")
+
+
 API_APP = "serving.api:create_app"
 
 
@@ -458,6 +472,21 @@ def define_services(settings: Settings) -> list[Service]:
             ),
             env=api_env(settings),
             prepare=lambda: prepare_api(settings),
+            on_demand=True,
+        ),
+        Service(
+            name="producer",
+            title="Live clickstream (produce --live)",
+            endpoint=f"{settings.live_events_per_second:g} events/s → {settings.events_topic}",
+            host=BIND_HOST,
+            port=0,
+            env_var="LIVE_EVENTS_PER_SECOND",
+            embedded=True,
+            command=lakehouse_command("produce", "--live"),
+            owns=lambda cmd: _is_lakehouse(cmd, "produce", "--live"),
+            check_health=lambda _: check_live_producer(settings),
+            prepare=lambda: live_producer_file(settings).unlink(missing_ok=True),
+            env=settings.as_env(),
             on_demand=True,
         ),
     ]

@@ -13,12 +13,7 @@ from streaming.processor import StreamProcessor, StreamReport, run_stream_proces
 
 
 def online_store(settings: Settings) -> OnlineStore:
-    ttls = Ttls(
-        session=settings.online_session_ttl_seconds,
-        customer=settings.online_customer_ttl_seconds,
-        dedupe=settings.online_dedupe_ttl_seconds,
-    )
-    return OnlineStore(settings.online_store_url, ttls)
+    return OnlineStore(settings.online_store_url, Ttls.of(settings))
 
 
 def run_stream(
