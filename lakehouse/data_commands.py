@@ -258,6 +258,8 @@ def marts_publish(settings: Settings, build_id: str) -> None:
 
 
 # the report of each part of training is on one of its tables
+SNAPSHOT = "serving.snapshot"
+SESSION_MODEL = "ml.session_recommender"
 TRAINING_REPORTS = {"recommenders": "gold.model_evaluations", "customers": "gold.customer_scores"}
 
 
@@ -270,7 +272,12 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
 
     outputs = {
         # the API serves what the recommenders wrote once the snapshot is published
-        "recommenders": [*RECOMMENDER_STEP_TABLES, *RECOMMENDER_OUTPUTS, SNAPSHOT],
+        "recommenders": [
+            *RECOMMENDER_STEP_TABLES,
+            *RECOMMENDER_OUTPUTS,
+            SESSION_MODEL,
+            SNAPSHOT,
+        ],
         "customers": list(CUSTOMER_OUTPUTS),
     }
     parts = choices(parts, list(outputs), "part(s)", "--part")
@@ -282,9 +289,6 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
         print_json(reports)
     else:
         console.print_trained(reports, settings.ml_champion_metric)
-
-
-SNAPSHOT = "serving.snapshot"
 
 
 def ml_publish(settings: Settings, as_json: bool) -> None:

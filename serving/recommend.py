@@ -5,9 +5,11 @@ tested directly. The blend:
 
 - the batch list (the champion's, nightly) gives each of its products a score falling with its
   rank;
-- the session adds the neighbours of what was viewed or carted in it (newer activity weighs
-  more, carts twice a view), what is bought together with the cart's products, and the
-  neighbours of the product on screen (`context_product_id`);
+- the session adds what the session recommender (ml/session.py, the champion of the next-item
+  evaluation) predicts from the session's products, or without one the neighbours of what was
+  viewed (newer views weigh more); the cart adds its products' neighbours (twice a view) and
+  what is bought together with them; the product on screen (`context_product_id`) adds its
+  neighbours and what is bought with it;
 - products in the cart or bought in the session are left out; anything missing is filled from
   what is trending in the customer's city, then nationally.
 
@@ -28,6 +30,7 @@ RECENCY_DECAY = 0.8  # weight of the n-th most recent product: decay ** n
 CART_WEIGHT = 2.0
 CONTEXT_WEIGHT = 1.5
 NEIGHBOURS = 10  # per session product
+SESSION_CANDIDATES = 20  # from the session model
 METHODS = ("cf_cosine", "content")  # behaviour first; content for products without behaviour
 METHOD_WEIGHT = {"cf_cosine": 1.0, "content": 0.5}
 
@@ -97,9 +100,19 @@ def _session_scores(
         for product, value in source:
             scores.setdefault(product, Scored()).add(weight * value, reason)
 
-    for n, product in enumerate(session.views):
-        weight = RECENCY_DECAY**n
-        spread(neighbours(snapshot, product), weight, f"similar to {_name(snapshot, product)}")
+    if snapshot.session_model is not None:
+        # the evaluated next-item model, from the session's products oldest first
+        prefix = list(dict.fromkeys(reversed(session.views + session.cart)))
+        if prefix:
+            found = snapshot.session_model.recommend(prefix, SESSION_CANDIDATES)
+            top = max((score for _, score in found), default=1.0) or 1.0
+            reason = f"often viewed with {_name(snapshot, prefix[-1])}"
+            spread(((p, score / top) for p, score in found), 1.0, reason)
+    else:
+        for n, product in enumerate(session.views):
+            weight = RECENCY_DECAY**n
+            name = _name(snapshot, product)
+            spread(neighbours(snapshot, product), weight, f"similar to {name}")
     for n, product in enumerate(session.cart):
         weight = CART_WEIGHT * RECENCY_DECAY**n
         name = _name(snapshot, product)

@@ -15,12 +15,14 @@ cities (current rows of gold.dim_product and gold.dim_customer).
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import joblib
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -33,6 +35,8 @@ from lakehouse.core.lake import Lake
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 KEEP_VERSIONS = 5
+SESSION_MODEL = "session_recommender"  # the registry's name for the next-item champion
+SESSION_FILE = "session_model.joblib"
 
 
 class SnapshotMissing(RuntimeError):
@@ -138,6 +142,7 @@ def publish_snapshot(lake: Lake) -> dict[str, Any]:
         "version": version,
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "champion": champion,
+        "session_model": _copy_session_model(lake, fs, folder),
         "rows": parts,
         "sources": sources,  # the Delta versions read
     }
@@ -145,6 +150,25 @@ def publish_snapshot(lake: Lake) -> dict[str, Any]:
     _write_text(fs, f"{root}/serving/{CURRENT}", version)
     _prune(fs, f"{root}/serving/snapshots", keep=version)
     return manifest
+
+
+def _copy_session_model(lake: Lake, fs: pafs.FileSystem, folder: str) -> dict[str, Any] | None:
+    """The newest session recommender of the registry (<LAKE_URI>/models) into the snapshot;
+    None when none was trained (the API then uses product neighbours for the session)."""
+    from ml.registry import ARTEFACT, ModelRegistry
+
+    root = lake.path("models")
+    if "://" in root:
+        return None  # the registry is local-only (docs/ml.md)
+    registry = ModelRegistry(root)
+    if not registry.versions(SESSION_MODEL):
+        return None
+    record = registry.get(SESSION_MODEL)
+    with open(f"{record.path}/{ARTEFACT}", "rb") as artefact:
+        data = artefact.read()
+    with fs.open_output_stream(f"{folder}/{SESSION_FILE}") as out:
+        out.write(data)
+    return {"algorithm": record.params.get("algorithm"), "version": record.version}
 
 
 def _write_text(fs: pafs.FileSystem, path: str, text: str) -> None:
@@ -219,8 +243,11 @@ class Product:
 class Snapshot:
     """One loaded snapshot version, read-only: lookups for the recommendation API."""
 
-    def __init__(self, manifest: dict[str, Any], parts: dict[str, pa.Table]) -> None:
+    def __init__(
+        self, manifest: dict[str, Any], parts: dict[str, pa.Table], session_model: Any = None
+    ) -> None:
         self.manifest = manifest
+        self.session_model = session_model  # ml.session.SessionModel, or None
         self.version: str = manifest["version"]
         self.created_at = dt.datetime.fromisoformat(manifest["created_at"])
         self.lists = Grouped.of(parts["customer_lists"], "customer_id", "rank")
@@ -292,4 +319,8 @@ def load_snapshot(lake: Lake, version: str | None = None) -> Snapshot:
     except FileNotFoundError as exc:
         raise SnapshotMissing(f"snapshot {version} is incomplete or was deleted") from exc
     parts = {part: pq.read_table(f"{folder}/{part}.parquet", filesystem=fs) for part in PARTS}
-    return Snapshot(manifest, parts)
+    session_model = None
+    if manifest.get("session_model"):
+        with fs.open_input_stream(f"{folder}/{SESSION_FILE}") as stream:
+            session_model = joblib.load(io.BytesIO(stream.read()))
+    return Snapshot(manifest, parts, session_model)

@@ -102,7 +102,8 @@ def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
     api: str, settings: Settings
 ) -> None:
     snapshot = load_snapshot(settings.lake)
-    product = next(p for p in snapshot.products if p in snapshot.similar["content"])
+    assert snapshot.session_model is not None  # the world trained one
+    product = next(p for p in snapshot.products if snapshot.session_model.recommend([p], 5))
     session = f"s-{uuid.uuid4().hex[:8]}"
     sent = event(session, product)
     status, ack = call("POST", f"{api}/v1/events", orjson.dumps(sent))
@@ -112,7 +113,9 @@ def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
     status, body = call("GET", f"{api}/v1/recommendations?session_id={session}&k=5")
     assert status == 200 and body["strategy"] == "session"
     name = snapshot.products[product].name
-    assert body["items"][0]["reason"] == f"similar to {name}"
+    assert body["items"][0]["reason"] == f"often viewed with {name}"
+    predicted = [p for p, _ in snapshot.session_model.recommend([product], 20)]
+    assert body["items"][0]["product_id"] == predicted[0]
 
     consumer = Consumer(client_config(settings.kafka_bootstrap_servers, **{"group.id": "t"}))
     consumer.assign([TopicPartition(settings.events_topic, ack["partition"], ack["offset"])])

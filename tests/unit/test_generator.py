@@ -9,7 +9,12 @@ import numpy as np
 import orjson
 import pytest
 
-from generator.events import event_records
+from generator.events import (
+    LIVE_ORDER_OFFSET,
+    event_records,
+    live_messages,
+    simulated_messages,
+)
 from generator.simulate import ADD_TO_CART, PRODUCT_VIEW, PURCHASE, Simulation
 from generator.world import PRESETS, Scale, build_world, day_weight
 
@@ -146,3 +151,27 @@ def test_cohorts_new_customers_and_churners(simulated) -> None:
     churners = np.flatnonzero(world.customer_churn_day < STATS_SCALE.days)
     assert len(newcomers) > 0.1 * world.n_customers and len(churners) > 0.05 * world.n_customers
     assert np.isin(newcomers, customer).mean() > 0.5  # most newcomers do show up
+
+
+def test_the_live_stream_replays_the_world_stamped_now_with_new_ids() -> None:
+    ticks = iter(range(1_800_000_000, 1_900_000_000))
+    stream = live_messages(PRESETS["tiny"], clock=lambda: float(next(ticks)))
+    first = [next(stream)[1] for _ in range(200)]
+    assert first[0]["event_time"] == "2027-01-15T08:00:00.000000Z"
+    assert [e["event_time"] for e in first] == sorted(e["event_time"] for e in first)
+    assert len({e["event_id"] for e in first}) == 200
+    again = live_messages(PRESETS["tiny"], clock=lambda: 1_800_000_000.0)
+    replayed = [next(again)[1] for _ in range(200)]
+    assert [e["session_id"] for e in replayed] == [e["session_id"] for e in first]
+    assert {e["event_id"] for e in replayed}.isdisjoint(e["event_id"] for e in first)
+
+
+def test_each_pass_of_the_live_stream_has_order_ids_of_its_own() -> None:
+    world = PRESETS["tiny"]
+    orders = [e["order_id"] for _, e, _ in simulated_messages(world) if e.get("order_id")]
+    live = live_messages(world, clock=lambda: 1_800_000_000.0)
+    passes = [
+        next(live)[1].get("order_id") for _ in range(2 * len(list(simulated_messages(world))))
+    ]
+    second = [o for o in passes[len(passes) // 2 :] if o]
+    assert second == [o + LIVE_ORDER_OFFSET for o in orders]

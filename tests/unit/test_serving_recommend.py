@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
+from ml.session import Rules
 from serving.recommend import Activity, recommend, similar_products
 from serving.snapshot import Grouped, Snapshot
 
@@ -14,9 +16,8 @@ from serving.snapshot import Grouped, Snapshot
 NAMES = {p: f"Product {p}" for p in range(1, 10)}
 
 
-@pytest.fixture(scope="module")
-def snapshot() -> Snapshot:
-    parts = {
+def parts() -> dict[str, pa.Table]:
+    return {
         "customer_lists": pa.table(
             {
                 "customer_id": [7, 7, 7, 7],
@@ -63,12 +64,18 @@ def snapshot() -> Snapshot:
         ),
         "customers": pa.table({"customer_id": [7, 8], "city_name": ["Karachi", "Lahore"]}),
     }
-    manifest = {
-        "version": "v1",
-        "created_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC).isoformat(),
-        "champion": {},
-    }
-    return Snapshot(manifest, parts)
+
+
+MANIFEST = {
+    "version": "v1",
+    "created_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC).isoformat(),
+    "champion": {},
+}
+
+
+@pytest.fixture(scope="module")
+def snapshot() -> Snapshot:
+    return Snapshot(MANIFEST, parts())
 
 
 def ids(items: list[dict]) -> list[int]:
@@ -128,6 +135,14 @@ def test_lists_hold_every_candidate_once_and_nothing_bought_in_the_session(
     items, _ = recommend(snapshot, 7, Activity(views=[5], bought=[1]), k=10)
     assert sorted(ids(items)) == [2, 3, 4, 6]  # 1 bought now, 99 unsellable
     assert len(recommend(snapshot, 7, Activity(views=[5]), k=2)[0]) == 2
+
+
+def test_with_a_session_model_the_session_part_is_its_prediction() -> None:
+    model = Rules().fit([np.array(s) for s in ([5, 8], [5, 8], [5, 2], [3, 4])])
+    with_model = Snapshot(MANIFEST, parts(), model)
+    items, strategy = recommend(with_model, None, Activity(views=[5]), k=2)
+    assert strategy == "session"
+    assert ids(items) == [8, 2] and items[0]["reason"] == "often viewed with Product 5"
 
 
 def test_similar_products_prefer_behaviour_then_content(snapshot: Snapshot) -> None:

@@ -47,6 +47,9 @@ def test_relative_data_root_is_resolved(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("SPARK_REMOTE", "http://spark:15002", "sc://host:15002"),
         ("LAKEHOUSE_SERVICE_START_TIMEOUT", "0", "greater than 0"),
         ("LAKEHOUSE_SERVICE_START_TIMEOUT", "soon", "valid number"),
+        ("REDIS_URL", "http://cache:6379", "redis://host:6379/0"),
+        ("API_URL", "cache:8090", "http://127.0.0.1:8088"),
+        ("API_SERVER", "gunicorn", "granian"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -110,3 +113,22 @@ def test_an_s3_lake_on_the_embedded_store_gets_its_bucket_and_sail_its_options(
         data_root=tmp_path, lake_uri="s3://lake/lake", aws_endpoint_url="http://minio:9000"
     )
     assert elsewhere.lake_bucket_on_store is None and store_buckets(elsewhere) == ["tansu"]
+
+
+def test_redis_is_embedded_unless_redis_url_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_REDIS_PORT", "6391")
+    embedded = load_settings()
+    assert embedded.redis_is_embedded
+    assert embedded.online_store_url == "redis://127.0.0.1:6391/0"
+    monkeypatch.setenv("REDIS_URL", "redis://:s3cret@cache:6379/2")
+    external = load_settings()
+    assert not external.redis_is_embedded
+    assert external.online_store_url == "redis://:s3cret@cache:6379/2"
+    assert "s3cret" not in str(external.describe())
+
+
+def test_settings_pass_to_a_child_process_as_their_variables(tmp_path: Path) -> None:
+    settings = Settings(data_root=tmp_path, redis_port=6399, api_workers=3)
+    env = settings.as_env()
+    assert env["LAKEHOUSE_REDIS_PORT"] == "6399" and env["API_WORKERS"] == "3"
+    assert Settings(**env) == settings

@@ -194,10 +194,46 @@ def customer_models(
             context.log_event(dg.AssetMaterialization(asset_key=key(table), metadata=metadata))
 
 
+@dg.asset(
+    key=["ml", "session_recommender"],
+    group_name="ml",
+    kinds={"scipy"},
+    owners=["team:data-science"],
+    deps=[key("gold.fact_events")],
+    code_version=source_version("ml.session", "spark_jobs.session_training"),
+    retry_policy=TRANSIENT_RETRY,
+    description="Next-item models of live sessions (popularity, association rules, item-kNN, "
+    "V-SKNN) on a time split of the newest sessions: the champion by HR@20 on the validation "
+    "window, reported on the test window after it, refitted on every session and versioned as "
+    "`session_recommender` in the registry (the API's session part). Appends to "
+    "gold.model_evaluations (task next_item).",
+)
+def session_recommender(context: dg.AssetExecutionContext, lake: LakeResource):
+    from spark_jobs.session_training import train_session_models
+
+    with _not_retried_when_data_is_missing():
+        report = train_session_models(lake.lake, context.log.info)
+    table = [
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+        for row in report.evaluations
+    ]
+    for name, metadata in _materialised(lake, report.tables, {}):
+        context.log_event(dg.AssetMaterialization(asset_key=key(name), metadata=metadata))
+    return dg.MaterializeResult(
+        metadata={
+            "champion": report.champion,
+            "champion_version": report.champion_version,
+            "windows": report.windows,
+            "evaluation": dg.MetadataValue.md(markdown_table(table)),
+            "training_report": dg.MetadataValue.json(_plain(report.to_dict())),
+        }
+    )
+
+
 def ml_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """The group's Spark steps, then the two training runners."""
+    """The group's Spark steps, then the training runners."""
     steps = [step_asset(step, daily) for step in STEPS if step.group == "ml"]
-    return [*steps, recommenders, customer_models]
+    return [*steps, recommenders, customer_models, session_recommender]
 
 
 def _plain(value: Any) -> Any:
