@@ -16,15 +16,17 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 from confluent_kafka import KafkaError, Producer
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -57,9 +59,12 @@ from streaming.online import (
 
 MAX_BODY_BYTES = 64 * 1024
 ACTIVITY_LIMIT = 20  # newest products per activity set a request reads
+LIVE_INTERVAL_SECONDS = 2.0
+LIVE_STREAM_SECONDS = 600.0
+STOREFRONT = Path(__file__).parent / "static" / "storefront.html"
 PRODUCE_TIMEOUT_SECONDS = 5.0
 
-Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive 64-bit id.")]
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID, description="A positive 64-bit id.")]
 K = Annotated[int, Query(ge=1, le=100, description="How many items (1-100).")]
 SessionId = Annotated[
     str | None, Query(min_length=1, max_length=64, description="The live session.")
@@ -401,6 +406,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (TimeoutError, aioredis.RedisError, redis.RedisError) as exc:
             return _error(503, "online_store", f"unavailable: {type(exc).__name__}")
         return _json({"minutes": counters, "orders": orders, "stream": stats})
+
+    @app.get("/v1/live/stream")
+    async def live_stream(request: Request) -> StreamingResponse:
+        """The live view as server-sent events, every LIVE_INTERVAL_SECONDS; a connection ends
+        after LIVE_STREAM_SECONDS (browsers reconnect on their own)."""
+
+        async def events() -> AsyncIterator[bytes]:
+            ends = time.monotonic() + LIVE_STREAM_SECONDS
+            while time.monotonic() < ends and not await request.is_disconnected():
+                try:
+                    counters, orders, stats = await asyncio.to_thread(serving.live_view, 15)
+                    payload = {"minutes": counters, "orders": orders, "stream": stats}
+                except redis.RedisError as exc:
+                    payload = {"error": f"online store unavailable: {type(exc).__name__}"}
+                yield b"data: " + orjson.dumps(payload) + b"\n\n"
+                await asyncio.sleep(LIVE_INTERVAL_SECONDS)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.get("/demo", response_class=HTMLResponse, include_in_schema=False)
+    async def storefront() -> HTMLResponse:
+        """A small storefront: browse as a customer and watch the recommendations change."""
+        return HTMLResponse(STOREFRONT.read_text())
 
     @app.get("/health")
     async def health() -> Any:

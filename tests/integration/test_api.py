@@ -4,6 +4,7 @@ swap under load, and degraded answers when Redis or the broker is gone."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import urllib.error
@@ -17,12 +18,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from lakehouse.core.kafka import client_config
-from lakehouse.core.settings import Settings
+from lakehouse.core.settings import PROJECT_ROOT, Settings
 from lakehouse.devstack.services import ServiceManager, define_services
 from serving.snapshot import current_version, load_snapshot, publish_snapshot
 from tests.conftest import World, free_port, replace_settings
 
 pytestmark = pytest.mark.integration
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "storefront"
 
 
 def call(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
@@ -213,3 +216,46 @@ def test_without_redis_or_the_broker_answers_degrade_clearly(settings: Settings)
         assert "api_request_seconds_bucket" in metrics
     finally:
         manager.down()
+
+
+def test_the_storefront_page_reacts_to_a_click_within_a_second(
+    api: str, settings: Settings
+) -> None:
+    """The storefront in Chromium: viewing a product changes the recommendations and their
+    reasons within a second, and the live tiles fill from the server-sent events."""
+    from playwright.sync_api import sync_playwright
+
+    from warehouse.superset.browser import CHROMIUM, CHROMIUM_ARGS
+
+    customer = int(load_snapshot(settings.lake).lists.keys[0])
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{api}/demo?customer={customer}")
+            cards = page.locator("[data-testid=recommendations] .card")
+            cards.first.wait_for()
+            before = "|".join(cards.locator(".name").all_inner_texts())
+            viewed = cards.nth(2)
+            name = viewed.locator(".name").inner_text()
+            viewed.locator("button[data-action=product_view]").click()
+            page.wait_for_function(
+                "(before) => [...document.querySelectorAll("
+                "'[data-testid=recommendations] .card .name')]"
+                ".map((e) => e.textContent).join('|') !== before",
+                arg=before,
+                timeout=1_000,  # the target: the next recommendations within a second
+            )
+            reasons = cards.locator(".reason").all_inner_texts()
+            assert f"often viewed with {name}" in reasons
+            assert name in page.locator("[data-testid=session]").inner_text()
+            page.wait_for_function(
+                "() => document.getElementById('events').textContent !== '–'", timeout=10_000
+            )
+            page.screenshot(path=ARTIFACTS / "storefront.png", full_page=True)
+        finally:
+            browser.close()

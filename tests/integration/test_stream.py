@@ -17,10 +17,11 @@ from lakehouse.devstack.services import ServiceManager
 from lakehouse.devstack.stream import online_store
 from streaming.online import OnlineStore
 from streaming.processor import StreamProcessor
+from tests.conftest import replace_settings
 
 pytestmark = pytest.mark.integration
 
-MINUTE = "2026-12-01T10:15"
+MINUTE = "2024-02-29T10:15"  # a minute no other test writes to
 
 
 def event(event_type: str, product_id: int | None, second: int, **extra: Any) -> dict:
@@ -59,23 +60,31 @@ def drain(settings: Settings, topic: str, group: str, store: OnlineStore, expect
     return processor.report
 
 
+@pytest.fixture(scope="module")
+def settings(platform_settings: Settings) -> Settings:
+    """The platform's services, but a Redis database of this module's own (other modules use
+    database 0 of the same server at the same time)."""
+    url = f"redis://127.0.0.1:{platform_settings.redis_port}/3"
+    return replace_settings(platform_settings, redis_url=url)
+
+
 @pytest.fixture
-def topic(platform_settings: Settings) -> str:
+def topic(settings: Settings) -> str:
     name = f"stream-{uuid.uuid4().hex[:8]}"
-    ensure_topic(platform_settings.kafka_bootstrap_servers, name, partitions=2)
+    ensure_topic(settings.kafka_bootstrap_servers, name, partitions=2)
     return name
 
 
 @pytest.fixture
-def store(platform_settings: Settings):
-    store = online_store(platform_settings)
-    store.client.flushdb()
+def store(settings: Settings):
+    store = online_store(settings)
+    store.client.flushdb()  # database 3 only
     yield store
     store.close()
 
 
 def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
-    platform_settings: Settings, topic: str, store: OnlineStore
+    settings: Settings, topic: str, store: OnlineStore
 ) -> None:
     view = event("product_view", 11, 1)
     events = [
@@ -90,9 +99,9 @@ def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
     values = [orjson.dumps(e) for e in events]
     values += [values[0], orjson.dumps(view)]  # a duplicate message, the same event resent
     values += [b"\xff\xfe not json", b'{"event_type": "purchase"}', b""]
-    send(platform_settings, topic, values)
+    send(settings, topic, values)
 
-    report = drain(platform_settings, topic, "g1", store, len(values))
+    report = drain(settings, topic, "g1", store, len(values))
     assert (report.applied, report.duplicates, report.bad) == (7, 2, 3)
     assert report.bad_by_reason == {
         "undecodable": 1,
@@ -118,14 +127,14 @@ def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
 
     # the group resumes where it committed: only what was sent since
     late = event("product_view", 14, 8)
-    send(platform_settings, topic, [orjson.dumps(late)])
-    assert drain(platform_settings, topic, "g1", store, 1).applied == 1
+    send(settings, topic, [orjson.dumps(late)])
+    assert drain(settings, topic, "g1", store, 1).applied == 1
     assert store.activity("s-live", None)["session"]["view"] == [14, 12, 11]
     minute["events"] += 1
     minute["product_views"] += 1
 
     # a replay of the whole topic (another group from the start) changes nothing
-    again = drain(platform_settings, topic, "g2", store, len(values) + 1)
+    again = drain(settings, topic, "g2", store, len(values) + 1)
     assert (again.applied, again.duplicates) == (0, 10)
     assert store.minutes(last=1, now=now)[0] == minute
     stats = store.stats()
@@ -133,9 +142,9 @@ def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
 
 
 def test_the_managed_processor_reflects_a_produced_event_within_a_second(
-    platform_env: dict[str, str], platform_settings: Settings, store: OnlineStore
+    settings: Settings, store: OnlineStore
 ) -> None:
-    manager = ServiceManager(platform_settings)
+    manager = ServiceManager(settings)
     try:
         [*_, stream] = manager.up(include=("stream",))
         assert stream.name == "stream" and stream.healthy and stream.started
@@ -143,8 +152,8 @@ def test_the_managed_processor_reflects_a_produced_event_within_a_second(
         product = 900_000 + int(time.time()) % 1000
         sent = time.monotonic()
         send(
-            platform_settings,
-            platform_settings.events_topic,
+            settings,
+            settings.events_topic,
             [orjson.dumps(event("product_view", product, 1, session_id="s-managed"))],
         )
         while time.monotonic() - sent < 10:
