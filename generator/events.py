@@ -153,9 +153,10 @@ def live_messages(
     scale: Scale, key_by: str = "session", clock: Callable[[], float] = time.time
 ) -> Iterator[tuple[bytes, dict, int]]:
     """The world's sessions as a live clickstream, forever: each event is stamped with the time
-    it is taken (the producer paces them) and gets a new event id; order ids move on with each
-    pass over the world so a second pass never repeats one."""
-    for cycle in itertools.count():
+    it is taken (the producer paces them) and gets a new event id; order ids move on by
+    LIVE_ORDER_OFFSET with each pass over the world, the first included, so live orders never
+    repeat the world's own or an earlier pass's."""
+    for cycle in itertools.count(1):
         for key, record, _ in simulated_messages(scale, key_by=key_by):
             now = clock()
             live = {

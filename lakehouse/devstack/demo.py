@@ -50,7 +50,7 @@ def run_demo(settings: Settings, scale: Any) -> None:
             lambda: _models(settings),
         ),
         (
-            "Starting the stream processor and the recommendation API",
+            "Starting the stream processor, the recommendation API and a live clickstream",
             lambda: _realtime(settings),
         ),
         ("Building the marts with dbt and publishing the warehouse", lambda: _marts(settings)),
@@ -220,14 +220,16 @@ def _models(settings: Settings) -> str:
 def _realtime(settings: Settings) -> str:
     from serving.snapshot import load_snapshot
 
-    statuses = ServiceManager(settings).up(progress=dim, include=("stream", "api"))
+    realtime = ("stream", "api", "producer")
+    statuses = ServiceManager(settings).up(progress=dim, include=realtime)
     snapshot = load_snapshot(settings.lake)
     customer = int(snapshot.lists.keys[0])
     product = next(iter(snapshot.similar["cf_cosine"].keys.tolist()), 1)
     trip = smoke.recommendation_round_trip(settings, customer, product)
-    started = {s.name: s.startup_seconds for s in statuses if s.name in ("stream", "api")}
+    started = {s.name: s.startup_seconds for s in statuses if s.name in realtime}
     return (
-        f"{settings.api_url} (docs at /docs; snapshot {trip['snapshot_version']}); customer "
+        f"{settings.api_url} (storefront at /demo, docs at /docs; snapshot "
+        f"{trip['snapshot_version']}); customer "
         f"{customer} was shown {trip['before']}, viewed product {product} (POST /v1/events in "
         f"{trip['post_ms']} ms) and was then shown {trip['after']} in {trip['get_ms']} ms, "
         f"first because: {trip['first_reason']}; started in {started}"

@@ -168,10 +168,11 @@ def test_the_live_stream_replays_the_world_stamped_now_with_new_ids() -> None:
 
 def test_each_pass_of_the_live_stream_has_order_ids_of_its_own() -> None:
     world = PRESETS["tiny"]
-    orders = [e["order_id"] for _, e, _ in simulated_messages(world) if e.get("order_id")]
+    events = [e for _, e, _ in simulated_messages(world)]
+    orders = [e["order_id"] for e in events if e.get("order_id")]
     live = live_messages(world, clock=lambda: 1_800_000_000.0)
-    passes = [
-        next(live)[1].get("order_id") for _ in range(2 * len(list(simulated_messages(world))))
-    ]
-    second = [o for o in passes[len(passes) // 2 :] if o]
-    assert second == [o + LIVE_ORDER_OFFSET for o in orders]
+    passes = [next(live)[1].get("order_id") for _ in range(2 * len(events))]
+    first = [o for o in passes[: len(events)] if o]
+    second = [o for o in passes[len(events) :] if o]
+    assert first == [o + LIVE_ORDER_OFFSET for o in orders]  # never the world's own
+    assert second == [o + 2 * LIVE_ORDER_OFFSET for o in orders]
