@@ -4,7 +4,7 @@ The models (Ludewig, Mauro, Latifi & Jannach, "Empirical analysis of session-bas
 recommendation algorithms", UMUAI 2021, whose nearest-neighbour methods match or beat neural
 ones on e-commerce sessions):
 
-- `popular`: the products in most training sessions (the baseline);
+- `popularity`: the products in most training sessions (the baseline);
 - `rules`: association rules of pairs in one session, from the session's last product;
 - `item_knn`: cosine similarity of products over sessions, from the last product;
 - `vsknn`: vector-multiplied session kNN. The current session is a vector whose weights fall
@@ -84,7 +84,7 @@ def _top(scores: np.ndarray, items: np.ndarray, k: int) -> list[tuple[int, float
 
 
 class Popular(SessionModel):
-    name = "popular"
+    name = "popularity"  # the baseline, named like the recommenders' (the marts compare to it)
 
     def fit(self, sessions: Sequence[npt.NDArray[np.int64]]) -> Popular:
         matrix, self.items = _index(sessions)
