@@ -224,7 +224,10 @@ def _realtime(settings: Settings) -> str:
     statuses = ServiceManager(settings).up(progress=dim, include=realtime)
     snapshot = load_snapshot(settings.lake)
     customer = int(snapshot.lists.keys[0])
-    product = next(iter(snapshot.similar["cf_cosine"].keys.tolist()), 1)
+    # a product the session model can follow, else any sellable one
+    model = snapshot.session_model
+    sellable = sorted(snapshot.products)
+    product = next((p for p in sellable if model and model.recommend([p], 1)), sellable[0])
     trip = smoke.recommendation_round_trip(settings, customer, product)
     started = {s.name: s.startup_seconds for s in statuses if s.name in realtime}
     return (
