@@ -248,14 +248,17 @@ def windows(options: TrainingOptions, data_start: dt.date, data_end: dt.date) ->
 
 
 def data_span(lake: Tables) -> tuple[dt.date, dt.date]:
-    """First and last day with sales or events in gold (from the facts' Delta logs)."""
+    """First day with sales or events in gold, and the last day with sales (events alone when
+    there are no sales), from the facts' Delta logs. Clickstream days after the newest sale (a
+    live stream ahead of the ERP) have no purchases to label yet, so they end no window."""
     facts = ("gold.fact_sales_line", "gold.fact_events")
     for table in facts:
         lake.require(table)
-    spans = [s for s in (partition_range(lake.uri(t), lake.lake.options) for t in facts) if s]
+    sales, events = (partition_range(lake.uri(t), lake.lake.options) for t in facts)
+    spans = [s for s in (sales, events) if s]
     if not spans:
         raise NotEnoughData("gold.fact_sales_line and gold.fact_events are empty")
-    return min(s[0] for s in spans), max(s[1] for s in spans)
+    return min(s[0] for s in spans), (sales or events)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +490,11 @@ def train_recommenders(
     daily = load_daily(tables)
     if daily.empty:
         raise NotEnoughData("gold.customer_product_daily is empty: no sales or events in gold")
-    span = (daily["interaction_date"].min(), daily["interaction_date"].max())
+    # the windows end with the newest purchase: later days (a live clickstream ahead of the ERP)
+    # have no purchases to score yet
+    purchase_days = daily.loc[daily["purchases"] > 0, "interaction_date"]
+    end = purchase_days.max() if len(purchase_days) else daily["interaction_date"].max()
+    span = (daily["interaction_date"].min(), end)
     report, inputs, w = _start(tables, options, RECOMMENDER_INPUTS, span)
     report.windows = {
         "data_start": str(w.data_start),
