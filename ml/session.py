@@ -69,9 +69,8 @@ def _index(sessions: Sequence[npt.NDArray[np.int64]]) -> tuple[sp.csr_matrix, np
     matrix = sp.csr_matrix(
         (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(sessions), len(items))
     )
-    matrix.data[:] = 1.0  # a product twice in a session counts once
     matrix.sum_duplicates()
-    matrix.data[:] = 1.0
+    matrix.data[:] = 1.0  # a product twice in a session counts once
     return matrix, items
 
 
@@ -108,11 +107,14 @@ class _FromLastProduct(SessionModel):
         at = np.searchsorted(self.items, prefix[-1])
         if at == len(self.items) or self.items[at] != prefix[-1]:
             return []
-        row = self.similarity.getrow(at)
-        scores = np.zeros(len(self.items), np.float32)
-        scores[row.indices] = row.data
-        scores[at] = 0.0
-        return _top(scores, self.items, k)
+        # the row's stored entries only: no dense vector of the whole catalogue per request
+        start, end = self.similarity.indptr[at], self.similarity.indptr[at + 1]
+        columns, scores = self.similarity.indices[start:end], self.similarity.data[start:end]
+        keep = (columns != at) & (scores > 0)
+        columns, scores = columns[keep], scores[keep]
+        best = np.lexsort((columns, -scores))[:k]  # ties: the lower product id first
+        chosen = zip(columns[best], scores[best], strict=True)
+        return [(int(self.items[c]), float(v)) for c, v in chosen]
 
 
 class Rules(_FromLastProduct):

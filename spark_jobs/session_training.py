@@ -17,14 +17,13 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pandas as pd
 import pyarrow.compute as pc
 
 from lakehouse.core.lake import Lake
 from ml.session import K, evaluate_next_item, models, sessions_of
-from spark_jobs.training import NotEnoughData, Report, Tables, registry
+from spark_jobs.training import NotEnoughData, Report, Tables, params_of, registry
 
 HISTORY_DAYS = 60  # bounds what is read: sessions older than this say little about tomorrow's
 WINDOW_DAYS = 7
@@ -62,7 +61,7 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
             f"{EVENTS} holds too few sessions for a time split ({len(train)} training, "
             f"{len(validation)} validation sessions in the newest {HISTORY_DAYS} days)"
         )
-    report = Report(run_id=_run_id())
+    report = Report(run_id=uuid.uuid4().hex[:12])
     report.windows = {
         "validation_start": str(validation_start),
         "test_start": str(test_start),
@@ -81,7 +80,7 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
     saved = registry(lake).save(
         MODEL_NAME,
         model,
-        params={"algorithm": champion, **_params(model)},
+        params={"algorithm": champion, **params_of(model)},
         metrics={"hr@20": test_score.hr, "mrr@20": test_score.mrr},
         inputs=inputs,
         extra={"run_id": report.run_id, "champion_metric": CHAMPION_METRIC},
@@ -118,7 +117,7 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
                         "is_champion": name == champion,
                         "metric": metric,
                         "value": float(value),
-                        "params": json.dumps(_params(fitted), sort_keys=True),
+                        "params": json.dumps(params_of(fitted), sort_keys=True),
                     }
                 )
             report.evaluations.append(
@@ -129,15 +128,3 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
     )
     report.seconds["session_models"] = time.monotonic() - started
     return report
-
-
-def _params(model: Any) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in vars(model).items()
-        if isinstance(v, int | float | str | bool) and not k.startswith("_")
-    }
-
-
-def _run_id() -> str:
-    return uuid.uuid4().hex[:12]
