@@ -21,7 +21,7 @@ from common import run_json
 from lakehouse.core.settings import load_settings
 from warehouse.superset.admin import SupersetConfig, secrets_of
 from warehouse.superset.browser import chart_states, logged_in, open_dashboard
-from warehouse.superset.bundle import render
+from warehouse.superset.bundle import DATABASES, render
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         print(f"  {step}: {seconds:.1f}s")
 
     _, credentials = secrets_of(SupersetConfig.from_settings(settings))
-    slugs = [d["slug"] for d in render({"warehouse": "", "live": ""}).dashboards]
+    slugs = [d["slug"] for d in render(dict.fromkeys(DATABASES, "")).dashboards]
     print(f"\n{'dashboard':<20} {'charts':>6} {'cold s':>7} {'warm median s':>14}")
     with logged_in(settings.superset_url, credentials.username, credentials.password) as p:
         for slug in slugs:

@@ -17,7 +17,8 @@ Keys (all with TTLs; the layout is the contract between the writers and the API)
   purchases, revenue) with HyperLogLogs ``…:sessions``, ``…:buyers`` (sessions with a purchase)
   and ``…:orders`` beside it;
 - ``live:orders``: a Redis stream of the newest purchase lines (the live order ticker);
-- ``stream:stats``: the stream processor's counters and heartbeat.
+- ``stream:stats``: the stream processor's counters and heartbeat, and the newest event time
+  applied (``newest_event_ms``, by either writer).
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ _APPLY = """
 local dedupe, session_ttl, customer_ttl, live_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local keep, feed = tonumber(ARGV[5]), ARGV[6]
 local kinds = {product_view = 'view', add_to_cart = 'cart', purchase = 'buy'}
-local applied = 0
+local applied, newest = 0, 0
 for i = 7, #ARGV do
   local e = cjson.decode(ARGV[i])
   local id, t, sid, cid, pid, ts, minute, amount, order, city =
     e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10]
   if redis.call('SET', 'ev:' .. id, 1, 'NX', 'EX', dedupe) then
     applied = applied + 1
+    if tonumber(ts) > newest then newest = tonumber(ts) end
     local m = 'live:m:' .. minute
     redis.call('PFADD', m .. ':sessions', sid)
     if redis.call('HINCRBY', m, 'events', 1) == 1 then
@@ -93,6 +95,9 @@ for i = 7, #ARGV do
         'amount', amount, 'city', city)
     end
   end
+end
+if newest > tonumber(redis.call('HGET', 'stream:stats', 'newest_event_ms') or '0') then
+  redis.call('HSET', 'stream:stats', 'newest_event_ms', newest)
 end
 return applied
 """
@@ -248,6 +253,7 @@ class OnlineStore:
                     "orders": orders,
                     "revenue": round(values.get("revenue", 0.0), 2),
                     "active_sessions": sessions,
+                    "converted_sessions": buyers,
                     "conversion": round(buyers / sessions, 4) if sessions else 0.0,
                 }
             )

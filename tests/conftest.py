@@ -5,6 +5,7 @@ per module that changes it."""
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import json
 import os
 import socket
@@ -148,6 +149,7 @@ def spark(platform_settings: Settings) -> Iterator:
 
 # -- the tiny world --------------------------------------------------------------------------
 
+WORLD_TIMEOUT = 1_200  # seconds to build the tiny world (about 250 s here, 420 s under load)
 SPLIT = "2025-09-11"  # the ERP arrives in two halves: master data changes in between (SCD2)
 FAULTS = dict(
     duplicates=0.03, late=0.05, malformed=0.01, orphans=0.01, future=0.01, negative_quantities=0.02
@@ -302,7 +304,13 @@ def world(platform_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         platform_settings, data_root=root, events_topic=f"world-{uuid.uuid4().hex[:8]}"
     )
     started = time.monotonic()
-    built = build_world(settings)
+    # tests are timed without their fixtures (timeout_func_only): a build that hangs ends the
+    # worker with every thread's stack rather than waiting for CI's limit
+    faulthandler.dump_traceback_later(WORLD_TIMEOUT, exit=True)
+    try:
+        built = build_world(settings)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     print(f"\ntiny world built in {time.monotonic() - started:.0f}s: {built.runs['timings']}")
     return built
 

@@ -217,6 +217,16 @@ class Settings(BaseSettings):
         description="STREAM_CONSUMER_GROUP: the stream processor's consumer group on the "
         "clickstream (its own: bronze ingestion keeps its offsets in the Delta log).",
     )
+    stream_kpi_seconds: float = Field(
+        default=2.0,
+        ge=0.5,
+        le=60,
+        validation_alias=_env("STREAM_KPI_SECONDS"),
+        description="STREAM_KPI_SECONDS: how often the stream processor publishes the online "
+        "store's per-minute counters and order feed as the stream file "
+        "(WAREHOUSE_PATH/stream/warehouse.duckdb) that the Real-time dashboard's live charts "
+        "read.",
+    )
     online_session_ttl_seconds: int = Field(
         default=86_400,
         ge=60,

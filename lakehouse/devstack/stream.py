@@ -1,8 +1,14 @@
 """`lakehouse stream`: the stream processor in the foreground until Ctrl-C or SIGTERM (the demo
-runs it as a managed service: `lakehouse services up --with stream`)."""
+runs it as a managed service: `lakehouse services up --with stream`), and beside it the stream
+file the Real-time dashboard reads (warehouse/stream_kpis.py), published every
+STREAM_KPI_SECONDS."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import redis
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from lakehouse.console import err
@@ -10,6 +16,9 @@ from lakehouse.core.kafka import ensure_topic
 from lakehouse.core.settings import Settings, mask_password
 from streaming.online import OnlineStore, Ttls
 from streaming.processor import StreamProcessor, StreamReport, run_stream_processor
+from warehouse.stream_kpis import publish_stream_kpis
+
+COMPLAIN_EVERY = 30.0  # seconds between two messages about the same failing publish
 
 
 def online_store(settings: Settings) -> OnlineStore:
@@ -39,9 +48,31 @@ def run_stream(
     def on_batch(r: StreamReport) -> None:
         progress.update(task, applied=r.applied, duplicates=r.duplicates, bad=r.bad)
 
+    stop = threading.Event()
+    publisher = threading.Thread(
+        target=publish_kpis_until, args=(settings, store, stop), name="stream-kpis", daemon=True
+    )
+    publisher.start()
     try:
         with progress:
             report = run_stream_processor(processor, max_seconds, on_batch)
     finally:
+        stop.set()
+        publisher.join(timeout=10)
         store.close()
     return report.to_dict()
+
+
+def publish_kpis_until(settings: Settings, store: OnlineStore, stop: threading.Event) -> None:
+    """Publish the stream file every STREAM_KPI_SECONDS until `stop`; a failure (Redis away, a
+    full disk) is reported and retried, and never stops the processor."""
+    complained = 0.0
+    while True:
+        try:
+            publish_stream_kpis(store, settings.warehouse_path)
+        except (redis.RedisError, OSError, RuntimeError) as exc:
+            if time.monotonic() - complained >= COMPLAIN_EVERY:
+                err.print(f"stream file not published (retrying): {exc}", highlight=False)
+                complained = time.monotonic()
+        if stop.wait(settings.stream_kpi_seconds):
+            return

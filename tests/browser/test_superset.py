@@ -24,7 +24,7 @@ import yaml
 from lakehouse.core.settings import PROJECT_ROOT
 from tests.conftest import LAKEHOUSE, World, cli_json, free_port, run_cli
 from warehouse.superset.browser import chart_states, logged_in, open_dashboard
-from warehouse.superset.bundle import SPEC_DIR, render
+from warehouse.superset.bundle import DATABASES, SPEC_DIR, render
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -164,7 +164,7 @@ def test_saved_queries_run_on_the_warehouse(bi: dict) -> None:
     session = _api(bi)
     base = bi["env"]["SUPERSET_URL"]
     saved = session.get(f"{base}/api/v1/saved_query/", timeout=30).json()["result"]
-    specs = render({"warehouse": "", "live": ""}).saved_queries
+    specs = render(dict.fromkeys(DATABASES, "")).saved_queries
     assert {q["label"] for q in saved} == {s["label"] for s in specs}
     warehouse = bi["root"] / "warehouse" / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -216,7 +216,7 @@ def test_the_bi_assets_materialise_through_dagster(bi: dict) -> None:
         superset = instance.get_latest_materialization_event(dg.AssetKey(["bi", "superset"]))
     assert refresh.asset_materialization.metadata["build_id"].value == refreshed["build_id"]
     metadata = superset.asset_materialization.metadata
-    charts = len(render({"warehouse": "", "live": ""}).of_kind("charts"))
+    charts = len(render(dict.fromkeys(DATABASES, "")).of_kind("charts"))
     assert metadata["charts"].value == charts and metadata["datasets_without_table"].value == []
     assert live.stat().st_ino != before  # a new live build was published
 
@@ -233,7 +233,8 @@ def page(bi: dict) -> Iterator:
 def _charts_with_data(bi: dict) -> dict[str, dict[str, bool]]:
     """{dashboard slug: {chart title: whether its query has rows}}, asked of DuckDB directly."""
     root = bi["root"] / "warehouse"
-    files = {"warehouse": root / "warehouse.duckdb", "live": root / "live" / "warehouse.duckdb"}
+    files = {"warehouse": root / "warehouse.duckdb"}
+    files |= {name: root / name / "warehouse.duckdb" for name in ("live", "stream")}
     bundle = render({k: str(v) for k, v in files.items()})
     datasets = {c["uuid"]: (p.split("/")[1], c) for p, c in bundle.of_kind("datasets").items()}
     expected: dict[str, dict[str, bool]] = {}

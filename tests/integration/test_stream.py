@@ -3,12 +3,16 @@ counters and the order feed; duplicates, replays and bad messages never count.""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pytest
+import yaml
 from confluent_kafka import Producer
 
 from lakehouse.core.kafka import client_config, ensure_topic
@@ -18,6 +22,14 @@ from lakehouse.devstack.stream import online_store
 from streaming.online import OnlineStore
 from streaming.processor import StreamProcessor
 from tests.conftest import replace_settings
+from warehouse.stream_kpis import (
+    KEEP,
+    MINUTES,
+    publish_stream_kpis,
+    stream_path,
+    stream_warehouse,
+)
+from warehouse.superset.bundle import SPEC_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -150,11 +162,13 @@ def test_the_managed_processor_reflects_a_produced_event_within_a_second(
         assert stream.name == "stream" and stream.healthy and stream.started
         assert "stream" in {s.name for s in manager.status()}
         product = 900_000 + int(time.time()) % 1000
+        stamp = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        when = {"event_time": stamp.isoformat().replace("+00:00", "Z")}
         sent = time.monotonic()
         send(
             settings,
             settings.events_topic,
-            [orjson.dumps(event("product_view", product, 1, session_id="s-managed"))],
+            [orjson.dumps(event("product_view", product, 1, session_id="s-managed", **when))],
         )
         while time.monotonic() - sent < 10:
             if store.activity("s-managed", None)["session"]["view"]:
@@ -163,7 +177,51 @@ def test_the_managed_processor_reflects_a_produced_event_within_a_second(
         seen = time.monotonic() - sent
         assert store.activity("s-managed", None)["session"]["view"] == [product]
         assert seen < 1.0, f"reflected after {seen:.2f} s"
+
+        # beside it, the stream file the Real-time dashboard reads is republished with it
+        newest = None
+        while time.monotonic() - sent < 30 and (newest is None or newest < stamp):
+            time.sleep(0.2)
+            path = stream_path(settings.warehouse_path)
+            if path.exists():
+                with duckdb.connect(str(path), read_only=True) as con:
+                    newest = con.execute("SELECT newest_event_at FROM stream_refresh").fetchone()[0]
+        assert newest is not None and newest >= stamp, newest
     finally:
         [stopped] = manager.down(only=("stream",))
     assert stopped.detail.startswith("stopped pid")
     assert "stream" not in {s.name for s in manager.status()}
+
+
+def test_the_stream_file_publishes_the_store_s_counters(store: OnlineStore, tmp_path: Path) -> None:
+    now = time.time()
+    stamp = dt.datetime.fromtimestamp(int(now) - 1, dt.UTC)
+    when = {"event_time": stamp.isoformat().replace("+00:00", "Z"), "session_id": "s-file"}
+    store.apply(
+        [
+            event("product_view", 12, 1, **when),
+            event("purchase", 12, 2, quantity=2, price=10.0, order_id=9, city="Lahore", **when),
+        ]
+    )
+    first = publish_stream_kpis(store, tmp_path, now=now)
+    assert (first.events, first.newest_event_at) == (2, stamp)
+    seconds_behind = yaml.safe_load((SPEC_DIR / "datasets.yaml").read_text())["stream_refresh"][
+        "metrics"
+    ]["seconds_behind"]["sql"]
+    with duckdb.connect(str(first.path), read_only=True) as con:
+        minutes = con.execute(
+            "SELECT count(*), sum(events), sum(orders), sum(revenue), "
+            "sum(converted_sessions) / sum(active_sessions) FROM stream_kpi_minute"
+        ).fetchone()
+        orders = con.execute(
+            "SELECT order_id, product_id, amount, city FROM stream_orders"
+        ).fetchall()
+        behind = con.execute(f"SELECT {seconds_behind} FROM stream_refresh").fetchone()[0]
+    assert minutes == (MINUTES, 2, 1, 20, 1.0)
+    assert orders == [("9", "12", 20, "Lahore")]
+    assert 0 < behind < 60
+
+    for _ in range(KEEP + 1):
+        latest = publish_stream_kpis(store, tmp_path, now=now)
+    builds = stream_warehouse(tmp_path).builds()
+    assert len(builds) == KEEP and builds[-1].build_id == latest.build_id != first.build_id

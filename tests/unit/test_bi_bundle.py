@@ -1,5 +1,5 @@
 """The dashboards-as-code YAML renders into a consistent Superset bundle whose datasets read
-tables that exist: dbt models (the prepared manifest) or the live file's tables."""
+tables that exist: dbt models (the prepared manifest) or the live and stream files' tables."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
@@ -15,6 +16,8 @@ from warehouse.live import TABLES as LIVE_TABLES
 from warehouse.live import live_path
 from warehouse.marts import prepared_manifest
 from warehouse.publish import Warehouse
+from warehouse.stream_kpis import TABLES as STREAM_TABLES
+from warehouse.stream_kpis import ensure_stream_file, stream_path
 from warehouse.superset.bundle import (
     SPEC_DIR,
     BundleError,
@@ -24,7 +27,11 @@ from warehouse.superset.bundle import (
     tables_read,
 )
 
-URIS = {"warehouse": "duckdb:////w/warehouse.duckdb", "live": "duckdb:////w/live/warehouse.duckdb"}
+URIS = {
+    "warehouse": "duckdb:////w/warehouse.duckdb",
+    "live": "duckdb:////w/live/warehouse.duckdb",
+    "stream": "duckdb:////w/stream/warehouse.duckdb",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def test_seven_dashboards_with_charts_and_filters(bundle) -> None:
         assert sum(1 for c in charts if c.get("type") == "CHART") >= 4
         assert dashboard["metadata"]["native_filter_configuration"], dashboard["slug"]
     realtime = next(d for d in dashboards.values() if d["slug"] == "realtime")
-    assert realtime["metadata"]["refresh_frequency"] == 60
+    assert realtime["metadata"]["refresh_frequency"] == 5
 
 
 def test_every_chart_points_at_a_dataset_of_the_bundle(bundle) -> None:
@@ -69,6 +76,7 @@ def test_datasets_read_tables_that_the_builds_create() -> None:
     read = tables_read()
     assert read["warehouse"] and read["warehouse"] <= models
     assert read["live"] and read["live"] <= set(LIVE_TABLES)
+    assert read["stream"] and read["stream"] <= set(STREAM_TABLES)
     assert "mart_rfm_segment_movement" in read["warehouse"]  # named in a SQL dataset
 
 
@@ -148,3 +156,18 @@ def test_the_databases_read_the_files_the_builds_publish(tmp_path: Path) -> None
     uris = database_uris(settings.warehouse_path)
     assert uris["warehouse"] == f"duckdb:///{Warehouse(settings.warehouse_path).current}"
     assert uris["live"] == f"duckdb:///{live_path(settings.warehouse_path)}"
+    assert uris["stream"] == f"duckdb:///{stream_path(settings.warehouse_path)}"
+
+
+def test_an_empty_stream_file_is_published_before_the_processor_runs(tmp_path: Path) -> None:
+    """`bi up` needs the stream datasets' tables before any processor ran: empty, typed."""
+    path = ensure_stream_file(tmp_path)
+    assert path == stream_path(tmp_path) and ensure_stream_file(tmp_path) == path
+    with duckdb.connect(str(path), read_only=True) as con:
+        refresh = con.execute("SELECT newest_event_at, events_applied FROM stream_refresh")
+        assert refresh.fetchall() == [(None, 0)]
+        for table, columns in STREAM_TABLES.items():
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            assert rows == (table == "stream_refresh")
+            described = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            assert described == list(columns)

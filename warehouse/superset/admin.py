@@ -217,6 +217,10 @@ class Superset:
         if not self._done("initialized"):
             step("creating roles and permissions (superset init)", "superset", "init")
             self._mark("initialized")
+        # the stream processor publishes the stream file; its datasets need the tables before
+        from warehouse.stream_kpis import ensure_stream_file
+
+        ensure_stream_file(self.config.warehouse_path)
         state = self.config.home / "managed.json"
         out = step(
             "applying the dashboards-as-code bundle",

@@ -101,12 +101,12 @@ def main(out_dir: Path) -> None:
     """Screenshots of every dashboard of the embedded Superset (for the README)."""
     from lakehouse.core.settings import load_settings
     from warehouse.superset.admin import SupersetConfig, secrets_of
-    from warehouse.superset.bundle import render
+    from warehouse.superset.bundle import DATABASES, render
 
     config = SupersetConfig.from_settings(load_settings())
     _, credentials = secrets_of(config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    slugs = [d["slug"] for d in render({"warehouse": "", "live": ""}).dashboards]
+    slugs = [d["slug"] for d in render(dict.fromkeys(DATABASES, "")).dashboards]
     with logged_in(config.url, credentials.username, credentials.password) as p:
         for slug in slugs:
             seconds = open_dashboard(p, config.url, slug)

@@ -26,18 +26,21 @@ VERSION = "1.0.0"
 DATABASES = {
     "warehouse": "Warehouse (marts, nightly)",
     "live": "Live (real-time KPIs, data quality)",
+    "stream": "Stream (the online store's counters, seconds old)",
 }
 GRID_COLUMNS = 12
 TIME_GRAINS = {"minute": "PT1M", "hour": "PT1H", "day": "P1D", "week": "P1W", "month": "P1M"}
 
 
 def database_uris(warehouse_path: str | Path) -> dict[str, str]:
-    """The DuckDB files the databases read: the published warehouse (warehouse/publish.py) and
-    the live file (warehouse/live.py), both under WAREHOUSE_PATH."""
+    """The DuckDB files the databases read, all under WAREHOUSE_PATH: the published warehouse
+    (warehouse/publish.py), the live file (warehouse/live.py) and the stream file
+    (warehouse/stream_kpis.py)."""
     root = Path(warehouse_path).resolve()
     return {
         "warehouse": f"duckdb:///{root / 'warehouse.duckdb'}",
         "live": f"duckdb:///{root / 'live' / 'warehouse.duckdb'}",
+        "stream": f"duckdb:///{root / 'stream' / 'warehouse.duckdb'}",
     }
 
 

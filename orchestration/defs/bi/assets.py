@@ -56,9 +56,10 @@ def live_warehouse(
     kinds={"superset"},
     owners=["team:analytics"],
     deps=[live_warehouse, *_marts_read_by_dashboards()],
-    code_version=source_version("warehouse.superset"),
+    code_version=source_version("warehouse.superset", "warehouse.stream_kpis"),
     description="Superset's dashboards, datasets and saved queries applied from the YAML under "
-    "warehouse/superset/dashboards, over the published warehouse and the live file.",
+    "warehouse/superset/dashboards, over the published warehouse, the live file and the stream "
+    "file (published empty until the stream processor runs).",
 )
 def superset_dashboards(
     context: dg.AssetExecutionContext, superset: SupersetResource
