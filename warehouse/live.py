@@ -38,8 +38,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lakehouse.core.lake import Lake
-from warehouse.marts import build_lock
-from warehouse.publish import KEEP_BUILDS, Warehouse
+from warehouse.publish import KEEP_BUILDS, Build, Warehouse
 
 LIVE_DIR = "live"
 KPI_MINUTE_WINDOW = dt.timedelta(hours=48)
@@ -302,20 +301,15 @@ def refresh_live(lake: Lake, warehouse_path: Path) -> LiveRefresh:
     at a time (a second one waits for the lock, then reads the lake afresh)."""
     started = time.monotonic()
     warehouse = live_warehouse(warehouse_path)
-    # build_lock locks the directory it is given: the live file's own lock, so a refresh never
-    # waits for a nightly dbt build
-    with build_lock(warehouse.root):
-        build = warehouse.new_build()
-        sources = _Sources(lake)
-        try:
-            rows = _fill(build.path, build.build_id, sources)
-            warehouse.stamp(build, **{k: str(v) for k, v in sources.versions.items()})
-            warehouse.check(build, [*TABLES, "warehouse_build"])
-            warehouse.publish(warehouse.seal(build).build_id)
-        except BaseException:
-            warehouse.discard(build)
-            raise
-        warehouse.prune(keep=KEEP_BUILDS)
+    sources = _Sources(lake)  # tables are opened on first read: inside the lock, in `fill`
+    rows: dict[str, int] = {}
+
+    def fill(build: Build) -> dict[str, str]:
+        rows.update(_fill(build.path, build.build_id, sources))
+        return {k: str(v) for k, v in sources.versions.items()}
+
+    # the live directory has its own lock, so a refresh never waits for a nightly dbt build
+    build = warehouse.rebuild(fill, TABLES, keep=KEEP_BUILDS)
     return LiveRefresh(
         build_id=build.build_id,
         path=warehouse.current,

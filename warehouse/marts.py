@@ -3,7 +3,6 @@ what the Dagster marts asset (orchestration/defs/marts) wraps around its `dbt bu
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehouse.core.lake import Lake
-from warehouse.publish import Build, Warehouse, WarehouseError
+from warehouse.publish import Build, Warehouse, WarehouseError, build_lock
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 GOLD_SOURCES = "gold"  # the dbt source whose tables are the gold Delta tables
@@ -55,19 +54,6 @@ def incremental_tables(manifest: dict) -> list[tuple[str, str]]:
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model" and node["config"]["materialized"] == "incremental"
     ]
-
-
-@contextmanager
-def build_lock(root: Path) -> Iterator[None]:
-    """One build at a time per warehouse directory: the second waits (readers never do)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "build.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def built_tables(target: Path) -> list[str]:

@@ -22,7 +22,10 @@ which runs under the same lock, deletes it.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,19 @@ class Build:
 
 class WarehouseError(RuntimeError):
     """The warehouse cannot be built or published as asked."""
+
+
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """One build at a time per warehouse directory: the second waits (readers never do)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "build.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Warehouse:
@@ -164,3 +180,26 @@ class Warehouse:
                 self.discard(build)
                 removed.append(build.build_id)
         return removed
+
+    def rebuild(
+        self,
+        fill: Callable[[Build], dict[str, str]],
+        tables: Iterable[str],
+        keep: int = KEEP_BUILDS,
+    ) -> Build:
+        """One whole build under the lock: a new file, filled by `fill` (which returns the
+        facts to stamp), stamped, checked to hold `tables`, published, old builds pruned. If
+        anything fails, nothing is published and the build is deleted."""
+        with build_lock(self.root):
+            build = self.new_build()
+            try:
+                facts = fill(build)
+                self.stamp(build, **facts)
+                self.check(build, [*tables, "warehouse_build"])
+                build = self.seal(build)
+                self.publish(build.build_id)
+            except BaseException:
+                self.discard(build)
+                raise
+            self.prune(keep=keep)
+        return build

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from streaming.online import OnlineStore
-from warehouse.marts import build_lock
-from warehouse.publish import Warehouse
+from warehouse.publish import Build, Warehouse
 
 STREAM_DIR = "stream"
 MINUTES = 180  # three hours of minutes
@@ -96,18 +96,13 @@ def publish_stream_kpis(
     newest_ms = stats.get("newest_event_ms")
     newest = None if newest_ms is None else dt.datetime.fromtimestamp(newest_ms / 1000, dt.UTC)
     warehouse = stream_warehouse(warehouse_path)
-    with build_lock(warehouse.root):
-        build = warehouse.new_build()
-        try:
-            with duckdb.connect(str(build.path)) as con:
-                _fill(con, build.build_id, minutes, orders, newest, int(stats.get("applied", 0)))
-            warehouse.stamp(build)
-            warehouse.check(build, [*TABLES, "warehouse_build"])
-            warehouse.publish(warehouse.seal(build).build_id)
-        except BaseException:
-            warehouse.discard(build)
-            raise
-        warehouse.prune(keep=KEEP)
+
+    def fill(build: Build) -> dict[str, str]:
+        with duckdb.connect(str(build.path)) as con:
+            _fill(con, build.build_id, minutes, orders, newest, int(stats.get("applied", 0)))
+        return {}
+
+    build = warehouse.rebuild(fill, TABLES, keep=KEEP)
     return StreamRefresh(
         build_id=build.build_id,
         path=warehouse.current,
@@ -137,41 +132,20 @@ def _fill(
     for name, columns in TABLES.items():
         ddl = ", ".join(f'"{column}" {type_}' for column, type_ in columns.items())
         con.execute(f"CREATE TABLE {name} ({ddl})")
+    # the rows go in as one Arrow table each (executemany took 1.3 s for 230 rows)
     _insert(
         con,
         "stream_kpi_minute",
-        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
-        [
-            (
-                m["minute"],
-                m["events"],
-                m["product_views"],
-                m["add_to_carts"],
-                m["purchases"],
-                m["orders"],
-                m["revenue"],
-                m["active_sessions"],
-                m["converted_sessions"],
-                m["conversion"],
-            )
-            for m in minutes
-        ],
+        minutes,
+        """minute::TIMESTAMPTZ, events, product_views, add_to_carts, purchases, orders, revenue,
+           active_sessions, converted_sessions, conversion""",
     )
     _insert(
         con,
         "stream_orders",
-        "make_timestamptz(? * 1000), ?, ?, ?, ?, ?",
-        [
-            (
-                int(o["event_time"]),
-                o["order_id"],
-                o["customer_id"] or None,
-                o["product_id"],
-                o["amount"],
-                o["city"] or None,
-            )
-            for o in orders
-        ],
+        orders,
+        """make_timestamptz(event_time::BIGINT * 1000), order_id, nullif(customer_id, ''),
+           product_id, amount::DECIMAL(14,2), nullif(city, '')""",
     )
     con.execute(
         "INSERT INTO stream_refresh VALUES (?, ?, ?, ?)",
@@ -179,6 +153,12 @@ def _fill(
     )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, values: str, rows: list[tuple]) -> None:
-    if rows:  # executemany refuses an empty list
-        con.executemany(f"INSERT INTO {table} VALUES ({values})", rows)
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], select: str) -> None:
+    """INSERT INTO `table` SELECT `select` FROM the rows (dicts of the store's reads)."""
+    if not rows:
+        return
+    con.register("src", pa.Table.from_pylist(rows))
+    try:
+        con.execute(f"INSERT INTO {table} SELECT {select} FROM src")
+    finally:
+        con.unregister("src")

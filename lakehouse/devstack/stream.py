@@ -68,11 +68,13 @@ def publish_kpis_until(settings: Settings, store: OnlineStore, stop: threading.E
     full disk) is reported and retried, and never stops the processor."""
     complained = 0.0
     while True:
+        # a fixed cadence, however long a publish takes
+        due = time.monotonic() + settings.stream_kpi_seconds
         try:
             publish_stream_kpis(store, settings.warehouse_path)
         except (redis.RedisError, OSError, RuntimeError) as exc:
             if time.monotonic() - complained >= COMPLAIN_EVERY:
                 err.print(f"stream file not published (retrying): {exc}", highlight=False)
                 complained = time.monotonic()
-        if stop.wait(settings.stream_kpi_seconds):
+        if stop.wait(max(0.0, due - time.monotonic())):
             return
