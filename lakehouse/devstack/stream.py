@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 
-import redis
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from lakehouse.console import err
@@ -72,7 +71,7 @@ def publish_kpis_until(settings: Settings, store: OnlineStore, stop: threading.E
         due = time.monotonic() + settings.stream_kpi_seconds
         try:
             publish_stream_kpis(store, settings.warehouse_path)
-        except (redis.RedisError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed (Redis, disk, DuckDB), retry
             if time.monotonic() - complained >= COMPLAIN_EVERY:
                 err.print(f"stream file not published (retrying): {exc}", highlight=False)
                 complained = time.monotonic()
