@@ -7,6 +7,7 @@ Needs `./run demo` left running (the broker, Redis, the stream processor and Sup
 clickstream may run beside it). Each round produces one contract purchase event, stamped with
 the clock, with an order id of its own, then polls every 50 ms, at the same time:
 
+- the online store (the event's dedupe key in Redis: the stream processor applied it),
 - the stream file itself (DuckDB, read-only: what Superset's connection opens), and
 - Superset, through SQL Lab on the "Stream" database (the datasets are never cached),
 
@@ -23,6 +24,7 @@ import statistics
 import time
 
 import duckdb
+import redis
 import requests
 from event_to_kpi_latency import clickstream, master_data, positive
 
@@ -34,6 +36,11 @@ from warehouse.superset.admin import SupersetConfig, secrets_of
 from warehouse.superset.bundle import DATABASES
 
 POLL = 0.05
+STAGES = {
+    "redis": "the online store",
+    "file": "the stream file",
+    "superset": "Superset (SQL Lab)",
+}
 
 
 def superset_session(config: SupersetConfig) -> requests.Session:
@@ -78,11 +85,14 @@ def purchase(pool: tuple[list[dict], list[dict]], order_id: int) -> tuple[bytes,
 def run_round(settings, url, session, database_id, pool, timeout: float) -> dict:  # noqa: ANN001
     order_id = random.randrange(10**15, 10**16)
     key, event = purchase(pool, order_id)
+    store = redis.Redis.from_url(settings.online_store_url)
     produce(settings.kafka_bootstrap_servers, settings.events_topic, iter([(key, event, 0)]))
     acked = time.monotonic()
     sql = f"SELECT count(*) AS n FROM stream_orders WHERE order_id = '{order_id}'"
-    in_file = in_superset = None
-    while time.monotonic() - acked < timeout and None in (in_file, in_superset):
+    in_redis = in_file = in_superset = None
+    while time.monotonic() - acked < timeout and None in (in_redis, in_file, in_superset):
+        if in_redis is None and store.exists(f"ev:{event['event_id']}"):
+            in_redis = time.monotonic() - acked
         if in_file is None:
             with duckdb.connect(str(stream_path(settings.warehouse_path)), read_only=True) as con:
                 if con.execute(sql).fetchone()[0]:
@@ -97,7 +107,8 @@ def run_round(settings, url, session, database_id, pool, timeout: float) -> dict
             if answer.json()["data"][0]["n"]:
                 in_superset = time.monotonic() - acked
         time.sleep(POLL)
-    return {"file": in_file, "superset": in_superset}
+    store.close()
+    return {"redis": in_redis, "file": in_file, "superset": in_superset}
 
 
 def main() -> None:
@@ -120,7 +131,7 @@ def main() -> None:
         rounds.append(run_round(settings, config.url, session, database_id, pool, args.timeout))
         time.sleep(random.uniform(0.5, 2.5))  # land anywhere in the publishing cycle
     summary = {}
-    for name in ("file", "superset"):
+    for name in STAGES:
         seen = sorted(r[name] for r in rounds if r[name] is not None)
         summary[name] = {
             "seen": len(seen),
@@ -138,7 +149,7 @@ def main() -> None:
         return
     print(f"{args.rounds} rounds, stream file published every {settings.stream_kpi_seconds:g} s")
     print(f"{'acknowledged → visible in':<28}{'seen':>6}{'median s':>10}{'p95 s':>8}{'max s':>8}")
-    for name, label in (("file", "the stream file"), ("superset", "Superset (SQL Lab)")):
+    for name, label in STAGES.items():
         s = summary[name]
         row = [f"{s['seen']}/{args.rounds}", s["median"], s["p95"], s["max"]]
         print(
