@@ -37,6 +37,11 @@ def sessions_of(events: pd.DataFrame) -> list[npt.NDArray[np.int64]]:
     """Product sequences per session (columns session_id, event_time, product_id), ordered by
     the session's first event, consecutive repeats dropped; sessions of one product kept (they
     train, they cannot be tested)."""
+    return [products for _, products in keyed_sessions(events)]
+
+
+def keyed_sessions(events: pd.DataFrame) -> list[tuple[str, npt.NDArray[np.int64]]]:
+    """`sessions_of` with each session's id."""
     frame = events.dropna(subset=["product_id"]).sort_values(["session_id", "event_time"])
     products = frame["product_id"].to_numpy(np.int64)
     session = frame["session_id"].to_numpy()
@@ -46,7 +51,7 @@ def sessions_of(events: pd.DataFrame) -> list[npt.NDArray[np.int64]]:
     starts = frame.groupby("session_id", sort=False)["event_time"].transform("min")
     frame = frame.assign(start=starts).sort_values(["start", "session_id", "event_time"])
     groups = frame.groupby(["start", "session_id"], sort=False)["product_id"]
-    return [g.to_numpy(np.int64) for _, g in groups]
+    return [(session, g.to_numpy(np.int64)) for (_, session), g in groups]
 
 
 class SessionModel:

@@ -4,7 +4,8 @@ Pure functions over a loaded snapshot and the activity read from the online stor
 tested directly. The blend:
 
 - the batch list (the champion's, nightly) gives each of its products a score falling with its
-  rank;
+  rank, blended with the session's scores by the session's share (ml/blend.py: tuned on
+  held-out sessions and published with the session model, else 0.6);
 - the session adds what the session recommender (ml/session.py, the champion of the next-item
   evaluation) predicts from the session's products, or without one the neighbours of what was
   viewed (newer views weigh more); the cart adds its products' neighbours (twice a view) and
@@ -13,8 +14,8 @@ tested directly. The blend:
 - products in the cart or bought in the session are left out; anything missing is filled from
   what is trending in the customer's city, then nationally.
 
-Every item carries the reason of its largest contribution. The weights are fixed defaults, not
-yet tuned on held-out sessions (see docs/serving.md).
+Every item carries the reason of its largest contribution. The weights inside the session part
+(recency, cart, context) are fixed defaults (see docs/serving.md).
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ml.blend import SESSION_CANDIDATES, Scored, blend
 from serving.snapshot import Snapshot
 
-SESSION_WEIGHT = 0.6  # the session's share of the score once the session has activity
 RECENCY_DECAY = 0.8  # weight of the n-th most recent product: decay ** n
 CART_WEIGHT = 2.0
 CONTEXT_WEIGHT = 1.5
 NEIGHBOURS = 10  # per session product
-SESSION_CANDIDATES = 20  # from the session model
 METHODS = ("cf_cosine", "content")  # behaviour first; content for products without behaviour
 METHOD_WEIGHT = {"cf_cosine": 1.0, "content": 0.5}
 
@@ -46,18 +46,6 @@ class Activity:
     @property
     def empty(self) -> bool:
         return not (self.views or self.cart or self.bought)
-
-
-@dataclass
-class Scored:
-    score: float = 0.0
-    best: float = -1.0
-    reason: str = ""
-
-    def add(self, value: float, reason: str) -> None:
-        self.score += value
-        if value > self.best:
-            self.best, self.reason = value, reason
 
 
 def _name(snapshot: Snapshot, product_id: int) -> str:
@@ -142,25 +130,15 @@ def recommend(
     excluded = set(session.cart) | set(session.bought)
     if context_product_id is not None:
         excluded.add(context_product_id)
-    combined: dict[int, Scored] = {}
-
-    batch: dict[int, tuple[float, str]] = {}
+    batch: list[tuple[int, str]] = []
     if customer_id is not None:
         rows = snapshot.lists.rows(customer_id)
         products = snapshot.lists.values["product_id"][rows].tolist()
         reasons = snapshot.lists.values["reason"][rows].tolist()
-        for rank, (product, reason) in enumerate(zip(products, reasons, strict=True)):
-            batch[product] = (1.0 - rank / max(len(products), 1), str(reason))
+        batch = [(p, str(r)) for p, r in zip(products, reasons, strict=True)]
 
     session_scores = _session_scores(snapshot, session, context_product_id)
-    session_share = SESSION_WEIGHT if session_scores else 0.0
-    top = max((s.score for s in session_scores.values()), default=0.0) or 1.0
-    for product, scored in session_scores.items():
-        combined.setdefault(product, Scored()).add(
-            session_share * scored.score / top, scored.reason
-        )
-    for product, (value, reason) in batch.items():
-        combined.setdefault(product, Scored()).add((1 - session_share) * value, reason)
+    combined = blend(batch, session_scores, snapshot.session_share)
 
     ranked = sorted(
         (

@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lakehouse.core.lake import Lake
+from ml.blend import SESSION_SHARE
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
@@ -168,7 +169,11 @@ def _copy_session_model(lake: Lake, fs: pafs.FileSystem, folder: str) -> dict[st
         data = artefact.read()
     with fs.open_output_stream(f"{folder}/{SESSION_FILE}") as out:
         out.write(data)
-    return {"algorithm": record.params.get("algorithm"), "version": record.version}
+    return {
+        "algorithm": record.params.get("algorithm"),
+        "version": record.version,
+        "session_share": record.params.get("session_share"),  # tuned, when it could be
+    }
 
 
 def _write_text(fs: pafs.FileSystem, path: str, text: str) -> None:
@@ -248,6 +253,8 @@ class Snapshot:
     ) -> None:
         self.manifest = manifest
         self.session_model = session_model  # ml.session.SessionModel, or None
+        tuned = (manifest.get("session_model") or {}).get("session_share")
+        self.session_share: float = SESSION_SHARE if tuned is None else float(tuned)
         self.version: str = manifest["version"]
         self.created_at = dt.datetime.fromisoformat(manifest["created_at"])
         self.lists = Grouped.of(parts["customer_lists"], "customer_id", "rank")

@@ -17,12 +17,17 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
 from lakehouse.core.lake import Lake
-from ml.session import K, evaluate_next_item, models, sessions_of
+from ml.blend import SESSION_CANDIDATES, ShareScores, best_share, points_of, score_shares
+from ml.blend import K as BLEND_K
+from ml.session import K, Popular, evaluate_next_item, keyed_sessions, models, sessions_of
 from spark_jobs.training import NotEnoughData, Report, Tables, params_of, registry
 
 HISTORY_DAYS = 60  # bounds what is read: sessions older than this say little about tomorrow's
@@ -38,16 +43,27 @@ def load_session_events(tables: Tables) -> pd.DataFrame:
     newest = pc.max(events.to_table(columns=["event_date"])["event_date"]).as_py()
     if newest is None:
         raise NotEnoughData(f"{EVENTS} is empty: nothing to learn sessions from")
-    since = newest - dt.timedelta(days=HISTORY_DAYS)
+    return product_events(tables, since=newest - dt.timedelta(days=HISTORY_DAYS))
+
+
+def product_events(
+    tables: Tables,
+    since: dt.date,
+    until: dt.date | None = None,
+    columns: tuple[str, ...] = ("session_id", "event_time", "product_id"),
+) -> pd.DataFrame:
+    """Product events of the days from `since` up to `until` (both included; no end: all)."""
     where = (pc.field("event_date") >= since) & pc.field("product_id").is_valid()
-    table = events.to_table(columns=["session_id", "event_time", "product_id"], filter=where)
-    return table.to_pandas()
+    if until is not None:
+        where &= pc.field("event_date") <= until
+    events = tables.require(EVENTS).to_pyarrow_dataset()
+    return events.to_table(columns=list(columns), filter=where).to_pandas()
 
 
 def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _: None) -> Report:
     tables = Tables(lake)
     started = time.monotonic()
-    inputs = tables.versions(EVENTS)
+    inputs = tables.versions(EVENTS, BACKTESTS)
     events = load_session_events(tables)
     first = events.groupby("session_id")["event_time"].transform("min")
     end = events["event_time"].max()
@@ -75,12 +91,15 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
         test_score = evaluate_next_item(model.fit(train + validation), test)
         scores[model.name] = (model, validation_score, test_score)
     champion = max(scores, key=lambda name: scores[name][1].hr)
+    progress(f"session share of the live blend: {champion} against the batch lists")
+    blend = tune_blend(tables, champion)
     model = scores[champion][0].fit(train + validation + test)
     test_score = scores[champion][2]
+    tuned = {"session_share": blend.share} if blend else {}
     saved = registry(lake).save(
         MODEL_NAME,
         model,
-        params={"algorithm": champion, **params_of(model)},
+        params={"algorithm": champion, **params_of(model), **tuned},
         metrics={"hr@20": test_score.hr, "mrr@20": test_score.mrr},
         inputs=inputs,
         extra={"run_id": report.run_id, "champion_metric": CHAMPION_METRIC},
@@ -121,10 +140,144 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
                     }
                 )
             report.evaluations.append(
-                {"model": name, "split": split, f"hr@{K}": score.hr, f"mrr@{K}": score.mrr}
+                {
+                    "task": "next_item",
+                    "model": name,
+                    "split": split,
+                    f"hr@{K}": score.hr,
+                    f"mrr@{K}": score.mrr,
+                }
             )
+    if blend is None:
+        report.windows["session_share"] = f"not tuned: no {BACKTESTS} (train the recommenders)"
+    else:
+        report.windows["session_share"] = blend.share
+        report.windows["blend"] = blend.windows
+        rows += blend.rows({**run, "task": "session_blend", "population": "customer_sessions"})
+        report.evaluations += blend.evaluations
     report.tables["gold.model_evaluations"] = tables.write(
         "gold.model_evaluations", pd.DataFrame(rows), append=True
     )
     report.seconds["session_models"] = time.monotonic() - started
     return report
+
+
+# -- the live blend's session share (ml/blend.py) -----------------------------------------------
+
+BACKTESTS = "gold.recommendation_backtests"
+BLEND_SESSIONS = 3_000  # known customers' sessions replayed per window (seeded sample)
+
+
+@dataclass
+class BlendTuning:
+    share: float
+    scores: dict[str, ShareScores]  # validation, test
+    baseline: dict[str, ShareScores]  # popularity of the sessions before the window
+    as_of: dict[str, dt.date]
+    windows: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def evaluations(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "task": "session_blend",
+                "model": name,
+                "split": split,
+                f"hr@{BLEND_K}": hr,
+                f"mrr@{BLEND_K}": mrr,
+            }
+            for split, name, _, hr, mrr in self._scored()
+        ]
+
+    def rows(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        """gold.model_evaluations rows: every share (0 = the batch list alone, 1 = the session
+        model alone) and the popularity baseline, on both windows."""
+        out = []
+        for split, name, share, hr, mrr in self._scored():
+            for metric, value in ((f"hr@{BLEND_K}", hr), (f"mrr@{BLEND_K}", mrr)):
+                out.append(
+                    {
+                        **run,
+                        "champion_metric": f"hr@{BLEND_K}",
+                        "target": "next",
+                        "test_days": (self.as_of["test"] - self.as_of["validation"]).days,
+                        "train_end": self.as_of[split],
+                        "split": split,
+                        "model": name,
+                        "model_version": None,
+                        "is_champion": share == self.share,
+                        "metric": metric,
+                        "value": float(value),
+                        "params": json.dumps({"session_share": share}),
+                    }
+                )
+        return out
+
+    def _scored(self) -> list[tuple[str, str, float | None, float, float]]:
+        found = []
+        for split, scores in self.scores.items():
+            for share in scores.hr:
+                found.append((split, share_name(share), share, scores.hr[share], scores.mrr[share]))
+            popular = self.baseline[split]
+            found.append((split, "popularity", None, popular.hr[1.0], popular.mrr[1.0]))
+        return found
+
+
+def share_name(share: float) -> str:
+    if share == 0.0:
+        return "batch_list"
+    return "session_model" if share == 1.0 else f"blend_{share:.1f}"
+
+
+def tune_blend(tables: Tables, algorithm: str, seed: int = 0) -> BlendTuning | None:
+    """The session share chosen on the recommenders' validation window and scored on their test
+    window, each with the champion's lists as of the window's start and the session model
+    `algorithm` refitted on the HISTORY_DAYS of sessions before it. None without backtests."""
+    backtests = tables.lake.open(BACKTESTS)
+    if backtests is None:
+        return None
+    lists_table = backtests.to_pyarrow_table(
+        columns=["split", "as_of", "customer_id", "rank", "product_id"]
+    ).to_pandas()
+    as_of = lists_table.groupby("split")["as_of"].first().to_dict()
+    if not {"validation", "test"} <= as_of.keys():
+        return None
+    ends = {"validation": as_of["test"], "test": None}
+    scores, baseline, windows = {}, {}, {}
+    for split in ("validation", "test"):
+        start = as_of[split]
+        fit = product_events(tables, since=start - dt.timedelta(days=HISTORY_DAYS), until=start)
+        model = next(m for m in models() if m.name == algorithm).fit(sessions_of(fit))
+        popular = Popular().fit(sessions_of(fit))
+        del fit
+        columns = ("session_id", "customer_id", "event_time", "product_id")
+        window = product_events(
+            tables, since=start + dt.timedelta(days=1), until=ends[split], columns=columns
+        )
+        owners = window.dropna(subset=["customer_id"]).groupby("session_id")["customer_id"].first()
+        of_split = lists_table[lists_table["split"] == split].sort_values(["customer_id", "rank"])
+        lists = {
+            int(c): g.to_numpy(np.int64) for c, g in of_split.groupby("customer_id")["product_id"]
+        }
+        sessions = [
+            (int(owners[sid]), products)
+            for sid, products in keyed_sessions(window)
+            if sid in owners.index and int(owners[sid]) in lists
+        ]
+        points = points_of(sessions, BLEND_SESSIONS, seed)
+
+        def session_part(prefix: list[int], model=model) -> list[tuple[int, float]]:  # noqa: ANN001
+            return model.recommend(prefix, SESSION_CANDIDATES)
+
+        scores[split] = score_shares(points, lists, session_part)
+        baseline[split] = score_shares(
+            points, {}, lambda prefix, p=popular: p.recommend(prefix, BLEND_K), shares=(1.0,)
+        )
+        windows[split] = {
+            "as_of": str(start),
+            "until": str(ends[split]) if ends[split] else "newest",
+            "sessions": min(sum(len(p) > 1 for _, p in sessions), BLEND_SESSIONS),
+            "predictions": len(points),
+        }
+    share = best_share(scores["validation"])
+    return BlendTuning(share, scores, baseline, as_of, windows)

@@ -624,11 +624,15 @@ def train_recommenders(
         generated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
         as_of=w.data_end,
     )
+    backtests = backtest_lists(splits, champion, k, catalogue, daily)
     report.seconds["recommend"] = time.monotonic() - started
 
     # written last, together: a failure above leaves the previous run's tables as they were
     report.tables["gold.customer_recommendations"] = tables.write(
         "gold.customer_recommendations", recs
+    )
+    report.tables["gold.recommendation_backtests"] = tables.write(
+        "gold.recommendation_backtests", backtests
     )
     report.tables["gold.model_evaluations"] = tables.write(
         "gold.model_evaluations", pd.DataFrame(rows), append=True
@@ -678,6 +682,25 @@ def published_lists(
     if champion == "buy_again":
         out.loc[~popular, "reason"] = _bought_reasons(out[~popular], daily)
     return out
+
+
+def backtest_lists(
+    splits: list[Split],
+    champion: str,
+    k: int,
+    catalogue: Catalogue,
+    daily: pd.DataFrame,
+) -> pd.DataFrame:
+    """What the champion would have published at the start of each evaluation window, for the
+    customers active in it: the honest batch lists to tune the live blend on (ml/blend.py)."""
+    days = pd.to_datetime(daily["interaction_date"])
+    frames = []
+    for s in splits:
+        active = daily.loc[days > pd.Timestamp(s.fit_end), "customer_id"].unique()
+        customers = np.sort(active.astype(np.int64))
+        lists = published_lists(s, champion, customers, k, catalogue, daily)
+        frames.append(lists.assign(split=s.name, as_of=s.fit_end, model=champion))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _bought_reasons(rows: pd.DataFrame, daily: pd.DataFrame) -> pd.Series:

@@ -27,7 +27,7 @@ def delta_metadata(table: Any, uri: str, preview_rows: int = 5) -> dict[str, Any
 def markdown_table(rows: list[dict[str, Any]], max_width: int = 60) -> str:
     if not rows:
         return "_(empty)_"
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(c for row in rows for c in row))  # rows may differ in keys
 
     def cell(value: Any) -> str:
         text = "" if value is None else str(value)
@@ -35,7 +35,7 @@ def markdown_table(rows: list[dict[str, Any]], max_width: int = 60) -> str:
         return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from ml.interactions import Interactions
 from ml.recommenders import association_rules, item_similarity
 from ml.recommenders.neighbourhood import neighbours_frame
 from ml.registry import ModelRegistry
+from serving.snapshot import load_snapshot
 from tests.conftest import World, cli_json, isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
@@ -296,3 +297,29 @@ def test_the_ml_group_materialises_in_dagster(world: World) -> None:
     assert "churn" in scores.asset_materialization.metadata["evaluation"].value
     # customer_models ran after recommenders and recorded its append to the shared log table
     assert log.run_id == scores.run_id and log.timestamp >= recs.timestamp
+
+
+def test_the_live_blend_share_is_tuned_on_lists_as_of_each_window(world: World) -> None:
+    """The session share is chosen on the recommenders' validation window and scored on their
+    test window, with the champion's lists as they would have been published before each."""
+    materialized = world.runs["training"].materialized["ml.session_recommender"]
+    report = materialized["training_report"]
+    backtests = gold(world, "recommendation_backtests")
+    as_of = backtests.groupby("split")["as_of"].first()
+    assert set(as_of.index) == {"validation", "test"} and as_of["validation"] < as_of["test"]
+    assert (backtests.groupby(["split", "customer_id"])["rank"].max() <= 10).all()
+    stored = gold(world, "model_evaluations")
+    blend = stored[(stored["run_id"] == report["run_id"]) & (stored["task"] == "session_blend")]
+    assert set(blend["split"]) == {"validation", "test"}
+    assert {"batch_list", "session_model", "popularity", "blend_0.5"} <= set(blend["model"])
+    assert set(blend["train_end"].astype(str)) == {str(d) for d in as_of}
+    windows = report["windows"]["blend"]
+    assert windows["validation"]["predictions"] > 0 and windows["test"]["predictions"] > 0
+    # the share chosen on validation is the champion row, and what the API blends with
+    champion = blend[blend["is_champion"]]
+    assert set(champion["split"]) == {"validation", "test"}
+    share = json.loads(champion["params"].iloc[0])["session_share"]
+    assert share == report["windows"]["session_share"] == materialized["session_share"]
+    registry = ModelRegistry(str(world.root / "lake" / "models"))
+    assert registry.get("session_recommender").params["session_share"] == share
+    assert load_snapshot(world.settings.lake).session_share == share

@@ -148,3 +148,20 @@ def test_with_a_session_model_the_session_part_is_its_prediction() -> None:
 def test_similar_products_prefer_behaviour_then_content(snapshot: Snapshot) -> None:
     assert ids(similar_products(snapshot, 5, 5)) == [6, 4]
     assert ids(similar_products(snapshot, 6, 5)) == [8]  # content only
+
+
+def test_the_published_session_share_sets_the_blend() -> None:
+    """Customer 7 views product 5 (neighbours 6 and 4): with a share of 0 the batch list is
+    served as it is; with a share of 1 the session's products lead."""
+    model = {"session_model": {"algorithm": "rules", "version": "v1"}}
+
+    def served(share: float | None) -> list[int]:
+        manifest = {**MANIFEST, **model}
+        manifest["session_model"] = {**model["session_model"], "session_share": share}
+        tuned = Snapshot(manifest, parts())
+        items, _ = recommend(tuned, 7, Activity(views=[5]), k=3)
+        return ids(items)
+
+    assert Snapshot(MANIFEST, parts()).session_share == 0.6  # nothing tuned: the default
+    assert served(0.0) == [1, 2, 3]
+    assert served(1.0)[:2] == [6, 4]

@@ -31,6 +31,12 @@ RECOMMENDER_OUTPUTS = {
         "list, then the popular products of the last 28 days, with score, rank and a reason.",
         {"lightgbm", "implicit", "sklearn", "delta"},
     ),
+    "gold.recommendation_backtests": (
+        "The champion's lists as the validation and test fits would have published them (as "
+        "of each window's start), for the customers active after it: the honest batch lists "
+        "the live blend's session share is tuned on (ml/session_recommender).",
+        {"delta"},
+    ),
     "gold.model_evaluations": (
         "Offline evaluation of every model per training run (long format: one row per metric), "
         "with model version, parameters, training-input Delta versions and the champion flag.",
@@ -199,14 +205,16 @@ def customer_models(
     group_name="ml",
     kinds={"scipy"},
     owners=["team:data-science"],
-    deps=[key("gold.fact_events")],
-    code_version=source_version("ml.session", "spark_jobs.session_training"),
+    deps=[key("gold.fact_events"), key("gold.recommendation_backtests")],
+    code_version=source_version("ml.session", "ml.blend", "spark_jobs.session_training"),
     retry_policy=TRANSIENT_RETRY,
     description="Next-item models of live sessions (popularity, association rules, item-kNN, "
     "V-SKNN) on a time split of the newest sessions: the champion by HR@20 on the validation "
     "window, reported on the test window after it, refitted on every session and versioned as "
-    "`session_recommender` in the registry (the API's session part). Appends to "
-    "gold.model_evaluations (task next_item).",
+    "`session_recommender` in the registry (the API's session part). With it, the live blend's "
+    "session share, chosen on the recommenders' validation window (their backtest lists, the "
+    "model refitted before the window) and scored on their test window. Appends to "
+    "gold.model_evaluations (tasks next_item and session_blend).",
 )
 def session_recommender(context: dg.AssetExecutionContext, lake: LakeResource):
     from spark_jobs.session_training import train_session_models
@@ -228,6 +236,7 @@ def session_recommender(context: dg.AssetExecutionContext, lake: LakeResource):
         metadata={
             "champion": report.champion,
             "champion_version": report.champion_version,
+            "session_share": report.windows["session_share"],
             "windows": report.windows,
             "evaluation": dg.MetadataValue.md(markdown_table(table)),
             "training_report": dg.MetadataValue.json(_plain(report.to_dict())),
