@@ -58,12 +58,15 @@ def blend(
     return combined
 
 
-def ranked(scores: Mapping[int, Scored], k: int) -> list[int]:
-    """The top k products with a positive score (ties: the lower product id first)."""
+def ranked(scores: Mapping[int, Scored], k: int, fill: Sequence[int] = ()) -> list[int]:
+    """The top k products with a positive score (ties: the lower product id first), then
+    `fill` (the batch list: with a share of 1 it scores nothing, yet it still beats trending
+    products for the slots the session leaves)."""
     best = sorted(
         ((p, s) for p, s in scores.items() if s.score > 0), key=lambda i: (-i[1].score, i[0])
     )
-    return [p for p, _ in best[:k]]
+    found = [p for p, _ in best[:k]]
+    return [*found, *(p for p in fill if p not in found)][:k]
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def score_shares(
         batch = [(p, "") for p in lists.get(point.customer_id, ())]
         found = {p: Scored(v) for p, v in session(list(point.prefix))}
         for share in shares:
-            top = ranked(blend(batch, found, share), k)
+            top = ranked(blend(batch, found, share), k, fill=[p for p, _ in batch])
             if point.target in top:
                 hits[share] += 1
                 reciprocal[share] += 1.0 / (top.index(point.target) + 1)

@@ -12,7 +12,7 @@ tested directly. The blend:
   what is bought together with them; the product on screen (`context_product_id`) adds its
   neighbours and what is bought with it;
 - products in the cart or bought in the session are left out; anything missing is filled from
-  what is trending in the customer's city, then nationally.
+  the rest of the batch list, then what is trending in the customer's city, then nationally.
 
 Every item carries the reason of its largest contribution. The weights inside the session part
 (recency, cart, context) are fixed defaults (see docs/serving.md).
@@ -152,14 +152,17 @@ def recommend(
     strategy = "+".join(
         name for name, used in (("personal", batch), ("session", session_scores)) if used
     )
-    if len(items) < k:
-        have = {i["product_id"] for i in items} | excluded
-        where = f"in {city}" if city else "nationally"
-        for product in snapshot.popular(city):
-            if len(items) >= k:
-                break
-            if product not in have:
-                items.append({"product_id": product, "score": 0.0, "reason": f"trending {where}"})
+    # slots left: the rest of the batch list (scored 0 when the session takes the whole
+    # share), then what is trending
+    have = {i["product_id"] for i in items} | excluded
+    where = f"in {city}" if city else "nationally"
+    fill = [*batch, *((p, f"trending {where}") for p in snapshot.popular(city))]
+    for product, reason in fill:
+        if len(items) >= k:
+            break
+        if product not in have and product in snapshot.products:
+            items.append({"product_id": product, "score": 0.0, "reason": reason})
+            have.add(product)
     return items[:k], strategy or "popular"
 
 

@@ -28,7 +28,14 @@ from lakehouse.core.lake import Lake
 from ml.blend import SESSION_CANDIDATES, ShareScores, best_share, points_of, score_shares
 from ml.blend import K as BLEND_K
 from ml.session import K, Popular, evaluate_next_item, keyed_sessions, models, sessions_of
-from spark_jobs.training import NotEnoughData, Report, Tables, params_of, registry
+from spark_jobs.training import (
+    NotEnoughData,
+    Report,
+    Tables,
+    params_of,
+    registry,
+    registry_frame,
+)
 
 HISTORY_DAYS = 60  # bounds what is read: sessions older than this say little about tomorrow's
 WINDOW_DAYS = 7
@@ -96,7 +103,8 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
     model = scores[champion][0].fit(train + validation + test)
     test_score = scores[champion][2]
     tuned = {"session_share": blend.share} if blend else {}
-    saved = registry(lake).save(
+    stored = registry(lake)
+    saved = stored.save(
         MODEL_NAME,
         model,
         params={"algorithm": champion, **params_of(model), **tuned},
@@ -157,6 +165,10 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
         report.evaluations += blend.evaluations
     report.tables["gold.model_evaluations"] = tables.write(
         "gold.model_evaluations", pd.DataFrame(rows), append=True
+    )
+    # the session model is saved after the recommenders listed the registry: list it again
+    report.tables["gold.model_registry"] = tables.write(
+        "gold.model_registry", registry_frame(stored)
     )
     report.seconds["session_models"] = time.monotonic() - started
     return report
@@ -242,7 +254,10 @@ def tune_blend(tables: Tables, algorithm: str, seed: int = 0) -> BlendTuning | N
     as_of = lists_table.groupby("split")["as_of"].first().to_dict()
     if not {"validation", "test"} <= as_of.keys():
         return None
-    ends = {"validation": as_of["test"], "test": None}
+    # the windows are as long as each other and end where the recommenders' did (a live
+    # stream past the newest purchase is left out, like theirs)
+    days = as_of["test"] - as_of["validation"]
+    ends = {"validation": as_of["test"], "test": as_of["test"] + days}
     scores, baseline, windows = {}, {}, {}
     for split in ("validation", "test"):
         start = as_of[split]
@@ -275,7 +290,7 @@ def tune_blend(tables: Tables, algorithm: str, seed: int = 0) -> BlendTuning | N
         )
         windows[split] = {
             "as_of": str(start),
-            "until": str(ends[split]) if ends[split] else "newest",
+            "until": str(ends[split]),
             "sessions": min(sum(len(p) > 1 for _, p in sessions), BLEND_SESSIONS),
             "predictions": len(points),
         }

@@ -43,20 +43,26 @@ def test_points_are_every_prefix_of_the_sampled_sessions() -> None:
 
 
 def test_scores_favour_the_share_that_predicts_the_next_product() -> None:
-    """Customer 7's list holds the products they go on to; customer 8's does not, but the
-    session model predicts theirs: each extreme wins half, a blend wins both at k=2."""
+    """Customer 7 goes on to the top of their list, customer 8 to what the session model
+    predicts first: each extreme wins one, a blend wins both at k=2."""
     points = [Point(7, (10,), 1), Point(8, (20,), 21)]
-    lists = {7: [1, 2], 8: [3, 4]}
+    lists = {7: [1, 2, 3], 8: [3, 4, 5]}
 
     def session(prefix: list[int]) -> list[tuple[int, float]]:
-        return [(prefix[-1] + 1, 1.0)]
+        return [(prefix[-1] + 1, 1.0), (prefix[-1] + 2, 0.5)]
 
     scores = score_shares(points, lists, session, shares=(0.0, 0.5, 1.0), k=2)
     assert scores.hr == {0.0: 0.5, 0.5: 1.0, 1.0: 0.5}
-    assert scores.mrr[0.5] == 0.75  # 1 first for customer 7 (batch 0.5 vs 0.5: lower id)
+    assert scores.mrr[0.5] == 0.75  # 1 first for customer 7 (0.5 each: the lower id), 21 second
     assert best_share(scores) == 0.5
 
 
 def test_ties_stay_near_the_default() -> None:
     scores = ShareScores(hr={0.0: 0.2, 0.5: 0.2, 1.0: 0.2}, mrr={0.0: 0.1, 0.5: 0.1, 1.0: 0.1})
     assert best_share(scores) == min(scores.hr, key=lambda s: abs(s - SESSION_SHARE))
+
+
+def test_the_batch_list_fills_the_slots_the_session_leaves() -> None:
+    scores = blend([(1, ""), (2, "")], {5: Scored(1.0, 1.0, "")}, 1.0)
+    assert ranked(scores, 3, fill=[1, 2]) == [5, 1, 2]
+    assert ranked(scores, 3, fill=[5, 1]) == [5, 1]  # nothing twice

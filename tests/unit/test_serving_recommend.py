@@ -164,4 +164,4 @@ def test_the_published_session_share_sets_the_blend() -> None:
 
     assert Snapshot(MANIFEST, parts()).session_share == 0.6  # nothing tuned: the default
     assert served(0.0) == [1, 2, 3]
-    assert served(1.0)[:2] == [6, 4]
+    assert served(1.0) == [6, 4, 1]  # the session first, then the batch list fills

@@ -47,6 +47,9 @@ RECOMMENDER_OUTPUTS = {
         {"delta"},
     ),
 }
+# the three trainers rewrite gold.model_registry (and append to gold.model_evaluations): one at a
+# time, so no Delta commit of one overwrites another's
+MODEL_LOG_POOL = "lake:gold.model_registry"
 # what `lakehouse ml train --part recommenders` builds before the recommenders: the Spark steps
 # of the group (training data and product tables)
 RECOMMENDER_STEP_TABLES = tuple(t.name for s in STEPS if s.group == "ml" for t in s.tables)
@@ -112,6 +115,7 @@ def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, d
     name="recommenders",
     can_subset=False,
     retry_policy=TRANSIENT_RETRY,
+    pool=MODEL_LOG_POOL,
 )
 def recommenders(
     context: dg.AssetExecutionContext,
@@ -164,6 +168,7 @@ def recommenders(
 @dg.multi_asset(
     specs=_specs(CUSTOMER_OUTPUTS, CUSTOMER_MODEL_INPUTS),
     name="customer_models",
+    pool=MODEL_LOG_POOL,
     can_subset=False,
     retry_policy=TRANSIENT_RETRY,
 )
@@ -208,6 +213,7 @@ def customer_models(
     deps=[key("gold.fact_events"), key("gold.recommendation_backtests")],
     code_version=source_version("ml.session", "ml.blend", "spark_jobs.session_training"),
     retry_policy=TRANSIENT_RETRY,
+    pool=MODEL_LOG_POOL,
     description="Next-item models of live sessions (popularity, association rules, item-kNN, "
     "V-SKNN) on a time split of the newest sessions: the champion by HR@20 on the validation "
     "window, reported on the test window after it, refitted on every session and versioned as "
