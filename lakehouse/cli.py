@@ -491,6 +491,13 @@ def ml_publish_command(as_json: JsonOption = False) -> None:
     data.ml_publish(_settings(), as_json)
 
 
+@ml_app.command("experiments")
+def ml_experiments_command(as_json: JsonOption = False) -> None:
+    """Check the A/B experiments declared in EXPERIMENTS_DIR (one YAML each) and list them;
+    exit 2 naming the file and the field when one is wrong (docs/experiments.md)."""
+    data.ml_experiments(_settings(), as_json)
+
+
 @bi_app.command("refresh")
 def bi_refresh(as_json: JsonOption = False) -> None:
     """Rebuild the live file (real-time KPIs, data quality) the dashboards read from the Delta

@@ -291,6 +291,33 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
         console.print_trained(reports, settings.ml_champion_metric)
 
 
+def ml_experiments(settings: Settings, as_json: bool) -> None:
+    from ml.experiments import ExperimentError, load_experiments
+
+    folder = Path(settings.experiments_dir)
+    if not folder.is_dir():
+        fail(f"EXPERIMENTS_DIR {folder} is not a folder", code=2)
+    try:
+        specs = load_experiments(folder)
+    except ExperimentError as exc:
+        fail(str(exc), code=2)
+    if as_json:
+        print_json([spec.model_dump(mode="json") for spec in specs])
+        return
+    if not specs:
+        out.print(f"no experiments in {folder}", highlight=False)
+    for spec in specs:
+        split = ", ".join(f"{v.name} {v.weight:.0%} ({v.recommender})" for v in spec.variants)
+        guards = ", ".join(spec.guardrails) or "none"
+        stop = spec.stop.isoformat() if spec.stop else "open"
+        out.print(
+            f"{spec.name}: {split}; control {spec.control}; by {spec.unit}; "
+            f"{spec.primary_metric} at {spec.alpha} (guardrails: {guards}); at least "
+            f"{spec.minimum_sample:,} units per variant; {spec.start.isoformat()} .. {stop}",
+            highlight=False,
+        )
+
+
 def ml_publish(settings: Settings, as_json: bool) -> None:
     outcome = console.run(settings, [key(SNAPSHOT)], "publishing", quiet=as_json)
     manifest = outcome.materialized[SNAPSHOT]["manifest"]

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         description="SUPERSET_DASHBOARDS_DIR: the dashboards-as-code YAML `lakehouse bi up` "
         "applies.",
     )
+    experiments_dir: Path = Field(
+        default=PROJECT_ROOT / "experiments",
+        validation_alias=_env("EXPERIMENTS_DIR"),
+        description="EXPERIMENTS_DIR: the A/B experiments as code (one YAML per experiment; "
+        "`lakehouse ml experiments` checks them).",
+    )
     superset_venv: Path = Field(
         default=PROJECT_ROOT / ".venv-superset",
         validation_alias=_env("LAKEHOUSE_SUPERSET_VENV"),

@@ -20,3 +20,20 @@ def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
     result = run_cli_process("transform", env=env)
     assert result.returncode == 2
     assert "SPARK_REMOTE" in result.stderr and "sc://" in result.stderr
+
+
+def test_experiments_are_checked_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    listed = run_cli_process("ml", "experiments", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "ranker_vs_popularity: popularity 50% (popularity), champion 50%" in listed.stdout
+    bad = tmp_path / "experiments"
+    bad.mkdir()
+    (bad / "skewed.yaml").write_text(
+        "name: skewed\ncontrol: a\nstart: 2026-12-01\nvariants:\n"
+        "  - {name: a, weight: 0.7, recommender: popularity}\n"
+        "  - {name: b, weight: 0.7, recommender: champion}\n"
+    )
+    failed = run_cli_process("ml", "experiments", env={**env, "EXPERIMENTS_DIR": str(bad)})
+    assert failed.returncode == 2
+    assert "skewed.yaml" in failed.stderr and "sum to 1.4" in failed.stderr
