@@ -39,11 +39,21 @@ Metric = Literal["ctr", "add_to_cart_rate", "conversion", "revenue_per_unit"]
 RATES: tuple[str, ...] = ("ctr", "add_to_cart_rate", "conversion")
 
 
+Recommender = Literal["champion", "batch_list", "popularity"]
+
+
 class Variant(BaseModel):
+    """What one share of the units is served: `champion` (the batch list blended with the live
+    session), `batch_list` (the batch list alone) or `popularity` (what is trending)."""
+
+    model_config = {"extra": "forbid"}
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     weight: float = Field(gt=0, le=1, description="share of the units")
-    recommender: str = Field(description="what the API serves to the variant's units")
-    params: dict[str, float | int | str] = Field(default_factory=dict)
+    recommender: Recommender
+    session_share: float | None = Field(
+        None, ge=0, le=1, description="the champion's session share (default: the tuned one)"
+    )
 
 
 class ExperimentSpec(BaseModel):
@@ -53,6 +63,7 @@ class ExperimentSpec(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")
     description: str = ""
+    enabled: bool = Field(True, description="false: declared and checked, never served")
     variants: list[Variant] = Field(min_length=2)
     control: str
     unit: Literal["customer", "session"] = "session"
@@ -64,8 +75,15 @@ class ExperimentSpec(BaseModel):
     expected_lift: float = Field(
         0.1, gt=0, le=10, description="the relative lift the sequential test detects fastest"
     )
-    start: dt.datetime
+    start: dt.datetime = Field(description="UTC when no zone is given")
     stop: dt.datetime | None = None
+
+    @field_validator("start", "stop")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
 
     @field_validator("variants")
     @classmethod
@@ -114,7 +132,33 @@ def load_experiments(folder: Path) -> list[ExperimentSpec]:
         if spec.name != path.stem:
             raise ExperimentError(f"{path}: name {spec.name!r} differs from the file name")
         specs.append(spec)
+    enabled = [s for s in specs if s.enabled]
+    for i, one in enumerate(enabled):
+        for other in enabled[i + 1 :]:
+            if _overlap(one, other):
+                raise ExperimentError(
+                    f"{folder}: experiments {one.name} and {other.name} run at the same time; "
+                    "the recommendations take one experiment at a time (set a stop)"
+                )
     return specs
+
+
+def _overlap(a: ExperimentSpec, b: ExperimentSpec) -> bool:
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return a.start < (b.stop or never) and b.start < (a.stop or never)
+
+
+def running(specs: Sequence[ExperimentSpec], now: dt.datetime) -> ExperimentSpec | None:
+    """The enabled experiment running at `now`, if any (they never overlap)."""
+    return next(
+        (s for s in specs if s.enabled and s.start <= now and (s.stop is None or now < s.stop)),
+        None,
+    )
+
+
+def variant_of(spec: ExperimentSpec, unit_id: str) -> Variant:
+    chosen = assign(spec, unit_id)
+    return next(v for v in spec.variants if v.name == chosen)
 
 
 def assign(spec: ExperimentSpec, unit_id: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import threading
 import time
@@ -39,8 +40,10 @@ from prometheus_client import (
 
 from lakehouse.core.kafka import client_config
 from lakehouse.core.settings import Settings, load_settings
+from ml.experiments import load_experiments, running, variant_of
 from serving.recommend import (
     Activity,
+    popular_products,
     products_bought_together,
     recommend,
     similar_products,
@@ -80,6 +83,9 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 FALLBACKS = Counter("api_degraded_total", "Answers from the snapshot alone, by cause", ["cause"])
+EXPOSURES = Counter(
+    "api_experiment_answers_total", "Answers per experiment and variant", ["experiment", "variant"]
+)
 SNAPSHOT_CREATED = Gauge(
     "api_snapshot_created_seconds",
     "When the serving snapshot in use was published (epoch seconds)",
@@ -95,6 +101,9 @@ class Serving:
         self.lake = settings.lake
         self.snapshot: Snapshot | None = None
         self.snapshot_error = "not loaded yet"
+        # a bad spec stops the API at start, naming the file and the field
+        folder = Path(settings.experiments_dir)
+        self.experiments = load_experiments(folder) if folder.is_dir() else []
         self.redis = aioredis.Redis.from_url(
             settings.online_store_url,
             socket_timeout=settings.api_deadline_ms / 1000 * 4,
@@ -296,7 +305,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cart=list(dict.fromkeys(session.cart + customer.cart)),
             bought=session.bought,
         )
-        items, strategy = recommend(snapshot, customer_id, live, k, context_product_id, city)
+        experiment = running(serving.experiments, dt.datetime.now(dt.UTC))
+        unit = None
+        if experiment is not None:
+            unit = session_id if experiment.unit == "session" else customer_id
+        variant = variant_of(experiment, str(unit)) if experiment and unit is not None else None
+        if variant is not None and variant.recommender == "popularity":
+            items, strategy = popular_products(snapshot, live, k, city)
+        else:
+            share = variant.session_share if variant else None
+            if variant is not None and variant.recommender == "batch_list":
+                share = 0.0
+            items, strategy = recommend(
+                snapshot, customer_id, live, k, context_product_id, city, share
+            )
+        assigned = None
+        if variant is not None:
+            assigned = {"name": experiment.name, "variant": variant.name}
+            EXPOSURES.labels(experiment.name, variant.name).inc()
         return _json(
             {
                 "customer_id": customer_id,
@@ -308,6 +334,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "degraded_reason": degraded,
                 "snapshot_version": snapshot.version,
                 "model": snapshot.manifest["champion"],
+                "experiment": assigned,
                 "request_id": uuid.uuid4().hex,
                 "took_ms": round((time.perf_counter() - started) * 1000, 3),
             }

@@ -124,9 +124,11 @@ def recommend(
     k: int,
     context_product_id: int | None = None,
     city: str | None = None,
+    session_share: float | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """The top k items (product, score, reason) and the strategy that produced them:
-    `personal+session`, `personal`, `session` or `popular`."""
+    `personal+session`, `personal`, `session` or `popular`. `session_share` overrides the
+    snapshot's (an experiment's variant)."""
     excluded = set(session.cart) | set(session.bought)
     if context_product_id is not None:
         excluded.add(context_product_id)
@@ -138,7 +140,8 @@ def recommend(
         batch = [(p, str(r)) for p, r in zip(products, reasons, strict=True)]
 
     session_scores = _session_scores(snapshot, session, context_product_id)
-    combined = blend(batch, session_scores, snapshot.session_share)
+    share = snapshot.session_share if session_share is None else session_share
+    combined = blend(batch, session_scores, share)
 
     ranked = sorted(
         (
@@ -154,16 +157,43 @@ def recommend(
     )
     # slots left: the rest of the batch list (scored 0 when the session takes the whole
     # share), then what is trending
-    have = {i["product_id"] for i in items} | excluded
+    filled = fill(snapshot, items, [*batch, *trending(snapshot, city)], k, excluded)
+    return filled, strategy or "popular"
+
+
+def trending(snapshot: Snapshot, city: str | None) -> list[tuple[int, str]]:
+    """What is trending in the city, then nationally, with the reason."""
     where = f"in {city}" if city else "nationally"
-    fill = [*batch, *((p, f"trending {where}") for p in snapshot.popular(city))]
-    for product, reason in fill:
+    return [(p, f"trending {where}") for p in snapshot.popular(city)]
+
+
+def fill(
+    snapshot: Snapshot,
+    items: list[dict[str, Any]],
+    candidates: Iterable[tuple[int, str]],
+    k: int,
+    excluded: set[int],
+) -> list[dict[str, Any]]:
+    """`items` topped up to k from `candidates` (product, reason), sellable ones only, each
+    product once and none of `excluded`."""
+    items = list(items[:k])
+    have = {i["product_id"] for i in items} | excluded
+    for product, reason in candidates:
         if len(items) >= k:
             break
         if product not in have and product in snapshot.products:
             items.append({"product_id": product, "score": 0.0, "reason": reason})
             have.add(product)
-    return items[:k], strategy or "popular"
+    return items
+
+
+def popular_products(
+    snapshot: Snapshot, session: Activity, k: int, city: str | None = None
+) -> tuple[list[dict[str, Any]], str]:
+    """Only what is trending (an experiment's baseline variant), the cart and what the session
+    bought left out."""
+    excluded = set(session.cart) | set(session.bought)
+    return fill(snapshot, [], trending(snapshot, city), k, excluded), "popular"
 
 
 def similar_products(snapshot: Snapshot, product_id: int, k: int) -> list[dict[str, Any]]:

@@ -275,3 +275,60 @@ def test_the_storefront_page_reacts_to_a_click_within_a_second(
             page.screenshot(path=ARTIFACTS / "storefront.png", full_page=True)
         finally:
             browser.close()
+
+
+EXPERIMENT = """name: half_popular
+enabled: true
+variants:
+  - {name: control, weight: 0.5, recommender: champion}
+  - {name: popular, weight: 0.5, recommender: popularity}
+control: control
+unit: session
+start: 2026-01-01T00:00:00Z
+"""
+
+
+def test_a_running_experiment_serves_each_session_its_sticky_variant(
+    api: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("experiments")
+    (folder / "half_popular.yaml").write_text(EXPERIMENT)
+    with_experiment = replace_settings(
+        settings,
+        data_root=tmp_path_factory.mktemp("api-experiment"),
+        lake_uri=str(settings.lake_uri),
+        api_url=f"http://127.0.0.1:{free_port()}",
+        experiments_dir=folder,
+    )
+    snapshot = load_snapshot(settings.lake)
+    customer = int(snapshot.lists.keys[0])
+    city = snapshot.cities.get(customer)
+    trending = [p for p in snapshot.popular(city) if p in snapshot.products][:5]
+    manager = api_manager(with_experiment)
+    manager.up(include=("api",))
+    try:
+        url = with_experiment.api_url
+        seen: dict[str, list[dict]] = {}
+        for n in range(40):
+            session = f"exp-{n}"
+            status, body = call(
+                "GET", f"{url}/v1/recommendations/{customer}?session_id={session}&k=5"
+            )
+            assert status == 200, body
+            assert body["experiment"]["name"] == "half_popular"
+            seen.setdefault(body["experiment"]["variant"], []).append(body)
+            again = call("GET", f"{url}/v1/recommendations/{customer}?session_id={session}&k=5")[1]
+            assert again["experiment"] == body["experiment"]  # sticky
+        assert set(seen) == {"control", "popular"}
+        assert all(b["strategy"] == "popular" for b in seen["popular"])
+        assert all([i["product_id"] for i in b["items"]] == trending for b in seen["popular"])
+        assert all(b["strategy"] == "personal" for b in seen["control"])
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()  # noqa: S310
+        assert (
+            'api_experiment_answers_total{experiment="half_popular",variant="popular"}' in metrics
+        )
+    finally:
+        manager.down()
+    # the shared API (the shipped experiment is declared but not enabled) runs none
+    status, body = call("GET", f"{api}/v1/recommendations/{customer}?k=3")
+    assert status == 200 and body["experiment"] is None

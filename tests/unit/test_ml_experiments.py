@@ -44,7 +44,7 @@ def test_the_shipped_experiments_are_valid() -> None:
 
 
 HEAD = "name: bad\ncontrol: x\nstart: 2026-12-01\nvariants:\n"
-VARIANT = "  - {{name: {}, weight: {}, recommender: r}}\n"
+VARIANT = "  - {{name: {}, weight: {}, recommender: champion}}\n"
 
 
 @pytest.mark.parametrize(
@@ -158,3 +158,25 @@ def test_the_sequential_p_value_needs_more_evidence_than_the_fixed_one() -> None
     result = compare("conversion", control, treatment, 0.05)
     assert result.p_value < 0.05 < result.always_valid_p
     assert msprt_p_value(control, control, 1e-4) == 1.0
+
+
+def test_only_one_enabled_experiment_runs_at_a_time(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from ml.experiments import running
+
+    text = (
+        "control: a\nvariants:\n  - {name: a, weight: 0.5, recommender: champion}\n"
+        "  - {name: b, weight: 0.5, recommender: popularity}\n"
+    )
+    (tmp_path / "first.yaml").write_text(f"name: first\nstart: 2026-12-01\n{text}")
+    (tmp_path / "second.yaml").write_text(f"name: second\nstart: 2026-12-05\n{text}")
+    with pytest.raises(ExperimentError, match="first and second run at the same time"):
+        load_experiments(tmp_path)
+    (tmp_path / "second.yaml").write_text(
+        f"name: second\nstart: 2026-12-05\nenabled: false\n{text}"
+    )
+    specs = load_experiments(tmp_path)
+    assert specs[0].start == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # a date: midnight UTC
+    assert running(specs, dt.datetime(2026, 11, 30, tzinfo=dt.UTC)) is None
+    assert running(specs, dt.datetime(2026, 12, 6, tzinfo=dt.UTC)).name == "first"
