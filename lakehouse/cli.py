@@ -475,7 +475,10 @@ def marts_publish(build_id: Annotated[str, typer.Argument(help="A kept build id.
 @ml_app.command("train")
 def ml_train(
     part: Annotated[
-        Names, typer.Option(help="recommenders and/or customers (segments, churn, CLV).")
+        Names,
+        typer.Option(
+            help="recommenders, customers (segments, churn, CLV) and/or intent (purchase intent)."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -281,6 +281,30 @@ def print_trained(reports: dict[str, dict], metric: str) -> None:
                 f"{popular.get(f'cold_start {metric}', float('nan')):.4f}",
                 highlight=False,
             )
+    if "intent" in reports:
+        r = reports["intent"]
+        if "skipped" in r:
+            out.print(f"purchase intent: not trained: {r['skipped']}", highlight=False)
+        else:
+            table = Table(title="purchase intent (does the session end in a purchase?)")
+            for column in ("model", "split", "roc_auc", "pr_auc", "f1", "sessions"):
+                table.add_column(
+                    column, justify="left" if column in ("model", "split") else "right"
+                )
+            for e in r["evaluations"]:
+                table.add_row(
+                    e["model"],
+                    e["split"],
+                    f"{e['roc_auc']:.4f}",
+                    f"{e['pr_auc']:.4f}",
+                    f"{e['f1']:.4f}",
+                    f"{e['sessions']:,.0f}",
+                )
+            out.print(table)
+            top = ", ".join(
+                f"{k} {v:.3f}" for k, v in list(r["windows"]["shap_mean_abs"].items())[:4]
+            )
+            out.print(f"mean |SHAP| (log-odds): {top}", highlight=False)
     if "customers" in reports:
         r = reports["customers"]
         for e in r["evaluations"]:

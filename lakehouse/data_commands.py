@@ -260,7 +260,12 @@ def marts_publish(settings: Settings, build_id: str) -> None:
 # the report of each part of training is on one of its tables
 SNAPSHOT = "serving.snapshot"
 SESSION_MODEL = "ml.session_recommender"
-TRAINING_REPORTS = {"recommenders": "gold.model_evaluations", "customers": "gold.customer_scores"}
+INTENT_MODEL = "ml.purchase_intent"
+TRAINING_REPORTS = {
+    "recommenders": "gold.model_evaluations",
+    "customers": "gold.customer_scores",
+    "intent": INTENT_MODEL,
+}
 
 
 def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> None:
@@ -279,12 +284,18 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
             SNAPSHOT,
         ],
         "customers": list(CUSTOMER_OUTPUTS),
+        "intent": [INTENT_MODEL],
     }
     parts = choices(parts, list(outputs), "part(s)", "--part")
     reachable(settings, "spark")
     keys = [key(t) for p in parts for t in outputs[p]]
     outcome = console.run(settings, keys, "training", quiet=as_json)
-    reports = {p: outcome.materialized[TRAINING_REPORTS[p]]["training_report"] for p in parts}
+    # a part with too little data says why instead of a report (the intent model without sessions)
+    reports = {
+        p: outcome.materialized[TRAINING_REPORTS[p]].get("training_report")
+        or {"skipped": outcome.materialized[TRAINING_REPORTS[p]].get("skipped")}
+        for p in parts
+    }
     if as_json:
         print_json(reports)
     else:

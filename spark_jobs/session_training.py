@@ -44,13 +44,15 @@ CHAMPION_METRIC = f"hr@{K}"
 MODEL_NAME = "session_recommender"
 
 
-def load_session_events(tables: Tables) -> pd.DataFrame:
-    """Product events of the newest HISTORY_DAYS days (session, time, product)."""
+def load_session_events(
+    tables: Tables, columns: tuple[str, ...] = ("session_id", "event_time", "product_id")
+) -> pd.DataFrame:
+    """Product events of the newest HISTORY_DAYS days (session, time, product by default)."""
     events = tables.require(EVENTS).to_pyarrow_dataset()
     newest = pc.max(events.to_table(columns=["event_date"])["event_date"]).as_py()
     if newest is None:
         raise NotEnoughData(f"{EVENTS} is empty: nothing to learn sessions from")
-    return product_events(tables, since=newest - dt.timedelta(days=HISTORY_DAYS))
+    return product_events(tables, since=newest - dt.timedelta(days=HISTORY_DAYS), columns=columns)
 
 
 def product_events(

@@ -1,0 +1,149 @@
+"""The purchase-intent runner: will a session end in a purchase (ml/intent.py), trained on the
+newest sessions of `gold.fact_events` with a time split, explained with TreeSHAP.
+
+Sessions of the newest `HISTORY_DAYS` days, each cut once before its first purchase. The newest
+`WINDOW_DAYS` days of sessions are the test window, the `WINDOW_DAYS` before them validation,
+everything earlier training. LightGBM is fitted on training and stopped early on validation; the
+F1 threshold is chosen on validation; the test window reports, untouched by either choice, next
+to the cart baseline. That model is versioned as `purchase_intent` in the registry; the rows go
+to gold.model_evaluations with task `purchase_intent`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import pandas as pd
+
+from lakehouse.core.lake import Lake
+from ml.intent import (
+    FEATURES,
+    PARAMS,
+    best_threshold,
+    cart_baseline,
+    fit,
+    global_importance,
+    score,
+    session_prefixes,
+)
+from spark_jobs.session_training import EVENTS, HISTORY_DAYS, WINDOW_DAYS, load_session_events
+from spark_jobs.training import NotEnoughData, Report, Tables, registry, registry_frame
+
+MODEL_NAME = "purchase_intent"
+PRODUCTS = "gold.dim_product"
+COLUMNS = ("session_id", "event_time", "event_type", "product_id", "customer_id")
+SHAP_SESSIONS = 5_000  # test sessions the global SHAP summary is taken over
+
+
+def list_prices(tables: Tables) -> pd.Series:
+    current = [("is_current", "=", True)]
+    products = tables.arrow(PRODUCTS, ["product_id", "list_price"], current).to_pandas()
+    return products.set_index("product_id")["list_price"].astype(float)
+
+
+def train_intent_model(lake: Lake, progress: Callable[[str], None] = lambda _: None) -> Report:
+    tables = Tables(lake)
+    started = time.monotonic()
+    inputs = tables.versions(EVENTS, PRODUCTS)
+    events = load_session_events(tables, COLUMNS)
+    progress(f"purchase intent: {len(events):,} product events of the newest {HISTORY_DAYS} days")
+    sessions = session_prefixes(events, list_prices(tables))
+    del events
+    end = sessions["start"].max()
+    test_start = end - dt.timedelta(days=WINDOW_DAYS)
+    validation_start = test_start - dt.timedelta(days=WINDOW_DAYS)
+    splits = {
+        "train": sessions[sessions["start"] < validation_start],
+        "validation": sessions[
+            (sessions["start"] >= validation_start) & (sessions["start"] < test_start)
+        ],
+        "test": sessions[sessions["start"] >= test_start],
+    }
+    for name, frame in splits.items():
+        if frame["label"].nunique() < 2:
+            raise NotEnoughData(
+                f"{EVENTS}: the {name} window ({len(frame):,} sessions) needs sessions with and "
+                "without a purchase to learn purchase intent"
+            )
+    report = Report(run_id=uuid.uuid4().hex[:12])
+    report.windows = {
+        "validation_start": str(validation_start),
+        "test_start": str(test_start),
+        "end": str(end),
+        "sessions": {name: len(frame) for name, frame in splits.items()},
+    }
+    model = fit(splits["train"], splits["validation"])
+    validation, test = splits["validation"], splits["test"]
+    scorers = {
+        "lightgbm": lambda f: model.predict(f[list(FEATURES)]),
+        "cart_baseline": cart_baseline,
+    }
+    results = {}
+    for name, scorer in scorers.items():
+        threshold = best_threshold(validation["label"], scorer(validation))
+        results[name] = {
+            "validation": score(validation["label"], scorer(validation), threshold),
+            "test": score(test["label"], scorer(test), threshold),
+            "threshold": threshold,
+        }
+    sample = test.sample(min(len(test), SHAP_SESSIONS), random_state=0)
+    shap = global_importance(model, sample)
+    report.windows["shap_mean_abs"] = {k: round(v, 4) for k, v in shap.items()}
+    stored = registry(lake)
+    saved = stored.save(
+        MODEL_NAME,
+        model,
+        params={
+            **{k: v for k, v in PARAMS.items() if k != "verbose"},
+            "features": list(FEATURES),
+            "rounds": model.best_iteration or model.current_iteration(),
+            "threshold": results["lightgbm"]["threshold"],
+        },
+        metrics=results["lightgbm"]["test"].as_dict(),
+        inputs=inputs,
+        extra={"run_id": report.run_id, "champion_metric": "roc_auc"},
+    )
+    report.champion, report.champion_version = "lightgbm", saved.version
+    run = {
+        "run_id": report.run_id,
+        "evaluated_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        "task": "purchase_intent",
+        "test_days": WINDOW_DAYS,
+        "inputs": json.dumps(inputs, sort_keys=True),
+        "population": "sessions",
+        "target": "purchase",
+        "champion_metric": "roc_auc",
+    }
+    rows = []
+    for name, result in results.items():
+        for split, train_end in (("validation", validation_start), ("test", test_start)):
+            scores = result[split].as_dict()
+            for metric, value in scores.items():
+                rows.append(
+                    {
+                        **run,
+                        "train_end": train_end.date(),
+                        "split": split,
+                        "model": name,
+                        "model_version": saved.version if name == "lightgbm" else None,
+                        "is_champion": name == "lightgbm",
+                        "metric": metric,
+                        "value": float(value),
+                        "params": json.dumps({"threshold": result["threshold"]}),
+                    }
+                )
+            report.evaluations.append(
+                {"task": "purchase_intent", "model": name, "split": split, **scores}
+            )
+    report.tables["gold.model_evaluations"] = tables.write(
+        "gold.model_evaluations", pd.DataFrame(rows), append=True
+    )
+    report.tables["gold.model_registry"] = tables.write(
+        "gold.model_registry", registry_frame(stored)
+    )
+    report.seconds["purchase_intent"] = time.monotonic() - started
+    return report
