@@ -4,8 +4,9 @@ The features are the ones the online store holds for a live session (streaming/o
 products viewed and carted with their times; the catalogue's prices from the snapshot), so the
 model trained here can score a live session as it is:
 
-- `viewed`, `carted`: distinct products viewed, and in the cart (added and not removed);
-- `minutes`: from the session's first event to its newest;
+- `viewed`, `carted`: distinct products viewed (at most 50, what the store keeps), and in the
+  cart (added and not removed);
+- `minutes`: from the session's first product event to its newest view or add to cart;
 - `view_price`, `cart_price`: the mean list price of the viewed and carted products (0 if none);
 - `cart_value`: the list prices of the cart summed;
 - `hour`, `weekend`: of the newest event (UTC);
@@ -20,6 +21,8 @@ moved this session's log-odds from the average.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -50,6 +53,7 @@ PARAMS = {
     "num_threads": 1,
 }
 ROUNDS = 400
+KEPT = 50  # products the online store keeps per session and kind (streaming/online.py KEEP)
 
 
 def session_prefixes(events: pd.DataFrame, prices: pd.Series, seed: int = 0) -> pd.DataFrame:
@@ -80,7 +84,10 @@ def session_prefixes(events: pd.DataFrame, prices: pd.Series, seed: int = 0) -> 
 def prefix_features(prefix: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     """FEATURES per session of the events given (all of them count)."""
     by_session = prefix.groupby("session_id")
-    first, newest = by_session["event_time"].min(), by_session["event_time"].max()
+    first = by_session["event_time"].min()
+    # the newest view or add to cart: what the online store keeps a time for
+    touched = prefix[prefix["event_type"].isin(["product_view", "add_to_cart"])]
+    newest = touched.groupby("session_id")["event_time"].max().reindex(first.index).fillna(first)
     price = prefix["product_id"].map(prices)
     views = prefix[prefix["event_type"].eq("product_view")].assign(price=price)
     added = prefix[prefix["event_type"].eq("add_to_cart")]
@@ -91,7 +98,7 @@ def prefix_features(prefix: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     cart = cart[cart["gone"].isna()].assign(price=lambda c: c["product_id"].map(prices))
     distinct_views = views.drop_duplicates(["session_id", "product_id"])
     out = pd.DataFrame(index=first.index)
-    out["viewed"] = distinct_views.groupby("session_id").size()
+    out["viewed"] = distinct_views.groupby("session_id").size().clip(upper=KEPT)
     out["carted"] = cart.groupby("session_id").size()
     out["minutes"] = (newest - first).dt.total_seconds() / 60
     out["view_price"] = distinct_views.groupby("session_id")["price"].mean()
@@ -101,6 +108,49 @@ def prefix_features(prefix: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     out["weekend"] = (newest.dt.dayofweek >= 5).astype(int)
     out["known_customer"] = by_session["customer_id"].max().notna().astype(int)
     return out[list(FEATURES)].fillna(0.0).astype(float)
+
+
+def live_features(
+    views: Sequence[tuple[int, float]],
+    cart: Sequence[tuple[int, float]],
+    start_ms: float | None,
+    prices: Mapping[int, float],
+    known_customer: bool,
+) -> dict[str, float]:
+    """FEATURES of a live session from the online store: (product, epoch ms of its newest
+    touch) viewed and in the cart, and the time of the session's first product event."""
+    touched = [ms for _, ms in (*views, *cart)]
+    newest = max(touched) if touched else (start_ms or 0.0)
+    first = start_ms if start_ms is not None else min(touched, default=newest)
+    when = dt.datetime.fromtimestamp(newest / 1000, dt.UTC)
+    view_prices = [prices[p] for p, _ in views if p in prices]
+    cart_prices = [prices[p] for p, _ in cart if p in prices]
+    return {
+        "viewed": float(min(len(views), KEPT)),
+        "carted": float(len(cart)),
+        "minutes": max(newest - first, 0.0) / 60_000,
+        "view_price": sum(view_prices) / len(view_prices) if view_prices else 0.0,
+        "cart_price": sum(cart_prices) / len(cart_prices) if cart_prices else 0.0,
+        "cart_value": float(sum(cart_prices)),
+        "hour": float(when.hour),
+        "weekend": float(when.weekday() >= 5),
+        "known_customer": float(known_customer),
+    }
+
+
+def predict_intent(
+    model: lgb.Booster, features: Mapping[str, float], explain: bool = False
+) -> tuple[float, dict[str, float] | None]:
+    """One session's probability of a purchase, and with `explain` each feature's SHAP value
+    (log-odds) and `bias` (the average), which add up to the model's raw score."""
+    row = np.array([[features[name] for name in FEATURES]], dtype=np.float64)
+    probability = float(model.predict(row)[0])
+    if not explain:
+        return probability, None
+    values = model.predict(row, pred_contrib=True)[0]
+    return probability, {
+        name: float(v) for name, v in zip([*FEATURES, "bias"], values, strict=True)
+    }
 
 
 def cart_baseline(features: pd.DataFrame) -> npt.NDArray[np.float64]:

@@ -41,6 +41,7 @@ from prometheus_client import (
 from lakehouse.core.kafka import client_config
 from lakehouse.core.settings import Settings, load_settings
 from ml.experiments import load_experiments, running, variant_of
+from ml.intent import live_features, predict_intent
 from serving.recommend import (
     Activity,
     popular_products,
@@ -52,12 +53,15 @@ from serving.snapshot import Snapshot, SnapshotMissing, current_version, load_sn
 from streaming.contract import MAX_ID, validate_event
 from streaming.online import (
     OnlineStore,
+    SessionTimes,
     Ttls,
     activity_keys,
     apply_args,
     apply_script,
     parse_activity,
+    parse_session_times,
     read_script,
+    session_times_commands,
 )
 
 MAX_BODY_BYTES = 64 * 1024
@@ -192,6 +196,13 @@ class Serving:
             return Activity(views=kinds["view"], cart=kinds["cart"], bought=kinds["buy"])
 
         return of("session"), of("customer"), None
+
+    async def session_times(self, session_id: str) -> SessionTimes:
+        """The session's products with times (purchase intent), within the deadline."""
+        async with asyncio.timeout(self.settings.api_deadline_ms / 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            session_times_commands(pipe, session_id)
+            return parse_session_times(await pipe.execute())
 
     # -- events --------------------------------------------------------------------------------
 
@@ -350,6 +361,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The customer's batch candidates re-ranked with the live session; unknown customers
         get the session's and the trending products."""
         return await answer(customer_id, session_id, k, context_product_id)
+
+    @app.get("/v1/sessions/{session_id}/intent")
+    async def intent(
+        session_id: Annotated[str, PathParam(min_length=1, max_length=64)],
+        customer_id: Annotated[
+            int | None, Query(ge=1, le=MAX_ID, description="The signed-in customer, if any.")
+        ] = None,
+        explain: Annotated[bool, Query(description="Add each feature's SHAP value.")] = False,
+    ) -> Any:
+        """Will this live session end in a purchase: the probability from the purchase-intent
+        model (docs/ml.md), and with `explain=1` each feature's TreeSHAP value (log-odds)."""
+        started = time.perf_counter()
+        snapshot = snapshot_or_503()
+        if isinstance(snapshot, Response):
+            return snapshot
+        if snapshot.intent_model is None:
+            return _error(
+                503,
+                "intent_model",
+                "the snapshot has no purchase-intent model: train it (`lakehouse ml train "
+                "--part intent`) and publish a snapshot",
+            )
+        try:
+            times = await serving.session_times(session_id)
+        except (TimeoutError, aioredis.RedisError) as exc:
+            reason = "too slow" if isinstance(exc, TimeoutError) else type(exc).__name__
+            return _error(503, "online_store", f"the online store is unavailable ({reason})")
+        if times.empty:
+            return _error(404, "session_id", "no product activity for this session")
+        prices = {
+            p: snapshot.products[p].price
+            for p, _ in (*times.views, *times.cart)
+            if p in snapshot.products
+        }
+        features = live_features(
+            times.views, times.cart, times.start_ms, prices, customer_id is not None
+        )
+        meta = snapshot.manifest["intent_model"]
+        probability, contributions = predict_intent(snapshot.intent_model, features, explain)
+        body: dict[str, Any] = {
+            "session_id": session_id,
+            "probability": round(probability, 4),
+            "likely_to_buy": probability >= (meta.get("threshold") or 0.5),
+            "threshold": meta.get("threshold"),
+            "model_version": meta["version"],
+            "features": features,
+        }
+        if contributions is not None:
+            body["base_value"] = contributions.pop("bias")
+            body["explanation"] = sorted(
+                ({"feature": f, "value": features[f], "shap": v} for f, v in contributions.items()),
+                key=lambda e: -abs(e["shap"]),
+            )
+        body["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return _json(body)
 
     @app.get("/v1/recommendations")
     async def anonymous_recommendations(

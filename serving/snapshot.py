@@ -38,6 +38,8 @@ CURRENT = "CURRENT"
 KEEP_VERSIONS = 5
 SESSION_MODEL = "session_recommender"  # the registry's name for the next-item champion
 SESSION_FILE = "session_model.joblib"
+INTENT_MODEL = "purchase_intent"  # the registry's name for the purchase-intent model
+INTENT_FILE = "intent_model.joblib"
 
 
 class SnapshotMissing(RuntimeError):
@@ -144,6 +146,7 @@ def publish_snapshot(lake: Lake) -> dict[str, Any]:
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "champion": champion,
         "session_model": _copy_session_model(lake, fs, folder),
+        "intent_model": _copy_intent_model(lake, fs, folder),
         "rows": parts,
         "sources": sources,  # the Delta versions read
     }
@@ -154,26 +157,48 @@ def publish_snapshot(lake: Lake) -> dict[str, Any]:
 
 
 def _copy_session_model(lake: Lake, fs: pafs.FileSystem, folder: str) -> dict[str, Any] | None:
-    """The newest session recommender of the registry (<LAKE_URI>/models) into the snapshot;
-    None when none was trained (the API then uses product neighbours for the session)."""
+    """The newest session recommender of the registry into the snapshot; None when none was
+    trained (the API then uses product neighbours for the session)."""
+    record = _copy_model(lake, fs, SESSION_MODEL, f"{folder}/{SESSION_FILE}")
+    if record is None:
+        return None
+    return {
+        "algorithm": record.params.get("algorithm"),
+        "version": record.version,
+        "session_share": record.params.get("session_share"),  # tuned, when it could be
+    }
+
+
+def _copy_intent_model(lake: Lake, fs: pafs.FileSystem, folder: str) -> dict[str, Any] | None:
+    """The newest purchase-intent model into the snapshot; None when none was trained (the API
+    then answers its intent endpoint with 503 and the reason)."""
+    record = _copy_model(lake, fs, INTENT_MODEL, f"{folder}/{INTENT_FILE}")
+    if record is None:
+        return None
+    return {
+        "version": record.version,
+        "threshold": record.params.get("threshold"),
+        "features": record.params.get("features"),
+    }
+
+
+def _copy_model(lake: Lake, fs: pafs.FileSystem, name: str, target: str) -> Any:
+    """The newest version of `name` in the registry (<LAKE_URI>/models) copied to `target`; its
+    record, or None when there is none."""
     from ml.registry import ARTEFACT, ModelRegistry
 
     root = lake.path("models")
     if "://" in root:
         return None  # the registry is local-only (docs/ml.md)
     registry = ModelRegistry(root)
-    if not registry.versions(SESSION_MODEL):
+    if not registry.versions(name):
         return None
-    record = registry.get(SESSION_MODEL)
+    record = registry.get(name)
     with open(f"{record.path}/{ARTEFACT}", "rb") as artefact:
         data = artefact.read()
-    with fs.open_output_stream(f"{folder}/{SESSION_FILE}") as out:
+    with fs.open_output_stream(target) as out:
         out.write(data)
-    return {
-        "algorithm": record.params.get("algorithm"),
-        "version": record.version,
-        "session_share": record.params.get("session_share"),  # tuned, when it could be
-    }
+    return record
 
 
 def _write_text(fs: pafs.FileSystem, path: str, text: str) -> None:
@@ -249,10 +274,15 @@ class Snapshot:
     """One loaded snapshot version, read-only: lookups for the recommendation API."""
 
     def __init__(
-        self, manifest: dict[str, Any], parts: dict[str, pa.Table], session_model: Any = None
+        self,
+        manifest: dict[str, Any],
+        parts: dict[str, pa.Table],
+        session_model: Any = None,
+        intent_model: Any = None,
     ) -> None:
         self.manifest = manifest
         self.session_model = session_model  # ml.session.SessionModel, or None
+        self.intent_model = intent_model  # a LightGBM Booster (ml/intent.py), or None
         tuned = (manifest.get("session_model") or {}).get("session_share")
         self.session_share: float = SESSION_SHARE if tuned is None else float(tuned)
         self.version: str = manifest["version"]
@@ -326,8 +356,10 @@ def load_snapshot(lake: Lake, version: str | None = None) -> Snapshot:
     except FileNotFoundError as exc:
         raise SnapshotMissing(f"snapshot {version} is incomplete or was deleted") from exc
     parts = {part: pq.read_table(f"{folder}/{part}.parquet", filesystem=fs) for part in PARTS}
-    session_model = None
-    if manifest.get("session_model"):
-        with fs.open_input_stream(f"{folder}/{SESSION_FILE}") as stream:
-            session_model = joblib.load(io.BytesIO(stream.read()))
-    return Snapshot(manifest, parts, session_model)
+    models = {}
+    for entry, file in (("session_model", SESSION_FILE), ("intent_model", INTENT_FILE)):
+        models[entry] = None
+        if manifest.get(entry):
+            with fs.open_input_stream(f"{folder}/{file}") as stream:
+                models[entry] = joblib.load(io.BytesIO(stream.read()))
+    return Snapshot(manifest, parts, **models)

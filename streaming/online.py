@@ -13,6 +13,7 @@ Keys (all with TTLs; the layout is the contract between the writers and the API)
 - ``ev:<event_id>``: an event applied (dedupe);
 - ``sess:<session_id>:view|cart|buy``, ``cust:<customer_id>:view|cart|buy``: sorted sets of
   product ids scored by the event time in epoch milliseconds, newest kept (``KEEP`` each);
+- ``sess:<session_id>:start``: the time of the session's first product event (purchase intent);
 - ``live:m:<epoch minute>``: a hash of counters (events, product_views, add_to_carts,
   purchases, revenue) with HyperLogLogs ``…:sessions``, ``…:buyers`` (sessions with a purchase)
   and ``…:orders`` beside it;
@@ -67,6 +68,7 @@ for i = 7, #ARGV do
     if t == 'product_view' then redis.call('HINCRBY', m, 'product_views', 1) end
     if t == 'add_to_cart' then redis.call('HINCRBY', m, 'add_to_carts', 1) end
     if pid ~= '' then
+      redis.call('SET', 'sess:' .. sid .. ':start', ts, 'NX', 'EX', session_ttl)
       local owners = {{'sess:' .. sid, session_ttl}}
       if cid ~= '' then owners[2] = {'cust:' .. cid, customer_ttl} end
       for _, owner in ipairs(owners) do
@@ -192,6 +194,33 @@ def parse_activity(keys: list[str], reply: list[Any]) -> Activity:
     return found
 
 
+@dataclass(frozen=True)
+class SessionTimes:
+    views: list[tuple[int, float]]  # (product, epoch ms), oldest first
+    cart: list[tuple[int, float]]
+    start_ms: float | None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.views or self.cart or self.start_ms)
+
+
+def session_times_commands(pipe: Any, session_id: str) -> None:
+    """Queue the reads of `SessionTimes` on a pipeline (sync or asyncio)."""
+    pipe.zrange(f"sess:{session_id}:view", 0, -1, withscores=True)
+    pipe.zrange(f"sess:{session_id}:cart", 0, -1, withscores=True)
+    pipe.get(f"sess:{session_id}:start")
+
+
+def parse_session_times(replies: list[Any]) -> SessionTimes:
+    views, cart, start = replies
+    return SessionTimes(
+        [(int(p), float(ms)) for p, ms in views],
+        [(int(p), float(ms)) for p, ms in cart],
+        float(start) if start is not None else None,
+    )
+
+
 class OnlineStore:
     """Writes events to and reads live state from Redis (one client, thread-safe pool)."""
 
@@ -267,6 +296,12 @@ class OnlineStore:
             row["id"] = entry_id.decode()
             rows.append(row)
         return rows
+
+    def session_times(self, session_id: str) -> SessionTimes:
+        """The session's viewed and carted products with their newest times, and its start."""
+        pipe = self.client.pipeline(transaction=False)
+        session_times_commands(pipe, session_id)
+        return parse_session_times(pipe.execute())
 
     def stats(self) -> dict[str, float]:
         """The stream processor's counters and heartbeat (epoch seconds)."""

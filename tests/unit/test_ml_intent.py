@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ml.intent import FEATURES, explain, fit, prefix_features, session_prefixes
+from ml.intent import (
+    FEATURES,
+    explain,
+    fit,
+    live_features,
+    predict_intent,
+    prefix_features,
+    session_prefixes,
+)
 
 PRICES = pd.Series({1: 10.0, 2: 30.0, 3: 50.0})
 
@@ -33,7 +41,8 @@ def test_features_follow_what_the_online_store_holds() -> None:
     row = prefix_features(frame, PRICES).loc["s"]
     assert row["viewed"] == 2 and row["carted"] == 1  # 3 was removed again
     assert row["view_price"] == 20.0 and row["cart_value"] == 30.0 and row["cart_price"] == 30.0
-    assert row["minutes"] == 6 and row["hour"] == 10 and row["weekend"] == 1
+    # to the newest view or add to cart (the removal at minute 6 leaves no time in the store)
+    assert row["minutes"] == 5 and row["hour"] == 10 and row["weekend"] == 1
     assert row["known_customer"] == 1
 
 
@@ -69,3 +78,35 @@ def test_the_model_learns_carts_and_its_shap_values_add_up() -> None:
     raw = model.predict(features.iloc[3_000:][list(FEATURES)], raw_score=True)
     np.testing.assert_allclose(shap.sum(axis=1), raw, rtol=1e-6, atol=1e-6)
     assert shap.drop(columns="bias").abs().mean().idxmax() == "carted"
+
+
+def test_a_live_session_gets_the_features_its_events_would_give_offline() -> None:
+    """The API's features (from the online store's product times) equal the training ones for
+    the same events."""
+    frame = events(
+        [
+            ("s", 0, "product_view", 1, None),
+            ("s", 3, "product_view", 2, None),
+            ("s", 4, "product_view", 1, None),
+            ("s", 9, "add_to_cart", 3, None),
+            ("s", 12, "product_view", 9, None),  # no price known
+        ]
+    )
+    offline = prefix_features(frame, PRICES).loc["s"].to_dict()
+    ms = {m: (frame["event_time"].iloc[0].timestamp() + 60 * m) * 1000 for m in (0, 3, 4, 9, 12)}
+    # what the store keeps: each product once with its newest time, and the first event's time
+    views = [(2, ms[3]), (1, ms[4]), (9, ms[12])]
+    live = live_features(views, [(3, ms[9])], ms[0], PRICES.to_dict(), known_customer=False)
+    assert live == offline
+
+
+def test_a_prediction_is_explained_feature_by_feature() -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({name: rng.random(2_000) for name in FEATURES})
+    frame["label"] = (frame["carted"] > 0.7).astype(int)
+    model = fit(frame.iloc[:1_500], frame.iloc[1_500:])
+    row = frame.iloc[0][list(FEATURES)].to_dict()
+    probability, shap = predict_intent(model, row, explain=True)
+    assert 0 < probability < 1 and set(shap) == {*FEATURES, "bias"}
+    assert np.isclose(sum(shap.values()), np.log(probability / (1 - probability)))
+    assert predict_intent(model, row)[1] is None
