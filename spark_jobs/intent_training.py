@@ -31,7 +31,7 @@ from ml.intent import (
     session_prefixes,
 )
 from spark_jobs.session_training import EVENTS, HISTORY_DAYS, WINDOW_DAYS, load_session_events
-from spark_jobs.training import NotEnoughData, Report, Tables, registry, registry_frame
+from spark_jobs.training import NotEnoughData, Report, Tables, registry, write_model_log
 
 MODEL_NAME = "purchase_intent"
 PRODUCTS = "gold.dim_product"
@@ -139,11 +139,6 @@ def train_intent_model(lake: Lake, progress: Callable[[str], None] = lambda _: N
             report.evaluations.append(
                 {"task": "purchase_intent", "model": name, "split": split, **scores}
             )
-    report.tables["gold.model_evaluations"] = tables.write(
-        "gold.model_evaluations", pd.DataFrame(rows), append=True
-    )
-    report.tables["gold.model_registry"] = tables.write(
-        "gold.model_registry", registry_frame(stored)
-    )
+    report.tables |= write_model_log(tables, rows, stored)
     report.seconds["purchase_intent"] = time.monotonic() - started
     return report

@@ -34,7 +34,7 @@ from spark_jobs.training import (
     Tables,
     params_of,
     registry,
-    registry_frame,
+    write_model_log,
 )
 
 HISTORY_DAYS = 60  # bounds what is read: sessions older than this say little about tomorrow's
@@ -165,13 +165,7 @@ def train_session_models(lake: Lake, progress: Callable[[str], None] = lambda _:
         report.windows["blend"] = blend.windows
         rows += blend.rows({**run, "task": "session_blend", "population": "customer_sessions"})
         report.evaluations += blend.evaluations
-    report.tables["gold.model_evaluations"] = tables.write(
-        "gold.model_evaluations", pd.DataFrame(rows), append=True
-    )
-    # the session model is saved after the recommenders listed the registry: list it again
-    report.tables["gold.model_registry"] = tables.write(
-        "gold.model_registry", registry_frame(stored)
-    )
+    report.tables |= write_model_log(tables, rows, stored)
     report.seconds["session_models"] = time.monotonic() - started
     return report
 

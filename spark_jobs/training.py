@@ -634,12 +634,7 @@ def train_recommenders(
     report.tables["gold.recommendation_backtests"] = tables.write(
         "gold.recommendation_backtests", backtests
     )
-    report.tables["gold.model_evaluations"] = tables.write(
-        "gold.model_evaluations", pd.DataFrame(rows), append=True
-    )
-    report.tables["gold.model_registry"] = tables.write(
-        "gold.model_registry", registry_frame(models)
-    )
+    report.tables |= write_model_log(tables, rows, models)
     report.seconds["total"] = time.monotonic() - clock
     return report
 
@@ -715,6 +710,19 @@ def _bought_reasons(rows: pd.DataFrame, daily: pd.DataFrame) -> pd.Series:
         for times, last in zip(found["times"], found["last"], strict=True)
     ]
     return pd.Series(text, index=rows.index)
+
+
+def write_model_log(
+    tables: Tables, rows: list[dict[str, Any]], models: ModelRegistry
+) -> dict[str, int]:
+    """Append a run's evaluation rows and list the registry again (each trainer saves models
+    of its own); rows written per table."""
+    return {
+        "gold.model_evaluations": tables.write(
+            "gold.model_evaluations", pd.DataFrame(rows), append=True
+        ),
+        "gold.model_registry": tables.write("gold.model_registry", registry_frame(models)),
+    }
 
 
 def registry_frame(models: ModelRegistry) -> pd.DataFrame:
@@ -886,11 +894,6 @@ def train_customer_models(
     scores["clv_baseline"] = cm.naive_clv(scoring, w.churn_days)
     scores["clv_window_days"] = w.churn_days
     report.tables["gold.customer_scores"] = tables.write("gold.customer_scores", scores)
-    report.tables["gold.model_evaluations"] = tables.write(
-        "gold.model_evaluations", pd.DataFrame(rows), append=True
-    )
-    report.tables["gold.model_registry"] = tables.write(
-        "gold.model_registry", registry_frame(models)
-    )
+    report.tables |= write_model_log(tables, rows, models)
     report.seconds["total"] = time.monotonic() - clock
     return report

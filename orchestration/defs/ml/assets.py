@@ -9,7 +9,7 @@ gold.model_registry); `customer_models` appends to them too and records that as
 materialisations of those assets.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -224,29 +224,18 @@ def customer_models(
 )
 def session_recommender(context: dg.AssetExecutionContext, lake: LakeResource):
     from spark_jobs.session_training import train_session_models
-    from spark_jobs.training import NotEnoughData
 
-    try:
-        report = train_session_models(lake.lake, context.log.info)
-    except NotEnoughData as exc:
-        # an ERP-only platform has no sessions: the API then uses product neighbours
-        context.log.warning(f"no session recommender trained: {exc}")
-        return dg.MaterializeResult(metadata={"skipped": str(exc)})
-    table = [
-        {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-        for row in report.evaluations
-    ]
-    for name, metadata in _materialised(lake, report.tables, {}):
-        context.log_event(dg.AssetMaterialization(asset_key=key(name), metadata=metadata))
-    return dg.MaterializeResult(
-        metadata={
+    # an ERP-only platform has no sessions: the API then uses product neighbours
+    return _trained_on_sessions(
+        context,
+        lake,
+        train_session_models,
+        "no session recommender trained",
+        lambda report: {
             "champion": report.champion,
             "champion_version": report.champion_version,
             "session_share": report.windows["session_share"],
-            "windows": report.windows,
-            "evaluation": dg.MetadataValue.md(markdown_table(table)),
-            "training_report": dg.MetadataValue.json(_plain(report.to_dict())),
-        }
+        },
     )
 
 
@@ -267,12 +256,34 @@ def session_recommender(context: dg.AssetExecutionContext, lake: LakeResource):
 )
 def purchase_intent(context: dg.AssetExecutionContext, lake: LakeResource):
     from spark_jobs.intent_training import train_intent_model
+
+    return _trained_on_sessions(
+        context,
+        lake,
+        train_intent_model,
+        "no purchase-intent model trained",
+        lambda report: {
+            "model_version": report.champion_version,
+            "shap_mean_abs": report.windows["shap_mean_abs"],
+        },
+    )
+
+
+def _trained_on_sessions(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    train: Callable[..., Any],
+    skipped: str,
+    headline: Callable[[Any], dict[str, Any]],
+) -> dg.MaterializeResult:
+    """Run a training runner on the sessions: too few of them is a warning and a skip (the
+    API keeps its previous model), not a failure; the log tables it appended to are recorded."""
     from spark_jobs.training import NotEnoughData
 
     try:
-        report = train_intent_model(lake.lake, context.log.info)
+        report = train(lake.lake, context.log.info)
     except NotEnoughData as exc:
-        context.log.warning(f"no purchase-intent model trained: {exc}")
+        context.log.warning(f"{skipped}: {exc}")
         return dg.MaterializeResult(metadata={"skipped": str(exc)})
     table = [
         {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
@@ -282,10 +293,9 @@ def purchase_intent(context: dg.AssetExecutionContext, lake: LakeResource):
         context.log_event(dg.AssetMaterialization(asset_key=key(name), metadata=metadata))
     return dg.MaterializeResult(
         metadata={
-            "model_version": report.champion_version,
+            **headline(report),
             "windows": _plain(report.windows),
             "evaluation": dg.MetadataValue.md(markdown_table(table)),
-            "shap_mean_abs": report.windows["shap_mean_abs"],
             "training_report": dg.MetadataValue.json(_plain(report.to_dict())),
         }
     )
