@@ -5,6 +5,8 @@ Scoring runs in the API process on the serving snapshot held in memory; the onli
 answer comes from the snapshot alone, marked `degraded`; it is never a 500. `POST /v1/events`
 produces the event to Kafka (acknowledged before it answers) and applies it to the online store
 itself, so the next recommendation sees it; the stream processor skips it later by its id.
+While an A/B experiment runs (ml/experiments.py), each session or customer is served its
+variant; `GET /v1/sessions/{id}/intent` scores a live session's purchase intent (ml/intent.py).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ sessions. Every model is fitted on the training sessions and scored on validatio
 is picked there, by HR@20), then fitted on training + validation and scored on test (reported,
 never used to choose). The champion is refitted on every session and saved in the registry as
 `session_recommender`; the rows go to gold.model_evaluations with task `next_item`.
+
+Then the live blend's session share (ml/blend.py) is tuned on the recommenders' validation
+window and scored on their test window, with their backtest lists and the champion's algorithm
+refitted before each window; it is saved with the model, the rows with task `session_blend`.
 """
 
 from __future__ import annotations
