@@ -139,6 +139,21 @@ def train_intent_model(lake: Lake, progress: Callable[[str], None] = lambda _: N
             report.evaluations.append(
                 {"task": "purchase_intent", "model": name, "split": split, **scores}
             )
+    # the global explanation, for the Models dashboard: mean |SHAP| per feature on test
+    for feature, value in shap.items():
+        rows.append(
+            {
+                **run,
+                "train_end": test_start.date(),
+                "split": "test",
+                "model": "lightgbm",
+                "model_version": saved.version,
+                "is_champion": True,
+                "metric": f"shap:{feature}",
+                "value": value,
+                "params": json.dumps({"sessions": len(sample)}),
+            }
+        )
     report.tables |= write_model_log(tables, rows, stored)
     report.seconds["purchase_intent"] = time.monotonic() - started
     return report

@@ -338,6 +338,10 @@ def test_purchase_intent_is_learned_on_a_time_split_and_explained(world: World) 
     assert scores["roc_auc"].between(0, 1).all() and (scores["positive_rate"] > 0).all()
     shap = materialized["shap_mean_abs"]
     assert set(shap) == set(FEATURES) and list(shap.values()) == sorted(shap.values(), reverse=True)
+    # the same summary in the log table, for the Models dashboard
+    summary = rows[rows["metric"].str.startswith("shap:")].set_index("metric")["value"]
+    assert {f"shap:{f}" for f in FEATURES} == set(summary.index)
+    assert abs(summary[f"shap:{FEATURES[0]}"] - shap[FEATURES[0]]) < 1e-3
     registry = ModelRegistry(str(world.root / "lake" / "models"))
     record = registry.get("purchase_intent")
     assert record.version == materialized["model_version"]
