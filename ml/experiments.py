@@ -11,10 +11,10 @@ The statistics, per variant against the control:
 - **The decision** uses an always-valid p-value instead, so the daily look of a sensor does not
   inflate the false-positive rate: the normal-mixture sequential probability ratio test (mSPRT;
   Johari, Koomen, Pekelis & Walsh, "Always valid inference", Operations Research 2022) on the
-  estimated difference and its variance. By Ville's inequality, the chance that 1/Λ ever falls
-  below α under no difference is at most α, however often it is looked at. No well-kept Python
-  library has it: `savvi` (Lindon & Malek's tests) brings cvxpy and eight solver packages for
-  this one formula.
+  estimated difference and its variance, taken as normal. By Ville's inequality, the chance
+  that 1/Λ ever falls below α under no difference is then at most α, however often it is looked
+  at. No well-kept Python library has it: `savvi` (Lindon & Malek's tests) brings cvxpy and
+  eight more packages for this one formula.
 
 A variant is promoted when, with every variant at its minimum sample and the split sound, its
 primary metric is better than the control's at the declared level and no guardrail metric is

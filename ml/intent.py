@@ -90,12 +90,13 @@ def prefix_features(prefix: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     newest = touched.groupby("session_id")["event_time"].max().reindex(first.index).fillna(first)
     price = prefix["product_id"].map(prices)
     views = prefix[prefix["event_type"].eq("product_view")].assign(price=price)
-    added = prefix[prefix["event_type"].eq("add_to_cart")]
-    removed = prefix[prefix["event_type"].eq("remove_from_cart")]
-    cart = added.drop_duplicates(["session_id", "product_id"])
-    gone = removed[["session_id", "product_id"]].drop_duplicates().assign(gone=True)
-    cart = cart.merge(gone, on=["session_id", "product_id"], how="left")
-    cart = cart[cart["gone"].isna()].assign(price=lambda c: c["product_id"].map(prices))
+    # in the cart: added, and not removed since (as the store's ZADD / ZREM leave it)
+    pair = ["session_id", "product_id"]
+    added = prefix[prefix["event_type"].eq("add_to_cart")].groupby(pair)["event_time"].max()
+    removed = prefix[prefix["event_type"].eq("remove_from_cart")].groupby(pair)["event_time"].max()
+    last_removed = removed.reindex(added.index)
+    kept = added[last_removed.isna() | (added > last_removed)].reset_index()
+    cart = kept.assign(price=kept["product_id"].map(prices))
     distinct_views = views.drop_duplicates(["session_id", "product_id"])
     out = pd.DataFrame(index=first.index)
     out["viewed"] = distinct_views.groupby("session_id").size().clip(upper=KEPT)

@@ -110,3 +110,17 @@ def test_a_prediction_is_explained_feature_by_feature() -> None:
     assert 0 < probability < 1 and set(shap) == {*FEATURES, "bias"}
     assert np.isclose(sum(shap.values()), np.log(probability / (1 - probability)))
     assert predict_intent(model, row)[1] is None
+
+
+def test_a_product_added_again_after_its_removal_is_in_the_cart() -> None:
+    frame = events(
+        [
+            ("s", 0, "add_to_cart", 1, None),
+            ("s", 1, "remove_from_cart", 1, None),
+            ("s", 2, "add_to_cart", 1, None),
+            ("s", 3, "add_to_cart", 2, None),
+            ("s", 4, "remove_from_cart", 2, None),
+        ]
+    )
+    row = prefix_features(frame, PRICES).loc["s"]
+    assert row["carted"] == 1 and row["cart_value"] == 10.0
