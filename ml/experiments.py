@@ -156,9 +156,22 @@ def running(specs: Sequence[ExperimentSpec], now: dt.datetime) -> ExperimentSpec
     )
 
 
-def variant_of(spec: ExperimentSpec, unit_id: str) -> Variant:
-    chosen = assign(spec, unit_id)
-    return next(v for v in spec.variants if v.name == chosen)
+def assignment(
+    specs: Sequence[ExperimentSpec],
+    now: dt.datetime,
+    session_id: str | None,
+    customer_id: int | None,
+) -> tuple[ExperimentSpec, Variant] | None:
+    """The running experiment and the variant of this request's unit; None when no experiment
+    runs or the request has no unit (no session for a session experiment, say)."""
+    spec = running(specs, now)
+    if spec is None:
+        return None
+    unit = session_id if spec.unit == "session" else customer_id
+    if unit is None:
+        return None
+    chosen = assign(spec, str(unit))
+    return spec, next(v for v in spec.variants if v.name == chosen)
 
 
 def assign(spec: ExperimentSpec, unit_id: str) -> str:
@@ -330,7 +343,3 @@ def decide(spec: ExperimentSpec, samples: Mapping[str, Mapping[str, Sample]]) ->
 
 def rate(units: int, successes: int) -> Sample:
     return Sample(units, float(successes))
-
-
-def revenue(values: Sequence[float]) -> Sample:
-    return Sample(len(values), float(sum(values)), float(sum(v * v for v in values)))

@@ -42,7 +42,7 @@ from prometheus_client import (
 
 from lakehouse.core.kafka import client_config
 from lakehouse.core.settings import Settings, load_settings
-from ml.experiments import load_experiments, running, variant_of
+from ml.experiments import assignment, load_experiments
 from ml.intent import live_features, predict_intent
 from serving.recommend import (
     Activity,
@@ -318,22 +318,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cart=list(dict.fromkeys(session.cart + customer.cart)),
             bought=session.bought,
         )
-        experiment = running(serving.experiments, dt.datetime.now(dt.UTC))
-        unit = None
-        if experiment is not None:
-            unit = session_id if experiment.unit == "session" else customer_id
-        variant = variant_of(experiment, str(unit)) if experiment and unit is not None else None
-        if variant is not None and variant.recommender == "popularity":
+        assigned = None
+        found = assignment(serving.experiments, dt.datetime.now(dt.UTC), session_id, customer_id)
+        if found is not None and found[1].recommender == "popularity":
             items, strategy = popular_products(snapshot, live, k, city)
         else:
-            share = variant.session_share if variant else None
-            if variant is not None and variant.recommender == "batch_list":
-                share = 0.0
+            share = None
+            if found is not None:
+                batch_only = found[1].recommender == "batch_list"
+                share = 0.0 if batch_only else found[1].session_share
             items, strategy = recommend(
                 snapshot, customer_id, live, k, context_product_id, city, share
             )
-        assigned = None
-        if variant is not None:
+        if found is not None:
+            experiment, variant = found
             assigned = {"name": experiment.name, "variant": variant.name}
             EXPOSURES.labels(experiment.name, variant.name).inc()
         return _json(

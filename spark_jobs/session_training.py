@@ -262,9 +262,10 @@ def tune_blend(tables: Tables, algorithm: str, seed: int = 0) -> BlendTuning | N
     for split in ("validation", "test"):
         start = as_of[split]
         fit = product_events(tables, since=start - dt.timedelta(days=HISTORY_DAYS), until=start)
-        model = next(m for m in models() if m.name == algorithm).fit(sessions_of(fit))
-        popular = Popular().fit(sessions_of(fit))
+        before = sessions_of(fit)
         del fit
+        model = next(m for m in models() if m.name == algorithm).fit(before)
+        popular = Popular().fit(before)
         columns = ("session_id", "customer_id", "event_time", "product_id")
         window = product_events(
             tables, since=start + dt.timedelta(days=1), until=ends[split], columns=columns

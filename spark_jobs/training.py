@@ -690,8 +690,11 @@ def backtest_lists(
     customers active in it: the honest batch lists to tune the live blend on (ml/blend.py)."""
     days = pd.to_datetime(daily["interaction_date"])
     frames = []
-    for s in splits:
-        active = daily.loc[days > pd.Timestamp(s.fit_end), "customer_id"].unique()
+    # each window ends where the next split's fit ends (the last one: with the data)
+    ends = [pd.Timestamp(s.fit_end) for s in splits[1:]] + [days.max()]
+    for s, end in zip(splits, ends, strict=True):
+        inside = (days > pd.Timestamp(s.fit_end)) & (days <= end)
+        active = daily.loc[inside, "customer_id"].unique()
         customers = np.sort(active.astype(np.int64))
         lists = published_lists(s, champion, customers, k, catalogue, daily)
         frames.append(lists.assign(split=s.name, as_of=s.fit_end, model=champion))

@@ -180,3 +180,18 @@ def test_only_one_enabled_experiment_runs_at_a_time(tmp_path: Path) -> None:
     assert specs[0].start == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # a date: midnight UTC
     assert running(specs, dt.datetime(2026, 11, 30, tzinfo=dt.UTC)) is None
     assert running(specs, dt.datetime(2026, 12, 6, tzinfo=dt.UTC)).name == "first"
+
+
+def test_a_request_gets_the_variant_of_its_unit_or_none() -> None:
+    import datetime as dt
+
+    from ml.experiments import assignment
+
+    now = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+    by_session = spec()
+    spec_, variant = assignment([by_session], now, "s-1", None)
+    assert spec_ is by_session and variant.name == assign(by_session, "s-1")
+    assert assignment([by_session], now, None, 7) is None  # no session: not in the experiment
+    by_customer = spec(unit="customer")
+    assert assignment([by_customer], now, "s-1", 7)[1].name == assign(by_customer, "7")
+    assert assignment([by_session], dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "s-1", 7) is None

@@ -33,7 +33,7 @@ RECOMMENDER_OUTPUTS = {
     ),
     "gold.recommendation_backtests": (
         "The champion's lists as the validation and test fits would have published them (as "
-        "of each window's start), for the customers active after it: the honest batch lists "
+        "of each window's start), for the customers active in it: the honest batch lists "
         "the live blend's session share is tuned on (ml/session_recommender).",
         {"delta"},
     ),
