@@ -20,8 +20,9 @@ Every item carries the reason of its largest contribution. The weights inside th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from ml.blend import SESSION_CANDIDATES, Scored, blend
@@ -157,14 +158,16 @@ def recommend(
     )
     # slots left: the rest of the batch list (scored 0 when the session takes the whole
     # share), then what is trending
-    filled = fill(snapshot, items, [*batch, *trending(snapshot, city)], k, excluded)
+    filled = fill(snapshot, items, chain(batch, trending(snapshot, city)), k, excluded)
     return filled, strategy or "popular"
 
 
-def trending(snapshot: Snapshot, city: str | None) -> list[tuple[int, str]]:
-    """What is trending in the city, then nationally, with the reason."""
+def trending(snapshot: Snapshot, city: str | None) -> Iterator[tuple[int, str]]:
+    """What is trending in the city, then nationally, with the reason (read only as far as a
+    list needs it)."""
     where = f"in {city}" if city else "nationally"
-    return [(p, f"trending {where}") for p in snapshot.popular(city)]
+    for product in snapshot.popular(city):
+        yield product, f"trending {where}"
 
 
 def fill(
@@ -177,6 +180,8 @@ def fill(
     """`items` topped up to k from `candidates` (product, reason), sellable ones only, each
     product once and none of `excluded`."""
     items = list(items[:k])
+    if len(items) >= k:
+        return items
     have = {i["product_id"] for i in items} | excluded
     for product, reason in candidates:
         if len(items) >= k:
