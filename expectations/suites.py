@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 EVENT_TYPES = ["page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "purchase"]
+RECOMMENDATION_EVENT_TYPES = ["recommendation_impression", "recommendation_click"]
 DEVICES = ["mobile_app_android", "mobile_app_ios", "mobile_web", "desktop_web"]
 CHANNELS = ["Web", "App", "Store"]
 PAYMENT_TYPES = ["Card", "Cash on Delivery", "Wallet", "Cash"]
@@ -165,6 +166,46 @@ def _refs(ctx: SuiteContext, *pairs: tuple[str, str, str]) -> list[Reference]:
 def _with_refs(suite: Suite) -> Suite:
     suite.expectations += [_true(r.flag) for r in suite.references]
     return suite
+
+
+def silver_recommendation_events(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    impression = F.col("event_type") == "recommendation_impression"
+    return _with_refs(
+        Suite(
+            "silver_recommendation_events",
+            [
+                *_key("event_id"),
+                e.ExpectColumnValuesToNotBeNull(column="session_id"),
+                e.ExpectColumnValuesToNotBeNull(column="request_id"),
+                e.ExpectColumnValuesToBeInSet(
+                    column="event_type", value_set=RECOMMENDATION_EVENT_TYPES
+                ),
+                e.ExpectColumnValuesToBeBetween(column="position", min_value=1, max_value=100),
+                _not_future("event_time", ctx),
+                _true("shaped"),
+                _true("keyed"),
+            ],
+            derived={
+                # an impression lists what was shown; a click names one product and its place
+                "shaped": lambda: F.when(
+                    impression,
+                    F.col("recommended_product_ids").isNotNull() & F.col("position").isNull(),
+                ).otherwise(F.col("product_id").isNotNull() & F.col("position").isNotNull()),
+                "keyed": lambda: (
+                    (F.col("customer_id").isNull() | F.col("customer_sk").isNotNull())
+                    & (F.col("product_id").isNull() | F.col("product_sk").isNotNull())
+                ),
+            },
+            references=_refs(
+                ctx,
+                ("customer_sk", "silver.customers", "customer_sk"),
+                ("product_sk", "silver.products", "product_sk"),
+            ),
+        )
+    )
 
 
 def silver_events(ctx: SuiteContext) -> Suite:
@@ -435,6 +476,29 @@ def fact_sessions(ctx: SuiteContext) -> Suite:
                 _row_count(ctx, ctx.thresholds.min_kept_share),
             ],
             derived={"converted_has_revenue": lambda: ~F.col("converted") | (F.col("revenue") > 0)},
+            references=_refs(ctx, ("date_key", "gold.dim_date", "date_key")),
+        )
+    )
+
+
+def recommendation_exposures(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    return _with_refs(
+        Suite(
+            "gold_recommendation_exposures",
+            [
+                *_key("request_id", "product_id"),
+                e.ExpectColumnValuesToBeBetween(column="position", min_value=1, max_value=100),
+                e.ExpectColumnValuesToBeBetween(column="revenue", min_value=0),
+                _money("revenue", ctx),
+                _true("revenue_only_with_purchase"),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            derived={
+                "revenue_only_with_purchase": lambda: F.col("purchased") | (F.col("revenue") == 0)
+            },
             references=_refs(ctx, ("date_key", "gold.dim_date", "date_key")),
         )
     )

@@ -7,6 +7,9 @@ produces the event to Kafka (acknowledged before it answers) and applies it to t
 itself, so the next recommendation sees it; the stream processor skips it later by its id.
 While an A/B experiment runs (ml/experiments.py), each session or customer is served its
 variant; `GET /v1/sessions/{id}/intent` scores a live session's purchase intent (ml/intent.py).
+Every answered recommendation request is also produced to Kafka as a `recommendation_impression`
+(without waiting: a lost one is counted, never fails the request), so the lakehouse can join what
+was shown to what was clicked and bought.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import redis
@@ -52,7 +55,14 @@ from serving.recommend import (
     similar_products,
 )
 from serving.snapshot import Snapshot, SnapshotMissing, current_version, load_snapshot
-from streaming.contract import MAX_ID, validate_event
+from streaming.contract import (
+    DEVICES,
+    IMPRESSION,
+    MAX_ID,
+    RECOMMENDATION_EVENTS,
+    SCHEMA_VERSION,
+    validate_event,
+)
 from streaming.online import (
     OnlineStore,
     SessionTimes,
@@ -81,6 +91,10 @@ SessionId = Annotated[
 ContextProduct = Annotated[
     int | None, Query(ge=1, le=MAX_ID, description="The product on screen, if any.")
 ]
+Device = Annotated[
+    Literal[DEVICES] | None,  # type: ignore[valid-type]
+    Query(description="The shopper's device, recorded with the impression."),
+]
 
 LATENCY = Histogram(
     "api_request_seconds",
@@ -91,6 +105,9 @@ LATENCY = Histogram(
 FALLBACKS = Counter("api_degraded_total", "Answers from the snapshot alone, by cause", ["cause"])
 EXPOSURES = Counter(
     "api_experiment_answers_total", "Answers per experiment and variant", ["experiment", "variant"]
+)
+IMPRESSIONS_LOST = Counter(
+    "api_impressions_lost_total", "Impressions the broker did not take, by cause", ["cause"]
 )
 SNAPSHOT_CREATED = Gauge(
     "api_snapshot_created_seconds",
@@ -227,6 +244,21 @@ class Serving:
             raise BrokerUnavailable(result.str())
         return result
 
+    def record_impression(self, event: dict[str, Any]) -> None:
+        """Produce an impression without waiting for the broker; one it refuses is counted."""
+
+        def delivered(error: KafkaError | None, _: Any) -> None:
+            if error is not None:
+                IMPRESSIONS_LOST.labels("broker").inc()
+
+        key = event["session_id"].encode()
+        try:
+            self.producer.produce(
+                self.settings.events_topic, orjson.dumps(event), key, on_delivery=delivered
+            )
+        except BufferError:
+            IMPRESSIONS_LOST.labels("producer queue full").inc()
+
 
 class BrokerUnavailable(RuntimeError):
     pass
@@ -300,6 +332,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session_id: str | None,
         k: int,
         context_product_id: int | None,
+        device: str | None,
     ) -> Any:
         started = time.perf_counter()
         snapshot = snapshot_or_503()
@@ -319,9 +352,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bought=session.bought,
         )
         assigned = None
-        found = assignment(serving.experiments, dt.datetime.now(dt.UTC), session_id, customer_id)
+        now = dt.datetime.now(dt.UTC)
+        found = assignment(serving.experiments, now, session_id, customer_id)
+        model = snapshot.manifest["champion"]
         if found is not None and found[1].recommender == "popularity":
             items, strategy = popular_products(snapshot, live, k, city)
+            model = "popularity"
         else:
             share = None
             if found is not None:
@@ -334,6 +370,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             experiment, variant = found
             assigned = {"name": experiment.name, "variant": variant.name}
             EXPOSURES.labels(experiment.name, variant.name).inc()
+        request_id = uuid.uuid4().hex
+        if items:
+            serving.record_impression(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "event_time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "event_type": IMPRESSION,
+                    # a request without a session is a session of its own
+                    "session_id": session_id or request_id,
+                    "customer_id": customer_id,
+                    "device": device,
+                    "request_id": request_id,
+                    "experiment": assigned and assigned["name"],
+                    "variant": assigned and assigned["variant"],
+                    "model_version": f"{snapshot.version}/{model}",
+                    "recommended_product_ids": [i["product_id"] for i in items],
+                    "schema_version": SCHEMA_VERSION,
+                }
+            )
         return _json(
             {
                 "customer_id": customer_id,
@@ -344,9 +399,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "degraded": degraded is not None,
                 "degraded_reason": degraded,
                 "snapshot_version": snapshot.version,
-                "model": snapshot.manifest["champion"],
+                "model": model,
                 "experiment": assigned,
-                "request_id": uuid.uuid4().hex,
+                "request_id": request_id,
                 "took_ms": round((time.perf_counter() - started) * 1000, 3),
             }
         )
@@ -357,10 +412,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session_id: SessionId = None,
         k: K = 10,
         context_product_id: ContextProduct = None,
+        device: Device = None,
     ) -> Any:
         """The customer's batch candidates re-ranked with the live session; unknown customers
-        get the session's and the trending products."""
-        return await answer(customer_id, session_id, k, context_product_id)
+        get the session's and the trending products. The answer's `request_id` is what a
+        `recommendation_click` event names."""
+        return await answer(customer_id, session_id, k, context_product_id, device)
 
     @app.get("/v1/sessions/{session_id}/intent")
     async def intent(
@@ -422,9 +479,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session_id: Annotated[str, Query(min_length=1, max_length=64)],
         k: K = 10,
         context_product_id: ContextProduct = None,
+        device: Device = None,
     ) -> Any:
         """Recommendations for an anonymous session."""
-        return await answer(None, session_id, k, context_product_id)
+        return await answer(None, session_id, k, context_product_id, device)
 
     async def product_list(product_id: int, k: int, build: Any) -> Any:
         snapshot = snapshot_or_503()
@@ -472,13 +530,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             partition, offset = await serving.produce(event, body)
         except (BrokerUnavailable, TimeoutError, BufferError) as exc:
             return _error(503, "kafka", f"not accepted by the broker, nothing stored: {exc}")
-        applied_online = True
-        try:
-            async with asyncio.timeout(max(serving.settings.api_deadline_ms, 200) / 1000):
-                await serving.apply(args=apply_args([event], serving.ttls))
-        except (TimeoutError, aioredis.RedisError):
-            applied_online = False  # the stream processor applies it from Kafka
-            FALLBACKS.labels("event not applied online").inc()
+        applied_online = False
+        if event["event_type"] not in RECOMMENDATION_EVENTS:  # what was shown is not activity
+            try:
+                async with asyncio.timeout(max(serving.settings.api_deadline_ms, 200) / 1000):
+                    await serving.apply(args=apply_args([event], serving.ttls))
+                applied_online = True
+            except (TimeoutError, aioredis.RedisError):
+                # the stream processor applies it from Kafka
+                FALLBACKS.labels("event not applied online").inc()
         return _json(
             {
                 "event_id": event["event_id"],

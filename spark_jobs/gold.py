@@ -16,6 +16,8 @@ from spark_jobs.silver_events import version_at
 # Implicit-feedback weight of one interaction, before time decay.
 INTERACTION_WEIGHTS = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 MONEY = "decimal(14,2)"
+# how long after an impression a cart or purchase of a shown product is credited to it
+ATTRIBUTION_WINDOW = dt.timedelta(hours=24)
 
 
 def date_key(column: str) -> F.Column:
@@ -254,6 +256,82 @@ def fact_sessions(events: DataFrame, dates: list[dt.date]) -> DataFrame:
             "orders",
             F.coalesce("revenue", F.lit(0).cast(MONEY)).alias("revenue"),
             (F.col("orders") > 0).alias("converted"),
+        )
+    )
+
+
+def recommendation_exposures(
+    shown: DataFrame, events: DataFrame, dates: list[dt.date]
+) -> DataFrame:
+    """Grain: one product one recommendation request showed, filed under the impression's date:
+    its position, whether it was clicked, and the add-to-cart and purchase of it that followed
+    in the same session within ATTRIBUTION_WINDOW. An action is credited to the latest
+    impression that showed the product before it (last touch), so a list shown on every page
+    does not count one purchase many times. `shown` (silver.recommendation_events) and `events`
+    (silver.events) must include the day after each date."""
+    window = ATTRIBUTION_WINDOW.total_seconds()
+    impressions = shown.where(F.col("event_type") == "recommendation_impression").select(
+        "event_date",
+        F.col("event_time").alias("shown_at"),
+        "request_id",
+        "session_id",
+        "customer_id",
+        "experiment",
+        "variant",
+        "model_version",
+        F.posexplode("recommended_product_ids").alias("slot", "product_id"),
+    )
+    clicks = (
+        shown.where(F.col("event_type") == "recommendation_click")
+        .groupBy("request_id", "product_id")
+        .agg(F.min("event_time").alias("clicked_at"))
+    )
+    actions = events.where(F.col("event_type").isin("add_to_cart", "purchase")).select(
+        "event_id",
+        "session_id",
+        "product_id",
+        "event_type",
+        F.col("event_time").alias("acted_at"),
+        F.when(F.col("event_type") == "purchase", F.col("price") * F.col("quantity")).alias(
+            "amount"
+        ),
+    )
+    latest_first = Window.partitionBy("event_id").orderBy(F.col("shown_at").desc(), "request_id")
+    elapsed = F.col("acted_at").cast("double") - F.col("shown_at").cast("double")
+    credited = (
+        impressions.select("request_id", "session_id", "product_id", "shown_at")
+        .join(actions, ["session_id", "product_id"])
+        .where((elapsed >= 0) & (elapsed <= window))
+        .withColumn("_touch", F.row_number().over(latest_first))
+        .where(F.col("_touch") == 1)
+        .groupBy("request_id", "product_id")
+        .agg(
+            F.max((F.col("event_type") == "add_to_cart").cast("int")).alias("_carted"),
+            F.max((F.col("event_type") == "purchase").cast("int")).alias("_purchased"),
+            F.sum("amount").alias("_revenue"),
+        )
+    )
+    return (
+        impressions.where(F.col("event_date").isin([F.lit(d) for d in dates]))
+        .join(clicks, ["request_id", "product_id"], "left")
+        .join(credited, ["request_id", "product_id"], "left")
+        .select(
+            "event_date",
+            date_key("event_date").alias("date_key"),
+            "shown_at",
+            "request_id",
+            "session_id",
+            "customer_id",
+            "experiment",
+            "variant",
+            "model_version",
+            (F.col("slot") + 1).cast("int").alias("position"),
+            "product_id",
+            F.col("clicked_at").isNotNull().alias("clicked"),
+            "clicked_at",
+            F.coalesce(F.col("_carted") == 1, F.lit(False)).alias("carted"),
+            F.coalesce(F.col("_purchased") == 1, F.lit(False)).alias("purchased"),
+            F.coalesce("_revenue", F.lit(0)).cast(MONEY).alias("revenue"),
         )
     )
 

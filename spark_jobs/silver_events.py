@@ -1,4 +1,6 @@
-"""silver.events from bronze.events: deduplicated, lateness-checked, keyed and sessionised.
+"""silver.events from bronze.events: deduplicated, lateness-checked, keyed and sessionised;
+the recommendation API's impressions and clicks (contract 1.1), checked by the same rules, go to
+silver.recommendation_events instead, their 1.1 fields parsed from the payload.
 
 The runner rebuilds whole event_date partitions, so every rule here is a pure function of the
 bronze rows of those dates (plus a day either side, so sessions that cross midnight see all their
@@ -11,6 +13,8 @@ import datetime as dt
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from streaming.contract import RECOMMENDATION_EVENTS
 
 SILVER_EVENT_COLUMNS = [
     "event_id",
@@ -38,6 +42,35 @@ SILVER_EVENT_COLUMNS = [
     "kafka_offset",
     "kafka_timestamp",
 ]
+
+RECOMMENDATION_EVENT_COLUMNS = [
+    "event_id",
+    "event_date",
+    "event_time",
+    "event_type",
+    "session_id",
+    "customer_id",
+    "customer_sk",
+    "product_id",
+    "product_sk",
+    "request_id",
+    "experiment",
+    "variant",
+    "model_version",
+    "position",
+    "recommended_product_ids",
+    "device",
+    "schema_version",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+]
+# the 1.1 fields bronze keeps only in the payload
+RECOMMENDATION_PAYLOAD = (
+    "request_id STRING, experiment STRING, variant STRING, model_version STRING, "
+    "position INT, recommended_product_ids ARRAY<BIGINT>"
+)
+PAYLOAD_FIELDS = [field.split()[0] for field in RECOMMENDATION_PAYLOAD.split(", ")]
 
 # Quarantine reasons (coarse, to chart) - the detail goes in `detail`.
 DUPLICATE = "duplicate_event_id"
@@ -78,8 +111,8 @@ def build(
     *,
     lateness: dt.timedelta,
     future_tolerance: dt.timedelta,
-) -> tuple[DataFrame, DataFrame]:
-    """(silver rows, quarantine rows) for `dates`.
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(silver rows, quarantine rows, recommendation event rows) for `dates`.
 
     bronze: bronze.events rows of `dates` and the day before and after each; customers/products:
     silver.customers/silver.products (SCD2). Rules, first match wins: a repeated event_id is a
@@ -144,14 +177,22 @@ def build(
     )
 
     clean = checked.where(F.col("reason").isNull())
+    shown = F.col("event_type").isin(*RECOMMENDATION_EVENTS)
+    fields = F.from_json("payload", RECOMMENDATION_PAYLOAD)
+    recommendations = (
+        clean.where(shown & _in_dates("event_date", dates))
+        .select("*", *(fields[name].alias(name) for name in PAYLOAD_FIELDS))
+        .select(*RECOMMENDATION_EVENT_COLUMNS)
+    )
     session = Window.partitionBy("session_id")
     in_order = Window.partitionBy("session_id").orderBy("event_time", "event_id")
     silver = (
-        clean.withColumn("session_start", F.min("event_time").over(session))
+        clean.where(~shown)
+        .withColumn("session_start", F.min("event_time").over(session))
         .withColumn("session_end", F.max("event_time").over(session))
         .withColumn("event_seq", F.row_number().over(in_order).cast("int"))
         .withColumn("price", F.round("price", 2).cast("decimal(14,2)"))
         .where(_in_dates("event_date", dates))
         .select(*SILVER_EVENT_COLUMNS)
     )
-    return silver, quarantine
+    return silver, quarantine, recommendations

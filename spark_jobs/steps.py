@@ -33,6 +33,10 @@ def _neighbours(dates: set[dt.date], days: int = 1) -> set[dt.date]:
     return {d + dt.timedelta(days=k) for d in dates for k in range(-days, days + 1)}
 
 
+def _next_days(dates: set[dt.date]) -> set[dt.date]:
+    return dates | {d + dt.timedelta(days=1) for d in dates}
+
+
 def _newest(frame: DataFrame, column: str) -> dt.datetime | None:
     return frame.agg(F.max(column)).collect()[0][0]
 
@@ -114,12 +118,17 @@ def silver_sales(p: Pipeline, *, dates: Dates = None, full: bool = False) -> lis
     return [p.finish(target, header_result, versions), line_result]
 
 
+SHOWN = "silver.recommendation_events"
+
+
 def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
     """silver.events + silver.events_quarantine for the event dates bronze gained rows in (and a
     day either side, whose sessions may change), or `dates` for a backfill."""
     target = "silver.events"
     if not p.exists("bronze.events"):
         return _no_clickstream_yet(p, target)
+    # a lake from before contract 1.1 gets silver.recommendation_events from all of bronze once
+    full = full or not p.exists(SHOWN)
     found = p.change(target, "bronze.events", full=full or dates is not None)
     dims = {s: p.change(target, s, full=full) for s in ("silver.customers", "silver.products")}
     versions = {"bronze.events": found.version, **{s: c.version for s, c in dims.items()}}
@@ -132,12 +141,12 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
             )
             dates |= {r[0] for r in orphans.select("event_date").distinct().collect()}
         if not dates:
-            return [p.skip(target, versions)]
+            return [p.skip(t, versions) for t in (target, SHOWN)]
         dates = _neighbours(dates)
     if dates is None:
         dates = p.all_dates("bronze.events")
         if not dates:
-            return [p.skip(target, versions)]
+            return [p.skip(t, versions) for t in (target, SHOWN)]
     customers, products = p.read("silver.customers"), p.read("silver.products")
     knobs = p.config
     p.stage_batches(
@@ -152,7 +161,7 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
             lateness=knobs.lateness,
             future_tolerance=knobs.future_tolerance,
         ),
-        also=("silver.events_quarantine",),
+        also=("silver.events_quarantine", SHOWN),
     )
     tolerance = knobs.future_tolerance.total_seconds()
     in_dates = p.read_dates("bronze.events", dates)
@@ -163,19 +172,21 @@ def silver_events_step(p: Pipeline, *, dates: Dates = None, full: bool = False) 
         "event_time",
     )
     result = p.publish(target, dates=dates, source_newest=newest)
-    if result.published:
-        result.quarantined = p.write_quarantine(
-            "silver.events_quarantine", date_sql("event_date", dates)
-        )
-    return [p.finish(target, result, versions)]
+    if not result.published:
+        return [p.finish(target, result, versions)]
+    shown = p.publish(SHOWN, dates=dates)
+    result.quarantined = p.write_quarantine(
+        "silver.events_quarantine", date_sql("event_date", dates)
+    )
+    return [p.finish(target, result, versions), p.finish(shown.table, shown, versions)]
 
 
 def _no_clickstream_yet(p: Pipeline, target: str) -> list[StepResult]:
     """Without bronze.events (an ERP loaded before any clickstream), silver.events and its
     quarantine are published empty, once, so everything downstream builds on the sales alone;
     the step's result says so."""
-    if p.exists(target):
-        return [p.skip(target, {})]
+    if p.exists(target) and p.exists(SHOWN):
+        return [p.skip(t, {}) for t in (target, SHOWN)]
     customers, products = p.read("silver.customers"), p.read("silver.products")
     empty = p.spark.createDataFrame([], schema=from_arrow_schema(EVENTS_SCHEMA))
     knobs = p.config
@@ -185,10 +196,12 @@ def _no_clickstream_yet(p: Pipeline, target: str) -> list[StepResult]:
     )  # fmt: skip
     p.stage(target, built[0])
     p.stage("silver.events_quarantine", built[1])
+    p.stage(SHOWN, built[2])
     result = p.publish(target, dates=set())
+    shown = p.publish(SHOWN, dates=set())
     result.quarantined = p.write_quarantine("silver.events_quarantine", None)
-    result.note = "no clickstream yet (bronze.events does not exist): published empty"
-    return [p.finish(target, result, {})]
+    result.note = shown.note = "no clickstream yet (bronze.events does not exist): published empty"
+    return [p.finish(target, result, {}), p.finish(shown.table, shown, {})]
 
 
 def gold_dim_date(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
@@ -394,6 +407,14 @@ STEPS: tuple[Step, ...] = (
                 partition_column="event_date",
                 suite=suites.silver_events,
             ),
+            Output(
+                "silver.recommendation_events",
+                "What the recommendation API showed (impressions: the request, experiment, "
+                "variant, model and the products in order) and what of it was clicked (the "
+                "request, product and position); checked by the same rules as silver.events.",
+                partition_column="event_date",
+                suite=suites.silver_recommendation_events,
+            ),
         ),
         quarantine=Table(
             "silver.events_quarantine",
@@ -507,6 +528,32 @@ STEPS: tuple[Step, ...] = (
                 p.read_dates("silver.events", _neighbours(part)), sorted(part)
             ),
             # a session filed under day D may have events on D+1; one started on D-1 may change
+            widen=lambda days: days | {d - dt.timedelta(days=1) for d in days},
+        ),
+    ),
+    Step(
+        outputs=(
+            Output(
+                "gold.recommendation_exposures",
+                "Grain: a product one recommendation request showed (filed under the "
+                "impression's date): experiment, variant, model, position, clicked, and the cart "
+                "and purchase of it credited to the impression (same session, within a day, "
+                "last touch).",
+                partition_column="event_date",
+                suite=suites.recommendation_exposures,
+            ),
+        ),
+        inputs=(SHOWN, "silver.events"),
+        references=("gold.dim_date",),
+        transform=gold.recommendation_exposures,
+        run=by_changed_dates(
+            SHOWN,
+            lambda p, part: gold.recommendation_exposures(
+                p.read_dates(SHOWN, _next_days(part)),
+                p.read_dates("silver.events", _next_days(part)),
+                sorted(part),
+            ),
+            # an impression of day D is credited with clicks and purchases of D and D+1
             widen=lambda days: days | {d - dt.timedelta(days=1) for d in days},
         ),
     ),

@@ -16,15 +16,28 @@ from typing import Any
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "clickstream_event.v1.json"
 CONTRACT_MAJOR = 1
-SCHEMA_VERSION = "1.0"
-EVENT_TYPES = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "purchase")
+SCHEMA_VERSION = "1.1"
+# what a shopper does, and what the recommendation API showed (1.1): silver keeps them apart
+SHOPPER_EVENTS = (
+    "page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "purchase"
+)  # fmt: skip
+IMPRESSION = "recommendation_impression"
+CLICK = "recommendation_click"
+RECOMMENDATION_EVENTS = (IMPRESSION, CLICK)
+EVENT_TYPES = SHOPPER_EVENTS + RECOMMENDATION_EVENTS
+MAX_POSITION = 100  # a recommendation list holds at most this many products
 DEVICES = ("mobile_app_android", "mobile_app_ios", "mobile_web", "desktop_web")
-PRODUCT_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "purchase"})
-REQUIRED = ("event_id", "event_time", "event_type", "session_id", "device", "schema_version")
+PRODUCT_EVENTS = frozenset(
+    {"product_view", "add_to_cart", "remove_from_cart", "purchase", "recommendation_click"}
+)
+# `device` is required of every event but an impression: the API that emits one may not know it
+REQUIRED = ("event_id", "event_time", "event_type", "session_id", "schema_version")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _VERSION = re.compile(r"^1\.\d+$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 _TYPES = frozenset(EVENT_TYPES)
 _DEVICES = frozenset(DEVICES)
 MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
@@ -67,8 +80,11 @@ def validate_event(event: Any) -> str | None:
     session = event["session_id"]
     if not isinstance(session, str) or not 1 <= len(session) <= 64:
         return "session_id must be a string of 1-64 characters"
-    if event["device"] not in _DEVICES:
-        return f"unknown device: {event['device']!r}"
+    device = event.get("device")
+    if device is None and event_type != IMPRESSION:
+        return "missing required field: device"
+    if device is not None and device not in _DEVICES:
+        return f"unknown device: {device!r}"
     for name in ("customer_id", "product_id", "order_id"):
         value = event.get(name)
         if value is not None and (not _int(value) or not 1 <= value <= MAX_ID):
@@ -94,4 +110,39 @@ def validate_event(event: Any) -> str | None:
                 return f"purchase without {name}"
     if event_type == "search" and event.get("search_query") is None:
         return "search without search_query"
+    return _recommendation_reason(event, event_type)
+
+
+def _recommendation_reason(event: dict[str, Any], event_type: str) -> str | None:
+    """The rules of the 1.1 fields: what the API showed (an impression) and what was clicked."""
+    request = event.get("request_id")
+    if request is not None and (not isinstance(request, str) or not _TOKEN.match(request)):
+        return "request_id must be 1-64 letters, digits or _.:-"
+    for name in ("experiment", "variant"):
+        value = event.get(name)
+        if value is not None and (not isinstance(value, str) or not _NAME.match(value)):
+            return f"{name} must be a lower-case name (a-z, 0-9, _), got {value!r}"
+    model = event.get("model_version")
+    if model is not None and (not isinstance(model, str) or not 1 <= len(model) <= 128):
+        return "model_version must be a string of 1-128 characters"
+    products = event.get("recommended_product_ids")
+    if products is not None and (
+        not isinstance(products, list)
+        or not 1 <= len(products) <= MAX_POSITION
+        or not all(_int(p) and 1 <= p <= MAX_ID for p in products)
+    ):
+        return f"recommended_product_ids must be 1-{MAX_POSITION} positive 64-bit integers"
+    position = event.get("position")
+    if position is not None and (not _int(position) or not 1 <= position <= MAX_POSITION):
+        return f"position must be an integer in 1-{MAX_POSITION}, got {position!r}"
+    if event_type == IMPRESSION:
+        for name in ("request_id", "recommended_product_ids"):
+            if event.get(name) is None:
+                return f"{IMPRESSION} without {name}"
+    if event_type == CLICK:
+        for name in ("request_id", "position"):
+            if event.get(name) is None:
+                return f"{CLICK} without {name}"
+    if (event.get("experiment") is None) != (event.get("variant") is None):
+        return "experiment and variant come together"
     return None

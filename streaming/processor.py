@@ -7,7 +7,8 @@ process per group. It applies each batch of good events to Redis in one pipeline
 (streaming/online.py). Offsets are committed only after Redis has the batch, so a
 crash replays it, and replays change nothing: the apply script skips event ids it has seen.
 Messages that are not contract events are counted (`bad`, by reason) and skipped; they never
-stop it, and bronze keeps them in its dead letter with the reason.
+stop it, and bronze keeps them in its dead letter with the reason. Recommendation impressions
+and clicks are what the API showed, not what a shopper did: counted (`not_activity`), not applied.
 
 Built on confluent-kafka directly rather than a stream-processing framework (quixstreams, say):
 the state lives in Redis, where the API reads it, not in a framework's local store, and the
@@ -31,10 +32,12 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 
 from lakehouse.core.kafka import client_config
 from lakehouse.core.settings import mask_password
+from streaming.contract import RECOMMENDATION_EVENTS
 from streaming.online import STATS_KEY, OnlineStore
 from streaming.records import classify
 
 BATCH = 2_000  # messages per poll: one Redis round trip each
+NOT_ACTIVITY = "not_activity"  # a recommendation event, counted beside the bad ones
 REDIS_PATIENCE = 120.0  # seconds a batch waits for Redis to come back before the processor stops
 
 
@@ -45,6 +48,7 @@ class StreamReport:
     duplicates: int = 0
     bad: int = 0
     bad_by_reason: dict[str, int] = field(default_factory=dict)
+    not_activity: int = 0  # recommendation impressions and clicks
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +155,8 @@ class StreamProcessor:
             event, kind, _ = classify(message.value())
             if event is None:
                 bad[kind] += 1
+            elif event["event_type"] in RECOMMENDATION_EVENTS:
+                bad[NOT_ACTIVITY] += 1
             else:
                 events.append(event)
         self.flush()
@@ -172,6 +178,8 @@ class StreamProcessor:
         self.report.consumed += consumed
         self.report.applied += applied
         self.report.duplicates += good - applied
+        not_activity = bad.pop(NOT_ACTIVITY, 0)
+        self.report.not_activity += not_activity
         self.report.bad += sum(bad.values())
         for kind, count in bad.items():
             self.report.bad_by_reason[kind] = self.report.bad_by_reason.get(kind, 0) + count
@@ -179,7 +187,7 @@ class StreamProcessor:
             offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
             asynchronous=True,
         )
-        self._count(consumed, applied, good - applied, bad)
+        self._count(consumed, applied, good - applied, bad, not_activity)
 
     def _apply_when_back(self, events: list[dict], error: Exception) -> int:
         """Redis went away: apply the batch again once it is back (nothing is committed
@@ -195,11 +203,14 @@ class StreamProcessor:
             except redis.RedisError as exc:
                 error = exc
 
-    def _count(self, consumed: int, applied: int, duplicates: int, bad: Counter) -> None:
+    def _count(
+        self, consumed: int, applied: int, duplicates: int, bad: Counter, not_activity: int
+    ) -> None:
         if not consumed:
             return
         pipe = self.store.client.pipeline(transaction=False)
         pipe.hincrby(STATS_KEY, "consumed", consumed)
+        pipe.hincrby(STATS_KEY, "not_activity", not_activity)
         pipe.hincrby(STATS_KEY, "applied", applied)
         pipe.hincrby(STATS_KEY, "duplicates", duplicates)
         pipe.hincrby(STATS_KEY, "bad", sum(bad.values()))

@@ -22,6 +22,7 @@ from lakehouse.core.kafka import client_config
 from lakehouse.core.settings import PROJECT_ROOT, Settings
 from lakehouse.devstack.services import ServiceManager, define_services
 from serving.snapshot import current_version, load_snapshot, publish_snapshot
+from streaming.contract import validate_event
 from tests.conftest import World, free_port, replace_settings
 
 pytestmark = pytest.mark.integration
@@ -128,6 +129,56 @@ def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
     assert orjson.loads(message.value()) == sent
 
 
+def test_every_answer_is_an_impression_in_kafka_and_a_click_is_an_event(
+    api: str, settings: Settings
+) -> None:
+    consumer = Consumer(client_config(settings.kafka_bootstrap_servers, **{"group.id": "t"}))
+    topic = settings.events_topic
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = [
+        TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+        for p in partitions
+    ]
+    customer = int(load_snapshot(settings.lake).lists.keys[0])
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    status, body = call(
+        "GET", f"{api}/v1/recommendations/{customer}?session_id={session}&k=4&device=mobile_web"
+    )
+    assert status == 200, body
+
+    consumer.assign(ends)
+    found, deadline = None, time.monotonic() + 15
+    while found is None and time.monotonic() < deadline:
+        for message in consumer.consume(100, timeout=1):
+            value = orjson.loads(message.value())
+            if value.get("request_id") == body["request_id"]:
+                found = value
+    consumer.close()
+    assert found is not None, "no impression in Kafka within 15 s"
+    assert validate_event(found) is None
+    assert found["event_type"] == "recommendation_impression"
+    assert (found["session_id"], found["customer_id"], found["device"]) == (
+        session,
+        customer,
+        "mobile_web",
+    )
+    assert found["recommended_product_ids"] == [i["product_id"] for i in body["items"]]
+    assert found["model_version"] == f"{body['snapshot_version']}/{body['model']}"
+
+    click = {
+        **event(session, body["items"][1]["product_id"], customer),
+        "event_type": "recommendation_click",
+        "request_id": body["request_id"],
+        "position": 2,
+        "schema_version": "1.1",
+    }
+    status, ack = call("POST", f"{api}/v1/events", orjson.dumps(click))
+    assert status == 202, ack
+    assert not ack["applied_online"]  # what was shown is not the session's activity
+    status, again = call("GET", f"{api}/v1/recommendations/{customer}?session_id={session}&k=4")
+    assert [i["product_id"] for i in again["items"]] == [i["product_id"] for i in body["items"]]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "field"),
     [
@@ -145,6 +196,7 @@ def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
         ),
         ("GET", "/v1/products/999999999/similar", None, 404, "product_id"),
         ("GET", "/v1/recommendations", None, 422, "session_id"),
+        ("GET", "/v1/recommendations/1?device=fridge", None, 422, "device"),
         ("POST", "/v1/events", b"not json", 400, "body"),
         ("POST", "/v1/events", b'{"event_type": "purchase"}', 422, "event_id"),
         ("POST", "/v1/events", b"[" + b" " * 70_000 + b"]", 413, "body"),

@@ -111,10 +111,16 @@ def test_events_update_the_online_store_once_and_bad_messages_are_skipped(
     values = [orjson.dumps(e) for e in events]
     values += [values[0], orjson.dumps(view)]  # a duplicate message, the same event resent
     values += [b"\xff\xfe not json", b'{"event_type": "purchase"}', b""]
+    # what the API showed and what was clicked: not the session's activity
+    shown = dict(request_id="r1", recommended_product_ids=[15], schema_version="1.1")
+    values.append(orjson.dumps(event("recommendation_impression", None, 8, **shown)))
+    clicked = dict(request_id="r1", position=1, schema_version="1.1")
+    values.append(orjson.dumps(event("recommendation_click", 15, 9, **clicked)))
     send(settings, topic, values)
 
     report = drain(settings, topic, "g1", store, len(values))
     assert (report.applied, report.duplicates, report.bad) == (7, 2, 3)
+    assert report.not_activity == 2
     assert report.bad_by_reason == {
         "undecodable": 1,
         "contract_violation": 1,

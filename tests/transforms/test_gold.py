@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from spark_jobs import gold
-from spark_jobs.silver_events import SILVER_EVENT_COLUMNS
+from spark_jobs.silver_events import RECOMMENDATION_EVENT_COLUMNS, SILVER_EVENT_COLUMNS
 from tests.transforms.frames import by, d, rows, ts
 
 pytestmark = pytest.mark.integration
@@ -517,3 +517,65 @@ def test_interaction_weights_halve_every_half_life(interactions) -> None:
     assert interactions[(2, 11)]["weight"] == pytest.approx(5.0)
     # 15 days is one and a half half-lives: 0.5 ** 1.5, rounded to 6 places
     assert interactions[(2, 12)]["weight"] == pytest.approx(0.353553, abs=1e-9)
+
+
+SHOWN = (
+    "event_id STRING, event_date DATE, event_time TIMESTAMP, event_type STRING, "
+    "session_id STRING, customer_id BIGINT, customer_sk BIGINT, product_id BIGINT, "
+    "product_sk BIGINT, request_id STRING, experiment STRING, variant STRING, "
+    "model_version STRING, position INT, recommended_product_ids ARRAY<BIGINT>, device STRING, "
+    "schema_version STRING, kafka_partition INT, kafka_offset BIGINT, kafka_timestamp TIMESTAMP"
+)
+
+
+def shown(spark, *events: tuple):
+    """silver.recommendation_events rows: (id, at, session, request, products or None,
+    clicked product or None, position or None)."""
+    out = []
+    for event_id, at, session, request, products, product, position in events:
+        time = ts(at)
+        kind = "recommendation_impression" if products else "recommendation_click"
+        out.append(
+            (event_id, time.date(), time, kind, session, 1, 11, product, None, request, "ab",
+             "champion", "v1/hybrid", position, products, None, "1.1", 0, len(out), time)
+        )  # fmt: skip
+    frame = spark.createDataFrame(out, SHOWN)
+    assert frame.columns == RECOMMENDATION_EVENT_COLUMNS
+    return frame
+
+
+def test_exposures_credit_clicks_and_the_latest_impression_before_a_cart_or_purchase(
+    spark,
+) -> None:
+    recommendations = shown(
+        spark,
+        ("i1", "2025-03-01 23:51", "a", "r1", [10, 12], None, None),
+        ("k1", "2025-03-01 23:52", "a", "r1", None, 10, 1),
+        ("i2", "2025-03-01 23:58", "a", "r2", [11, 10], None, None),
+        ("i3", "2025-03-02 10:00", "b", "r3", [11], None, None),
+    )
+    events = silver_events(spark, *SESSION_EVENTS)
+    day1 = by(
+        gold.recommendation_exposures(recommendations, events, [d("2025-03-01")]),
+        "request_id",
+        "product_id",
+    )
+    got = {k: (r["position"], r["clicked"], r["carted"], r["purchased"], r["revenue"])
+           for k, r in day1.items()}  # fmt: skip
+    assert got == {
+        # carted at 23:55, after r1 and before r2 showed it
+        ("r1", 10): (1, True, True, False, money("0")),
+        ("r1", 12): (2, False, False, False, money("0")),
+        # bought after midnight: r2 was the last to show each product
+        ("r2", 11): (1, False, False, True, money("10.00")),
+        ("r2", 10): (2, False, False, True, money("50.00")),
+    }
+    day2 = by(
+        gold.recommendation_exposures(recommendations, events, [d("2025-03-02")]),
+        "request_id",
+        "product_id",
+    )
+    # session b carted product 11 after r3 showed it, then removed it: the cart still counts
+    assert {k: (r["carted"], r["purchased"]) for k, r in day2.items()} == {
+        ("r3", 11): (True, False)
+    }

@@ -54,11 +54,14 @@ def event(
     order: int | None = None,
     partition: int = 0,
     offset: int | None = None,
+    fields: dict | None = None,
 ) -> tuple:
-    """One bronze row; `sent` (the Kafka timestamp) defaults to 30 s after the event."""
+    """One bronze row; `sent` (the Kafka timestamp) defaults to 30 s after the event; `fields`
+    are payload-only (contract 1.1) fields."""
     time = ts(at)
     kafka_ts = ts(sent) if sent else time + dt.timedelta(seconds=30)
     payload = {"event_id": event_id, "event_time": time.isoformat(), "event_type": type_}
+    payload |= fields or {}
     return (
         time.date(),
         time,
@@ -109,6 +112,11 @@ def dims(spark):
 
 
 def build(spark, dims, events: list[tuple], dates=(D,), **kw):
+    return build_all(spark, dims, events, dates, **kw)[:2]
+
+
+def build_all(spark, dims, events: list[tuple], dates=(D,), **kw):
+    """(silver, quarantine, recommendation events)."""
     customers, products = dims
     kw = {"lateness": LATENESS, "future_tolerance": TOLERANCE, **kw}
     bronze = spark.createDataFrame(events, BRONZE_EVENTS)
@@ -375,3 +383,46 @@ def test_quarantined_events_are_not_part_of_sessions(spark, dims) -> None:
     }
     start, end = ts("2025-03-02 10:00"), ts("2025-03-02 10:05")
     assert got == {"r2": (start, end, 1), "r3": (start, end, 2), "r4": (start, end, 3)}
+
+
+def test_recommendation_events_leave_the_sessions_and_keep_their_payload_fields(
+    spark, dims
+) -> None:
+    shown = {
+        "request_id": "r1",
+        "experiment": "ab",
+        "variant": "champion",
+        "model_version": "v1/hybrid",
+        "recommended_product_ids": [11, 10],
+    }
+    silver, quarantine, recommendations = build_all(
+        spark,
+        dims,
+        [
+            event("v1", "2025-03-02 10:00", type_="product_view", customer=1, product=10),
+            event("i1", "2025-03-02 10:01", type_="recommendation_impression", customer=1,
+                  fields=shown),
+            event("c1", "2025-03-02 10:02", type_="recommendation_click", customer=1,
+                  product=11, fields={"request_id": "r1", "position": 1}),
+            event("c1", "2025-03-02 10:02", type_="recommendation_click", customer=1,
+                  product=11, fields={"request_id": "r1", "position": 1}),
+            event("c2", "2025-03-02 10:03", type_="recommendation_click", product=99,
+                  fields={"request_id": "r1", "position": 3}),
+        ],
+    )  # fmt: skip
+    sessions = by(silver, "event_id")
+    assert set(sessions) == {"v1"}
+    assert sessions["v1"]["session_end"] == ts("2025-03-02 10:00")  # not stretched by them
+    got = by(recommendations, "event_id")
+    assert recommendations.columns == silver_events.RECOMMENDATION_EVENT_COLUMNS
+    assert set(got) == {"i1", "c1"}
+    assert (got["i1"]["request_id"], got["i1"]["variant"], got["i1"]["model_version"]) == (
+        "r1",
+        "champion",
+        "v1/hybrid",
+    )
+    assert got["i1"]["recommended_product_ids"] == [11, 10]
+    assert got["i1"]["customer_sk"] == 1001
+    assert (got["c1"]["product_sk"], got["c1"]["position"]) == (5011, 1)
+    rejected = {(r["event_id"], r["reason"]) for r in rows(quarantine)}
+    assert rejected == {("c1", DUPLICATE), ("c2", UNKNOWN_PRODUCT)}

@@ -91,3 +91,66 @@ def test_every_injected_malformed_message_is_rejected(sample_events) -> None:
             assert kind in ("malformed_bad_json", "malformed_undecodable")
             continue
         assert validate_event(event) is not None, kind
+
+
+def _impression() -> dict:
+    return {
+        "event_id": "0b6f4c1e-2b1a-4a53-9d0e-6f1f0d1f2a3b",
+        "event_time": "2026-12-01T10:00:00.123Z",
+        "event_type": "recommendation_impression",
+        "session_id": "s-1",
+        "customer_id": 42,
+        "request_id": "5f2c0c8e3d0b4f7c9a1e2b3c4d5e6f70",
+        "experiment": "ranker_vs_popularity",
+        "variant": "champion",
+        "model_version": "20261201T000000Z/hybrid",
+        "recommended_product_ids": [7, 3, 9],
+        "schema_version": "1.1",
+    }
+
+
+def _click() -> dict:
+    return {
+        **_impression(),
+        "event_id": "1b6f4c1e-2b1a-4a53-9d0e-6f1f0d1f2a3b",
+        "event_type": "recommendation_click",
+        "recommended_product_ids": None,
+        "product_id": 3,
+        "position": 2,
+        "device": "mobile_web",
+    }
+
+
+def test_recommendation_events_satisfy_the_schema_and_the_validator() -> None:
+    validator = jsonschema.Draft202012Validator(json_schema())
+    no_experiment = {**_impression(), "experiment": None, "variant": None}
+    for event in (_impression(), _click(), no_experiment):
+        assert validate_event(event) is None, event
+        assert _schema_ok(validator, event), event
+
+
+RECOMMENDATION_BROKEN = [
+    ("impression without request", _impression, lambda e: e.pop("request_id")),
+    ("impression without products", _impression, lambda e: e.pop("recommended_product_ids")),
+    ("empty product list", _impression, lambda e: e.update(recommended_product_ids=[])),
+    ("string in product list", _impression, lambda e: e.update(recommended_product_ids=[1, "2"])),
+    ("101 products", _impression, lambda e: e.update(recommended_product_ids=[1] * 101)),
+    ("variant without experiment", _impression, lambda e: e.update(experiment=None)),
+    ("experiment upper case", _impression, lambda e: e.update(experiment="AB")),
+    ("request id with space", _impression, lambda e: e.update(request_id="a b")),
+    ("click without position", _click, lambda e: e.pop("position")),
+    ("click without product", _click, lambda e: e.pop("product_id")),
+    ("click without device", _click, lambda e: e.pop("device")),
+    ("position zero", _click, lambda e: e.update(position=0)),
+    ("position 101", _click, lambda e: e.update(position=101)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "event", "breaks"), RECOMMENDATION_BROKEN, ids=[b[0] for b in RECOMMENDATION_BROKEN]
+)
+def test_validator_rejects_broken_recommendation_events(name, event, breaks) -> None:
+    broken = event()
+    breaks(broken)
+    assert validate_event(broken) is not None
+    assert not _schema_ok(jsonschema.Draft202012Validator(json_schema()), broken)
