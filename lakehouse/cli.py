@@ -294,6 +294,37 @@ def produce_command(
     )
 
 
+@app.command("simulate-traffic")
+def simulate_traffic_command(
+    rate: Annotated[
+        float, typer.Option(min=0.1, max=1000, help="Sessions started per second.")
+    ] = 5,
+    duration: Annotated[float, typer.Option(min=1, max=86_400, help="Seconds to run.")] = 60,
+    sessions: Annotated[
+        int | None, typer.Option(min=1, max=1_000_000, help="Stop after this many sessions.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Sessions at a time.")] = 16,
+    seed: Annotated[int, typer.Option(help="Who shops, and how they react.")] = 7,
+    preset: Annotated[str | None, typer.Option(help="World when nothing was generated.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulated shoppers through the recommendation API (API_URL): the world's customers react
+    to each list by their latent tastes, clicking and buying more of what fits them; the API
+    records impressions, the shoppers' clicks, carts and purchases are posted as events. Drives
+    an A/B experiment end to end (docs/experiments.md)."""
+    settings = _settings()
+    sources.simulate_traffic(
+        settings,
+        preset=preset,
+        rate=rate,
+        duration=duration,
+        sessions=sessions,
+        workers=workers,
+        seed=seed,
+        as_json=as_json,
+    )
+
+
 @app.command("stream")
 def stream_command(
     start: Annotated[

@@ -390,3 +390,31 @@ def redis_errors(settings: Settings) -> Iterator[None]:
             f"online store (Redis) at {mask_password(settings.online_store_url)}: {exc}; start "
             "the embedded one with `lakehouse services up` or set REDIS_URL"
         )
+
+
+def print_traffic(report: dict) -> None:
+    """`lakehouse simulate-traffic`: what the simulated audience did, per experiment variant."""
+    table = Table(title="Simulated audience, per variant", title_justify="left")
+    for column in ("variant", "sessions", "pages", "clicks", "carts", "purchases", "revenue",
+                   "clicks/page", "purchases/session"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, t in report["variants"].items():
+        table.add_row(
+            name,
+            f"{t['sessions']:,}",
+            f"{t['pages']:,}",
+            f"{t['clicks']:,}",
+            f"{t['carts']:,}",
+            f"{t['purchases']:,}",
+            f"{t['revenue']:,.0f}",
+            f"{t['clicks'] / t['pages']:.3f}" if t["pages"] else "–",
+            f"{t['purchases'] / t['sessions']:.3f}" if t["sessions"] else "–",
+        )
+    out.print(table)
+    out.print(
+        f"{report['sessions']:,} sessions ({report['sessions_per_second']:g}/s), "
+        f"{report['requests']:,} requests in {report['seconds']:.1f} s; "
+        f"{report['failed_sessions']:,} failed {report['errors'] or ''}; "
+        f"{report['behind']:,} starts waited for a free worker",
+        highlight=False,
+    )

@@ -91,6 +91,16 @@ def generate(
             out.print(f"{label + ':':<13} {where}", highlight=False)
 
 
+def generated_scale(settings: Settings, preset: str | None) -> Any:
+    """The world of the last `lakehouse generate` (so ids match the ERP's), or the preset's."""
+    from generator.world import Scale
+
+    manifest = settings.generated_dir / "manifest.json"
+    if preset is None and manifest.exists():
+        return Scale.from_dict(json.loads(manifest.read_text())["scale"])
+    return scale(preset or "demo")
+
+
 def produce(
     settings: Settings,
     *,
@@ -107,17 +117,12 @@ def produce(
     **limits: Any,
 ) -> None:
     from generator.events import live_messages, simulated_messages
-    from generator.world import Scale
     from lakehouse.devstack.services import live_producer_file
     from streaming.producer import Faults, produce
 
     if key not in ("session", "customer"):
         raise typer.BadParameter(f"--key must be session or customer, got {key!r}")
-    manifest = settings.generated_dir / "manifest.json"
-    if preset is None and manifest.exists():
-        world = Scale.from_dict(json.loads(manifest.read_text())["scale"])
-    else:
-        world = scale(preset or "demo")
+    world = generated_scale(settings, preset)
     first_day = day_index(world, start, "--start") or 0
     try:
         injected = Faults(**faults)
@@ -168,3 +173,41 @@ def produce(
     faults_sent = {k: v for k, v in report.kinds.items() if k != "valid"}
     if faults_sent:
         out.print(f"faults: {faults_sent}", highlight=False)
+
+
+def simulate_traffic(
+    settings: Settings,
+    *,
+    preset: str | None,
+    rate: float,
+    duration: float,
+    sessions: int | None,
+    workers: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    from generator.world import build_world
+    from lakehouse.devstack.traffic import simulate_traffic
+
+    world = build_world(generated_scale(settings, preset))
+    total = sessions or int(rate * duration)
+    progress = console.progress_bar(as_json, "sessions")
+    task = progress.add_task(f"shopping through {settings.api_url}", total=total)
+    with progress:
+        report = simulate_traffic(
+            settings.api_url,
+            world,
+            rate,
+            duration,
+            sessions=sessions,
+            workers=workers,
+            seed=seed,
+            on_progress=lambda r: progress.update(task, completed=r.sessions + r.failed_sessions),
+        )
+    summary = report.to_dict()
+    if as_json:
+        print_json(summary)
+    else:
+        console.print_traffic(summary)
+    if report.sessions == 0 and report.failed_sessions:
+        fail(f"every session failed: {report.errors}")

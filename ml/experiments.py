@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -343,3 +343,109 @@ def decide(spec: ExperimentSpec, samples: Mapping[str, Mapping[str, Sample]]) ->
 
 def rate(units: int, successes: int) -> Sample:
     return Sample(units, float(successes))
+
+
+# -- results per day -----------------------------------------------------------------------------
+
+# what each metric counts per unit, in the per-unit totals (`UnitTotals`)
+METRIC_COLUMNS = {
+    "ctr": "clicked",
+    "add_to_cart_rate": "carted",
+    "conversion": "converted",
+    "revenue_per_unit": "revenue",
+}
+
+
+@dataclass(frozen=True)
+class UnitTotals:
+    """One variant's units first exposed on one day, and their outcomes over the experiment:
+    how many clicked, carted and bought a recommended product, and the revenue (with its sum of
+    squares per unit, for the variance)."""
+
+    variant: str
+    day: dt.date
+    units: int
+    exposures: int
+    clicked: int
+    carted: int
+    converted: int
+    revenue: float
+    revenue_squares: float
+
+
+def samples_of(totals: Sequence[UnitTotals], variants: Sequence[str]) -> dict[str, dict]:
+    """`samples[variant][metric]` over the given per-day totals (summed)."""
+    out: dict[str, dict[str, Sample]] = {}
+    for name in variants:
+        mine = [t for t in totals if t.variant == name]
+        units = sum(t.units for t in mine)
+        out[name] = {
+            metric: Sample(
+                units,
+                float(sum(getattr(t, column) for t in mine)),
+                float(sum(t.revenue_squares for t in mine))
+                if metric == "revenue_per_unit"
+                else None,
+            )
+            for metric, column in METRIC_COLUMNS.items()
+        }
+    return out
+
+
+def results_by_day(spec: ExperimentSpec, totals: Sequence[UnitTotals]) -> list[dict]:
+    """The experiment as it stood at the end of each day with exposures: per variant, the
+    units so far, every metric, and against the control the primary metric's difference, its
+    interval, the fixed-horizon and always-valid p-values, the SRM p-value and the decision.
+    Each unit's outcomes count with the day it was first exposed."""
+    variants = [v.name for v in spec.variants]
+    rows = []
+    for day in sorted({t.day for t in totals}):
+        upto = [t for t in totals if t.day <= day]
+        samples = samples_of(upto, variants)
+        decision = decide(spec, samples)
+        for name in variants:
+            primary = next((c[0] for n, c in decision.comparisons.items() if n == name), None)
+            mine = [t for t in upto if t.variant == name]
+            rows.append(
+                {
+                    "experiment": spec.name,
+                    "day": day,
+                    "variant": name,
+                    "is_control": name == spec.control,
+                    "weight": spec.weights[name],
+                    "units": samples[name]["conversion"].units,
+                    "exposures": sum(t.exposures for t in mine),
+                    **{m: samples[name][m].mean for m in METRIC_COLUMNS},
+                    "primary_metric": spec.primary_metric,
+                    "difference": primary and primary.difference,
+                    "ci_low": primary and primary.interval[0],
+                    "ci_high": primary and primary.interval[1],
+                    "p_value": primary and primary.p_value,
+                    "always_valid_p": primary and primary.always_valid_p,
+                    "srm_p": decision.srm_p,
+                    "status": decision.status,
+                    "winner": decision.winner,
+                    "reason": decision.reason,
+                }
+            )
+    return rows
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+DECISION_MODEL = "experiment_decision"  # the registry's name for a concluded experiment
+
+
+def decisions(models: Any) -> dict[str, dict[str, Any]]:
+    """The concluded experiments in a model registry (ml.registry.ModelRegistry), by name: the
+    decision recorded (status promote or stopped, winner, its recommender and session share,
+    reason, decided_at)."""
+    if DECISION_MODEL not in models.models():
+        return {}
+    return {v.params["experiment"]: v.params for v in models.versions(DECISION_MODEL)}
+
+
+def serving_policy(decided: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What everyone outside an experiment is served: the newest promoted variant, if any."""
+    promoted = [d for d in decided.values() if d.get("status") == "promote"]
+    return max(promoted, key=lambda d: d["decided_at"], default=None)

@@ -23,6 +23,9 @@ from orchestration.defs.bronze.sensors import (
     streaming_refresh_job,
     streaming_refresh_sensor,
 )
+from orchestration.defs.experiments.assets import experiment_results
+from orchestration.defs.experiments.resources import experiments_resources
+from orchestration.defs.experiments.sensors import evaluate_experiments_job, experiment_sensor
 from orchestration.defs.gold.assets import gold_assets
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
 from orchestration.defs.maintenance.schedules import (
@@ -86,6 +89,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *silver_assets(daily),
             *gold_assets(daily),
             *ml_assets(daily),
+            experiment_results,
             serving_snapshot,
             dbt_marts,
             live_warehouse,
@@ -100,11 +104,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             nightly_refresh_job,
             streaming_refresh_job,
             maintain_bronze_job,
+            evaluate_experiments_job,
         ],
         schedules=[nightly_schedule, nightly_maintenance_schedule],
-        sensors=[clickstream_sensor, streaming_refresh_sensor, run_failure_sensor],
+        sensors=[
+            clickstream_sensor,
+            streaming_refresh_sensor,
+            experiment_sensor,
+            run_failure_sensor,
+        ],
         resources=resources(settings)
         | ml_resources(settings)
+        | experiments_resources(settings)
         | marts_resources(settings)
         | bi_resources(settings),
         executor=EXECUTORS[settings.dagster_executor],

@@ -354,15 +354,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assigned = None
         now = dt.datetime.now(dt.UTC)
         found = assignment(serving.experiments, now, session_id, customer_id)
+        if found is not None and found[0].name in snapshot.decided_experiments:
+            found = None  # concluded: everyone gets the policy
+        if found is not None:
+            recommender, share = found[1].recommender, found[1].session_share
+        elif snapshot.policy is not None:  # the winner of a concluded experiment
+            recommender, share = snapshot.policy["recommender"], snapshot.policy["session_share"]
+        else:
+            recommender, share = "champion", None  # None: the tuned session share
         model = snapshot.manifest["champion"]
-        if found is not None and found[1].recommender == "popularity":
+        if recommender == "popularity":
             items, strategy = popular_products(snapshot, live, k, city)
             model = "popularity"
         else:
-            share = None
-            if found is not None:
-                batch_only = found[1].recommender == "batch_list"
-                share = 0.0 if batch_only else found[1].session_share
+            if recommender == "batch_list":
+                share = 0.0
             items, strategy = recommend(
                 snapshot, customer_id, live, k, context_product_id, city, share
             )

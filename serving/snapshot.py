@@ -20,6 +20,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 
 from lakehouse.core.lake import Lake
 from ml.blend import SESSION_SHARE
+from ml.experiments import decisions, serving_policy
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
@@ -147,6 +149,7 @@ def publish_snapshot(lake: Lake) -> dict[str, Any]:
         "champion": champion,
         "session_model": _copy_session_model(lake, fs, folder),
         "intent_model": _copy_intent_model(lake, fs, folder),
+        "experiments": _decided_experiments(lake),
         "rows": parts,
         "sources": sources,  # the Delta versions read
     }
@@ -180,6 +183,17 @@ def _copy_intent_model(lake: Lake, fs: pafs.FileSystem, folder: str) -> dict[str
         "threshold": record.params.get("threshold"),
         "features": record.params.get("features"),
     }
+
+
+def _decided_experiments(lake: Lake) -> dict[str, dict[str, Any]]:
+    """The concluded A/B experiments of the registry (ml/experiments.py): the API serves them
+    no more, and serves everyone the newest promoted variant."""
+    from ml.registry import ModelRegistry
+
+    root = lake.path("models")
+    if "://" in root:
+        return {}  # the registry is local-only (docs/ml.md)
+    return decisions(ModelRegistry(root)) if Path(root).is_dir() else {}
 
 
 def _copy_model(lake: Lake, fs: pafs.FileSystem, name: str, target: str) -> Any:
@@ -285,6 +299,8 @@ class Snapshot:
         self.intent_model = intent_model  # a LightGBM Booster (ml/intent.py), or None
         tuned = (manifest.get("session_model") or {}).get("session_share")
         self.session_share: float = SESSION_SHARE if tuned is None else float(tuned)
+        self.decided_experiments: dict[str, dict[str, Any]] = manifest.get("experiments") or {}
+        self.policy = serving_policy(self.decided_experiments)  # a promoted variant, or None
         self.version: str = manifest["version"]
         self.created_at = dt.datetime.fromisoformat(manifest["created_at"])
         self.lists = Grouped.of(parts["customer_lists"], "customer_id", "rank")

@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         description="EXPERIMENTS_DIR: the A/B experiments as code (one YAML per experiment; "
         "`lakehouse ml experiments` checks them).",
     )
+    experiment_check_seconds: int = Field(
+        default=300,
+        ge=10,
+        validation_alias=_env("EXPERIMENT_CHECK_SECONDS"),
+        description="EXPERIMENT_CHECK_SECONDS: while an experiment runs, how often at most the "
+        "experiments sensor evaluates it (when new exposures reached gold).",
+    )
     superset_venv: Path = Field(
         default=PROJECT_ROOT / ".venv-superset",
         validation_alias=_env("LAKEHOUSE_SUPERSET_VENV"),

@@ -23,13 +23,14 @@ from serving.snapshot import PARTS
         *(key(table) for table, _ in PARTS.values()),
         dg.AssetKey(["ml", "session_recommender"]),
         dg.AssetKey(["ml", "purchase_intent"]),
+        key("gold.experiment_history"),
     ],
     code_version=source_version("serving.snapshot"),
     description="The recommendation API's serving snapshot: the champion's lists per customer, "
     "product neighbours, pairs bought together, trending products nationally and per city, the "
     "sellable catalogue and the customers' cities, as Parquet under <LAKE_URI>/serving/"
-    "snapshots/<version>, with the newest session recommender and purchase-intent model, made "
-    "current atomically.",
+    "snapshots/<version>, with the newest session recommender and purchase-intent model and the "
+    "concluded experiments' decisions, made current atomically.",
 )
 def serving_snapshot(lake: LakeResource) -> dg.MaterializeResult:
     from serving.snapshot import publish_snapshot

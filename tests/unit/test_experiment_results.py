@@ -1,0 +1,114 @@
+"""The experiments' results and decisions from a hand-written gold.recommendation_exposures
+(spark_jobs/experiment_results.py): per-unit aggregation in DuckDB, the per-day statistics, a
+promotion recorded once in the registry and the history, and the snapshot's serving policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from lakehouse.core.lake import Lake
+from ml.experiments import DECISION_MODEL, decisions, serving_policy
+from spark_jobs.experiment_results import HISTORY, RESULTS, experiment_results
+from spark_jobs.training import registry
+
+SPEC = """name: {name}
+variants:
+  - {{name: popular, weight: 0.5, recommender: popularity}}
+  - {{name: ranked, weight: 0.5, recommender: champion, session_share: 0.3}}
+control: popular
+unit: session
+primary_metric: conversion
+guardrails: [revenue_per_unit]
+minimum_sample: 1000
+start: 2026-11-30T00:00:00Z
+"""
+DAYS = [dt.date(2026, 11, 30), dt.date(2026, 12, 1)]
+
+
+def exposures(name: str, units: dict[str, int], conversion: dict[str, float]) -> pa.Table:
+    """Each unit (session) shown two lists of two products on one of the days; a converting
+    unit bought its first product."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for variant, count in units.items():
+        for n in range(count):
+            session, day = f"{variant}-{n}", DAYS[n % 2]
+            bought = bool(rng.random() < conversion[variant])
+            for request in (f"{session}-a", f"{session}-b"):
+                for position in (1, 2):
+                    hit = bought and request.endswith("a") and position == 1
+                    rows.append(
+                        {"event_date": day, "request_id": request, "session_id": session,
+                         "customer_id": None, "experiment": name, "variant": variant,
+                         "position": position, "product_id": position, "clicked": hit,
+                         "carted": hit, "purchased": hit, "revenue": 100.0 if hit else 0.0}
+                    )  # fmt: skip
+    return pa.Table.from_pylist(rows)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.at(str(tmp_path / "lake"))
+
+
+def test_a_true_lift_is_promoted_once_and_becomes_the_serving_policy(
+    lake: Lake, tmp_path: Path
+) -> None:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "lift.yaml").write_text(SPEC.format(name="lift"))
+    lake.write(
+        "gold.recommendation_exposures",
+        exposures("lift", {"popular": 3000, "ranked": 3000}, {"popular": 0.05, "ranked": 0.09}),
+        mode="overwrite",
+    )
+    report = experiment_results(lake, folder)
+    summary = report.experiments["lift"]
+    assert summary["status"] == "promote" and summary["units"] == {"popular": 3000, "ranked": 3000}
+    assert summary["units_in_several_variants"] == 0
+    assert [d["winner"] for d in report.decided] == ["ranked"]
+
+    results = lake.open(RESULTS).to_pyarrow_table().to_pylist()
+    assert {(r["day"], r["variant"]) for r in results} == {
+        (d, v) for d in DAYS for v in ("popular", "ranked")
+    }
+    last = {r["variant"]: r for r in results if r["day"] == DAYS[-1]}
+    assert last["ranked"]["exposures"] == 6000  # two requests per unit
+    assert last["ranked"]["conversion"] > last["popular"]["conversion"]
+    # the always-valid p-value decides; it asks for more evidence than the fixed-horizon one
+    assert last["ranked"]["p_value"] < last["ranked"]["always_valid_p"] < 0.05
+    assert last["ranked"]["ci_low"] > 0 and last["popular"]["difference"] is None
+    first = {r["variant"]: r for r in results if r["day"] == DAYS[0]}
+    assert first["ranked"]["units"] == 1500  # the units so far, on the first day
+
+    models = registry(lake)
+    decided = decisions(models)
+    policy = serving_policy(decided)
+    assert policy["recommender"] == "champion" and policy["session_share"] == 0.3
+    # evaluated again: the decision stands, recorded once
+    assert experiment_results(lake, folder).decided == []
+    assert len(models.versions(DECISION_MODEL)) == 1
+    history = lake.open(HISTORY).to_pyarrow_table().to_pylist()
+    assert [(h["experiment"], h["status"], h["winner"]) for h in history] == [
+        ("lift", "promote", "ranked")
+    ]
+
+
+def test_a_skewed_split_stops_the_experiment(lake: Lake, tmp_path: Path) -> None:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "skew.yaml").write_text(SPEC.format(name="skew"))
+    lake.write(
+        "gold.recommendation_exposures",
+        exposures("skew", {"popular": 1650, "ranked": 1350}, {"popular": 0.05, "ranked": 0.05}),
+        mode="overwrite",
+    )
+    report = experiment_results(lake, folder)
+    assert report.experiments["skew"]["status"] == "stopped"
+    assert "sample ratio mismatch" in report.experiments["skew"]["reason"]
+    assert serving_policy(decisions(registry(lake))) is None  # stopped: nobody promoted
