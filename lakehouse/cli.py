@@ -526,10 +526,21 @@ def ml_publish_command(as_json: JsonOption = False) -> None:
 
 
 @ml_app.command("experiments")
-def ml_experiments_command(as_json: JsonOption = False) -> None:
+def ml_experiments_command(
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate",
+            help="Compute every experiment's results and decision from the exposures in gold, "
+            "record a concluded one and publish the serving snapshot (the assets the "
+            "experiments sensor runs).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Check the A/B experiments declared in EXPERIMENTS_DIR (one YAML each) and list them;
     exit 2 naming the file and the field when one is wrong (docs/experiments.md)."""
-    data.ml_experiments(_settings(), as_json)
+    data.ml_experiments(_settings(), as_json, evaluate)
 
 
 @bi_app.command("refresh")

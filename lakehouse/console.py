@@ -418,3 +418,46 @@ def print_traffic(report: dict) -> None:
         f"{report['behind']:,} starts waited for a free worker",
         highlight=False,
     )
+
+
+def print_experiment_results(report: dict) -> None:
+    """`lakehouse ml experiments --evaluate`: each experiment as of its newest day."""
+    if "skipped" in report:
+        out.print(f"no results: {report['skipped']}", highlight=False)
+        return
+    if not report:
+        out.print("no experiment has exposures yet", highlight=False)
+    for name, found in report.items():
+        metric = found["variants"][0]["primary_metric"]
+        table = Table(title=f"{name}, as of {found['day']}: {metric}", title_justify="left")
+        for column in ("variant", "units", "exposures", "ctr", "conversion", "revenue/unit",
+                       "difference", "interval", "p", "always-valid p"):  # fmt: skip
+            table.add_column(column, justify="left" if column == "variant" else "right")
+        for row in found["variants"]:
+            control = row["is_control"]
+            interval = "" if control else f"{row['ci_low']:+.4f} .. {row['ci_high']:+.4f}"
+            table.add_row(
+                row["variant"] + (" (control)" if control else ""),
+                f"{row['units']:,}",
+                f"{row['exposures']:,}",
+                f"{row['ctr']:.4f}",
+                f"{row['conversion']:.4f}",
+                f"{row['revenue_per_unit']:,.1f}",
+                "" if control else f"{row['difference']:+.4f}",
+                interval,
+                "" if control else f"{row['p_value']:.3g}",
+                "" if control else f"{row['always_valid_p']:.3g}",
+            )
+        out.print(table)
+        srm = found["variants"][0]["srm_p"]
+        out.print(
+            f"{found['status']}: {found['reason']} (sample ratio p = {srm:.3g}; "
+            f"{found['units_in_several_variants']:,} units saw several variants)",
+            highlight=False,
+        )
+        if found.get("decided"):
+            decided = found["decided"]
+            out.print(
+                f"decided {decided['decided_at']}: {decided['status']} {decided['winner'] or ''}",
+                highlight=False,
+            )

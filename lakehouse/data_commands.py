@@ -281,6 +281,9 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
             *RECOMMENDER_STEP_TABLES,
             *RECOMMENDER_OUTPUTS,
             SESSION_MODEL,
+            # the snapshot carries the experiments' decisions (and the marts read the results)
+            "gold.experiment_results",
+            "gold.experiment_history",
             SNAPSHOT,
         ],
         "customers": list(CUSTOMER_OUTPUTS),
@@ -302,7 +305,7 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
         console.print_trained(reports, settings.ml_champion_metric)
 
 
-def ml_experiments(settings: Settings, as_json: bool) -> None:
+def ml_experiments(settings: Settings, as_json: bool, evaluate: bool = False) -> None:
     from ml.experiments import ExperimentError, load_experiments
 
     folder = Path(settings.experiments_dir)
@@ -312,6 +315,16 @@ def ml_experiments(settings: Settings, as_json: bool) -> None:
         specs = load_experiments(folder)
     except ExperimentError as exc:
         fail(str(exc), code=2)
+    if evaluate:
+        selection = [key("gold.experiment_results"), key("gold.experiment_history"), key(SNAPSHOT)]
+        outcome = console.run(settings, selection, "evaluating", quiet=as_json)
+        found = outcome.materialized["gold.experiment_results"]
+        report = found.get("experiments_report") or {"skipped": found.get("skipped")}
+        if as_json:
+            print_json(report)
+        else:
+            console.print_experiment_results(report)
+        return
     if as_json:
         print_json([spec.model_dump(mode="json") for spec in specs])
         return

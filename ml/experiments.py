@@ -417,6 +417,7 @@ def results_by_day(spec: ExperimentSpec, totals: Sequence[UnitTotals]) -> list[d
                     "exposures": sum(t.exposures for t in mine),
                     **{m: samples[name][m].mean for m in METRIC_COLUMNS},
                     "primary_metric": spec.primary_metric,
+                    "alpha": spec.alpha,
                     "difference": primary and primary.difference,
                     "ci_low": primary and primary.interval[0],
                     "ci_high": primary and primary.interval[1],

@@ -65,7 +65,7 @@ refresh_silver_gold_job = dg.define_asset_job(
 
 train_models_job = dg.define_asset_job(
     "train_models",
-    selection=dg.AssetSelection.groups("ml", "serving"),
+    selection=dg.AssetSelection.groups("ml", "experiments", "serving"),
     description="Build the recommenders' training data and product tables (Spark steps, gated), "
     "evaluate the recommenders and customer models on a time split, refit the champion and "
     "write recommendations, scores, evaluations and model versions to gold, then publish the "

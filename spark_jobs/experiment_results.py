@@ -137,6 +137,9 @@ def experiment_results(
     tables = Tables(lake)
     report = ExperimentsReport(inputs=tables.versions(EXPOSURES))
     specs = load_experiments(experiments_dir) if experiments_dir.is_dir() else []
+    if lake.open(EXPOSURES) is None:  # nothing was ever shown: empty results, for the marts
+        progress(f"no experiment results: {EXPOSURES} does not exist yet")
+        specs = []
     models = registry(lake)
     decided = decisions(models)
     rows: list[dict] = []
@@ -151,6 +154,8 @@ def experiment_results(
             "reason": latest[0]["reason"],
             "units": {r["variant"]: r["units"] for r in latest},
             "units_in_several_variants": crossed,
+            "day": str(latest[0]["day"]),
+            "variants": [{**r, "day": str(r["day"])} for r in latest],
         }
         if spec.name in decided:
             summary["decided"] = decided[spec.name]
@@ -175,7 +180,8 @@ RESULTS_SCHEMA = pa.schema(
         ("is_control", pa.bool_()), ("weight", pa.float64()), ("units", pa.int64()),
         ("exposures", pa.int64()), ("ctr", pa.float64()), ("add_to_cart_rate", pa.float64()),
         ("conversion", pa.float64()), ("revenue_per_unit", pa.float64()),
-        ("primary_metric", pa.string()), ("difference", pa.float64()), ("ci_low", pa.float64()),
+        ("primary_metric", pa.string()), ("alpha", pa.float64()),
+        ("difference", pa.float64()), ("ci_low", pa.float64()),
         ("ci_high", pa.float64()), ("p_value", pa.float64()), ("always_valid_p", pa.float64()),
         ("srm_p", pa.float64()), ("status", pa.string()), ("winner", pa.string()),
         ("reason", pa.string()), ("computed_at", pa.timestamp("us", tz="UTC")),

@@ -281,7 +281,7 @@ def build_world(settings: Settings) -> World:
     timed("extract again", lambda: world.run(erp))
     world.runs["second transform"] = timed("transform again", lambda: world.run(transform))
     world.runs["training"] = timed(
-        "train", lambda: world.run(dg.AssetSelection.groups("ml", "serving"))
+        "train", lambda: world.run(dg.AssetSelection.groups("ml", "experiments", "serving"))
     )
     world.runs["marts"] = timed("marts", lambda: world.run(dg.AssetSelection.groups("marts")))
     world.runs["timings"] = timings

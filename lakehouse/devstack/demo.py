@@ -198,7 +198,7 @@ def _models(settings: Settings) -> str:
     from ml.evaluation import by_model
     from spark_jobs.training import POPULAR_DAYS
 
-    outcome = _groups(settings, "training", "ml", "serving")
+    outcome = _groups(settings, "training", "ml", "experiments", "serving")
     report = outcome.materialized["gold.model_evaluations"]["training_report"]
     metric = settings.ml_champion_metric
     rows = {row["model"]: row for row in by_model(report["evaluations"], metric)}

@@ -41,6 +41,8 @@ TIMEOUT = urllib3.Timeout(connect=2.0, read=10.0)
 class VariantTotals:
     sessions: int = 0
     pages: int = 0
+    clicked: int = 0  # sessions with a click
+    converted: int = 0  # sessions with a purchase
     clicks: int = 0
     carts: int = 0
     purchases: int = 0
@@ -191,6 +193,8 @@ def simulate_traffic(
             found.sessions += 1
             for name, value in totals.items():
                 setattr(found, name, getattr(found, name) + value)
+            found.clicked += totals.get("clicks", 0) > 0
+            found.converted += totals.get("purchases", 0) > 0
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shopper") as pool:

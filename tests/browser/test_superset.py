@@ -94,7 +94,7 @@ def test_up_generates_a_password_kept_under_the_data_root_and_is_idempotent(bi: 
     secrets = bi["root"] / "superset" / "secrets.json"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert first["new_password"] == _password(bi)
-    assert len(first["provisioned"]["dashboards"]) == 7
+    assert len(first["provisioned"]["dashboards"]) == 8
     assert first["provisioned"]["datasets_without_table"] == []
 
     again = cli_json("bi", "up", env=bi["env"])

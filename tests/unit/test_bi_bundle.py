@@ -39,9 +39,9 @@ def bundle():
     return render(URIS)
 
 
-def test_seven_dashboards_with_charts_and_filters(bundle) -> None:
+def test_eight_dashboards_with_charts_and_filters(bundle) -> None:
     dashboards = bundle.of_kind("dashboards")
-    assert len(dashboards) == 7
+    assert len(dashboards) == 8
     for dashboard in dashboards.values():
         charts = [v for v in dashboard["position"].values() if isinstance(v, dict)]
         assert sum(1 for c in charts if c.get("type") == "CHART") >= 4
