@@ -543,6 +543,14 @@ def ml_experiments_command(
     data.ml_experiments(_settings(), as_json, evaluate)
 
 
+@ml_app.command("drift")
+def ml_drift_command(as_json: JsonOption = False) -> None:
+    """The models' drift report: each monitored model's inputs and scores on the newest data
+    against its training data (population stability index), appended to gold.model_drift;
+    exit 1 when a score drifted past DRIFT_PSI_THRESHOLD (docs/ml.md)."""
+    data.ml_drift(_settings(), as_json)
+
+
 @bi_app.command("refresh")
 def bi_refresh(as_json: JsonOption = False) -> None:
     """Rebuild the live file (real-time KPIs, data quality) the dashboards read from the Delta

@@ -461,3 +461,25 @@ def print_experiment_results(report: dict) -> None:
                 f"decided {decided['decided_at']}: {decided['status']} {decided['winner'] or ''}",
                 highlight=False,
             )
+
+
+def print_drift(report: dict) -> None:
+    """`lakehouse ml drift`: every input and score, largest PSI first."""
+    table = Table(title="Drift against the training data (PSI)", title_justify="left")
+    for column in ("model", "version", "data", "input", "PSI", "status"):
+        table.add_column(column, justify="right" if column == "PSI" else "left")
+    for row in sorted(report["rows"], key=lambda r: (r["model"], -r["psi"])):
+        table.add_row(
+            row["model"],
+            row["model_version"],
+            row["data_window"],
+            row["feature"],
+            f"{row['psi']:.3f}",
+            row["status"],
+        )
+    out.print(table)
+    for model, why in report["skipped"].items():
+        out.print(f"{model}: skipped, {why}", highlight=False)
+    for check in report["checks"]:
+        verdict = "passed" if check["passed"] else "failed"
+        out.print(f"check {check['check']} {verdict}: {check['description']}", highlight=False)

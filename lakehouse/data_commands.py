@@ -342,6 +342,23 @@ def ml_experiments(settings: Settings, as_json: bool, evaluate: bool = False) ->
         )
 
 
+def ml_drift(settings: Settings, as_json: bool) -> None:
+    outcome = console.run(settings, [key("gold.model_drift")], "drift report", check=False)
+    found = outcome.materialized.get("gold.model_drift", {})
+    report = {
+        "rows": found.get("drift_report", []),
+        "skipped": found.get("skipped", {}),
+        "checks": [c for c in outcome.checks if c["check"] == "psi_below_threshold"],
+        "failures": outcome.failures,
+    }
+    if as_json:
+        print_json(report)
+    else:
+        console.print_drift(report)
+    if not outcome.success:
+        fail("drift report failed:\n  " + "\n  ".join(outcome.failures or ["the run failed"]))
+
+
 def ml_publish(settings: Settings, as_json: bool) -> None:
     outcome = console.run(settings, [key(SNAPSHOT)], "publishing", quiet=as_json)
     manifest = outcome.materialized[SNAPSHOT]["manifest"]

@@ -36,6 +36,8 @@ from orchestration.defs.marts.assets import dbt_marts
 from orchestration.defs.marts.resources import marts_resources
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.ml.resources import ml_resources
+from orchestration.defs.monitoring.assets import model_drift
+from orchestration.defs.monitoring.resources import monitoring_resources
 from orchestration.defs.platform.schedules import nightly_refresh_job, nightly_schedule
 from orchestration.defs.platform.sensors import run_failure_sensor
 from orchestration.defs.resources import resources
@@ -90,6 +92,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *gold_assets(daily),
             *ml_assets(daily),
             experiment_results,
+            model_drift,
             serving_snapshot,
             dbt_marts,
             live_warehouse,
@@ -116,6 +119,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources=resources(settings)
         | ml_resources(settings)
         | experiments_resources(settings)
+        | monitoring_resources(settings)
         | marts_resources(settings)
         | bi_resources(settings),
         executor=EXECUTORS[settings.dagster_executor],

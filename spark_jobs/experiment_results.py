@@ -164,7 +164,7 @@ def experiment_results(
             report.decided.append(summary["decided"])
         progress(f"experiment {spec.name}: {summary['status']}: {summary['reason']}")
         report.experiments[spec.name] = summary
-        rows += found
+        rows += [{**r, "units_in_several_variants": crossed} for r in found]
     computed_at = dt.datetime.now(dt.UTC)
     results = pa.Table.from_pylist(
         [{**r, "computed_at": computed_at} for r in rows], RESULTS_SCHEMA
@@ -183,7 +183,8 @@ RESULTS_SCHEMA = pa.schema(
         ("primary_metric", pa.string()), ("alpha", pa.float64()),
         ("difference", pa.float64()), ("ci_low", pa.float64()),
         ("ci_high", pa.float64()), ("p_value", pa.float64()), ("always_valid_p", pa.float64()),
-        ("srm_p", pa.float64()), ("status", pa.string()), ("winner", pa.string()),
+        ("srm_p", pa.float64()), ("units_in_several_variants", pa.int64()),
+        ("status", pa.string()), ("winner", pa.string()),
         ("reason", pa.string()), ("computed_at", pa.timestamp("us", tz="UTC")),
     ]
 )  # fmt: skip

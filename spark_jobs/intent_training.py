@@ -20,6 +20,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from lakehouse.core.lake import Lake
+from ml.drift import reference_profile
 from ml.intent import (
     FEATURES,
     PARAMS,
@@ -105,7 +106,15 @@ def train_intent_model(lake: Lake, progress: Callable[[str], None] = lambda _: N
         },
         metrics=results["lightgbm"]["test"].as_dict(),
         inputs=inputs,
-        extra={"run_id": report.run_id, "champion_metric": "roc_auc"},
+        extra={
+            "run_id": report.run_id,
+            "champion_metric": "roc_auc",
+            # what drift monitoring compares the live sessions with (ml/drift.py)
+            "reference_profile": reference_profile(
+                splits["train"].assign(score=model.predict(splits["train"][list(FEATURES)])),
+                [*FEATURES, "score"],
+            ),
+        },
     )
     report.champion, report.champion_version = "lightgbm", saved.version
     run = {

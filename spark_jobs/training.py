@@ -868,6 +868,7 @@ def train_customer_models(
             params={"threshold": result.threshold},
             metrics=_plain(result.metrics),
             inputs=inputs,
+            extra={"reference_profile": result.reference},  # drift monitoring
         ).version
         rows += _rows(
             {**run, "task": task},
@@ -880,6 +881,17 @@ def train_customer_models(
         scores[column] = result.predict_proba(scoring)
         if task == "churn":
             scores["is_churn_risk"] = scores[column] >= result.threshold
+        # why, per customer (TreeSHAP), and what drives the model overall (mean |SHAP|)
+        reasons, mean_abs = cm.explain(result, scoring)
+        scores[f"{task}_reasons"] = reasons.to_numpy()
+        rows += _rows(
+            {**run, "task": task},
+            "gbm",
+            version,
+            "scoring snapshot",
+            {},
+            {f"shap:{feature}": float(value) for feature, value in mean_abs.items()},
+        )
         report.evaluations.append({"task": task, **result.metrics})
     progress("CLV: gradient boosting vs average daily spend × window")
     clv = cm.train_clv(labelled, horizon_days=w.churn_days)

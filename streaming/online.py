@@ -19,7 +19,9 @@ Keys (all with TTLs; the layout is the contract between the writers and the API)
   and ``…:orders`` beside it;
 - ``live:orders``: a Redis stream of the newest purchase lines (the live order ticker);
 - ``stream:stats``: the stream processor's counters and heartbeat, and the newest event time
-  applied (``newest_event_ms``, by either writer).
+  applied (``newest_event_ms``, by either writer);
+- ``api:health``: a list of the recommendation API's health rows (serving/health.py), newest
+  first, ``API_HEALTH_KEPT`` of them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ LIVE_TTL_SECONDS = 2 * 86_400  # per-minute counters: today and yesterday
 ORDER_FEED_LENGTH = 1_000
 STATS_KEY = "stream:stats"
 ORDER_FEED_KEY = "live:orders"
+API_HEALTH_KEY = "api:health"
+API_HEALTH_KEPT = 720  # an hour of rows at one every 5 s
 KINDS = ("view", "cart", "buy")
 
 APPLY_CHUNK = 200  # events per script call: Redis runs a script alone, keep each short
@@ -302,6 +306,18 @@ class OnlineStore:
         pipe = self.client.pipeline(transaction=False)
         session_times_commands(pipe, session_id)
         return parse_session_times(pipe.execute())
+
+    def record_api_health(self, row: Mapping[str, Any]) -> None:
+        """Keep one API health row (newest first, the newest API_HEALTH_KEPT)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(API_HEALTH_KEY, orjson.dumps(row))
+        pipe.ltrim(API_HEALTH_KEY, 0, API_HEALTH_KEPT - 1)
+        pipe.expire(API_HEALTH_KEY, LIVE_TTL_SECONDS)
+        pipe.execute()
+
+    def api_health(self) -> list[dict[str, Any]]:
+        """The API health rows kept, newest first."""
+        return [orjson.loads(row) for row in self.client.lrange(API_HEALTH_KEY, 0, -1)]
 
     def stats(self) -> dict[str, float]:
         """The stream processor's counters and heartbeat (epoch seconds)."""

@@ -11,6 +11,8 @@ well under a second; meant to run every minute) from the Delta tables directly, 
   and its newest failed expectations;
 - `dq_rejected_daily`: rows rejected per day, quarantine table, source and reason, from the
   bronze dead letters and quarantines and the silver quarantines;
+- `monitor_model_drift`: the models' drift reports (gold.model_drift) of the newest
+  DRIFT_WINDOW: the population stability index per model, input and score;
 - `live_refresh`: when the file was refreshed, the newest event minute, the lag between them
   and the Delta version of every table read.
 
@@ -44,6 +46,7 @@ LIVE_DIR = "live"
 KPI_MINUTE_WINDOW = dt.timedelta(hours=48)
 KPI_HOURLY_WINDOW = dt.timedelta(days=30)
 FAILED_EXPECTATIONS_KEPT = 10_000
+DRIFT_WINDOW = dt.timedelta(days=90)
 
 
 _KPI = {
@@ -94,6 +97,19 @@ TABLES: dict[str, dict[str, str]] = {
         "source": "VARCHAR",
         "reason": "VARCHAR",
         "rows": "BIGINT",
+    },
+    "monitor_model_drift": {
+        "checked_at": "TIMESTAMP WITH TIME ZONE",
+        "model": "VARCHAR",
+        "model_version": "VARCHAR",
+        "data_window": "VARCHAR",
+        "feature": "VARCHAR",
+        "is_score": "BOOLEAN",
+        "psi": "DOUBLE",
+        "status": "VARCHAR",
+        "reference_rows": "BIGINT",
+        "current_rows": "BIGINT",
+        "is_latest_report": "BOOLEAN",  # the model's newest report
     },
     "live_refresh": {
         "build_id": "VARCHAR",
@@ -155,8 +171,9 @@ REJECTS = (
 
 KPI_MINUTE, KPI_HOURLY = "gold.kpi_minute", "gold.kpi_hourly"
 VALIDATIONS = "quality.validation_results"
+DRIFT = "gold.model_drift"
 # every table a refresh reads
-SOURCES = (KPI_MINUTE, KPI_HOURLY, VALIDATIONS, *(r.table for r in REJECTS))
+SOURCES = (KPI_MINUTE, KPI_HOURLY, VALIDATIONS, DRIFT, *(r.table for r in REJECTS))
 
 
 @dataclass
@@ -296,6 +313,21 @@ def _fill_rejects(con: duckdb.DuckDBPyConnection, lake: _Sources) -> None:
         )
 
 
+def _fill_drift(con: duckdb.DuckDBPyConnection, lake: _Sources) -> None:
+    newest = lake.newest(DRIFT, "checked_at")
+    if newest is None:
+        return
+    columns = list(TABLES["monitor_model_drift"])[:-1]
+    since = (newest - DRIFT_WINDOW).isoformat()
+    _insert(
+        con,
+        "monitor_model_drift",
+        lake.scan(DRIFT, columns, f"checked_at > TIMESTAMP '{since}'"),
+        f"SELECT {', '.join(columns)}, "
+        "checked_at = max(checked_at) OVER (PARTITION BY model) FROM src",
+    )
+
+
 def refresh_live(lake: Lake, warehouse_path: Path) -> LiveRefresh:
     """Rebuild the live file (under `warehouse_path`) from the lake and publish it; one refresh
     at a time (a second one waits for the lock, then reads the lake afresh)."""
@@ -330,6 +362,7 @@ def _fill(path: Path, build_id: str, lake: _Sources) -> dict[str, int]:
         _fill_kpis(con, lake, "live_kpi_hourly", KPI_HOURLY, KPI_HOURLY_WINDOW)
         _fill_validations(con, lake)
         _fill_rejects(con, lake)
+        _fill_drift(con, lake)
         now = dt.datetime.now(dt.UTC)
         con.execute(
             "INSERT INTO live_refresh VALUES (?, ?, ?, ?, ?)",

@@ -11,6 +11,9 @@ read it:
   purchase lines, orders, revenue, active sessions and conversion (sessions with a purchase /
   active sessions); minutes without events are rows of zeros, so charts show the gaps;
 - `stream_orders`: the newest purchase lines of the live order feed;
+- `stream_api_health`: the recommendation API's health per scrape of the last hour
+  (serving/health.py): requests and their rate, latency p50/p95/p99, degraded answers and their
+  share, impressions lost, the serving snapshot's age, or that it did not answer;
 - `stream_refresh`: one row: when the file was published and the newest event it counts
   (`newest_event_at`), so a chart can say how far behind the clock it is at query time.
 
@@ -57,6 +60,19 @@ TABLES: dict[str, dict[str, str]] = {
         "amount": "DECIMAL(14,2)",
         "city": "VARCHAR",
     },
+    "stream_api_health": {
+        "at": "TIMESTAMP WITH TIME ZONE",
+        "api_up": "BOOLEAN",
+        "requests": "BIGINT",
+        "requests_per_second": "DOUBLE",
+        "p50_ms": "DOUBLE",
+        "p95_ms": "DOUBLE",
+        "p99_ms": "DOUBLE",
+        "degraded": "BIGINT",
+        "degraded_share": "DOUBLE",
+        "impressions_lost": "BIGINT",
+        "snapshot_age_seconds": "DOUBLE",
+    },
     "stream_refresh": {
         "build_id": "VARCHAR",
         "refreshed_at": "TIMESTAMP WITH TIME ZONE",
@@ -93,6 +109,8 @@ def publish_stream_kpis(
     minutes = store.minutes(last=MINUTES, now=now) if store else []
     orders = store.orders(count=ORDERS) if store else []
     stats = store.stats() if store else {}
+    columns = TABLES["stream_api_health"]
+    health = [{c: row.get(c) for c in columns} for row in store.api_health()] if store else []
     newest_ms = stats.get("newest_event_ms")
     newest = None if newest_ms is None else dt.datetime.fromtimestamp(newest_ms / 1000, dt.UTC)
     warehouse = stream_warehouse(warehouse_path)
@@ -100,6 +118,15 @@ def publish_stream_kpis(
     def fill(build: Build) -> dict[str, str]:
         with duckdb.connect(str(build.path)) as con:
             _fill(con, build.build_id, minutes, orders, newest, int(stats.get("applied", 0)))
+            _insert(
+                con,
+                "stream_api_health",
+                health,
+                ", ".join(
+                    "make_timestamptz((at * 1e6)::BIGINT)" if c == "at" else f"{c}::{t}"
+                    for c, t in columns.items()
+                ),
+            )
         return {}
 
     build = warehouse.rebuild(fill, TABLES, keep=KEEP)

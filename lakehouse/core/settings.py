@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         description="EXPERIMENTS_DIR: the A/B experiments as code (one YAML per experiment; "
         "`lakehouse ml experiments` checks them).",
     )
+    drift_psi_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        validation_alias=_env("DRIFT_PSI_THRESHOLD"),
+        description="DRIFT_PSI_THRESHOLD: a model score's population stability index (newest "
+        "data against its training data) from which the daily drift check fails.",
+    )
     experiment_check_seconds: int = Field(
         default=300,
         ge=10,

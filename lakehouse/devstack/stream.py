@@ -1,7 +1,8 @@
 """`lakehouse stream`: the stream processor in the foreground until Ctrl-C or SIGTERM (the demo
 runs it as a managed service: `lakehouse services up --with stream`), and beside it the stream
 file the Real-time dashboard reads (warehouse/stream_kpis.py), published every
-STREAM_KPI_SECONDS."""
+STREAM_KPI_SECONDS with the recommendation API's health (serving/health.py) scraped just
+before."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from lakehouse.console import err
 from lakehouse.core.kafka import ensure_topic
 from lakehouse.core.settings import Settings, mask_password
+from serving.health import Counters, down, health, scrape
 from streaming.online import OnlineStore, Ttls
 from streaming.processor import StreamProcessor, StreamReport, run_stream_processor
 from warehouse.stream_kpis import publish_stream_kpis
@@ -62,14 +64,30 @@ def run_stream(
     return report.to_dict()
 
 
+def record_api_health(
+    settings: Settings, store: OnlineStore, previous: Counters | None
+) -> Counters | None:
+    """Scrape the recommendation API's metrics and keep its health row for the interval since
+    `previous` (or a row saying it is down); the counters, for the next interval."""
+    try:
+        current = scrape(settings.api_url)
+    except OSError:
+        store.record_api_health(down(time.time()))
+        return None
+    store.record_api_health(health(previous, current))
+    return current
+
+
 def publish_kpis_until(settings: Settings, store: OnlineStore, stop: threading.Event) -> None:
     """Publish the stream file every STREAM_KPI_SECONDS until `stop`; a failure (Redis away, a
     full disk) is reported and retried, and never stops the processor."""
     complained = 0.0
+    previous = None  # the API's counters at the last scrape
     while True:
         # a fixed cadence, however long a publish takes
         due = time.monotonic() + settings.stream_kpi_seconds
         try:
+            previous = record_api_health(settings, store, previous)
             publish_stream_kpis(store, settings.warehouse_path)
         except Exception as exc:  # noqa: BLE001 - whatever failed (Redis, disk, DuckDB), retry
             if time.monotonic() - complained >= COMPLAIN_EVERY:

@@ -19,6 +19,7 @@ from lakehouse.core.kafka import client_config, ensure_topic
 from lakehouse.core.settings import Settings
 from lakehouse.devstack.services import ServiceManager
 from lakehouse.devstack.stream import online_store
+from serving.health import down
 from streaming.online import OnlineStore
 from streaming.processor import StreamProcessor
 from tests.conftest import replace_settings
@@ -209,6 +210,8 @@ def test_the_stream_file_publishes_the_store_s_counters(store: OnlineStore, tmp_
             event("purchase", 12, 2, quantity=2, price=10.0, order_id=9, city="Lahore", **when),
         ]
     )
+    store.record_api_health(down(now - 5))  # the API was not up yet, then answered
+    store.record_api_health({"at": now, "api_up": True, "requests": 50, "p95_ms": 4.2})
     first = publish_stream_kpis(store, tmp_path, now=now)
     assert (first.events, first.newest_event_at) == (2, stamp)
     seconds_behind = yaml.safe_load((SPEC_DIR / "datasets.yaml").read_text())["stream_refresh"][
@@ -223,6 +226,10 @@ def test_the_stream_file_publishes_the_store_s_counters(store: OnlineStore, tmp_
             "SELECT order_id, product_id, amount, city FROM stream_orders"
         ).fetchall()
         behind = con.execute(f"SELECT {seconds_behind} FROM stream_refresh").fetchone()[0]
+        health = con.execute(
+            "SELECT api_up, requests, p95_ms FROM stream_api_health ORDER BY at"
+        ).fetchall()
+    assert health == [(False, 0, None), (True, 50, 4.2)]
     assert minutes == (MINUTES, 2, 1, 20, 1.0)
     assert orders == [("9", "12", 20, "Lahore")]
     assert 0 < behind < 60

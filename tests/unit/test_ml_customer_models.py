@@ -12,6 +12,7 @@ from ml.customer_models import (
     FEATURE_COLUMNS,
     LABEL_COLUMNS,
     best_f1_threshold,
+    explain,
     reliability_bins,
     segment_customers,
     snapshot_split,
@@ -91,6 +92,17 @@ def test_churn_beats_recency_and_reports_everything(snapshots: pd.DataFrame) -> 
     assert len(result.scores) == m["eval_rows"]
     test = snapshots[snapshots["cutoff_date"] == "2025-07-01"]
     assert np.allclose(result.predict_proba(test), result.scores["probability"])
+
+    # TreeSHAP: per customer, the features that moved the log-odds most; overall, mean |SHAP|
+    reasons, mean_abs = explain(result, test)
+    assert len(reasons) == len(test) and mean_abs.index[0] in {"recency_days", "product_views_30d"}
+    top = reasons.iloc[0].split(", ")
+    assert len(top) == 3 and all(r.split(" ")[0] in result.features for r in top)
+    contributions = result.model.booster_.predict(
+        test[result.features].astype(float), pred_contrib=True
+    )
+    log_odds = np.log(result.scores["probability"] / (1 - result.scores["probability"]))
+    assert np.allclose(contributions.sum(axis=1), log_odds, atol=1e-6)  # they add up
 
 
 def test_propensity_beats_recency(snapshots: pd.DataFrame) -> None:

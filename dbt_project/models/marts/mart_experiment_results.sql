@@ -75,6 +75,7 @@ select
     results.always_valid_p,
     coalesce(results.always_valid_p < results.alpha, false) as is_significant,
     results.srm_p,
+    results.units_in_several_variants,
     results.status,
     results.winner,
     results.reason,

@@ -21,6 +21,7 @@ select
     p_value,
     always_valid_p,
     srm_p,
+    units_in_several_variants,
     status,
     winner,
     reason,

@@ -16,10 +16,12 @@ NIGHTLY_CRON = "0 2 * * *"
 nightly_refresh_job = dg.define_asset_job(
     "nightly_refresh",
     selection=dg.AssetSelection.assets(*erp_assets)
-    | dg.AssetSelection.groups("silver", "gold", "ml", "experiments", "serving", "marts", "bi"),
+    | dg.AssetSelection.groups(
+        "silver", "gold", "ml", "experiments", "serving", "monitoring", "marts", "bi"
+    ),
     description="ERP extraction, silver/gold partitions that changed, model retraining and "
-    "champion selection, the serving snapshot, dbt marts published atomically, the live file "
-    "and Superset.",
+    "champion selection, the experiments' results, the serving snapshot, the models' drift "
+    "report, dbt marts published atomically, the live file and Superset.",
 )
 
 
