@@ -168,6 +168,23 @@ def _with_refs(suite: Suite) -> Suite:
     return suite
 
 
+def _keyed() -> Column:
+    """Every customer/product id of an event resolved to the SCD2 version valid at its time."""
+    from pyspark.sql import functions as F
+
+    return (F.col("customer_id").isNull() | F.col("customer_sk").isNotNull()) & (
+        F.col("product_id").isNull() | F.col("product_sk").isNotNull()
+    )
+
+
+def _version_refs(ctx: SuiteContext) -> list[Reference]:
+    return _refs(
+        ctx,
+        ("customer_sk", "silver.customers", "customer_sk"),
+        ("product_sk", "silver.products", "product_sk"),
+    )
+
+
 def silver_recommendation_events(ctx: SuiteContext) -> Suite:
     from pyspark.sql import functions as F
 
@@ -194,16 +211,9 @@ def silver_recommendation_events(ctx: SuiteContext) -> Suite:
                     impression,
                     F.col("recommended_product_ids").isNotNull() & F.col("position").isNull(),
                 ).otherwise(F.col("product_id").isNotNull() & F.col("position").isNotNull()),
-                "keyed": lambda: (
-                    (F.col("customer_id").isNull() | F.col("customer_sk").isNotNull())
-                    & (F.col("product_id").isNull() | F.col("product_sk").isNotNull())
-                ),
+                "keyed": _keyed,
             },
-            references=_refs(
-                ctx,
-                ("customer_sk", "silver.customers", "customer_sk"),
-                ("product_sk", "silver.products", "product_sk"),
-            ),
+            references=_version_refs(ctx),
         )
     )
 
@@ -235,17 +245,9 @@ def silver_events(ctx: SuiteContext) -> Suite:
                 "within_session": lambda: F.col("event_time").between(
                     F.col("session_start"), F.col("session_end")
                 ),
-                # every customer/product id resolved to the SCD2 version valid at event time
-                "keyed": lambda: (
-                    (F.col("customer_id").isNull() | F.col("customer_sk").isNotNull())
-                    & (F.col("product_id").isNull() | F.col("product_sk").isNotNull())
-                ),
+                "keyed": _keyed,
             },
-            references=_refs(
-                ctx,
-                ("customer_sk", "silver.customers", "customer_sk"),
-                ("product_sk", "silver.products", "product_sk"),
-            ),
+            references=_version_refs(ctx),
         )
     )
 

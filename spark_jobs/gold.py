@@ -18,6 +18,10 @@ INTERACTION_WEIGHTS = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 MONEY = "decimal(14,2)"
 # how long after an impression a cart or purchase of a shown product is credited to it
 ATTRIBUTION_WINDOW = dt.timedelta(hours=24)
+# what an impression says about its request, carried to every product it showed
+REQUEST_COLUMNS = (
+    "request_id", "session_id", "customer_id", "experiment", "variant", "model_version"
+)  # fmt: skip
 
 
 def date_key(column: str) -> F.Column:
@@ -273,12 +277,7 @@ def recommendation_exposures(
     impressions = shown.where(F.col("event_type") == "recommendation_impression").select(
         "event_date",
         F.col("event_time").alias("shown_at"),
-        "request_id",
-        "session_id",
-        "customer_id",
-        "experiment",
-        "variant",
-        "model_version",
+        *REQUEST_COLUMNS,
         F.posexplode("recommended_product_ids").alias("slot", "product_id"),
     )
     clicks = (
@@ -319,12 +318,7 @@ def recommendation_exposures(
             "event_date",
             date_key("event_date").alias("date_key"),
             "shown_at",
-            "request_id",
-            "session_id",
-            "customer_id",
-            "experiment",
-            "variant",
-            "model_version",
+            *REQUEST_COLUMNS,
             (F.col("slot") + 1).cast("int").alias("position"),
             "product_id",
             F.col("clicked_at").isNotNull().alias("clicked"),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.customer_models import FEATURE_COLUMNS as FEATURE_NAMES
 from ml.evaluation import TASKS
 from ml.intent import FEATURES
 from ml.interactions import Interactions
@@ -23,6 +24,7 @@ from serving.snapshot import load_snapshot
 from tests.conftest import World, cli_json, isolated_env, run_cli
 
 pytestmark = pytest.mark.integration
+STATUSES = {"stable", "moderate", "drift"}
 
 
 def gold(world: World, table: str) -> pd.DataFrame:
@@ -358,3 +360,28 @@ def test_ml_train_trains_purchase_intent_as_a_part(second_run: dict) -> None:
     assert {(e["model"], e["split"]) for e in report["evaluations"]} == {
         (m, s) for m in ("lightgbm", "cart_baseline") for s in ("validation", "test")
     }
+
+
+def test_customer_scores_carry_shap_reasons_and_the_drift_report_reads_the_profiles(
+    world_copy: World, second_run: dict
+) -> None:
+    scores = gold(world_copy, "customer_scores")
+    for task in ("churn", "propensity"):
+        top = scores[f"{task}_reasons"].str.split(", ")
+        assert (top.str.len() == 3).all()
+        assert top.explode().str.split(" ").str[0].isin(FEATURE_NAMES).all()
+    shap = gold(world_copy, "model_evaluations")
+    shap = shap[shap["metric"].str.startswith("shap:") & shap["task"].isin(["churn", "propensity"])]
+    assert set(shap["task"]) == {"churn", "propensity"} and (shap["value"] >= 0).all()
+
+    result = run_cli("ml", "drift", "--json", env=world_copy.env, check=False)
+    report = json.loads(result.stdout)
+    models = {row["model"] for row in report["rows"]}
+    assert models == {"purchase_intent", "customer_churn", "customer_propensity"}
+    assert all(row["psi"] >= 0 and row["status"] in STATUSES for row in report["rows"])
+    [check] = report["checks"]
+    scores_drifted = [r for r in report["rows"] if r["feature"] == "score" and r["psi"] >= 0.25]
+    # the run fails exactly when a score drifted, and then the check says which
+    assert (result.returncode != 0) == bool(scores_drifted)
+    assert ("scores drifted" in check["description"]) == bool(scores_drifted)
+    assert len(world_copy.table("gold.model_drift")) == len(report["rows"])

@@ -112,3 +112,39 @@ def test_a_skewed_split_stops_the_experiment(lake: Lake, tmp_path: Path) -> None
     assert report.experiments["skew"]["status"] == "stopped"
     assert "sample ratio mismatch" in report.experiments["skew"]["reason"]
     assert serving_policy(decisions(registry(lake))) is None  # stopped: nobody promoted
+
+
+def test_the_sensor_evaluates_a_running_experiment_when_new_exposures_arrive(
+    lake: Lake, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from orchestration.defs.experiments.resources import ExperimentsResource
+    from orchestration.defs.experiments.sensors import experiment_sensor
+    from orchestration.defs.resources import LakeResource
+
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    resources = {
+        "lake": LakeResource(uri=lake.uri),
+        "experiments": ExperimentsResource(folder=str(folder), check_seconds=10),
+    }
+
+    def evaluate(cursor: str | None = None):
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            return experiment_sensor(context), context.cursor
+
+    assert "no experiment is running" in evaluate()[0].skip_message
+    (folder / "lift.yaml").write_text(SPEC.format(name="lift"))
+    assert "nothing was shown yet" in evaluate()[0].skip_message
+
+    table = exposures("lift", {"popular": 10, "ranked": 10}, {"popular": 0.5, "ranked": 0.5})
+    lake.write("gold.recommendation_exposures", table, mode="overwrite")
+    result, _ = evaluate()
+    [request] = result.run_requests
+    assert request.run_key == "lift:0" and request.tags["lakehouse/experiment"] == "lift"
+    cursor = result.cursor
+    assert "no new exposures" in evaluate(cursor)[0].skip_message
+    lake.write("gold.recommendation_exposures", table, mode="append")
+    assert "evaluated" in evaluate(cursor)[0].skip_message  # new ones, but checked < 10 s ago
+    assert evaluate("0:0")[0].run_requests[0].run_key == "lift:1"
