@@ -155,17 +155,22 @@ def live_messages(
     """The world's sessions as a live clickstream, forever: each event is stamped with the time
     it is taken (the producer paces them) and gets a new event id; order ids move on by
     LIVE_ORDER_OFFSET with each pass over the world, the first included, so live orders never
-    repeat the world's own or an earlier pass's."""
+    repeat the world's own or an earlier pass's. A replayed session is a new visit: its id is the
+    world's with this stream's token and the pass appended (`<id>-<token>-<pass>`), so it never
+    merges with the world's session or an earlier replay of it (a restarted stream included)."""
+    token = uuid.uuid4().hex[:6]
     for cycle in itertools.count(1):
         for key, record, _ in simulated_messages(scale, key_by=key_by):
             now = clock()
+            session = f"{record['session_id']}-{token}-{cycle}"
             live = {
                 **record,
                 "event_id": str(uuid.uuid4()),
                 "event_time": dt.datetime.fromtimestamp(now, dt.UTC).strftime(
                     "%Y-%m-%dT%H:%M:%S.%fZ"
                 ),
+                "session_id": session,
             }
             if live.get("order_id") is not None:
                 live["order_id"] += cycle * LIVE_ORDER_OFFSET
-            yield key, live, int(now * 1000)
+            yield (session.encode() if key_by == "session" else key), live, int(now * 1000)

@@ -362,10 +362,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             recommender, share = snapshot.policy["recommender"], snapshot.policy["session_share"]
         else:
             recommender, share = "champion", None  # None: the tuned session share
-        model = snapshot.manifest["champion"]
+        model = snapshot.manifest["champion"]  # {"model": …, "model_version": …}
         if recommender == "popularity":
             items, strategy = popular_products(snapshot, live, k, city)
-            model = "popularity"
+            model = {"model": "popularity", "model_version": None}
         else:
             if recommender == "batch_list":
                 share = 0.0
@@ -390,7 +390,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "request_id": request_id,
                     "experiment": assigned and assigned["name"],
                     "variant": assigned and assigned["variant"],
-                    "model_version": f"{snapshot.version}/{model}",
+                    "model_version": model_version(snapshot.version, model),
                     "recommended_product_ids": [i["product_id"] for i in items],
                     "schema_version": SCHEMA_VERSION,
                 }
@@ -625,6 +625,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def model_version(snapshot_version: str, model: dict[str, Any]) -> str:
+    """What an impression records as its model: `<snapshot>/<model>[@<registry version>]`."""
+    version = model.get("model_version")
+    return f"{snapshot_version}/{model['model']}" + (f"@{version}" if version else "")
 
 
 def _field_of(reason: str, event: Any) -> str:

@@ -163,7 +163,10 @@ def test_every_answer_is_an_impression_in_kafka_and_a_click_is_an_event(
         "mobile_web",
     )
     assert found["recommended_product_ids"] == [i["product_id"] for i in body["items"]]
-    assert found["model_version"] == f"{body['snapshot_version']}/{body['model']}"
+    champion = body["model"]
+    assert found["model_version"] == (
+        f"{body['snapshot_version']}/{champion['model']}@{champion['model_version']}"
+    )
 
     click = {
         **event(session, body["items"][1]["product_id"], customer),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 
 import numpy as np
 import orjson
@@ -160,9 +161,14 @@ def test_the_live_stream_replays_the_world_stamped_now_with_new_ids() -> None:
     assert first[0]["event_time"] == "2027-01-15T08:00:00.000000Z"
     assert [e["event_time"] for e in first] == sorted(e["event_time"] for e in first)
     assert len({e["event_id"] for e in first}) == 200
+    world = [e for _, e, _ in itertools.islice(simulated_messages(PRESETS["tiny"]), 200)]
+    # the same sessions, each a new visit: never the world's session ids
+    assert [e["session_id"].rsplit("-", 2)[0] for e in first] == [e["session_id"] for e in world]
+    assert all(e["session_id"].endswith("-1") and len(e["session_id"]) <= 64 for e in first)
     again = live_messages(PRESETS["tiny"], clock=lambda: 1_800_000_000.0)
     replayed = [next(again)[1] for _ in range(200)]
-    assert [e["session_id"] for e in replayed] == [e["session_id"] for e in first]
+    # a restarted stream replays them as visits of its own
+    assert {e["session_id"] for e in replayed}.isdisjoint(e["session_id"] for e in first)
     assert {e["event_id"] for e in replayed}.isdisjoint(e["event_id"] for e in first)
 
 
