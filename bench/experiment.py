@@ -68,8 +68,15 @@ def main() -> None:
         (folder / f"{name}.yaml").write_text(SPEC.format(name=name, start=start.isoformat()))
         topic = f"bench-experiment-{uuid.uuid4().hex[:8]}"
         api_url = f"http://127.0.0.1:{free_port()}"
+        # the bench's API keeps its pid file and logs under its own root (the data root's are
+        # the demo API's), and reads the data root's lake
         settings = source.model_copy(
-            update={"events_topic": topic, "api_url": api_url, "experiments_dir": folder}
+            update={
+                "data_root": Path(tmp) / "api",
+                "events_topic": topic,
+                "api_url": api_url,
+                "experiments_dir": folder,
+            }
         )
         env = {
             **os.environ,

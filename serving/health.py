@@ -91,7 +91,7 @@ def health(previous: Counters | None, current: Counters) -> dict[str, Any]:
         return None if value is None else round(value * 1000, 2)
 
     return {
-        "at": current.at,
+        "scraped_at": current.at,
         "api_up": True,
         "requests": int(requests),
         "requests_per_second": round(requests / seconds, 2) if seconds > 0 else None,
@@ -111,7 +111,7 @@ def health(previous: Counters | None, current: Counters) -> dict[str, Any]:
 
 def down(at: float) -> dict[str, Any]:
     """The row of a scrape that found no API."""
-    return {"at": at, "api_up": False, "requests": 0}
+    return {"scraped_at": at, "api_up": False, "requests": 0}
 
 
 def scrape(api_url: str) -> Counters:

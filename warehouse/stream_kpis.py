@@ -61,7 +61,7 @@ TABLES: dict[str, dict[str, str]] = {
         "city": "VARCHAR",
     },
     "stream_api_health": {
-        "at": "TIMESTAMP WITH TIME ZONE",
+        "scraped_at": "TIMESTAMP WITH TIME ZONE",
         "api_up": "BOOLEAN",
         "requests": "BIGINT",
         "requests_per_second": "DOUBLE",
@@ -123,7 +123,9 @@ def publish_stream_kpis(
                 "stream_api_health",
                 health,
                 ", ".join(
-                    "make_timestamptz((at * 1e6)::BIGINT)" if c == "at" else f"{c}::{t}"
+                    "make_timestamptz((scraped_at * 1e6)::BIGINT)"
+                    if c == "scraped_at"
+                    else f'"{c}"::{t}'
                     for c, t in columns.items()
                 ),
             )

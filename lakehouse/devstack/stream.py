@@ -88,6 +88,12 @@ def publish_kpis_until(settings: Settings, store: OnlineStore, stop: threading.E
         due = time.monotonic() + settings.stream_kpi_seconds
         try:
             previous = record_api_health(settings, store, previous)
+        except Exception as exc:  # noqa: BLE001 - the API's health never holds up the file
+            previous = None
+            if time.monotonic() - complained >= COMPLAIN_EVERY:
+                err.print(f"API health not recorded (retrying): {exc}", highlight=False)
+                complained = time.monotonic()
+        try:
             publish_stream_kpis(store, settings.warehouse_path)
         except Exception as exc:  # noqa: BLE001 - whatever failed (Redis, disk, DuckDB), retry
             if time.monotonic() - complained >= COMPLAIN_EVERY:

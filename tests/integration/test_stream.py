@@ -211,7 +211,7 @@ def test_the_stream_file_publishes_the_store_s_counters(store: OnlineStore, tmp_
         ]
     )
     store.record_api_health(down(now - 5))  # the API was not up yet, then answered
-    store.record_api_health({"at": now, "api_up": True, "requests": 50, "p95_ms": 4.2})
+    store.record_api_health({"scraped_at": now, "api_up": True, "requests": 50, "p95_ms": 4.2})
     first = publish_stream_kpis(store, tmp_path, now=now)
     assert (first.events, first.newest_event_at) == (2, stamp)
     seconds_behind = yaml.safe_load((SPEC_DIR / "datasets.yaml").read_text())["stream_refresh"][
@@ -227,7 +227,7 @@ def test_the_stream_file_publishes_the_store_s_counters(store: OnlineStore, tmp_
         ).fetchall()
         behind = con.execute(f"SELECT {seconds_behind} FROM stream_refresh").fetchone()[0]
         health = con.execute(
-            "SELECT api_up, requests, p95_ms FROM stream_api_health ORDER BY at"
+            "SELECT api_up, requests, p95_ms FROM stream_api_health ORDER BY scraped_at"
         ).fetchall()
     assert health == [(False, 0, None), (True, 50, 4.2)]
     assert minutes == (MINUTES, 2, 1, 20, 1.0)
