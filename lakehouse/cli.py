@@ -249,7 +249,9 @@ def produce_command(
     duplicates: Annotated[float, typer.Option(help="Share of events sent twice.")] = 0.0,
     late: Annotated[float, typer.Option(help="Share of events sent late, out of order.")] = 0.0,
     malformed: Annotated[float, typer.Option(help="Extra malformed messages, share.")] = 0.0,
-    drift: Annotated[float, typer.Option(help="Share with an extra field, version 1.1.")] = 0.0,
+    drift: Annotated[
+        float, typer.Option(help="Share with an extra field, the next minor version.")
+    ] = 0.0,
     orphans: Annotated[float, typer.Option(help="Extra events with unknown ids, share.")] = 0.0,
     future: Annotated[float, typer.Option(help="Extra events 1-30 days ahead, share.")] = 0.0,
     negative_quantities: Annotated[

@@ -236,10 +236,11 @@ def by_changed_dates(
         if dates is None:
             dates = p.all_dates(source) if found.since is None else set(found.partitions or ())
         if not dates:
-            if p.exists(target):
+            if p.exists(target) and not full:
                 return [p.skip(target, versions)]
-            # the source is empty (a retailer without clickstream yet): an empty table, so the
-            # steps, marts and models that read it work on the rest
+            # the source is empty (a retailer without clickstream yet, no impressions yet): an
+            # empty table, so the steps, marts and models that read it work on the rest; a full
+            # rebuild republishes it so
             p.stage(target, build(p, set()))
             return [p.finish(target, p.publish(target, dates=set()), versions)]
         dates = widen(dates)

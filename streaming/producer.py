@@ -3,7 +3,8 @@
 Events are keyed by session (or customer), so a session's events stay in order in one partition.
 Faults never remove a good event: duplicates re-send an event's exact bytes, late events are held
 back and sent after newer ones, malformed records are *extra* messages (a corrupted copy with a
-fresh id, or undecodable bytes), and drift adds a field and bumps the minor schema version.
+fresh id, or undecodable bytes), and drift adds a field and bumps the minor schema version
+(DRIFT_VERSION).
 Orphans, future-dated events and negative quantities are extra copies with a fresh id, too:
 contract-valid events that reference unknown products or customers or carry an event_time days
 ahead of the wall clock, and cart or purchase events with a quantity below 1 (a dead letter).
@@ -28,12 +29,14 @@ import orjson
 from confluent_kafka import KafkaException, Producer
 
 from lakehouse.core.kafka import client_config, ensure_topic
-from streaming.contract import PRODUCT_EVENTS
+from streaming.contract import PRODUCT_EVENTS, SCHEMA_VERSION
 
 MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_event_type", "undecodable")
 ORPHAN_ID_BASE = 900_000_000  # no product or customer has an id this high
 QUANTITY_EVENTS = frozenset({"add_to_cart", "purchase"})
 DAY_MS = 86_400_000
+# what a producer a minor version ahead sends (--drift): consumers keep its unknown fields
+DRIFT_VERSION = f"1.{int(SCHEMA_VERSION.split('.')[1]) + 1}"
 
 Message = tuple[bytes, bytes, str, str]  # key, value, kind, event_id
 Extra = tuple[bytes, str, str]  # value, kind, event_id of an extra message
@@ -45,7 +48,7 @@ class Faults:
     duplicates: float = 0.0  # share of events sent twice (same event_id, same bytes)
     late: float = 0.0  # share of events held back and sent after newer ones
     malformed: float = 0.0  # extra broken messages, as a share of events
-    drift: float = 0.0  # share of events with an unknown extra field and schema_version 1.1
+    drift: float = 0.0  # share of events with an unknown extra field and the next minor version
     orphans: float = 0.0  # extra copies with a product_id/customer_id no master record has
     future: float = 0.0  # extra copies with an event_time 1-30 days after their send time
     negative_quantities: float = 0.0  # extra cart/purchase copies with quantity < 0
@@ -120,7 +123,7 @@ class FaultInjector:
             yield from self._release(event_ms)
             kind = "valid"
             if f.drift and rng.random() < f.drift:
-                record = {**record, "schema_version": "1.1", "app_version": "5.2.1"}  # noqa: PLW2901
+                record = {**record, "schema_version": DRIFT_VERSION, "app_version": "5.2.1"}  # noqa: PLW2901
                 kind = "drift"
             value = orjson.dumps(record)
             event_id = record["event_id"]

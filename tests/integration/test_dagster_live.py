@@ -121,10 +121,10 @@ def test_sensor_and_ui_launched_runs(live) -> None:
     days = ["2025-09-05", "2025-09-06", "2025-09-07"]
     events = lake.open("silver.events")
     before = events.to_pyarrow_table(filters=[("event_date", "in", days)]).num_rows
-    # the step writes the events and their quarantine: a backfill takes both
-    backfill_id = launch_backfill(
-        client, [["silver", "events"], ["silver", "events_quarantine"]], days
-    )
+    # the step writes the events, the recommendation events and their quarantine: a backfill
+    # takes all three
+    step = [["silver", name] for name in ("events", "recommendation_events", "events_quarantine")]
+    backfill_id = launch_backfill(client, step, days)
     wait_for(
         lambda: instance.get_backfill(backfill_id).status in BACKFILL_DONE,
         600,

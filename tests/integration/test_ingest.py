@@ -24,7 +24,7 @@ from lakehouse.core.kafka import ensure_topic
 from lakehouse.core.settings import Settings
 from streaming.contract import json_schema
 from streaming.ingest import IngestOptions, ingest, ingest_status
-from streaming.producer import Faults, ProduceReport, produce
+from streaming.producer import DRIFT_VERSION, Faults, ProduceReport, produce
 from tests.conftest import LAKEHOUSE, cli_json, run_cli, settings_of
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def test_newer_schema_versions_keep_their_extra_fields(lake_env: dict[str, str],
         columns=["schema_version", "payload"]
     )
     rows = table.to_pylist()
-    drifted = [json.loads(r["payload"]) for r in rows if r["schema_version"] == "1.1"]
+    drifted = [json.loads(r["payload"]) for r in rows if r["schema_version"] == DRIFT_VERSION]
     # a drifted event may also be sent late (counted as late) or twice (same event_id)
     assert len({e["event_id"] for e in drifted}) >= report.kinds["drift"] > 0
     known = set(json_schema()["properties"])
