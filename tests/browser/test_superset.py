@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,10 @@ import requests
 import yaml
 
 from lakehouse.core.settings import PROJECT_ROOT
+from serving.health import down
+from streaming.online import OnlineStore, Ttls
 from tests.conftest import LAKEHOUSE, World, cli_json, free_port, run_cli
+from warehouse.stream_kpis import publish_stream_kpis
 from warehouse.superset.browser import chart_states, logged_in, open_dashboard
 from warehouse.superset.bundle import DATABASES, SPEC_DIR, render
 
@@ -36,6 +40,9 @@ def bi(world_copy: World) -> Iterator[dict]:
     """Superset up on a port of its own over a copy of the tiny world's published warehouse."""
     env = {**world_copy.env, "SUPERSET_URL": f"http://127.0.0.1:{free_port()}"}
     root = world_copy.root
+    # the models' drift report for the live file, and the API's health for the stream file
+    run_cli("ml", "drift", "--json", env=env, check=False)
+    publish_api_health(world_copy)
     cli_json("bi", "refresh", env=env)
     started = time.monotonic()
     first = cli_json("bi", "up", env=env)
@@ -44,6 +51,33 @@ def bi(world_copy: World) -> Iterator[dict]:
         yield {"env": env, "first": first, "startup_seconds": seconds, "root": root}
     finally:
         run_cli("bi", "down", env=env, check=False)
+
+
+def publish_api_health(world: World) -> None:
+    """The stream file with a live session that bought (a view, a purchase) and two health rows
+    of an API: one scrape it missed, one it answered (a Redis database of this module's own)."""
+    settings = world.settings
+    store = OnlineStore(f"redis://127.0.0.1:{settings.redis_port}/5", Ttls.of(settings))
+    store.client.flushdb()
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - 1))
+    session = {"event_time": stamp, "session_id": "s-bi", "customer_id": 1, "product_id": 2,
+               "device": "desktop_web", "schema_version": "1.1"}  # fmt: skip
+    store.apply(
+        [
+            {**session, "event_id": str(uuid.uuid4()), "event_type": "product_view"},
+            {**session, "event_id": str(uuid.uuid4()), "event_type": "purchase", "order_id": 9,
+             "price": 25.0, "quantity": 2, "city": "Lahore"},
+        ]
+    )  # fmt: skip
+    store.record_api_health(down(now - 4))
+    store.record_api_health(
+        {"scraped_at": now - 2, "api_up": True, "requests": 40, "requests_per_second": 20.0,
+         "p50_ms": 2.1, "p95_ms": 4.8, "p99_ms": 7.5, "degraded": 1, "degraded_share": 0.025,
+         "impressions_lost": 0, "snapshot_age_seconds": 60.0}
+    )  # fmt: skip
+    publish_stream_kpis(store, settings.warehouse_path)
+    store.close()
 
 
 def _password(bi: dict) -> str:
