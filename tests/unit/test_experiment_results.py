@@ -56,17 +56,22 @@ def lake(tmp_path: Path) -> Lake:
     return Lake.at(str(tmp_path / "lake"))
 
 
+def declared(lake: Lake, tmp_path: Path, name: str, units: dict, conversion: dict) -> Path:
+    """The experiment declared in a folder of its own, with its exposures in the lake."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / f"{name}.yaml").write_text(SPEC.format(name=name))
+    lake.write(
+        "gold.recommendation_exposures", exposures(name, units, conversion), mode="overwrite"
+    )
+    return folder
+
+
 def test_a_true_lift_is_promoted_once_and_becomes_the_serving_policy(
     lake: Lake, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "experiments"
-    folder.mkdir()
-    (folder / "lift.yaml").write_text(SPEC.format(name="lift"))
-    lake.write(
-        "gold.recommendation_exposures",
-        exposures("lift", {"popular": 3000, "ranked": 3000}, {"popular": 0.05, "ranked": 0.09}),
-        mode="overwrite",
-    )
+    units = {"popular": 3000, "ranked": 3000}
+    folder = declared(lake, tmp_path, "lift", units, {"popular": 0.05, "ranked": 0.09})
     report = experiment_results(lake, folder)
     summary = report.experiments["lift"]
     assert summary["status"] == "promote" and summary["units"] == {"popular": 3000, "ranked": 3000}
@@ -100,14 +105,8 @@ def test_a_true_lift_is_promoted_once_and_becomes_the_serving_policy(
 
 
 def test_a_skewed_split_stops_the_experiment(lake: Lake, tmp_path: Path) -> None:
-    folder = tmp_path / "experiments"
-    folder.mkdir()
-    (folder / "skew.yaml").write_text(SPEC.format(name="skew"))
-    lake.write(
-        "gold.recommendation_exposures",
-        exposures("skew", {"popular": 1650, "ranked": 1350}, {"popular": 0.05, "ranked": 0.05}),
-        mode="overwrite",
-    )
+    units = {"popular": 1650, "ranked": 1350}
+    folder = declared(lake, tmp_path, "skew", units, {"popular": 0.05, "ranked": 0.05})
     report = experiment_results(lake, folder)
     assert report.experiments["skew"]["status"] == "stopped"
     assert "sample ratio mismatch" in report.experiments["skew"]["reason"]
