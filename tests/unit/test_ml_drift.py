@@ -56,3 +56,20 @@ def test_missing_columns_and_missing_values_are_skipped() -> None:
     current.loc[:9, "minutes"] = np.nan
     [row] = drift(profile, current)
     assert row["feature"] == "minutes" and row["current_rows"] == 490
+
+
+def test_the_newest_complete_day_comes_from_the_log_and_skips_today(tmp_path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from lakehouse.core.lake import Lake
+    from spark_jobs.drift_report import EVENTS, newest_complete_day
+    from spark_jobs.training import Tables
+
+    lake = Lake.at(str(tmp_path / "lake"))
+    days = [dt.date(2026, 11, 30), dt.date(2026, 12, 1), dt.date(2026, 12, 2)]
+    events = pa.table({"event_date": days, "event_id": ["a", "b", "c"]})
+    lake.write(EVENTS, events, mode="overwrite", partition_by=["event_date"])
+    assert newest_complete_day(Tables(lake), today=dt.date(2026, 12, 2)) == dt.date(2026, 12, 1)
+    assert newest_complete_day(Tables(lake), today=dt.date(2026, 11, 30)) is None
