@@ -247,6 +247,26 @@ def print_transformed(results: list[dict]) -> None:
             out.print(f"[yellow]quality warning[/] {r['table']}: {warned}", soft_wrap=True)
 
 
+def print_feedback(feedback: dict[str, dict[str, dict[str, float]]]) -> None:
+    """What learning from the shown lists adds (ml.feedback.evaluate): NDCG of the held-out
+    answers re-ordered by each model, per target."""
+    if not feedback:
+        return
+    targets = list(feedback)
+    first = next(iter(feedback[targets[0]].values()))
+    table = Table(
+        title=f"feedback: the latest {first['answers']:,.0f} answers shoppers acted on, held "
+        f"out, re-ordered by each model (trained on {first['training_answers']:,.0f} earlier)"
+    )
+    table.add_column("model", no_wrap=True)
+    for target in targets:
+        table.add_column(f"NDCG@10 by {target}", justify="right")
+    for model in feedback[targets[0]]:
+        values = [feedback[t][model].get("ndcg@10", float("nan")) for t in targets]
+        table.add_row(model, *(f"{v:.4f}" for v in values))
+    out.print(table)
+
+
 def print_trained(reports: dict[str, dict], metric: str) -> None:
     from ml.evaluation import by_model
 
@@ -281,6 +301,7 @@ def print_trained(reports: dict[str, dict], metric: str) -> None:
                 f"{popular.get(f'cold_start {metric}', float('nan')):.4f}",
                 highlight=False,
             )
+        print_feedback(r.get("feedback") or {})
     if "intent" in reports:
         r = reports["intent"]
         if "skipped" in r:

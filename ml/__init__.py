@@ -20,7 +20,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # The gold tables the models train on: their Delta versions are recorded with each model, and
 # the Dagster `ml` assets depend on them.
-RECOMMENDER_INPUTS = ("gold.customer_product_daily", "gold.dim_product", "gold.dim_customer")
+RECOMMENDER_INPUTS = (
+    "gold.customer_product_daily",
+    "gold.dim_product",
+    "gold.dim_customer",
+    "gold.recommendation_exposures",  # what shoppers did with the lists (ml.feedback)
+)
 CUSTOMER_MODEL_INPUTS = (
     "gold.fact_sales_line",
     "gold.fact_events",

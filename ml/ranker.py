@@ -23,7 +23,10 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
 Features (`FEATURES`) are computed from the rows up to the cutoff only (`Snapshot` filters the
 history itself, and a test proves a later row changes nothing); labels are the purchases of the
 `window_days` after it. The ranker is trained on several earlier cutoffs, so whether a bought
-product comes back is learned (repurchase cycles, categories that repeat), not a rule.
+product comes back is learned (repurchase cycles, categories that repeat), not a rule. When
+the lists shown on the website have been answered (clicks, carts, purchases: ml/feedback.py),
+each shown list is one more training group, its features as of the day before it was shown and
+its positions corrected for by LightGBM's position-debiased LambdaMART.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +45,9 @@ import pandas as pd
 from ml.interactions import decayed
 from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
 from ml.recommenders.base import Recommendations, Recommender
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 GENERATORS = (
     "buy_again",
@@ -62,6 +69,8 @@ BROWSE_HALF_LIFE_DAYS = 7.0
 POPULAR_DAYS = 28
 HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affinities see
 TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
+FEEDBACK_SNAPSHOT_DAYS = 7  # the answers of a week are featured as of the day before it
+NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 
 PAIR_FEATURES = [
     "purchase_days",
@@ -414,21 +423,70 @@ def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
     return daily.loc[inside, ["customer_id", "product_id"]].drop_duplicates()
 
 
+@dataclass
+class RankingData:
+    """Query groups for LambdaMART: the feature block, graded labels, group sizes (rows of a
+    group are contiguous) and each row's position on the page it was shown on
+    (`NOT_SHOWN` for the purchase groups, whose candidates were never on a page)."""
+
+    matrix: pd.DataFrame
+    label: npt.NDArray[np.int32]
+    groups: npt.NDArray[np.int64]
+    position: npt.NDArray[np.int32]
+    rows: pd.DataFrame | None = None  # feedback only: its rows in the matrix's order
+
+    @staticmethod
+    def concat(parts: list[RankingData]) -> RankingData:
+        return RankingData(
+            pd.concat([p.matrix for p in parts], ignore_index=True),
+            np.concatenate([p.label for p in parts]),
+            np.concatenate([p.groups for p in parts]),
+            np.concatenate([p.position for p in parts]),
+        )
+
+
+def train(parts: list[RankingData], debias: bool) -> lgb.Booster:
+    """LambdaMART on the groups of every part; `debias` learns a bias per position with the
+    ranker (LightGBM's position-debiased lambdarank) instead of taking clicks at face value."""
+    import lightgbm as lgb
+
+    data = RankingData.concat(parts)
+    params = dict(LGBM_PARAMS)
+    rounds = params.pop("n_estimators")
+    dataset = lgb.Dataset(
+        data.matrix,
+        data.label,
+        group=data.groups,
+        position=data.position if debias else None,
+    )
+    return lgb.train(params, dataset, num_boost_round=rounds)
+
+
 class LearnedRanker:
     """LambdaMART over the generators' union, trained on `cutoffs` earlier cutoffs (each
-    with the purchases of the `window_days` after it as labels) and serving from the
-    generators fitted at `as_of`. It answers like a `Recommender` (`recommend`)."""
+    with the purchases of the `window_days` after it as labels) and, when given, on what
+    shoppers did with the lists they were shown (ml/feedback.py, position-debiased), serving
+    from the generators fitted at `as_of`. It answers like a `Recommender` (`recommend`)."""
 
     name = "ranker"
 
     def __init__(
-        self, catalogue: Catalogue, window_days: int, cutoffs: int = TRAINING_CUTOFFS
+        self,
+        catalogue: Catalogue,
+        window_days: int,
+        cutoffs: int = TRAINING_CUTOFFS,
+        debias: bool = True,
     ) -> None:
         self.catalogue = catalogue
         self.window_days = window_days
         self.cutoffs = cutoffs
+        self.debias = debias
         self.model = None
         self.training: dict[str, float] = {}
+        self._purchases: dict[dt.date, RankingData] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_purchases": {}}  # stored models carry no training data
 
     def training_cutoffs(self, daily: pd.DataFrame, as_of: dt.date) -> list[dt.date]:
         """Cutoffs one window apart before `as_of`, each with a full label window before
@@ -438,9 +496,12 @@ class LearnedRanker:
         out = [as_of - step * i for i in range(1, self.cutoffs + 1)]
         return sorted(c for c in out if c - step >= first)
 
-    def fit(self, daily: pd.DataFrame, as_of: dt.date) -> LearnedRanker:
-        import lightgbm as lgb
-
+    def purchase_data(self, daily: pd.DataFrame, as_of: dt.date) -> RankingData:
+        """One group per customer and training cutoff before `as_of`: their candidates at
+        the cutoff, labelled by what they bought in the window after it (kept per `as_of`
+        for the feedback evaluation, never stored)."""
+        if as_of in self._purchases:
+            return self._purchases[as_of]
         matrices, targets, groups = [], [], []
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = labels(daily, cutoff, self.window_days)
@@ -452,7 +513,7 @@ class LearnedRanker:
             keep = pd.Series(label).groupby(frame["customer_id"]).transform("max").to_numpy() > 0
             self.training[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
             matrices.append(feature_matrix(frame[keep]))
-            targets.append(label[keep])
+            targets.append(label[keep].astype(np.int32))
             groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
             del frame, candidates, snapshot
         if not matrices or not any(len(m) for m in matrices):
@@ -460,11 +521,53 @@ class LearnedRanker:
                 f"no training cutoff with history and purchases before {as_of}: "
                 f"{self.window_days}-day windows need more days"
             )
-        data = pd.concat(matrices, ignore_index=True)
-        groups = np.concatenate(groups)
-        self.model = lgb.LGBMRanker(**LGBM_PARAMS)
-        self.model.fit(data, np.concatenate(targets), group=groups)
-        self.training.update(rows=float(len(data)), customers=float(len(groups)))
+        rows = sum(len(m) for m in matrices)
+        data = RankingData(
+            pd.concat(matrices, ignore_index=True),
+            np.concatenate(targets),
+            np.concatenate(groups),
+            np.full(rows, NOT_SHOWN, dtype=np.int32),
+        )
+        self._purchases = {as_of: data}
+        return data
+
+    def feedback_data(self, daily: pd.DataFrame, rows: pd.DataFrame) -> RankingData:
+        """One group per answer shown (ml.feedback rows): the products on the page with the
+        features known the day before it was shown (snapshots every `FEEDBACK_SNAPSHOT_DAYS`
+        days: the features of an answer are at most that stale, never from after it)."""
+        day = _days(rows["shown_at"])
+        start = day - day % FEEDBACK_SNAPSHOT_DAYS
+        order = np.lexsort((rows["position"].to_numpy(), rows["request_id"].to_numpy(), start))
+        rows, start = rows.iloc[order].reset_index(drop=True), start[order]
+        frames = []
+        for first in np.unique(start):
+            part = rows[start == first]
+            cutoff = dt.date(1970, 1, 1) + dt.timedelta(days=int(first) - 1)
+            snapshot = Snapshot(daily, cutoff, self.catalogue)
+            proposed = Generators(daily, snapshot).propose(part["customer_id"].unique())
+            shown = part[["customer_id", "product_id"]].merge(proposed, how="left")
+            frames.append(feature_matrix(features(snapshot, shown)))
+        _, sizes = np.unique(pd.factorize(rows["request_id"])[0], return_counts=True)
+        return RankingData(
+            pd.concat(frames, ignore_index=True),
+            rows["label"].to_numpy(np.int32),
+            sizes,
+            rows["position"].to_numpy(np.int32),
+            rows,
+        )
+
+    def fit(
+        self, daily: pd.DataFrame, as_of: dt.date, feedback: pd.DataFrame | None = None
+    ) -> LearnedRanker:
+        parts = [self.purchase_data(daily, as_of)]
+        if feedback is not None and len(feedback):
+            parts.append(self.feedback_data(daily, feedback))
+            self.training["feedback_answers"] = float(len(parts[-1].groups))
+        self.model = train(parts, debias=self.debias and len(parts) > 1)
+        self.training.update(
+            rows=float(sum(len(p.label) for p in parts)),
+            customers=float(len(parts[0].groups)),
+        )
         self.as_of = as_of
         self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
         return self
@@ -472,7 +575,8 @@ class LearnedRanker:
     def importance(self) -> dict[str, float]:
         """Gain importance per feature, largest first."""
         assert self.model is not None
-        gains = self.model.booster_.feature_importance("gain")
+        booster = getattr(self.model, "booster_", self.model)  # older versions: LGBMRanker
+        gains = booster.feature_importance("gain")
         return dict(sorted(zip(FEATURES, gains.tolist(), strict=True), key=lambda kv: -kv[1]))
 
     def recommend(

@@ -47,10 +47,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.core.lake import Lake
-from ml import CUSTOMER_MODEL_INPUTS, RECOMMENDER_INPUTS
+from ml import CUSTOMER_MODEL_INPUTS, RECOMMENDER_INPUTS, feedback
 from ml import customer_models as cm
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
@@ -70,7 +71,7 @@ from ml.recommenders import (
     UserKNN,
 )
 from ml.registry import ModelRegistry
-from spark_jobs.incremental import partition_range
+from spark_jobs.incremental import partition_range, partition_row_counts
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -79,6 +80,8 @@ log = logging.getLogger(__name__)
 
 K = 10  # the cut-off of every offline metric
 POPULAR_DAYS = 28  # the fill of every list: what sold to the most customers in these days
+EXPOSURES = "gold.recommendation_exposures"
+FEEDBACK_DAYS = feedback.FEEDBACK_DAYS
 
 
 class NotEnoughData(RuntimeError):
@@ -96,6 +99,8 @@ class Report:
     champion_version: str | None = None
     windows: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # what learning from shown lists adds: target -> model -> metrics (ml.feedback.evaluate)
+    feedback: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +111,7 @@ class Report:
             "windows": self.windows,
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "evaluations": self.evaluations,
+            "feedback": self.feedback,
         }
 
 
@@ -371,6 +377,42 @@ def baselines(daily: pd.DataFrame, as_of: dt.date) -> dict[str, Recommender]:
     return {"buy_again": BuyAgain().fit(purchase_interactions(daily)), popular.name: popular}
 
 
+def recommender_span(daily: pd.DataFrame) -> tuple[dt.date, dt.date]:
+    """The first day of the interactions and the newest day with purchases: the windows end
+    there, as later days (a live clickstream ahead of the ERP) have no purchases to score yet."""
+    purchase_days = daily.loc[daily["purchases"] > 0, "interaction_date"]
+    end = purchase_days.max() if len(purchase_days) else daily["interaction_date"].max()
+    return daily["interaction_date"].min(), end
+
+
+def load_feedback(tables: Tables) -> pd.DataFrame | None:
+    """What shoppers did with the lists they were shown in the newest `FEEDBACK_DAYS` days of
+    `gold.recommendation_exposures` (ml.feedback rows), None when nothing was shown yet. Only
+    the answers somebody acted on are read: their ids first, then their rows, streamed."""
+    counts = partition_row_counts(tables.uri(EXPOSURES), tables.lake.storage_options)
+    days = [day for day, n in counts.items() if n]
+    if not days:
+        return None
+    since = max(days) - dt.timedelta(days=FEEDBACK_DAYS - 1)
+    recent = [("event_date", ">=", since)]
+    acted = tables.arrow(
+        EXPOSURES,
+        columns=["request_id"],
+        filters=[[*recent, (flag, "=", True)] for flag in ("clicked", "carted", "purchased")],
+    )
+    ids = pc.unique(acted["request_id"])
+    rows = (
+        tables.require(EXPOSURES)
+        .to_pyarrow_dataset()
+        .to_table(
+            columns=list(feedback.COLUMNS),
+            filter=(pc.field("event_date") >= since) & pc.field("request_id").isin(ids),
+        )
+    )
+    out = feedback.feedback(rows.to_pandas())
+    return out if len(out) else None
+
+
 def future_purchases(options: TrainingOptions) -> pd.DataFrame | None:
     """The generator's held-out future (the purchases of the weeks after the lake's window), when
     this lake was generated: read only to score the lists, after every model is fitted."""
@@ -441,9 +483,11 @@ def split(
     catalogue: Catalogue,
     options: TrainingOptions,
     window_days: int,
+    answers: pd.DataFrame | None = None,
 ) -> Split:
     """Fit every model on the interactions up to `fit_end` and set up the scoring of `truth`
-    (the purchases of the window after it)."""
+    (the purchases of the window after it); the ranker also learns from `answers` (ml.feedback
+    rows), those shown by the end of `fit_end` unless this is the production fit."""
     days = pd.to_datetime(daily["interaction_date"])
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
@@ -465,7 +509,9 @@ def split(
     fitted |= {name: make().fit(train) for name, make in factories.items()}
     fitted["hybrid"] = hybrid(fitted, BusinessRules(allowed_product_ids=catalogue.active), train)
     try:
-        ranker = LearnedRanker(catalogue.for_ranker, window_days).fit(seen, fit_end)
+        if answers is not None and name != "future":
+            answers = answers[answers["shown_at"] < pd.Timestamp(fit_end + dt.timedelta(days=1))]
+        ranker = LearnedRanker(catalogue.for_ranker, window_days).fit(seen, fit_end, answers)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker
@@ -490,12 +536,7 @@ def train_recommenders(
     daily = load_daily(tables)
     if daily.empty:
         raise NotEnoughData("gold.customer_product_daily is empty: no sales or events in gold")
-    # the windows end with the newest purchase: later days (a live clickstream ahead of the ERP)
-    # have no purchases to score yet
-    purchase_days = daily.loc[daily["purchases"] > 0, "interaction_date"]
-    end = purchase_days.max() if len(purchase_days) else daily["interaction_date"].max()
-    span = (daily["interaction_date"].min(), end)
-    report, inputs, w = _start(tables, options, RECOMMENDER_INPUTS, span)
+    report, inputs, w = _start(tables, options, RECOMMENDER_INPUTS, recommender_span(daily))
     report.windows = {
         "data_start": str(w.data_start),
         "data_end": str(w.data_end),
@@ -529,15 +570,23 @@ def train_recommenders(
             "window after it: nothing to evaluate (ML_TEST_DAYS sets the windows)"
         )
     future = future_purchases(options)
+    answers = load_feedback(tables)
+    if answers is not None:
+        progress(f"learning from {answers['request_id'].nunique():,} answers shoppers acted on")
     splits: list[Split] = []
     for name, (fit_end, truth) in windows_.items():
         progress(f"fitting every model up to {fit_end} ({name})")
-        splits.append(split(name, daily, fit_end, truth, catalogue, options, w.test_days))
+        splits.append(split(name, daily, fit_end, truth, catalogue, options, w.test_days, answers))
     progress(f"fitting every model up to {w.data_end} (production)")
     production = split(
-        "future", daily, w.data_end, _no_purchases(future), catalogue, options, w.test_days
+        "future", daily, w.data_end, _no_purchases(future), catalogue, options, w.test_days, answers
     )
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
+    if answers is not None:
+        progress("scoring what the feedback adds on the latest answers, held out")
+        ranker = production.models["ranker"]
+        report.feedback = feedback.evaluate(ranker, daily, answers, w.data_end, K)
+        report.seconds["feedback"] = time.monotonic() - clock - sum(report.seconds.values())
 
     run = {
         "run_id": report.run_id,
@@ -584,6 +633,21 @@ def train_recommenders(
     for row in rows:
         row["is_champion"] = row["model"] == champion
         row["champion_metric"] = metric
+    # what the feedback adds: scored on its own held-out answers, never a champion candidate
+    where = {**run, "task": "recommendation_feedback", "split": "test", "train_end": w.data_end}
+    rows += [
+        {**row, "is_champion": False, "champion_metric": None}
+        for target, by_model in report.feedback.items()
+        for name, values in by_model.items()
+        for row in _rows(
+            {**where, "target": target},
+            name,
+            None,
+            "answers",
+            {"debias": name.endswith("debiased")},
+            values,
+        )
+    ]
 
     models = registry(lake)
     test_metrics = {

@@ -74,3 +74,13 @@ def test_simulated_shoppers_run_an_experiment_through_the_lakehouse_to_its_resul
     assert report["reason"].startswith("waiting for the minimum sample")
     assert report["units_in_several_variants"] == 0
     assert found["ranked"]["always_valid_p"] >= found["ranked"]["p_value"]
+
+    # the answers become the ranker's feedback: the pages somebody acted on, read from Delta
+    from spark_jobs.training import Tables, load_feedback
+
+    rows = load_feedback(Tables(settings.lake))
+    assert rows is not None
+    clicks = sum(v["clicks"] for v in variants.values())
+    acted_on = rows.groupby("request_id")["label"].max()
+    assert clicks <= len(acted_on) <= pages and (acted_on > 0).all()
+    assert rows["position"].between(1, 10).all() and rows["customer_id"].notna().all()

@@ -110,6 +110,18 @@ def _materialised(lake: LakeResource, tables: dict[str, int], extra: dict[str, d
         )
 
 
+def _feedback_table(feedback: dict[str, dict[str, dict[str, float]]]) -> dg.MetadataValue:
+    models = next(iter(feedback.values()))
+    return dg.MetadataValue.md(
+        markdown_table(
+            [
+                {"model": m, **{t: round(feedback[t][m]["ndcg@10"], 4) for t in feedback}}
+                for m in models
+            ]
+        )
+    )
+
+
 @dg.multi_asset(
     specs=_specs(RECOMMENDER_OUTPUTS, RECOMMENDER_INPUTS),
     name="recommenders",
@@ -158,6 +170,11 @@ def recommenders(
                 )
             ),
             "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
+            **(
+                {"feedback (ndcg@10 of held-out answers)": _feedback_table(report.feedback)}
+                if report.feedback
+                else {}
+            ),
             "training_report": dg.MetadataValue.json(_plain(report.to_dict())),  # `ml train`
         },
     }
