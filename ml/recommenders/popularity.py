@@ -186,7 +186,9 @@ class Trending(Recommender):
         size = n_buckets * n_items
 
         def total(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-            return np.bincount(key[mask], values[mask], minlength=size).reshape(n_buckets, n_items)
+            # float even when nothing falls in the window (bincount of nothing is int64)
+            counts = np.bincount(key[mask], values[mask], minlength=size).astype(np.float64)
+            return counts.reshape(n_buckets, n_items)
 
         decayed = total(recent_mask, weight * np.exp2(-age / h))
         recent = total(recent_mask, weight)

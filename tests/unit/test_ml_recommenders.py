@@ -223,6 +223,10 @@ def test_trending_favours_recent_rising_items_and_takes_a_boost() -> None:
     per_city = by_city.group_table(top_n=1).set_index("group")
     assert per_city.loc["Lahore", "product_id"] == 2 and per_city.loc["Karachi", "product_id"] == 1
 
+    # long after the last interaction (a live stream a year after the history): nothing trends
+    later = Trending(window_days=7, half_life_days=3, groups=groups, as_of=day + 365 * d).fit(inter)
+    assert (later.table()["score"] == 0.0).all()
+
 
 def test_group_popularity_answers_cold_customers_with_their_group() -> None:
     # Karachi customers take product 1, Lahore customers product 2; product 1 is more popular.
