@@ -5,11 +5,12 @@
 Needs a data root whose lake holds answered recommendation lists: `./run demo`, then
 `lakehouse simulate-traffic --sessions 4000` (the simulated audience clicks and buys by its
 latent tastes), `lakehouse ingest` and `lakehouse transform`. Runs the evaluation the nightly
-training runs (ml.feedback.evaluate: the latest quarter of the answers held out, four orders of
-them) and grades the held-out answers twice: by what the shoppers did (clicks 1, carts and
-purchases 2; what `gold.model_evaluations` stores) and by the audience's fit of each product to
-the customer (generator/audience.py), the truth clicks only sample through a position bias. The
-audience is read to score, never to train.
+training runs (ml.feedback.evaluate: the latest quarter of the answers held out, re-ordered as
+served, by the ranker without feedback and with it debiased), adds the ranker trained on the
+clicks at face value, and grades the held-out answers twice: by what the shoppers did (clicks
+1, carts and purchases 2; what `gold.model_evaluations` stores) and by the audience's fit of
+each product to the customer (generator/audience.py), the truth that clicks only sample
+through a position bias. The audience is read to score, never to train.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
         rows,
         w.data_end,
         relevance=lambda customer, products: audience.fit(customer, products.tolist()),
+        face_value=True,
     )
     first = scores["clicks"]["served"]
     print(

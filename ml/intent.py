@@ -10,7 +10,15 @@ model trained here can score a live session as it is:
 - `view_price`, `cart_price`: the mean list price of the viewed and carted products (0 if none);
 - `cart_value`: the list prices of the cart summed;
 - `hour`, `weekend`: of the newest event (UTC);
-- `known_customer`: the session is signed in.
+- `known_customer`: the session is signed in;
+- `app`, `mobile_web`: the session's device, the contract's `mobile_app_*` or `mobile_web`
+  (neither: `desktop_web` or not said);
+- `categories`: distinct categories of the products viewed or carted; `category_focus`: the
+  share of the viewed products in the session's most viewed category (0 without views);
+- `past_orders`: the customer's orders (ERP invoices, returns excluded) before the session's
+  day; `days_since_order`: days from the newest of them to the session's day (-1: none, or
+  not signed in). The API takes them from the serving snapshot, published from the same
+  invoices.
 
 Each training session is cut once, at a random point (seeded) before its first purchase, which is
 what a live session looks like when it is scored; the label is whether a purchase followed. A
@@ -41,7 +49,14 @@ FEATURES = (
     "hour",
     "weekend",
     "known_customer",
+    "app",
+    "mobile_web",
+    "categories",
+    "category_focus",
+    "past_orders",
+    "days_since_order",
 )
+NEVER = -1.0  # days_since_order of a customer without orders (or a session not signed in)
 PARAMS = {
     "objective": "binary",
     "learning_rate": 0.05,
@@ -56,10 +71,18 @@ ROUNDS = 400
 KEPT = 50  # products the online store keeps per session and kind (streaming/online.py KEEP)
 
 
-def session_prefixes(events: pd.DataFrame, prices: pd.Series, seed: int = 0) -> pd.DataFrame:
+def session_prefixes(
+    events: pd.DataFrame,
+    prices: pd.Series,
+    seed: int = 0,
+    *,
+    categories: pd.Series | None = None,
+    orders: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per session: the features of a random prefix before its first purchase, the
     label (a purchase followed) and the session's start. `events`: session_id, event_time,
-    event_type, product_id, customer_id; `prices`: list price by product id."""
+    event_type, product_id, customer_id (and device); `prices` and `categories`: by product
+    id; `orders`: customer_id, order_date, one row per order (`prefix_features`)."""
     frame = events.sort_values(["session_id", "event_time"], kind="stable").reset_index(drop=True)
     frame["position"] = frame.groupby("session_id").cumcount()
     bought = frame["event_type"].eq("purchase")
@@ -75,14 +98,21 @@ def session_prefixes(events: pd.DataFrame, prices: pd.Series, seed: int = 0) -> 
     sessions["cut"] = 1 + np.floor(rng.random(len(sessions)) * limit.to_numpy()).astype(int)
     frame = frame.merge(sessions[["cut"]], left_on="session_id", right_index=True)
     prefix = frame[frame["position"] < frame["cut"]]
-    features = prefix_features(prefix, prices)
+    features = prefix_features(prefix, prices, categories=categories, orders=orders)
     features["label"] = sessions["label"].reindex(features.index).astype(int)
     features["start"] = frame.groupby("session_id")["event_time"].min().reindex(features.index)
     return features
 
 
-def prefix_features(prefix: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
-    """FEATURES per session of the events given (all of them count)."""
+def prefix_features(
+    prefix: pd.DataFrame,
+    prices: pd.Series,
+    *,
+    categories: pd.Series | None = None,
+    orders: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """FEATURES per session of the events given (all of them count); without `categories`
+    (product id -> category) or `orders` (customer_id, order_date) their features are 0 / -1."""
     by_session = prefix.groupby("session_id")
     first = by_session["event_time"].min()
     # the newest view or add to cart: what the online store keeps a time for
@@ -107,8 +137,47 @@ def prefix_features(prefix: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     out["cart_value"] = cart.groupby("session_id")["price"].sum()
     out["hour"] = newest.dt.hour
     out["weekend"] = (newest.dt.dayofweek >= 5).astype(int)
-    out["known_customer"] = by_session["customer_id"].max().notna().astype(int)
+    customer = by_session["customer_id"].max()
+    out["known_customer"] = customer.notna().astype(int)
+    device = by_session["device"].first() if "device" in prefix else pd.Series(dtype=object)
+    device = device.reindex(out.index).fillna("")
+    out["app"] = device.str.startswith("mobile_app").astype(int)
+    out["mobile_web"] = device.eq("mobile_web").astype(int)
+    out["categories"] = out["category_focus"] = 0.0
+    if categories is not None:
+        # of what the store holds: the viewed products and those still in the cart
+        held = pd.concat([distinct_views[pair], cart[pair]])
+        held = held.assign(category=held["product_id"].map(categories))
+        out["categories"] = held.groupby("session_id")["category"].nunique()
+        viewed = distinct_views.assign(category=distinct_views["product_id"].map(categories))
+        shares = viewed.groupby("session_id")["category"].value_counts(normalize=True)
+        out["category_focus"] = shares.groupby(level=0).max()
+    out["past_orders"], out["days_since_order"] = _order_history(customer, first, orders)
     return out[list(FEATURES)].fillna(0.0).astype(float)
+
+
+def _order_history(
+    customer: pd.Series, first: pd.Series, orders: pd.DataFrame | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per session (its customer, its first event's time): the orders before its day and the
+    days since the newest of them (NEVER without one), by binary search over the orders
+    sorted by (customer, day)."""
+    count = np.zeros(len(customer))
+    since = np.full(len(customer), NEVER)
+    if orders is None or orders.empty:
+        return count, since
+    span = 1 << 20  # days since 1970 stay below it until the year 4840
+    day = pd.to_datetime(orders["order_date"]).to_numpy("datetime64[D]").astype(np.int64)
+    keys = np.sort(orders["customer_id"].to_numpy(np.int64) * span + day)
+    known = customer.notna().to_numpy()
+    who = customer.fillna(-1).to_numpy(np.int64)[known]
+    today = first.dt.tz_localize(None).to_numpy("datetime64[D]").astype(np.int64)[known]
+    before = np.searchsorted(keys, who * span + today, "left")
+    n = before - np.searchsorted(keys, who * span, "left")
+    count[known] = n
+    last = keys[np.maximum(before - 1, 0)] - who * span
+    since[known] = np.where(n > 0, today - last, NEVER)
+    return count, since
 
 
 def live_features(
@@ -117,9 +186,15 @@ def live_features(
     start_ms: float | None,
     prices: Mapping[int, float],
     known_customer: bool,
+    *,
+    categories: Mapping[int, str] | None = None,
+    device: str | None = None,
+    past_orders: int = 0,
+    last_order: dt.date | None = None,
 ) -> dict[str, float]:
     """FEATURES of a live session from the online store: (product, epoch ms of its newest
-    touch) viewed and in the cart, and the time of the session's first product event."""
+    touch) viewed and in the cart, and the time of the session's first product event; the
+    customer's orders before today and the newest one's date from the snapshot."""
     touched = [ms for _, ms in (*views, *cart)]
     newest = max(touched) if touched else (start_ms or 0.0)
     first = start_ms if start_ms is not None else min(touched, default=newest)
@@ -136,6 +211,29 @@ def live_features(
         "hour": float(when.hour),
         "weekend": float(when.weekday() >= 5),
         "known_customer": float(known_customer),
+        "app": float((device or "").startswith("mobile_app")),
+        "mobile_web": float(device == "mobile_web"),
+        **_live_categories(views, cart, categories or {}),
+        "past_orders": float(past_orders),
+        "days_since_order": float((_day(first) - last_order).days) if last_order else NEVER,
+    }
+
+
+def _day(ms: float) -> dt.date:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
+
+
+def _live_categories(
+    views: Sequence[tuple[int, float]],
+    cart: Sequence[tuple[int, float]],
+    categories: Mapping[int, str],
+) -> dict[str, float]:
+    touched = {categories[p] for p, _ in (*views, *cart) if p in categories}
+    viewed = [categories[p] for p, _ in views if p in categories]
+    top = max((viewed.count(c) for c in set(viewed)), default=0)
+    return {
+        "categories": float(len(touched)),
+        "category_focus": top / len(viewed) if viewed else 0.0,
     }
 
 
@@ -144,14 +242,13 @@ def predict_intent(
 ) -> tuple[float, dict[str, float] | None]:
     """One session's probability of a purchase, and with `explain` each feature's SHAP value
     (log-odds) and `bias` (the average), which add up to the model's raw score."""
-    row = np.array([[features[name] for name in FEATURES]], dtype=np.float64)
+    names = model.feature_name()  # the model's own (a snapshot's model may predate a feature)
+    row = np.array([[features[name] for name in names]], dtype=np.float64)
     probability = float(model.predict(row)[0])
     if not explain:
         return probability, None
     values = model.predict(row, pred_contrib=True)[0]
-    return probability, {
-        name: float(v) for name, v in zip([*FEATURES, "bias"], values, strict=True)
-    }
+    return probability, {name: float(v) for name, v in zip([*names, "bias"], values, strict=True)}
 
 
 def cart_baseline(features: pd.DataFrame) -> npt.NDArray[np.float64]:

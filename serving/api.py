@@ -93,7 +93,7 @@ ContextProduct = Annotated[
 ]
 Device = Annotated[
     Literal[DEVICES] | None,  # type: ignore[valid-type]
-    Query(description="The shopper's device, recorded with the impression."),
+    Query(description="The shopper's device (recorded with impressions; an intent feature)."),
 ]
 
 LATENCY = Histogram(
@@ -432,6 +432,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             int | None, Query(ge=1, le=MAX_ID, description="The signed-in customer, if any.")
         ] = None,
         explain: Annotated[bool, Query(description="Add each feature's SHAP value.")] = False,
+        device: Device = None,
     ) -> Any:
         """Will this live session end in a purchase: the probability from the purchase-intent
         model (docs/ml.md), and with `explain=1` each feature's TreeSHAP value (log-odds)."""
@@ -453,13 +454,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _error(503, "online_store", f"the online store is unavailable ({reason})")
         if times.empty:
             return _error(404, "session_id", "no product activity for this session")
-        prices = {
-            p: snapshot.products[p].price
-            for p, _ in (*times.views, *times.cart)
-            if p in snapshot.products
-        }
+        known = [p for p, _ in (*times.views, *times.cart) if p in snapshot.products]
+        prices = {p: snapshot.products[p].price for p in known}
+        past_orders, last_order = snapshot.orders.get(customer_id, (0, None))
         features = live_features(
-            times.views, times.cart, times.start_ms, prices, customer_id is not None
+            times.views,
+            times.cart,
+            times.start_ms,
+            prices,
+            customer_id is not None,
+            categories={p: snapshot.products[p].category for p in known},
+            device=device,
+            past_orders=past_orders,
+            last_order=last_order,
         )
         meta = snapshot.manifest["intent_model"]
         probability, contributions = predict_intent(snapshot.intent_model, features, explain)

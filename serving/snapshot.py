@@ -101,8 +101,24 @@ def _catalogue(lake: Lake) -> tuple[pa.Table, int]:
 
 
 def _customers(lake: Lake) -> tuple[pa.Table, int]:
+    """Each customer's city, and their orders to date with the newest one's date (purchase
+    intent's `past_orders` and `days_since_order`: invoices, returns excluded, as trained)."""
     columns = ["customer_id", "city_name"]
-    return _read(lake, "gold.dim_customer", columns, pc.field("is_current") == True)  # noqa: E712
+    current = pc.field("is_current") == True  # noqa: E712
+    customers, version = _read(lake, "gold.dim_customer", columns, current)
+    sales = lake.open("gold.fact_sales_line")
+    if sales is None:
+        return customers, version
+    lines = sales.to_pyarrow_dataset().to_table(
+        columns=["customer_id", "invoice_id", "invoice_date"],
+        filter=pc.field("is_return") == False,  # noqa: E712
+    )
+    invoices = lines.group_by(["customer_id", "invoice_id"]).aggregate([("invoice_date", "min")])
+    orders = invoices.group_by("customer_id").aggregate(
+        [("invoice_id", "count"), ("invoice_date_min", "max")]
+    )
+    orders = orders.rename_columns(["customer_id", "orders", "last_order_date"])
+    return customers.join(orders, "customer_id", join_type="left outer"), version
 
 
 PARTS: dict[str, tuple[str, Callable[[Lake], tuple[pa.Table, int]]]] = {
@@ -327,13 +343,23 @@ class Snapshot:
             )
             for row in catalogue
         }
-        self.cities = dict(
-            zip(
-                parts["customers"]["customer_id"].to_pylist(),
-                parts["customers"]["city_name"].to_pylist(),
-                strict=True,
-            )
-        )
+        customers = parts["customers"]
+        ids = customers["customer_id"].to_pylist()
+        self.cities = dict(zip(ids, customers["city_name"].to_pylist(), strict=True))
+        # (orders to date, the newest one's date) of customers who ordered (older snapshots
+        # carry none)
+        self.orders: dict[int, tuple[int, dt.date]] = {}
+        if "orders" in customers.column_names:
+            self.orders = {
+                c: (n, last)
+                for c, n, last in zip(
+                    ids,
+                    customers["orders"].to_pylist(),
+                    customers["last_order_date"].to_pylist(),
+                    strict=True,
+                )
+                if n
+            }
         self.trending: dict[str, list[int]] = {}
         trending = parts["trending"].sort_by([("scope_value", "ascending"), ("rank", "ascending")])
         for scope, value, product in zip(

@@ -25,10 +25,9 @@ import pyarrow.compute as pc
 
 from lakehouse.core.lake import Lake
 from ml.drift import drift
-from ml.intent import FEATURES, session_prefixes
 from ml.registry import ModelRegistry
 from spark_jobs.incremental import partition_row_counts
-from spark_jobs.intent_training import COLUMNS, MODEL_NAME, list_prices
+from spark_jobs.intent_training import COLUMNS, MODEL_NAME, session_features
 from spark_jobs.session_training import EVENTS, product_events
 from spark_jobs.training import Tables, registry
 
@@ -82,9 +81,10 @@ def _intent_now(tables: Tables, models: ModelRegistry, today: dt.date) -> tuple[
     events = product_events(tables, since=first, until=day, columns=COLUMNS)
     if events.empty:
         return pd.DataFrame(), f"no product events in {window}"
-    sessions = session_prefixes(events, list_prices(tables))
+    sessions = session_features(tables, events)
     booster = models.load(MODEL_NAME)
-    return sessions.assign(**{SCORE: booster.predict(sessions[list(FEATURES)])}), window
+    # the model's own inputs: one trained before a feature was added scores without it
+    return sessions.assign(**{SCORE: booster.predict(sessions[booster.feature_name()])}), window
 
 
 def _customers_now(tables: Tables, models: ModelRegistry, name: str) -> tuple[pd.DataFrame, str]:

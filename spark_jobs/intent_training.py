@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.core.lake import Lake
 from ml.drift import reference_profile
@@ -36,23 +38,57 @@ from spark_jobs.training import NotEnoughData, Report, Tables, registry, write_m
 
 MODEL_NAME = "purchase_intent"
 PRODUCTS = "gold.dim_product"
-COLUMNS = ("session_id", "event_time", "event_type", "product_id", "customer_id")
+SALES = "gold.fact_sales_line"
+COLUMNS = ("session_id", "event_time", "event_type", "product_id", "customer_id", "device")
 SHAP_SESSIONS = 5_000  # test sessions the global SHAP summary is taken over
 
 
 def list_prices(tables: Tables) -> pd.Series:
+    return products(tables)["list_price"].astype(float)
+
+
+def products(tables: Tables) -> pd.DataFrame:
+    """The current catalogue's list price and category by product id."""
     current = [("is_current", "=", True)]
-    products = tables.arrow(PRODUCTS, ["product_id", "list_price"], current).to_pandas()
-    return products.set_index("product_id")["list_price"].astype(float)
+    columns = ["product_id", "list_price", "category_name"]
+    return tables.arrow(PRODUCTS, columns, current).to_pandas().set_index("product_id")
+
+
+def customer_orders(tables: Tables, customers: pd.Series) -> pd.DataFrame:
+    """(customer_id, order_date) of every order (invoice, returns excluded) of these
+    customers: the history the sessions' `past_orders` and `days_since_order` count."""
+    ids = pa.array(customers.dropna().unique().astype("int64"))
+    where = (pc.field("is_return") == False) & pc.field("customer_id").isin(ids)  # noqa: E712
+    sales = tables.require(SALES).to_pyarrow_dataset()
+    lines = sales.to_table(columns=["customer_id", "invoice_id", "invoice_date"], filter=where)
+    orders = lines.group_by(["customer_id", "invoice_id"]).aggregate([("invoice_date", "min")])
+    return pd.DataFrame(
+        {
+            "customer_id": orders["customer_id"].to_numpy(),
+            "order_date": orders["invoice_date_min"].to_numpy(),
+        }
+    )
+
+
+def session_features(tables: Tables, events: pd.DataFrame) -> pd.DataFrame:
+    """The training rows of these events' sessions (ml.intent.session_prefixes) with the
+    catalogue's prices and categories and the customers' orders."""
+    catalogue = products(tables)
+    return session_prefixes(
+        events,
+        catalogue["list_price"].astype(float),
+        categories=catalogue["category_name"],
+        orders=customer_orders(tables, events["customer_id"]),
+    )
 
 
 def train_intent_model(lake: Lake, progress: Callable[[str], None] = lambda _: None) -> Report:
     tables = Tables(lake)
     started = time.monotonic()
-    inputs = tables.versions(EVENTS, PRODUCTS)
+    inputs = tables.versions(EVENTS, PRODUCTS, SALES)
     events = load_session_events(tables, COLUMNS)
     progress(f"purchase intent: {len(events):,} product events of the newest {HISTORY_DAYS} days")
-    sessions = session_prefixes(events, list_prices(tables))
+    sessions = session_features(tables, events)
     del events
     end = sessions["start"].max()
     test_start = end - dt.timedelta(days=WINDOW_DAYS)

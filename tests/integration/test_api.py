@@ -4,7 +4,9 @@ swap under load, and degraded answers when Redis or the broker is gone."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import shutil
 import tempfile
 import threading
 import time
@@ -12,6 +14,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +24,8 @@ from confluent_kafka import Consumer, TopicPartition
 from lakehouse.core.kafka import client_config
 from lakehouse.core.settings import PROJECT_ROOT, Settings
 from lakehouse.devstack.services import ServiceManager, define_services
-from serving.snapshot import current_version, load_snapshot, publish_snapshot
+from ml.intent import FEATURES
+from serving.snapshot import CURRENT, MANIFEST, current_version, load_snapshot, publish_snapshot
 from streaming.contract import validate_event
 from tests.conftest import World, free_port, replace_settings
 
@@ -390,29 +394,89 @@ def test_a_running_experiment_serves_each_session_its_sticky_variant(
     assert status == 200 and body["experiment"] is None
 
 
+def test_a_promoted_variant_is_served_to_everyone_once_its_experiment_is_decided(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The snapshot carries a decision (popularity won half_popular): the experiment, though
+    declared, is served no more, and everyone gets the winner."""
+    snapshot = load_snapshot(settings.lake)
+    lake = tmp_path_factory.mktemp("decided-lake")
+    source = Path(str(settings.lake_uri)) / "serving" / "snapshots" / snapshot.version
+    target = lake / "serving" / "snapshots" / snapshot.version
+    shutil.copytree(source, target)
+    decision = {
+        "experiment": "half_popular",
+        "status": "promote",
+        "winner": "popular",
+        "recommender": "popularity",
+        "session_share": None,
+        "reason": "popular beat control",
+        "decided_at": "2026-01-02T00:00:00+00:00",
+    }
+    manifest = orjson.loads((target / MANIFEST).read_bytes())
+    (target / MANIFEST).write_bytes(
+        orjson.dumps({**manifest, "experiments": {"half_popular": decision}})
+    )
+    (lake / "serving" / CURRENT).write_text(snapshot.version)
+    folder = tmp_path_factory.mktemp("decided-experiments")
+    (folder / "half_popular.yaml").write_text(EXPERIMENT)
+    decided = replace_settings(
+        settings,
+        data_root=tmp_path_factory.mktemp("api-decided"),
+        lake_uri=str(lake),
+        api_url=f"http://127.0.0.1:{free_port()}",
+        experiments_dir=folder,
+    )
+    customer = int(snapshot.lists.keys[0])
+    trending = [
+        p for p in snapshot.popular(snapshot.cities.get(customer)) if p in snapshot.products
+    ]
+    manager = api_manager(decided)
+    manager.up(include=("api",))
+    try:
+        for n in range(10):
+            url = f"{decided.api_url}/v1/recommendations/{customer}?session_id=won-{n}&k=5"
+            status, body = call("GET", url)
+            assert status == 200, body
+            assert body["experiment"] is None and body["strategy"] == "popular"
+            assert [i["product_id"] for i in body["items"]] == trending[:5]
+            assert body["model"]["model"] == "popularity"
+    finally:
+        manager.down()
+
+
 def test_a_live_sessions_purchase_intent_is_predicted_and_explained(
     api: str, settings: Settings
 ) -> None:
     snapshot = load_snapshot(settings.lake)
     assert snapshot.intent_model is not None  # the world trained one
     viewed, carted = list(snapshot.products)[:2]
-    customer = int(snapshot.lists.keys[0])
+    customer = min(snapshot.orders)  # a customer who ordered before
     session = f"intent-{uuid.uuid4().hex[:8]}"
     cart = {**event(session, carted, customer), "event_type": "add_to_cart", "quantity": 1}
     for sent in (event(session, viewed, customer), cart):
         status, ack = call("POST", f"{api}/v1/events", orjson.dumps(sent))
         assert status == 202 and ack["applied_online"], ack
 
-    url = f"{api}/v1/sessions/{session}/intent?customer_id={customer}&explain=true"
+    url = (
+        f"{api}/v1/sessions/{session}/intent?customer_id={customer}&explain=true&device=mobile_web"
+    )
     status, body = call("GET", url)
     assert status == 200, body
-    assert body["features"]["viewed"] == 1 and body["features"]["carted"] == 1
-    assert body["features"]["known_customer"] == 1
+    features = body["features"]
+    assert features["viewed"] == 1 and features["carted"] == 1
+    assert features["known_customer"] == 1 and features["mobile_web"] == 1
+    categories = {snapshot.products[p].category for p in (viewed, carted)}
+    assert features["categories"] == len(categories) and features["category_focus"] == 1.0
+    # the customer's orders, from the snapshot
+    orders, last = snapshot.orders[customer]
+    assert features["past_orders"] == orders > 0
+    assert features["days_since_order"] == (dt.datetime.now(dt.UTC).date() - last).days
     assert 0 < body["probability"] < 1
     assert body["model_version"] == snapshot.manifest["intent_model"]["version"]
     assert body["likely_to_buy"] == (body["probability"] >= body["threshold"])
     explanation = body["explanation"]
-    assert [e["feature"] for e in explanation] != [] and len(explanation) == 9
+    assert {e["feature"] for e in explanation} == set(FEATURES)
     logit = body["base_value"] + sum(e["shap"] for e in explanation)
     assert abs(1 / (1 + math.exp(-logit)) - body["probability"]) < 1e-3
     assert abs(explanation[0]["shap"]) >= abs(explanation[-1]["shap"])  # largest first

@@ -6,10 +6,12 @@ through Dagster (`lakehouse ml experiments --evaluate`)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from lakehouse.devstack.services import ServiceManager, define_services
 from tests.conftest import World, cli_json, free_port, ingest_everything, replace_settings
@@ -84,3 +86,17 @@ def test_simulated_shoppers_run_an_experiment_through_the_lakehouse_to_its_resul
     acted_on = rows.groupby("request_id")["label"].max()
     assert clicks <= len(acted_on) <= pages and (acted_on > 0).all()
     assert rows["position"].between(1, 10).all() and rows["customer_id"].notna().all()
+
+    # and the nightly ranker learns from them, scored on the latest quarter held out
+    started = time.monotonic()
+    trained = cli_json("ml", "train", "--part", "recommenders", env=env)["recommenders"]
+    by_model = trained["feedback"]["clicks"]
+    assert set(by_model) == {"served", "ranker", "ranker_feedback_debiased"}
+    held = by_model["served"]["answers"]
+    assert held + by_model["served"]["training_answers"] == len(acted_on)
+    assert all(0 < m["ndcg@10"] <= 1 for m in by_model.values())
+    stored = DeltaTable(settings.lake.table_uri("gold.model_evaluations")).to_pandas()
+    mine = stored[(stored["run_id"] == trained["run_id"])]
+    feedback_rows = mine[mine["task"] == "recommendation_feedback"]
+    assert set(feedback_rows["model"]) == set(by_model) and not feedback_rows["is_champion"].any()
+    print(f"ml train with feedback on the tiny world: {time.monotonic() - started:.0f} s")

@@ -137,7 +137,12 @@ def test_the_ranker_learns_from_the_answers_what_purchases_never_showed(shop) ->
     as_of = START + dt.timedelta(days=DAYS - 1)
     ranker = LearnedRanker(catalogue, window_days=7)
     scores = feedback.evaluate(
-        ranker, daily, rows, as_of, relevance=lambda _, products: want[products].to_numpy()
+        ranker,
+        daily,
+        rows,
+        as_of,
+        relevance=lambda _, products: want[products].to_numpy(),
+        face_value=True,
     )
     truth = {model: v["ndcg@10"] for model, v in scores["truth"].items()}
     # served most expensive first: the worst order there is

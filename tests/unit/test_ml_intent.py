@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
 from ml.intent import (
     FEATURES,
+    NEVER,
     explain,
     fit,
     live_features,
@@ -16,6 +19,8 @@ from ml.intent import (
 )
 
 PRICES = pd.Series({1: 10.0, 2: 30.0, 3: 50.0})
+CATEGORIES = pd.Series({1: "Phones", 2: "Audio", 3: "Audio"})
+ORDER_DAYS = ["2025-10-01", "2025-11-30", "2025-12-06"]  # the last one: the session's day
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
@@ -98,6 +103,52 @@ def test_a_live_session_gets_the_features_its_events_would_give_offline() -> Non
     views = [(2, ms[3]), (1, ms[4]), (9, ms[12])]
     live = live_features(views, [(3, ms[9])], ms[0], PRICES.to_dict(), known_customer=False)
     assert live == offline
+
+    # signed in on a phone: the device, the categories and the orders the snapshot holds
+    signed_in = frame.assign(customer_id=7, device="mobile_app_ios")
+    orders = pd.DataFrame(
+        {"customer_id": [7, 7, 7, 8], "order_date": pd.to_datetime(ORDER_DAYS + ["2025-12-01"])}
+    )
+    offline = (
+        prefix_features(signed_in, PRICES, categories=CATEGORIES, orders=orders).loc["s"].to_dict()
+    )
+    live = live_features(
+        views,
+        [(3, ms[9])],
+        ms[0],
+        PRICES.to_dict(),
+        known_customer=True,
+        categories=CATEGORIES.to_dict(),
+        device="mobile_app_ios",
+        past_orders=2,  # the snapshot counts the orders before the session's day
+        last_order=dt.date(2025, 11, 30),
+    )
+    assert live == offline
+    assert offline["app"] == 1 and offline["mobile_web"] == 0
+    assert offline["categories"] == 2 and offline["category_focus"] == 0.5  # 1, 2 | 3 (9: none)
+    assert offline["past_orders"] == 2 and offline["days_since_order"] == 6
+
+
+def test_order_history_counts_only_the_days_before_the_session() -> None:
+    frame = events(
+        [
+            ("regular", 0, "product_view", 1, 7),
+            ("new", 0, "product_view", 1, 8),
+            ("anonymous", 0, "product_view", 1, None),
+        ]
+    )
+    orders = pd.DataFrame(
+        {
+            "customer_id": [7, 7, 7, 8],
+            # the session is on 2025-12-06: that day's order is not history yet
+            "order_date": pd.to_datetime(["2025-11-01", "2025-12-05", "2025-12-06", "2025-12-07"]),
+        }
+    )
+    rows = prefix_features(frame, PRICES, orders=orders)
+    assert rows.loc["regular", "past_orders"] == 2 and rows.loc["regular", "days_since_order"] == 1
+    for session in ("new", "anonymous"):
+        assert rows.loc[session, "past_orders"] == 0
+        assert rows.loc[session, "days_since_order"] == NEVER
 
 
 def test_a_prediction_is_explained_feature_by_feature() -> None:
