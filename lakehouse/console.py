@@ -344,7 +344,9 @@ def print_trained(reports: dict[str, dict], metric: str) -> None:
                     highlight=False,
                 )
     for r in reports.values():
-        out.print(", ".join(f"{t} {n:,} rows" for t, n in r["tables"].items()), style="dim")
+        written = r.get("tables", {})  # a skipped part wrote nothing
+        if written:
+            out.print(", ".join(f"{t} {n:,} rows" for t, n in written.items()), style="dim")
 
 
 def print_superset(report: dict) -> None:

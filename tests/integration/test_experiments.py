@@ -6,14 +6,13 @@ through Dagster (`lakehouse ml experiments --evaluate`)."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from deltalake import DeltaTable
 
 from lakehouse.devstack.services import ServiceManager, define_services
+from spark_jobs.training import Tables, load_feedback
 from tests.conftest import World, cli_json, free_port, ingest_everything, replace_settings
 
 pytestmark = pytest.mark.integration
@@ -78,25 +77,13 @@ def test_simulated_shoppers_run_an_experiment_through_the_lakehouse_to_its_resul
     assert found["ranked"]["always_valid_p"] >= found["ranked"]["p_value"]
 
     # the answers become the ranker's feedback: the pages somebody acted on, read from Delta
-    from spark_jobs.training import Tables, load_feedback
-
-    rows = load_feedback(Tables(settings.lake))
+    tables = Tables(settings.lake)
+    rows = load_feedback(tables)
     assert rows is not None
     clicks = sum(v["clicks"] for v in variants.values())
     acted_on = rows.groupby("request_id")["label"].max()
     assert clicks <= len(acted_on) <= pages and (acted_on > 0).all()
     assert rows["position"].between(1, 10).all() and rows["customer_id"].notna().all()
-
-    # and the nightly ranker learns from them, scored on the latest quarter held out
-    started = time.monotonic()
-    trained = cli_json("ml", "train", "--part", "recommenders", env=env)["recommenders"]
-    by_model = trained["feedback"]["clicks"]
-    assert set(by_model) == {"served", "ranker", "ranker_feedback_debiased"}
-    held = by_model["served"]["answers"]
-    assert held + by_model["served"]["training_answers"] == len(acted_on)
-    assert all(0 < m["ndcg@10"] <= 1 for m in by_model.values())
-    stored = DeltaTable(settings.lake.table_uri("gold.model_evaluations")).to_pandas()
-    mine = stored[(stored["run_id"] == trained["run_id"])]
-    feedback_rows = mine[mine["task"] == "recommendation_feedback"]
-    assert set(feedback_rows["model"]) == set(by_model) and not feedback_rows["is_champion"].any()
-    print(f"ml train with feedback on the tiny world: {time.monotonic() - started:.0f} s")
+    # UTC without its zone: the fits compare it with day boundaries (the ranker's own tests
+    # train on such rows)
+    assert str(rows["shown_at"].dtype) == "datetime64[ns]"

@@ -45,6 +45,13 @@ def test_shown_products_become_graded_groups_of_the_answers_somebody_acted_on() 
     assert rows["request_id"].tolist() == ["a", "a", "a"]
     assert rows["label"].tolist() == [0, feedback.CLICKED, feedback.ACTED]
     assert rows["position"].tolist() == [1, 2, 3]
+    # Delta's UTC times come without their zone, to compare with day boundaries
+    zoned = feedback.feedback(
+        pd.DataFrame([_exposure("z", 1, 10, 1, clicked=True)]).assign(
+            shown_at=pd.Timestamp("2025-03-01 10:00", tz="UTC")
+        )
+    )
+    assert (zoned["shown_at"] < pd.Timestamp("2025-03-02")).all()
 
 
 def test_the_latest_answers_are_held_out_whole() -> None:
