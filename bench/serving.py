@@ -31,12 +31,12 @@ import orjson
 import psutil
 from common import free_port
 
-from lakehouse.core.settings import Settings, load_settings
-from lakehouse.devstack.services import ServiceManager, define_services
-from lakehouse.devstack.stream import online_store
-
-# this script is named like the `serving` package: drop its folder from the path to import that
+# this script is named like the `serving` package, which the platform's modules import: drop its
+# folder from the path before them
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from lakehouse.core.settings import Settings, load_settings  # noqa: E402
+from lakehouse.devstack.services import ServiceManager, define_services  # noqa: E402
+from lakehouse.devstack.stream import online_store  # noqa: E402
 from serving.snapshot import load_snapshot  # noqa: E402
 
 LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
