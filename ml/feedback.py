@@ -68,6 +68,13 @@ def feedback(exposures: pd.DataFrame) -> pd.DataFrame:
     return out[useful.to_numpy()].sort_values(["request_id", "position"], ignore_index=True)
 
 
+def settled_before(rows: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """The answers shown before `day` began: the day in which a cart or purchase is credited to
+    them (ATTRIBUTION_WINDOW in spark_jobs/gold.py) is over by the end of `day`, so none of
+    their labels comes from after it."""
+    return rows[rows["shown_at"] < pd.Timestamp(day)]
+
+
 def holdout(rows: pd.DataFrame, share: float = HOLDOUT_SHARE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(earlier, later): the answers split by the time they were shown, the latest `share`
     of them held out; an answer's rows stay together."""

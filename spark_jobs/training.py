@@ -487,7 +487,7 @@ def split(
 ) -> Split:
     """Fit every model on the interactions up to `fit_end` and set up the scoring of `truth`
     (the purchases of the window after it); the ranker also learns from `answers` (ml.feedback
-    rows), those shown by the end of `fit_end` unless this is the production fit."""
+    rows): all of them for the production fit, else those shown before `fit_end` began."""
     days = pd.to_datetime(daily["interaction_date"])
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
@@ -510,7 +510,8 @@ def split(
     fitted["hybrid"] = hybrid(fitted, BusinessRules(allowed_product_ids=catalogue.active), train)
     try:
         if answers is not None and name != "future":
-            answers = answers[answers["shown_at"] < pd.Timestamp(fit_end + dt.timedelta(days=1))]
+            # a purchase credited to a later answer could be one the window after it scores
+            answers = feedback.settled_before(answers, fit_end)
         ranker = LearnedRanker(catalogue.for_ranker, window_days).fit(seen, fit_end, answers)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc

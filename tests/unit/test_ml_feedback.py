@@ -66,6 +66,20 @@ def test_the_latest_answers_are_held_out_whole() -> None:
     assert later["request_id"].tolist() == ["c", "c"]
 
 
+def test_a_fit_learns_only_from_answers_whose_credit_was_settled_by_its_end() -> None:
+    rows = pd.DataFrame(
+        {
+            "request_id": ["old", "eve", "late"],
+            "shown_at": pd.to_datetime(
+                ["2025-02-27 10:00", "2025-02-28 23:59", "2025-03-01 00:10"]
+            ),
+        }
+    )
+    # a fit up to 2025-03-01: "late" may be credited with a purchase of 2025-03-02
+    kept = feedback.settled_before(rows, dt.date(2025, 3, 1))
+    assert kept["request_id"].tolist() == ["old", "eve"]
+
+
 def test_ndcg_of_answers_rewards_putting_what_was_clicked_first() -> None:
     rows = pd.DataFrame({"request_id": ["a"] * 3 + ["b"] * 2, "label": [0, 0, 1, 2, 0]})
     best = np.array([0.0, 0.1, 0.9, 0.9, 0.0])
