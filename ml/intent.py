@@ -15,10 +15,10 @@ model trained here can score a live session as it is:
   (neither: `desktop_web` or not said);
 - `categories`: distinct categories of the products viewed or carted; `category_focus`: the
   share of the viewed products in the session's most viewed category (0 without views);
-- `past_orders`: the customer's orders (ERP invoices, returns excluded) before the session's
-  day; `days_since_order`: days from the newest of them to the session's day (-1: none, or
-  not signed in). The API takes them from the serving snapshot, published from the same
-  invoices.
+- `past_orders`: the customer's orders (ERP invoices, neither cancelled nor returns) before
+  the session's day; `days_since_order`: days from the newest of them to the session's day
+  (-1: none, or not signed in). The API takes them from the serving snapshot, which carries
+  the customer models' newest counts of the same invoices.
 
 Each training session is cut once, at a random point (seeded) before its first purchase, which is
 what a live session looks like when it is scored; the label is whether a purchase followed. A

@@ -101,23 +101,30 @@ def _catalogue(lake: Lake) -> tuple[pa.Table, int]:
 
 
 def _customers(lake: Lake) -> tuple[pa.Table, int]:
-    """Each customer's city, and their orders to date with the newest one's date (purchase
-    intent's `past_orders` and `days_since_order`: invoices, returns excluded, as trained)."""
+    """Each customer's city and, from the newest cutoff of the customer models' features (no
+    scan of the sales fact on every publish), their orders to date and the newest one's date:
+    purchase intent's `past_orders` and `days_since_order`."""
     columns = ["customer_id", "city_name"]
     current = pc.field("is_current") == True  # noqa: E712
     customers, version = _read(lake, "gold.dim_customer", columns, current)
-    sales = lake.open("gold.fact_sales_line")
-    if sales is None:
+    features = lake.open("gold.customer_features")
+    if features is None:  # the customer models not trained yet: no history to serve
         return customers, version
-    lines = sales.to_pyarrow_dataset().to_table(
-        columns=["customer_id", "invoice_id", "invoice_date"],
-        filter=pc.field("is_return") == False,  # noqa: E712
+    dataset = features.to_pyarrow_dataset()
+    newest = pc.max(dataset.to_table(columns=["cutoff_date"])["cutoff_date"])
+    ordered = (pc.field("cutoff_date") == newest) & (pc.field("frequency") > 0)
+    history = dataset.to_table(
+        columns=["customer_id", "cutoff_date", "frequency", "recency_days"], filter=ordered
     )
-    invoices = lines.group_by(["customer_id", "invoice_id"]).aggregate([("invoice_date", "min")])
-    orders = invoices.group_by("customer_id").aggregate(
-        [("invoice_id", "count"), ("invoice_date_min", "max")]
+    cutoff = history["cutoff_date"].to_numpy().astype("datetime64[D]")
+    days = history["recency_days"].to_numpy().astype("timedelta64[D]")
+    orders = pa.table(
+        {
+            "customer_id": history["customer_id"],
+            "orders": pc.cast(history["frequency"], pa.int64()),
+            "last_order_date": pa.array(cutoff - days, pa.date32()),
+        }
     )
-    orders = orders.rename_columns(["customer_id", "orders", "last_order_date"])
     return customers.join(orders, "customer_id", join_type="left outer"), version
 
 

@@ -55,10 +55,12 @@ def products(tables: Tables) -> pd.DataFrame:
 
 
 def customer_orders(tables: Tables, customers: pd.Series) -> pd.DataFrame:
-    """(customer_id, order_date) of every order (invoice, returns excluded) of these
-    customers: the history the sessions' `past_orders` and `days_since_order` count."""
+    """(customer_id, order_date) of every order of these customers: invoices, neither
+    cancelled nor returns, as `gold.customer_features.frequency` counts them (what the serving
+    snapshot gives the API). The sessions' `past_orders` and `days_since_order` count them."""
     ids = pa.array(customers.dropna().unique().astype("int64"))
-    where = (pc.field("is_return") == False) & pc.field("customer_id").isin(ids)  # noqa: E712
+    kept = (pc.field("is_return") == False) & (pc.field("is_cancelled") == False)  # noqa: E712
+    where = kept & pc.field("customer_id").isin(ids)
     sales = tables.require(SALES).to_pyarrow_dataset()
     lines = sales.to_table(columns=["customer_id", "invoice_id", "invoice_date"], filter=where)
     orders = lines.group_by(["customer_id", "invoice_id"]).aggregate([("invoice_date", "min")])
