@@ -140,8 +140,9 @@ def evaluate(
         return {}
     first_held = pd.Timestamp(later["shown_at"].min()).date()
     purchases = ranker.purchase_data(daily, min(as_of, first_held - dt.timedelta(days=1)))
-    learned = ranker.feedback_data(daily, earlier)
-    held = ranker.feedback_data(daily, later)
+    answers = ranker.feedback_data(daily, rows)  # the snapshots of their weeks, built once
+    learned = answers.answers(earlier["request_id"].unique())
+    held = answers.answers(later["request_id"].unique())
     assert held.rows is not None
     scores = {
         "served": served_order(held.rows),

@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -434,6 +434,21 @@ class RankingData:
     groups: npt.NDArray[np.int64]
     position: npt.NDArray[np.int32]
     rows: pd.DataFrame | None = None  # feedback only: its rows in the matrix's order
+    recall: dict[str, float] = field(default_factory=dict)  # purchases: candidate recall per cutoff
+
+    def answers(self, request_ids: npt.ArrayLike) -> RankingData:
+        """The groups of these answers (feedback data only), in the same order."""
+        assert self.rows is not None
+        keep = self.rows["request_id"].isin(request_ids).to_numpy()
+        rows = self.rows[keep].reset_index(drop=True)
+        _, sizes = np.unique(pd.factorize(rows["request_id"])[0], return_counts=True)
+        return RankingData(
+            self.matrix[keep].reset_index(drop=True),
+            self.label[keep],
+            sizes,
+            self.position[keep],
+            rows,
+        )
 
     @staticmethod
     def concat(parts: list[RankingData]) -> RankingData:
@@ -502,7 +517,7 @@ class LearnedRanker:
         for the feedback evaluation, never stored)."""
         if as_of in self._purchases:
             return self._purchases[as_of]
-        matrices, targets, groups = [], [], []
+        matrices, targets, groups, recall = [], [], [], {}
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = labels(daily, cutoff, self.window_days)
             snapshot = Snapshot(daily, cutoff, self.catalogue)
@@ -511,7 +526,7 @@ class LearnedRanker:
             label = frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
             # customers without a purchase among their candidates teach LambdaMART nothing
             keep = pd.Series(label).groupby(frame["customer_id"]).transform("max").to_numpy() > 0
-            self.training[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
+            recall[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
             matrices.append(feature_matrix(frame[keep]))
             targets.append(label[keep].astype(np.int32))
             groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
@@ -527,6 +542,7 @@ class LearnedRanker:
             np.concatenate(targets),
             np.concatenate(groups),
             np.full(rows, NOT_SHOWN, dtype=np.int32),
+            recall=recall,
         )
         self._purchases = {as_of: data}
         return data
@@ -560,6 +576,7 @@ class LearnedRanker:
         self, daily: pd.DataFrame, as_of: dt.date, feedback: pd.DataFrame | None = None
     ) -> LearnedRanker:
         parts = [self.purchase_data(daily, as_of)]
+        self.training.update(parts[0].recall)
         if feedback is not None and len(feedback):
             parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))

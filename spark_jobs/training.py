@@ -81,7 +81,6 @@ log = logging.getLogger(__name__)
 K = 10  # the cut-off of every offline metric
 POPULAR_DAYS = 28  # the fill of every list: what sold to the most customers in these days
 EXPOSURES = "gold.recommendation_exposures"
-FEEDBACK_DAYS = feedback.FEEDBACK_DAYS
 
 
 class NotEnoughData(RuntimeError):
@@ -386,14 +385,14 @@ def recommender_span(daily: pd.DataFrame) -> tuple[dt.date, dt.date]:
 
 
 def load_feedback(tables: Tables) -> pd.DataFrame | None:
-    """What shoppers did with the lists they were shown in the newest `FEEDBACK_DAYS` days of
-    `gold.recommendation_exposures` (ml.feedback rows), None when nothing was shown yet. Only
-    the answers somebody acted on are read: their ids first, then their rows, streamed."""
+    """What shoppers did with the lists they were shown in the newest `feedback.FEEDBACK_DAYS`
+    days of `gold.recommendation_exposures` (ml.feedback rows), None when nothing was shown yet.
+    Only the answers somebody acted on are read: their ids first, then their rows, streamed."""
     counts = partition_row_counts(tables.uri(EXPOSURES), tables.lake.storage_options)
     days = [day for day, n in counts.items() if n]
     if not days:
         return None
-    since = max(days) - dt.timedelta(days=FEEDBACK_DAYS - 1)
+    since = max(days) - dt.timedelta(days=feedback.FEEDBACK_DAYS - 1)
     recent = [("event_date", ">=", since)]
     acted = tables.arrow(
         EXPOSURES,
