@@ -65,7 +65,7 @@ from silver_gold import PeakRss
 from threadpoolctl import threadpool_limits
 
 from lakehouse.core.settings import Settings
-from lakehouse.core.spark import spark_session
+from lakehouse.core.spark import spark_session, stop_session
 from lakehouse.devstack.services import ServiceManager
 from ml.interactions import Interactions
 from ml.ranker import TRAINING_CUTOFFS, Catalogue, LearnedRanker
@@ -513,7 +513,7 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
                 daily_uri = build_daily(spark, settings)
             p.figures = {"rows": DeltaTable(daily_uri).count()}
     finally:
-        spark.stop()  # its client threads would keep the process alive
+        stop_session(spark)  # its client threads would keep the process alive
     with rec.phase("2b export via delta-rs") as p:
         arrays = export_delta(uri)
         p.figures = {"rows": len(arrays["weight"])}

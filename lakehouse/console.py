@@ -96,6 +96,8 @@ def run(
     def show(event: Any) -> None:
         latest = event.message if len(event.message) <= 90 else event.message[:89] + "…"
         progress.update(task, total=event.steps, completed=event.steps_done, latest=latest)
+        if event.notice:  # a retry or a warning stays on screen, not only in the bar
+            err.print(f"[yellow]{event.message}[/yellow]", highlight=False, soft_wrap=True)
 
     with progress:
         outcome = run_assets(settings, keys, on_progress=show, **options)

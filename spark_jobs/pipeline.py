@@ -38,6 +38,7 @@ from spark_jobs.incremental import (
 )
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
 
 Dates = set[dt.date] | None  # None: the whole table
@@ -362,6 +363,7 @@ class Pipeline:
             self._replace(table, staged, dates)
             result.published = True
             result.delta_version = open_table(self.uri(table), self.options).version()
+            trim(staged_table)
         result.seconds = time.monotonic() - self._started.pop(table, time.monotonic())
         return result
 
@@ -370,9 +372,9 @@ class Pipeline:
         ones; their count."""
         self._started.pop(table, None)
         self._batches.pop(table, None)
-        self._replace_where(
-            table, self.spark.read.format("delta").load(self.staging_uri(table)), condition
-        )
+        staging = self.staging_uri(table)
+        self._replace_where(table, self.spark.read.format("delta").load(staging), condition)
+        trim(open_table(staging, self.options))
         written = self.read(table)
         return int((written if condition is None else written.where(condition)).count())
 
@@ -409,6 +411,12 @@ class Pipeline:
             delta_version=table_.version() if table_ else None,
             sources=sources,
         )
+
+
+def trim(staged: DeltaTable) -> None:
+    """Drop a published staging table's older versions and the files of killed attempts: each
+    run overwrites staging, and without this it would grow by a copy of the table per run."""
+    staged.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
 
 
 class MissingInput(RuntimeError):

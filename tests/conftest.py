@@ -138,13 +138,13 @@ def platform_settings(platform_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def spark(platform_settings: Settings) -> Iterator:
     """A Spark Connect session of the tests' own (every step runs on a session of its own)."""
-    from lakehouse.core.spark import spark_session
+    from lakehouse.core.spark import spark_session, stop_session
 
     session = spark_session(platform_settings.spark_remote)
     yield session
     # Close before the server goes down: an open Spark Connect client runs cleanup RPCs at
     # interpreter exit and retries them for minutes against a server that is gone.
-    session.stop()
+    stop_session(session)
 
 
 # -- the tiny world --------------------------------------------------------------------------

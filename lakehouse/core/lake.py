@@ -5,6 +5,7 @@ needs, opening and appending with delta-rs, and describing a table.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -181,3 +182,22 @@ def maintain(table: DeltaTable, retention_hours: int = 168) -> dict[str, int]:
         "files_vacuumed": len(vacuumed),
         "delta_version": table.version(),
     }
+
+
+# How a full disk reads: OSError errno 28 from Python and delta-rs (Rust's "os error 28"), or
+# the same text inside a Spark Connect server's error.
+_DISK_FULL = ("no space left on device", "os error 28", "disk quota exceeded")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, says the disk is full."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(marker in str(current).lower() for marker in _DISK_FULL):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

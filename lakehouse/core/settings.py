@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         validation_alias=_env("SPARK_REMOTE"),
         description="SPARK_REMOTE: Spark Connect URL (Sail embedded, Apache Spark in production).",
     )
+    spark_unavailable_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias=_env("SPARK_UNAVAILABLE_SECONDS"),
+        description="SPARK_UNAVAILABLE_SECONDS: how long a call keeps retrying a Spark Connect "
+        "server that does not answer (a restart) before the step fails and its own retry "
+        "policy takes over; each retry is logged.",
+    )
     spark_session_timeout_seconds: int = Field(
         default=14_400,
         ge=60,

@@ -116,16 +116,16 @@ def check_spark(remote: str, timeout: float) -> None:
     host, port = parts.hostname or BIND_HOST, parts.port or 15002
     if not tcp_reachable(host, port, timeout=min(timeout, 2.0)):
         raise ServiceError(f"nothing accepts connections on {host}:{port}")
-    from lakehouse.core.spark import spark_session
+    from lakehouse.core.spark import spark_session, stop_session
 
-    spark = spark_session(remote)
+    spark = spark_session(remote, unavailable_seconds=min(timeout, 5.0))
     try:
         value = spark.sql("SELECT 1 AS ok").collect()[0]["ok"]
     except Exception as exc:  # noqa: BLE001 - any Spark Connect error means unhealthy
         raise ServiceError(f"SELECT 1 failed: {exc}") from exc
     finally:
         with contextlib.suppress(Exception):
-            spark.stop()
+            stop_session(spark)
     if value != 1:
         raise ServiceError(f"SELECT 1 returned {value!r}")
 

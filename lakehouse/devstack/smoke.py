@@ -60,17 +60,20 @@ def delta_round_trip(settings: Settings) -> dict:
     """Write a Delta table through Spark Connect, read it back there and with delta-rs."""
     from deltalake import DeltaTable
 
-    from lakehouse.core.spark import spark_session
+    from lakehouse.core.spark import spark_session, stop_session
 
     path = settings.lake.table_uri("_smoke.spark_round_trip")
     spark = spark_session(settings.spark_remote)
     started = time.perf_counter()
     rows = [(i, f"row-{i}", float(i) * 1.5) for i in range(1, 101)]
-    df = spark.createDataFrame(rows, "id INT, label STRING, amount DOUBLE")
-    df.write.format("delta").mode("overwrite").save(path)
-    back = spark.read.format("delta").load(path)
-    spark_count = back.count()
-    spark_sum = back.agg({"amount": "sum"}).collect()[0][0]
+    try:
+        df = spark.createDataFrame(rows, "id INT, label STRING, amount DOUBLE")
+        df.write.format("delta").mode("overwrite").save(path)
+        back = spark.read.format("delta").load(path)
+        spark_count = back.count()
+        spark_sum = back.agg({"amount": "sum"}).collect()[0][0]
+    finally:
+        stop_session(spark)
     table = DeltaTable(path, storage_options=settings.lake.storage_options)
     arrow = table.to_pyarrow_table()
     rs_sum = sum(arrow.column("amount").to_pylist())

@@ -103,16 +103,22 @@ class SparkConnectResource(dg.ConfigurableResource):
     production."""
 
     remote: str
+    # a server that does not answer is retried this long (each retry logged to the run)
+    unavailable_seconds: float
 
     @contextmanager
     def session(self) -> Iterator[Any]:
-        from lakehouse.core.spark import spark_session
+        from lakehouse.core.spark import spark_session, stop_session
 
-        spark = spark_session(self.remote)
+        spark = spark_session(
+            self.remote,
+            unavailable_seconds=self.unavailable_seconds,
+            on_retry=dg.get_dagster_logger().warning,
+        )
         try:
             yield spark
         finally:
-            spark.stop()
+            stop_session(spark)
 
 
 class TransformResource(dg.ConfigurableResource):
@@ -169,7 +175,9 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             bootstrap_servers=settings.kafka_bootstrap_servers, events_topic=settings.events_topic
         ),
         "erp": ErpDatabaseResource(url=str(settings.erp_db_url)),
-        "spark": SparkConnectResource(remote=settings.spark_remote),
+        "spark": SparkConnectResource(
+            remote=settings.spark_remote, unavailable_seconds=settings.spark_unavailable_seconds
+        ),
         "transform": TransformResource(
             batch_rows=settings.transform_batch_rows,
             lateness_hours=settings.silver_lateness_hours,

@@ -10,6 +10,8 @@ finished, the steps' own log lines) to a callback.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +29,7 @@ from orchestration.lib.spark_steps import refresh_request
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 POLL_SECONDS = 0.5
+GRPC_DETAILS = re.compile(r'details = "([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Progress:
     steps_done: int
     steps: int
     step: str | None = None
+    notice: bool = False  # worth a line of its own: a warning, a retry
 
 
 @dataclass
@@ -169,10 +173,16 @@ def failure_message(event: dg.DagsterEvent) -> str:
     data = event.event_specific_data
     if getattr(data, "user_failure_data", None) and data.user_failure_data.description:
         return data.user_failure_data.description.strip()
-    error = data.error
+    return error_message(data.error)
+
+
+def error_message(error: Any) -> str:
+    """The innermost error of a serialised Dagster error chain, without its class path."""
     while error.cause is not None:
         error = error.cause
     text = error.message.strip()
+    if grpc := GRPC_DETAILS.search(text):  # "<_InactiveRpcError of RPC …" says it on a later line
+        return grpc.group(1)
     kind, _, message = text.partition(": ")
     # "package.module.SomeError: what happened" -> "what happened"
     class_like = kind.replace(".", "").replace("_", "").isalnum()
@@ -212,16 +222,22 @@ class _Follower(threading.Thread):
             return
         self.cursor = connection.cursor
         for record in connection.records:
-            message = self._describe(record.event_log_entry)
+            entry = record.event_log_entry
+            message = self._describe(entry)
             if message is not None:
-                step = record.event_log_entry.step_key
-                self.on_progress(Progress(message, self.done, self.steps, step))
+                notice = entry.level >= logging.WARNING or _is_retry(entry)
+                self.on_progress(Progress(message, self.done, self.steps, entry.step_key, notice))
 
     def _describe(self, entry: Any) -> str | None:
         event = entry.dagster_event
         if event is None:  # a step's own log line
-            return entry.user_message if entry.level >= 20 else None
+            return entry.user_message if entry.level >= logging.INFO else None
         kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
+            data = event.event_specific_data
+            wait = f" in {data.seconds_to_wait:.0f}s" if data.seconds_to_wait else ""
+            error = error_message(data.error).splitlines()[0] if data.error else "it failed"
+            return f"{event.step_key}: failed ({error[:200]}); Dagster retries it{wait}"
         if kind == dg.DagsterEventType.STEP_START:
             return f"{event.step_key}: started"
         if kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
@@ -232,3 +248,8 @@ class _Follower(threading.Thread):
             self.done += 1
             return f"{event.step_key}: skipped (an upstream step or check failed)"
         return None
+
+
+def _is_retry(entry: Any) -> bool:
+    event = entry.dagster_event
+    return event is not None and event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY

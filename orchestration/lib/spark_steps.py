@@ -14,7 +14,7 @@ from expectations.gate import RESULTS_TABLE, ValidationReport
 from orchestration.defs.resources import LakeResource, SparkConnectResource, TransformResource
 from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata, markdown_table
-from orchestration.lib.retries import TRANSIENT_RETRY
+from orchestration.lib.retries import TRANSIENT_RETRY, failing_fast_when_the_disk_is_full
 from spark_jobs.pipeline import Step
 
 GE_CHECK = "great_expectations"
@@ -172,7 +172,8 @@ def step_asset(step: Step, daily: dg.PartitionsDefinition) -> dg.AssetsDefinitio
                 ),
             )
             try:
-                results = pipeline.run(step, dates=dates, full=config.full_rebuild)
+                with failing_fast_when_the_disk_is_full(step.name, lake.lake.uri):
+                    results = pipeline.run(step, dates=dates, full=config.full_rebuild)
             except GateFailed as failed:
                 results = [failed.result]
             except MissingInput as exc:

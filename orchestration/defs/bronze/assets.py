@@ -8,7 +8,7 @@ from ingestion.erp import ERP_TABLES, bronze_name
 from orchestration.defs.resources import ErpDatabaseResource, KafkaResource, LakeResource
 from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata
-from orchestration.lib.retries import TRANSIENT_RETRY
+from orchestration.lib.retries import TRANSIENT_RETRY, failing_fast_when_the_disk_is_full
 from orchestration.lib.spark_steps import key
 from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE
 
@@ -99,14 +99,15 @@ def bronze_clickstream(
     from streaming.ingest import TopicNotFound, TopicReset
 
     try:
-        report = kafka.ingest(
-            lake.lake,
-            on_batch=log_batch,
-            batch_max_events=config.batch_max_events,
-            batch_max_seconds=config.batch_max_seconds,
-            max_events=config.max_events,
-            max_seconds=config.max_seconds,
-        )
+        with failing_fast_when_the_disk_is_full("bronze.events", lake.lake.uri):
+            report = kafka.ingest(
+                lake.lake,
+                on_batch=log_batch,
+                batch_max_events=config.batch_max_events,
+                batch_max_seconds=config.batch_max_seconds,
+                max_events=config.max_events,
+                max_seconds=config.max_seconds,
+            )
     except (TopicNotFound, TopicReset) as exc:  # not transient: no retries
         raise dg.Failure(str(exc), allow_retries=False) from exc
     run_facts = {
@@ -165,7 +166,8 @@ def _erp_asset(source_table: str) -> dg.AssetsDefinition:
         from ingestion.erp import ErpSourceError
 
         try:
-            report = erp.extract(lake.lake, source_table, full=config.full_snapshot)
+            with failing_fast_when_the_disk_is_full(f"bronze.{name}", lake.lake.uri):
+                report = erp.extract(lake.lake, source_table, full=config.full_snapshot)
         except ErpSourceError as exc:  # a missing database or table: retrying cannot help
             raise dg.Failure(str(exc), allow_retries=exc.transient) from exc
         context.log.info(
