@@ -108,7 +108,7 @@ def test_spark_connect_killed_mid_publish_then_the_run_recovers_to_a_clean_runs_
         assert new_files(table, known), "silver.events was never written"
         sail = server.running_process(server.get("spark"))
         assert sail is not None
-        sail.kill()  # SIGKILL while Sail writes the table's files, before its commit
+        sail.kill()  # SIGKILL while Sail writes the table's files (its commit comes after them)
         sail.wait(10)
         server.up()  # what an operator (or a supervisor) does
         stdout, stderr = run.communicate(timeout=400)
