@@ -118,7 +118,7 @@ def produce(
 ) -> None:
     from generator.events import live_messages, simulated_messages
     from lakehouse.devstack.services import live_producer_file
-    from streaming.producer import Faults, produce
+    from streaming.producer import LIVE_LINGER_MS, Faults, produce
 
     if key not in ("session", "customer"):
         raise typer.BadParameter(f"--key must be session or customer, got {key!r}")
@@ -134,6 +134,7 @@ def produce(
             raise typer.BadParameter("--live replays the whole world: drop --start and --days")
         stream = live_messages(world, key_by=key)
         limits["rate"] = limits.get("rate") or settings.live_events_per_second
+        limits["linger_ms"] = LIVE_LINGER_MS
         total = events
     else:
         stream = simulated_messages(world, first_day, days, key_by=key)

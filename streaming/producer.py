@@ -38,8 +38,8 @@ DAY_MS = 86_400_000
 # How long a message may wait for others to share its produce request. On the embedded broker's
 # object storage every request is object writes: the live stream (20 events/s) sent at 20 ms
 # kept SeaweedFS at 94 % of a core and consumers up to 2.2 s behind (p95); at 1 s, 26 % and
-# 0.65-0.92 s (docs/serving.md). A paced stream is for watching, so a second is no loss.
-LINGER_MS, PACED_LINGER_MS = 20, 1000
+# 0.65-0.92 s (docs/serving.md). The live stream is for watching, so a second is no loss.
+LINGER_MS, LIVE_LINGER_MS = 20, 1000
 # what a producer a minor version ahead sends (--drift): consumers keep its unknown fields
 DRIFT_VERSION = f"1.{int(SCHEMA_VERSION.split('.')[1]) + 1}"
 
@@ -253,8 +253,10 @@ def produce(
     partitions: int = 6,
     ack_log: Path | None = None,
     on_progress: Callable[[ProduceReport], None] = lambda _: None,
+    linger_ms: int = LINGER_MS,
 ) -> ProduceReport:
-    """Send the stream to Kafka; stop after max_events good events or duration seconds."""
+    """Send the stream to Kafka; stop after max_events good events or duration seconds;
+    `linger_ms` is how long a message may wait for others to share its produce request."""
     ensure_topic(bootstrap_servers, topic, partitions)
     producer = Producer(
         client_config(
@@ -263,7 +265,7 @@ def produce(
                 "acks": "all",
                 "enable.idempotence": True,
                 "compression.type": "lz4",
-                "linger.ms": PACED_LINGER_MS if rate else LINGER_MS,
+                "linger.ms": linger_ms,
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 200_000,
             },
