@@ -204,6 +204,7 @@ def simulate_traffic(
             workers=workers,
             seed=seed,
             on_progress=lambda r: progress.update(task, completed=r.sessions + r.failed_sessions),
+            read_timeout=settings.api_produce_timeout_seconds + 5,
         )
     summary = report.to_dict()
     if as_json:

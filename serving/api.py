@@ -81,7 +81,6 @@ ACTIVITY_LIMIT = 20  # newest products per activity set a request reads
 LIVE_INTERVAL_SECONDS = 2.0
 LIVE_STREAM_SECONDS = 600.0
 STOREFRONT = Path(__file__).parent / "static" / "storefront.html"
-PRODUCE_TIMEOUT_SECONDS = 5.0
 IMPRESSION_LINGER_MS = 100  # how long an impression may wait for others to share its request
 
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID, description="A positive 64-bit id.")]
@@ -151,7 +150,7 @@ class Serving:
                 **{
                     "enable.idempotence": True,
                     "linger.ms": linger_ms,
-                    "message.timeout.ms": int(PRODUCE_TIMEOUT_SECONDS * 1000),
+                    "message.timeout.ms": int(self.settings.api_produce_timeout_seconds * 1000),
                 },
             )
         )
@@ -196,8 +195,8 @@ class Serving:
         finally:
             watcher.cancel()
             self._stop.set()
-            self.producer.flush(PRODUCE_TIMEOUT_SECONDS)
-            self.impressions.flush(PRODUCE_TIMEOUT_SECONDS)
+            self.producer.flush(self.settings.api_produce_timeout_seconds)
+            self.impressions.flush(self.settings.api_produce_timeout_seconds)
             await self.redis.aclose()
             self.store.close()
 
@@ -247,7 +246,7 @@ class Serving:
 
         key = str(event.get("session_id", "")).encode()
         self.producer.produce(self.settings.events_topic, value, key, on_delivery=delivered)
-        async with asyncio.timeout(PRODUCE_TIMEOUT_SECONDS + 1):
+        async with asyncio.timeout(self.settings.api_produce_timeout_seconds + 1):
             result = await done
         if isinstance(result, KafkaError):
             raise BrokerUnavailable(result.str())

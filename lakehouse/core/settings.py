@@ -303,6 +303,14 @@ class Settings(BaseSettings):
         description="API_DEADLINE_MS: how long a recommendation waits for the online store; "
         "after it the answer comes from the snapshot alone, marked degraded.",
     )
+    api_produce_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        validation_alias=_env("API_PRODUCE_TIMEOUT_SECONDS"),
+        description="API_PRODUCE_TIMEOUT_SECONDS: how long POST /v1/events waits for the "
+        "broker's acknowledgement before it answers 503 (nothing stored).",
+    )
     api_snapshot_poll_seconds: float = Field(
         default=5.0,
         gt=0,

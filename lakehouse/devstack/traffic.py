@@ -34,7 +34,7 @@ PAGES = 3  # recommendation lists a session asks for at most
 LEAVE_WITHOUT_CLICK = 0.5  # chance a session ends after a list it clicked nothing in
 K = 10
 ORDER_BASE = 9 * 10**16  # simulated order ids: above the ERP's and the live stream's
-TIMEOUT = urllib3.Timeout(connect=2.0, read=10.0)
+CONNECT_TIMEOUT = 2.0
 
 
 @dataclass
@@ -79,8 +79,16 @@ class ApiError(RuntimeError):
 class Shopper:
     """One simulated session against the API."""
 
-    def __init__(self, api: str, http: urllib3.PoolManager, world: World, audience: Audience):
+    def __init__(
+        self,
+        api: str,
+        http: urllib3.PoolManager,
+        world: World,
+        audience: Audience,
+        read_timeout: float,
+    ):
         self.api = api.rstrip("/")
+        self.timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout)
         self.http = http
         self.world = world
         self.audience = audience
@@ -89,7 +97,7 @@ class Shopper:
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         payload = None if body is None else orjson.dumps(body)
         response = self.http.request(
-            method, self.api + path, body=payload, timeout=TIMEOUT, retries=False
+            method, self.api + path, body=payload, timeout=self.timeout, retries=False
         )
         if response.status >= 300:
             raise ApiError(f"{method} {path.partition('?')[0]} → {response.status}")
@@ -164,12 +172,14 @@ def simulate_traffic(
     workers: int = 16,
     seed: int = 7,
     on_progress: Callable[[TrafficReport], None] = lambda _: None,
+    read_timeout: float = 10.0,
 ) -> TrafficReport:
     """Drive sessions through the API at `rate` per second for `duration` seconds (or until
-    `sessions`); what the audience did, per experiment variant."""
+    `sessions`); what the audience did, per experiment variant. `read_timeout` bounds each
+    answer (above the API's own wait for the broker, so its 503 is what a session reports)."""
     audience = Audience(world)
     http = urllib3.PoolManager(maxsize=workers, headers={"content-type": "application/json"})
-    shopper = Shopper(api, http, world, audience)
+    shopper = Shopper(api, http, world, audience, read_timeout)
     customers = audience.shoppers(np.random.default_rng(seed), sessions or int(rate * duration) + 1)
     report, lock = TrafficReport(), threading.Lock()
     slots = threading.Semaphore(workers)
