@@ -39,6 +39,7 @@ from lakehouse.devstack.services import ServiceManager, define_services  # noqa:
 from lakehouse.devstack.stream import online_store  # noqa: E402
 from serving.snapshot import load_snapshot  # noqa: E402
 
+BROKER = ("broker", "broker-store")  # the embedded broker and its object store
 LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
 
 
@@ -200,14 +201,24 @@ def main() -> None:
                 paths = [f"/v1/recommendations/{c}?session_id={s}&k=10" for c, s in pairs]
                 api = manager.running_process(manager.get("api"))
                 assert api is not None
+                # they share the two cores with the API
+                broker_pids = [
+                    p.pid
+                    for p in map(manager.running_process, map(manager.get, BROKER))
+                    if p is not None
+                ]
                 port = settings.api_endpoint[1]
                 asyncio.run(open_loop(port, paths, 200, 3, 8))  # warm up
                 for rate in [float(r) for r in args.rates.split(",")]:
                     before = cpu_seconds(api.pid)
+                    broker_before = sum(cpu_seconds(pid) for pid in broker_pids)
+                    clock = time.perf_counter()
                     latencies, errors, achieved = asyncio.run(
                         open_loop(port, paths, rate, args.seconds, args.connections)
                     )
                     cpu = cpu_seconds(api.pid) - before
+                    broker_cpu = sum(cpu_seconds(pid) for pid in broker_pids) - broker_before
+                    broker_share = broker_cpu / (time.perf_counter() - clock) * 100
                     rows.append(
                         {
                             "server": server,
@@ -218,6 +229,7 @@ def main() -> None:
                             "p99": pct(latencies, 0.99),
                             "errors": errors,
                             "cpu_ms": cpu / max(len(latencies), 1) * 1000,
+                            "broker_cpu": broker_share,
                         }
                     )
                     print(rows[-1], flush=True)
@@ -231,13 +243,14 @@ def main() -> None:
     )
     header = (
         f"{'server':<8} {'target/s':>9} {'achieved/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>7} {'CPU ms/req':>10}"
+        f"{'p99 ms':>8} {'errors':>7} {'CPU ms/req':>10} {'broker CPU %':>12}"
     )
     print(header)
     for r in rows:
         print(
             f"{r['server']:<8} {r['rate']:>9,.0f} {r['achieved']:>10,.0f} {r['p50']:>8.1f} "
-            f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7} {r['cpu_ms']:>10.2f}"
+            f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7} {r['cpu_ms']:>10.2f} "
+            f"{r['broker_cpu']:>12.0f}"
         )
     print(f"\nPOST /v1/events then GET the next recommendation ({args.probes} probes, ms)")
     print(f"{'server':<8} {'p50':>8} {'p95':>8} {'p99':>8} {'median':>8}")
