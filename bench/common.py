@@ -10,6 +10,11 @@ from pathlib import Path
 
 CLI = str(Path(sys.executable).parent / "lakehouse")
 
+# `bench/serving.py` is named like the platform's `serving` package, and a script's own folder
+# comes first on the path: the folder goes last, so the package wins and sibling scripts import
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -16,20 +16,15 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import orjson
 from event_to_kpi_latency import positive
 
 from lakehouse.core.settings import load_settings
-
-# bench/serving.py is named like the `serving` package: drop this folder from the path first
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-from serving.snapshot import load_snapshot  # noqa: E402
+from serving.snapshot import load_snapshot
 
 
 def call(method: str, url: str, body: bytes | None = None) -> dict:

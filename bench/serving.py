@@ -20,7 +20,6 @@ import asyncio
 import datetime as dt
 import re
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,13 +30,10 @@ import orjson
 import psutil
 from common import free_port
 
-# this script is named like the `serving` package, which the platform's modules import: drop its
-# folder from the path before them
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-from lakehouse.core.settings import Settings, load_settings  # noqa: E402
-from lakehouse.devstack.services import ServiceManager, define_services  # noqa: E402
-from lakehouse.devstack.stream import online_store  # noqa: E402
-from serving.snapshot import load_snapshot  # noqa: E402
+from lakehouse.core.settings import Settings, load_settings
+from lakehouse.devstack.services import ServiceManager, define_services
+from lakehouse.devstack.stream import online_store
+from serving.snapshot import load_snapshot
 
 BROKER = ("broker", "broker-store")  # the embedded broker and its object store
 LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
