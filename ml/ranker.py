@@ -17,6 +17,8 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
   the basket rule, summed over their recency-decayed purchases);
 - `content`: products like the customer's decayed history by name, brand, category and price
   band (TF-IDF): products nobody bought yet are reachable;
+- `category_favourites`: the best sellers of the categories the customer buys in, their
+  favourite brands of each category first;
 - `trending_city`: what trends in the customer's city (cold customers included);
 - `popular`: the best sellers of the last `POPULAR_DAYS` days.
 
@@ -58,6 +60,7 @@ GENERATORS = (
     "als",
     "bought_with",
     "content",
+    "category_favourites",
     "trending_city",
     "popular",
 )
@@ -84,7 +87,10 @@ PAIR_FEATURES = [
     "cycle_ratio",
     "category_affinity",
     "brand_affinity",
+    "brand_share_in_category",
     "price_ratio",
+    "price_tier_distance",
+    "category_popularity_share",
     "product_buyers_7d",
     "product_buyers_28d",
     "product_trend",
@@ -197,8 +203,14 @@ class Snapshot:
             np.int64
         )
 
-        products = catalogue.products.set_index("product_id")[["category", "brand", "price"]]
+        catalog = catalogue.products.set_index("product_id")
+        products = catalog[["category", "brand", "price"]]
+        # where a product's price sits among its peers (its subcategory, else its category):
+        # log of its price over their median, 0 = the usual price of such products
+        peers = catalog["subcategory"] if "subcategory" in catalog else catalog["category"]
+        price = products["price"].astype(np.float64).where(lambda p: p > 0)
         products = products.assign(
+            price_tier=np.log(price / price.groupby(peers).transform("median")),
             typical_interval=pairs.groupby("product_id")["own_interval"].median(),
             product_buyers_7d=bought[bought["age"] < 7]
             .groupby("product_id")["customer_id"]
@@ -214,6 +226,8 @@ class Snapshot:
         products["product_trend"] = (products["product_buyers_7d"] + 1) / (
             products["product_buyers_28d"] / 4 + 1
         )
+        buyers = products.groupby("category")["product_buyers_28d"].transform("sum")
+        products["category_popularity_share"] = (products["product_buyers_28d"] / buyers).fillna(0)
         self.products = products
 
         with_price = bought.merge(
@@ -226,6 +240,10 @@ class Snapshot:
                 "customer_tenure": c - h.groupby("customer_id")["day"].min(),
                 "customer_products_bought": bought.groupby("customer_id")["product_id"].nunique(),
                 "price_level": with_price.groupby("customer_id")["price"].mean(),
+                "price_tier_level": bought["product_id"]
+                .map(products["price_tier"])
+                .groupby(bought["customer_id"])
+                .mean(),
             }
         )
         customers.index.name = "customer_id"
@@ -237,13 +255,23 @@ class Snapshot:
         shares = shares.assign(share=shares["pair_weight"] / total)
         self.category_share = shares.groupby(["customer_id", "category"])["share"].sum()
         self.brand_share = shares.groupby(["customer_id", "brand"])["share"].sum()
+        # of what the customer took in a category, the share of each brand
+        self.brand_share_in_category = (
+            shares.groupby(["customer_id", "category", "brand"])["share"].sum()
+            / self.category_share
+        )
+        self._category_customers = self.category_share.index.get_level_values(
+            "customer_id"
+        ).to_numpy(np.int64)
 
     def rows_of(self, customers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Positions in `pairs` of the rows of these customers (sorted, unique)."""
-        starts = np.searchsorted(self._pair_customers, customers, "left")
-        lengths = np.searchsorted(self._pair_customers, customers, "right") - starts
-        first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        return first + np.arange(int(lengths.sum()))
+        return _rows(self._pair_customers, customers)
+
+    def category_shares_of(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
+        """(customer_id, category, share) of these customers (sorted, unique)."""
+        rows = self.category_share.iloc[_rows(self._category_customers, customers)]
+        return rows.rename("share").reset_index()
 
     def pair_stats(self, customers: npt.ArrayLike, products: npt.ArrayLike) -> pd.DataFrame:
         """The `pairs` columns (without the ids) of each (customer, product), NaN where the
@@ -262,6 +290,14 @@ class Snapshot:
             values[missing] = np.nan
             out[column] = values
         return pd.DataFrame(out)
+
+
+def _rows(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Positions in the sorted `ids` of the entries equal to one of `wanted` (sorted, unique)."""
+    starts = np.searchsorted(ids, wanted, "left")
+    lengths = np.searchsorted(ids, wanted, "right") - starts
+    first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    return first + np.arange(int(lengths.sum()))
 
 
 class Generators:
@@ -345,7 +381,30 @@ class Generators:
             }
         )
         frames.append(_top(popular, n, "popular"))
+        frames.append(_top(self._category_favourites(customers), n, "category_favourites"))
         return _union(frames)
+
+    def _category_favourites(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
+        """The best sellers of each category the customer took, scored by the customer's share
+        of the category times the product's share of its buyers, their brands first."""
+        snap = self.snapshot
+        shares = snap.category_shares_of(customers)
+        best = shares.merge(self._best_sellers, on="category")
+        brand = snap.brand_share_in_category.reindex(
+            pd.MultiIndex.from_frame(best[["customer_id", "category", "brand"]])
+        )
+        score = best["share"] * best["category_popularity_share"] * (1 + brand.fillna(0).to_numpy())
+        return best[["customer_id", "product_id"]].assign(score=score.to_numpy())
+
+    @cached_property
+    def _best_sellers(self) -> pd.DataFrame:
+        """(category, product_id, brand, category_popularity_share): each category's
+        `per_generator` best sellers of the last `POPULAR_DAYS` days."""
+        products = self.snapshot.products
+        sold = products[products["product_buyers_28d"] > 0].reset_index()
+        sold = sold.sort_values(["category", "product_buyers_28d"], ascending=[True, False])
+        top = sold.groupby("category").head(self.per_generator)
+        return top[["category", "product_id", "brand", "category_popularity_share"]]
 
 
 def _union(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -401,12 +460,16 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
         out["cycle_ratio"] = np.where(interval > 0, out["days_since_purchase"] / interval, np.nan)
         price = out["price"].astype(np.float64)
         out["price_ratio"] = np.log(np.where(price > 0, price, np.nan) / out["price_level"])
+    out["price_tier_distance"] = np.abs(out["price_tier"] - out["price_tier_level"])
     for column, shares in (
         ("category", snapshot.category_share),
         ("brand", snapshot.brand_share),
     ):
         keys = pd.MultiIndex.from_arrays([customer, out[column]])
         out[f"{column}_affinity"] = np.nan_to_num(shares.reindex(keys).to_numpy())
+    keys = pd.MultiIndex.from_arrays([customer, out["category"], out["brand"]])
+    in_category = snapshot.brand_share_in_category.reindex(keys).to_numpy()
+    out["brand_share_in_category"] = np.nan_to_num(in_category)
     return pd.DataFrame(out)
 
 
@@ -710,6 +773,8 @@ def reasons(frame: pd.DataFrame, generators: Generators) -> list[str]:
         if text == "trending_city":
             city = cities.get(frame["customer_id"].iloc[i])
             out[i] = f"trending in {city}" if isinstance(city, str) else "trending"
+        elif text == "category_favourites":
+            out[i] = f"a best seller in {frame['category'].iloc[i]}, which you often buy"
         elif text in _GENERATOR_REASONS:
             out[i] = _GENERATOR_REASONS[text]
     return out

@@ -290,7 +290,7 @@ class Catalogue:
     @cached_property
     def for_ranker(self) -> RankerCatalogue:
         """One for every fit, so its content similarity is computed once per run."""
-        columns = ["product_id", "name", "category", "brand", "price"]
+        columns = ["product_id", "name", "category", "subcategory", "brand", "price"]
         return RankerCatalogue(self.products[columns], self.city)
 
 
@@ -516,7 +516,10 @@ def split(
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker
     # the generators the other models do not already cover, each alone
-    fitted |= {g: GeneratorModel(g, ranker) for g in ("repurchase_due", "browsed", "bought_with")}
+    fitted |= {
+        g: GeneratorModel(g, ranker)
+        for g in ("repurchase_due", "browsed", "bought_with", "category_favourites")
+    }
     for model_name, model in fitted.items():
         model.name = model_name
     return Split(name, fit_end, window, fitted)
