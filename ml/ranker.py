@@ -66,7 +66,8 @@ GENERATORS = (
 )
 # what the customer did with the product itself; its reasons say so in words of their own
 HISTORY_GENERATORS = ("buy_again", "repurchase_due", "browsed")
-PER_GENERATOR = 30  # candidates each generator proposes per customer
+# candidates each generator proposes per customer (docs/ml.md: 30 ranked no better than 10)
+PER_GENERATOR = 10
 BROWSE_DAYS = 60  # views and carts older than this propose nothing
 BROWSE_HALF_LIFE_DAYS = 7.0
 POPULAR_DAYS = 28
