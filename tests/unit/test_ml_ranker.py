@@ -186,3 +186,34 @@ def test_ranked_lists_respect_filters_and_explain_every_slot(ranker) -> None:
     assert any(r.startswith("bought every ~7 days") for r in regular), regular
     assert set(ranker.importance()) == set(FEATURES)
     assert ranker.training["customers"] > 0 and len(GENERATORS) == 11
+
+
+def test_category_favourites_proposes_the_best_sellers_of_the_customers_categories() -> None:
+    day = START + dt.timedelta(days=20)
+    rows = [  # (customer, product, views, purchases)
+        *[(c, p, 0, 1) for c in range(10, 30) for p in (0, 3, 6)],  # the best sellers
+        *[(c, p, 0, 1) for c in range(10, 15) for p in (1, 4)],
+        (1, 5, 1, 1),  # customer 1 takes groceries of brand b only
+        (1, 4, 2, 0),
+    ]
+    daily = pd.DataFrame(rows, columns=["customer_id", "product_id", "views", "purchases"])
+    daily = daily.assign(interaction_date=day, adds_to_cart=0, at=pd.Timestamp(day))
+    daily["weight"] = daily["views"] + 5.0 * daily["purchases"]
+    products = pd.DataFrame(
+        {
+            "product_id": np.arange(10),
+            "category": ["Grocery"] * 6 + ["Toys"] * 4,
+            "brand": ["a", "a", "a", "b", "b", "b", "c", "c", "c", "c"],
+            "price": [100.0] * 10,
+        }
+    )
+    catalogue = Catalogue(products, pd.Series(dtype=object))
+    snapshot = Snapshot(daily, day, catalogue)
+    proposed = Generators(daily, snapshot).propose([1])
+    mine = proposed[proposed["category_favourites_rank"].notna()]
+    ranked = mine.sort_values("category_favourites_rank")["product_id"].tolist()
+    # groceries only (no toys), the brand the customer takes first among equally popular ones
+    assert set(ranked) <= {0, 1, 3, 4, 5} and ranked[:2] == [3, 0], ranked
+    frame = features(snapshot, proposed)
+    shares = frame.set_index("product_id")["brand_share_in_category"]
+    assert shares[3] == pytest.approx(1.0) and shares[0] == 0.0
