@@ -133,8 +133,9 @@ def _day(value: dt.date) -> int:
 
 @dataclass(frozen=True)
 class Catalogue:
-    """What the ranker knows of products (product_id, category, brand, price, optionally name)
-    and customers (customer id -> city)."""
+    """What the ranker knows of products (product_id, category, brand, price, optionally name
+    and subcategory: price tiers are within the subcategory when there is one) and customers
+    (customer id -> city)."""
 
     products: pd.DataFrame
     cities: pd.Series
@@ -775,7 +776,9 @@ def reasons(frame: pd.DataFrame, generators: Generators) -> list[str]:
             city = cities.get(frame["customer_id"].iloc[i])
             out[i] = f"trending in {city}" if isinstance(city, str) else "trending"
         elif text == "category_favourites":
-            out[i] = f"a best seller in {frame['category'].iloc[i]}, which you often buy"
+            category = frame["category"].iloc[i]
+            named = category if isinstance(category, str) else "a category"
+            out[i] = f"a best seller in {named}, which you often buy"
         elif text in _GENERATOR_REASONS:
             out[i] = _GENERATOR_REASONS[text]
     return out
