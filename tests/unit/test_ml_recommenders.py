@@ -29,6 +29,7 @@ from ml.recommenders import (
     frequently_bought_together,
     top_k,
 )
+from ml.recommenders.base import top_k_sparse
 from ml.synthetic import clustered_interactions
 
 CUTOFF = "2025-02-20"  # 50 of the 60 synthetic days train, the last 10 test
@@ -182,6 +183,55 @@ def test_top_k_breaks_ties_by_popularity_and_pads() -> None:
     cols, vals = top_k(scores, 3, tie_order=np.array([3, 2, 1, 0]))
     assert cols[0].tolist() == [1, 3, 2]  # the tie between 0, 2, 3 goes to the "most popular"
     assert cols[1].tolist() == [1, -1, -1] and np.isnan(vals[1, 1:]).all()
+
+
+def _top_k_by_sorting(
+    scores: np.ndarray, k: int, tie_order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """top_k's definition, by sorting each row: finite scores, best first, ties in tie_order."""
+    rank = np.argsort(tie_order)
+    cols = np.full((len(scores), k), -1)
+    vals = np.full((len(scores), k), np.nan)
+    for i, row in enumerate(scores):
+        ok = np.flatnonzero(np.isfinite(row))
+        best = ok[np.lexsort((rank[ok], -row[ok]))][:k]
+        cols[i, : len(best)], vals[i, : len(best)] = best, row[best]
+    return cols, vals
+
+
+def _scores_of_shape(shape: str, rng: np.random.Generator, b: int, n: int) -> np.ndarray:
+    if shape == "mostly zero":  # a sparse model's scores
+        return np.where(rng.random((b, n)) < 0.1, rng.integers(-2, 4, size=(b, n)), 0.0)
+    if shape == "mostly unscored":
+        return np.where(rng.random((b, n)) < 0.1, rng.random((b, n)), -np.inf)
+    if shape == "ties":
+        return rng.integers(-1, 3, size=(b, n)).astype(float)
+    if shape == "wide":  # the best cells last
+        return np.sort(rng.normal(size=(b, n)), axis=1)
+    return rng.normal(size=(b, n))
+
+
+@pytest.mark.parametrize("shape", ["dense", "mostly zero", "mostly unscored", "ties", "wide"])
+def test_top_k_is_the_head_of_a_full_sort_for_every_shape_of_scores(shape: str) -> None:
+    # each shape takes another path: a partition, the positive cells of a sparse model's
+    # scores, a bound from a sample of the columns
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        b, n, k = int(rng.integers(1, 12)), int(rng.integers(1, 60)), 10
+        n = n * 50 if shape == "wide" else n
+        scores = _scores_of_shape(shape, rng, b, n).astype(rng.choice([np.float32, np.float64]))
+        scores[rng.random((b, n)) < 0.03] = np.nan
+        tie_order = rng.permutation(n)
+        cols, vals = top_k(scores, k, tie_order)
+        want_cols, want_vals = _top_k_by_sorting(scores, k, tie_order)
+        assert cols.tolist() == want_cols.tolist()
+        np.testing.assert_array_equal(vals, want_vals)
+        positive = np.where(scores > 0, scores, 0.0)
+        kept = top_k_sparse(positive, k).toarray()
+        want_cols, _ = _top_k_by_sorting(np.where(positive > 0, positive, -np.inf), k, np.arange(n))
+        assert [np.flatnonzero(row).tolist() for row in kept] == [
+            sorted(c[c >= 0].tolist()) for c in want_cols
+        ]
 
 
 def test_trending_favours_recent_rising_items_and_takes_a_boost() -> None:
