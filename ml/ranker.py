@@ -168,28 +168,39 @@ class Snapshot:
         pair = ["customer_id", "product_id"]
 
         bought = h[h["purchases"] > 0]
-        stats = bought.groupby(pair)["day"].agg(["count", "min", "max"])
-        stats.columns = ["purchase_days", "first_purchase", "last_purchase"]
-        viewed = h[h["views"] > 0].groupby(pair)["day"].max().rename("last_view")
-        carted = h[h["adds_to_cart"] > 0].groupby(pair)["day"].max().rename("last_cart")
-        recent = h[h["age"] < BROWSE_DAYS]
-        browse = (recent["views"] + 3 * recent["adds_to_cart"]) * np.exp2(
-            -recent["age"] / BROWSE_HALF_LIFE_DAYS
+        recent = h["age"] < BROWSE_DAYS
+        # every per-pair statistic in one aggregation (NaN where a pair has no such day)
+        pairs = (
+            h.assign(
+                purchase_day=h["day"].where(h["purchases"] > 0),
+                view_day=h["day"].where(h["views"] > 0),
+                cart_day=h["day"].where(h["adds_to_cart"] > 0),
+                recent_day=h["day"].where(recent),
+                browse=(
+                    (h["views"] + 3 * h["adds_to_cart"])
+                    * np.exp2(-h["age"] / BROWSE_HALF_LIFE_DAYS)
+                ).where(recent),
+                recent_views=h["views"].where(recent),
+                decayed=h["weight"] * np.exp2(-h["age"] / HALF_LIFE_DAYS),
+            )
+            .groupby(pair)
+            .agg(
+                purchase_days=("purchase_day", "count"),
+                first_purchase=("purchase_day", "min"),
+                last_purchase=("purchase_day", "max"),
+                last_view=("view_day", "max"),
+                last_cart=("cart_day", "max"),
+                recent_days=("recent_day", "count"),
+                browse_score=("browse", "sum"),
+                views_in_browse_window=("recent_views", "sum"),
+                pair_weight=("decayed", "sum"),
+            )
+            .reset_index()
         )
-        browsing = pd.DataFrame(
-            {
-                "browse_score": browse.groupby([recent["customer_id"], recent["product_id"]]).sum(),
-                "views_in_browse_window": recent.groupby(pair)["views"].sum(),
-            }
-        )
-        weight = (
-            (h["weight"] * np.exp2(-h["age"] / HALF_LIFE_DAYS))
-            .groupby([h["customer_id"], h["product_id"]])
-            .sum()
-        )
-        pairs = pd.concat(
-            [stats, viewed, carted, browsing, weight.rename("pair_weight")], axis=1
-        ).reset_index()
+        pairs["purchase_days"] = pairs["purchase_days"].where(pairs["purchase_days"] > 0)
+        browsed = pairs.pop("recent_days") > 0
+        for column in ("browse_score", "views_in_browse_window"):
+            pairs[column] = pairs[column].where(browsed)
         pairs["own_interval"] = np.where(
             pairs["purchase_days"] >= 2,
             (pairs["last_purchase"] - pairs["first_purchase"])
@@ -258,10 +269,9 @@ class Snapshot:
         self.category_share = shares.groupby(["customer_id", "category"])["share"].sum()
         self.brand_share = shares.groupby(["customer_id", "brand"])["share"].sum()
         # of what the customer took in a category, the share of each brand
-        self.brand_share_in_category = (
-            shares.groupby(["customer_id", "category", "brand"])["share"].sum()
-            / self.category_share
-        )
+        in_category = shares.groupby(["customer_id", "category", "brand"])["share"].sum()
+        of_category = self.category_share.reindex(in_category.index.droplevel("brand"))
+        self.brand_share_in_category = in_category / of_category.to_numpy()
         self._category_customers = self.category_share.index.get_level_values(
             "customer_id"
         ).to_numpy(np.int64)
@@ -748,40 +758,56 @@ def reasons(frame: pd.DataFrame, generators: Generators) -> list[str]:
     browsing, else the generator that ranked it best."""
     cities = generators.snapshot.catalogue.cities
     names = generators.snapshot.catalogue.names
-    out = []
-    for row in frame.itertuples(index=False):
-        if row.purchase_days >= 2 and row.own_interval == row.own_interval:
-            out.append(
-                f"bought every ~{row.own_interval:.0f} days, last {row.days_since_purchase:.0f} "
-                "days ago"
-            )
-        elif row.purchase_days >= 1:
-            out.append(f"bought on {_date(row.last_purchase)}")
-        elif row.last_cart == row.last_cart and row.days_since_cart < BROWSE_DAYS:
-            out.append(f"added to cart on {_date(row.last_cart)}")
-        elif row.last_view == row.last_view and row.days_since_view < BROWSE_DAYS:
-            out.append(f"viewed on {_date(row.last_view)}")
-        else:
-            out.append(_best_generator(row))
+
+    def column(name: str) -> npt.NDArray[np.float64]:
+        return frame[name].to_numpy(np.float64)
+
+    bought, interval = column("purchase_days"), column("own_interval")
+    cycle = (bought >= 2) & ~np.isnan(interval)
+    once = ~cycle & (bought >= 1)
+    cart = ~cycle & ~once & (column("days_since_cart") < BROWSE_DAYS)  # False where NaN
+    view = ~cycle & ~once & ~cart & (column("days_since_view") < BROWSE_DAYS)
+    out = np.array(_best_generators(frame), dtype=object)
+    since = column("days_since_purchase")
+    out[cycle] = [
+        f"bought every ~{i:.0f} days, last {d:.0f} days ago"
+        for i, d in zip(interval[cycle], since[cycle], strict=True)
+    ]
+    for mask, what, day in (
+        (once, "bought", "last_purchase"),
+        (cart, "added to cart", "last_cart"),
+        (view, "viewed", "last_view"),
+    ):
+        days = np.datetime_as_string(column(day)[mask].astype("datetime64[D]"))
+        out[mask] = [f"{what} on {d}" for d in days]
     # "bought with X": the purchase behind the basket rule, named
-    basket = [i for i, text in enumerate(out) if text == "bought_with"]
-    if basket and "bought_with" in generators.models:
+    basket = np.flatnonzero(out == "bought_with")
+    if len(basket) and "bought_with" in generators.models:
         model = generators.models["bought_with"]
         rows = frame.iloc[basket]
         behind = model.because(rows["customer_id"], rows["product_id"])  # type: ignore[attr-defined]
-        for i, product in zip(basket, behind.tolist(), strict=True):
-            out[i] = f"bought with {names.get(product, f'product {product}')}"
-    for i, text in enumerate(out):
-        if text == "trending_city":
-            city = cities.get(frame["customer_id"].iloc[i])
-            out[i] = f"trending in {city}" if isinstance(city, str) else "trending"
-        elif text == "category_favourites":
-            category = frame["category"].iloc[i]
-            named = category if isinstance(category, str) else "a category"
-            out[i] = f"a best seller in {named}, which you often buy"
-        elif text in _GENERATOR_REASONS:
-            out[i] = _GENERATOR_REASONS[text]
-    return out
+        out[basket] = [f"bought with {names.get(p, f'product {p}')}" for p in behind.tolist()]
+    trending = np.flatnonzero(out == "trending_city")
+    city = cities.reindex(frame["customer_id"].to_numpy()[trending]).tolist()
+    out[trending] = [f"trending in {c}" if isinstance(c, str) else "trending" for c in city]
+    favourite = np.flatnonzero(out == "category_favourites")
+    category = frame["category"].to_numpy()[favourite].tolist()
+    out[favourite] = [
+        f"a best seller in {c if isinstance(c, str) else 'a category'}, which you often buy"
+        for c in category
+    ]
+    return [_GENERATOR_REASONS.get(text, text) for text in out.tolist()]
+
+
+def _best_generators(frame: pd.DataFrame) -> list[str]:
+    """The generator (other than the history-based ones) that ranked each row best, the first
+    in `GENERATORS` among equals; "recommended" where none did."""
+    named = [g for g in GENERATORS if g not in HISTORY_GENERATORS]
+    ranks = np.column_stack([frame[f"{g}_rank"].to_numpy(np.float64) for g in named])
+    ranks = np.where(np.isnan(ranks), np.inf, ranks)
+    best = np.asarray(named + ["recommended"], dtype=object)
+    choice = np.where(np.isinf(ranks.min(axis=1)), len(named), ranks.argmin(axis=1))
+    return best[choice].tolist()
 
 
 _GENERATOR_REASONS: Mapping[str, str] = {
@@ -793,21 +819,6 @@ _GENERATOR_REASONS: Mapping[str, str] = {
     "content": "like products you bought or viewed",
     "popular": f"popular in the last {POPULAR_DAYS} days",
 }
-
-
-def _best_generator(row: object) -> str:
-    """The generator (other than the history-based ones) that ranked the row best."""
-    ranks = {
-        g: getattr(row, f"{g}_rank")
-        for g in GENERATORS
-        if g not in HISTORY_GENERATORS
-        if getattr(row, f"{g}_rank") == getattr(row, f"{g}_rank")  # not NaN
-    }
-    return min(ranks, key=ranks.__getitem__) if ranks else "recommended"
-
-
-def _date(day: float) -> str:
-    return str(np.datetime64(int(day), "D"))
 
 
 class GeneratorModel:
