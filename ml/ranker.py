@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -73,6 +75,7 @@ BROWSE_HALF_LIFE_DAYS = 7.0
 POPULAR_DAYS = 28
 HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affinities see
 TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
+SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads scoring batches of customers
 FEEDBACK_SNAPSHOT_DAYS = 7  # the answers of a week are featured as of the day before it
 NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 
@@ -350,10 +353,12 @@ class Generators:
         # the ranker and each generator alone are scored on the same customers (one set per
         # task): the last two sets are kept
         key = customers.tobytes()
-        if key not in self._proposed:
-            self._proposed = dict(list(self._proposed.items())[-1:])
-            self._proposed[key] = self._propose(customers)
-        return self._proposed[key]
+        cached = self._proposed  # one read and one rebinding: safe from scoring threads
+        if key in cached:
+            return cached[key]
+        proposed = self._propose(customers)
+        self._proposed = {**dict(list(cached.items())[-1:]), key: proposed}
+        return proposed
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_proposed": {}}  # stored models carry no cached candidates
@@ -679,19 +684,27 @@ class LearnedRanker:
         *,
         items: npt.ArrayLike | None = None,
         exclude: pd.DataFrame | None = None,
-        batch: int = 5_000,
+        batch: int = 2_000,
+        workers: int | None = None,
     ) -> Recommendations:
         """Each customer's top k of the ranked candidates, with a `reason` per slot;
         `items` restricts the products, `exclude` drops (customer_id, product_id) pairs.
         (`exclude_seen` is accepted for the recommender interface; repeats are the ranker's
-        call.)"""
+        call.) Customers are scored `batch` at a time on `workers` threads (default: the
+        cores, at most 4): numpy, scipy and LightGBM release the GIL in their heavy parts."""
         if self.model is None:
             raise RuntimeError("LearnedRanker is not fitted")
         customers = np.asarray(customer_ids, dtype=np.int64).ravel()
-        parts = []
-        for start in range(0, len(customers), batch):
-            ranked = self._ranked(np.unique(customers[start : start + batch]), k, items, exclude)
-            parts.append(ranked.assign(reason=reasons(ranked, self.serving)))
+        unique = np.unique(customers)
+        batches = [unique[start : start + batch] for start in range(0, len(unique), batch)]
+
+        def score(part: npt.NDArray[np.int64]) -> pd.DataFrame:
+            ranked = self._ranked(part, k, items, exclude)
+            return ranked.assign(reason=reasons(ranked, self.serving))
+
+        workers = min(workers or SCORING_WORKERS, max(len(batches), 1))
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(score, batches))
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return _recommendations(customers, frame, k, "ranker_score", "reason")
 
