@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -75,7 +75,8 @@ BROWSE_HALF_LIFE_DAYS = 7.0
 POPULAR_DAYS = 28
 HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affinities see
 TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
-SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads scoring batches of customers
+SCORING_BATCH = 2_000  # customers proposed for and ranked at a time
+SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads working through the batches
 FEEDBACK_SNAPSHOT_DAYS = 7  # the answers of a week are featured as of the day before it
 NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 
@@ -315,6 +316,19 @@ def _rows(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDAr
     return first + np.arange(int(lengths.sum()))
 
 
+def threaded(
+    work: Callable[[npt.NDArray[np.int64]], pd.DataFrame],
+    batches: list[npt.NDArray[np.int64]],
+    workers: int | None = None,
+) -> list[pd.DataFrame]:
+    """`work` of each batch, in order, on `workers` threads (default `SCORING_WORKERS`):
+    numpy's partitions, scipy's sparse products and LightGBM's predict release the GIL."""
+    if len(batches) <= 1:
+        return [work(b) for b in batches]
+    with ThreadPoolExecutor(min(workers or SCORING_WORKERS, len(batches))) as pool:
+        return list(pool.map(work, batches))
+
+
 class Generators:
     """The candidate generators fitted on the daily rows up to the snapshot's cutoff;
     `propose(customers)` returns their union, one row per (customer, product) with every
@@ -356,7 +370,11 @@ class Generators:
         cached = self._proposed  # one read and one rebinding: safe from scoring threads
         if key in cached:
             return cached[key]
-        proposed = self._propose(customers)
+        batches = [
+            customers[i : i + SCORING_BATCH] for i in range(0, len(customers), SCORING_BATCH)
+        ] or [customers]
+        parts = threaded(self._propose, batches)
+        proposed = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         self._proposed = {**dict(list(cached.items())[-1:]), key: proposed}
         return proposed
 
@@ -684,14 +702,13 @@ class LearnedRanker:
         *,
         items: npt.ArrayLike | None = None,
         exclude: pd.DataFrame | None = None,
-        batch: int = 2_000,
+        batch: int = SCORING_BATCH,
         workers: int | None = None,
     ) -> Recommendations:
         """Each customer's top k of the ranked candidates, with a `reason` per slot;
         `items` restricts the products, `exclude` drops (customer_id, product_id) pairs.
         (`exclude_seen` is accepted for the recommender interface; repeats are the ranker's
-        call.) Customers are scored `batch` at a time on `workers` threads (default: the
-        cores, at most 4): numpy, scipy and LightGBM release the GIL in their heavy parts."""
+        call.) Customers are ranked `batch` at a time on `workers` threads (`threaded`)."""
         if self.model is None:
             raise RuntimeError("LearnedRanker is not fitted")
         customers = np.asarray(customer_ids, dtype=np.int64).ravel()
@@ -702,9 +719,7 @@ class LearnedRanker:
             ranked = self._ranked(part, k, items, exclude)
             return ranked.assign(reason=reasons(ranked, self.serving))
 
-        workers = min(workers or SCORING_WORKERS, max(len(batches), 1))
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(score, batches))
+        parts = threaded(score, batches, workers)
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return _recommendations(customers, frame, k, "ranker_score", "reason")
 
