@@ -117,6 +117,42 @@ def novelty(
     return float(np.mean(-np.log2(c / n_users)))
 
 
+def _per_user_metrics(
+    recommendations: Mapping[int, Iterable[int]],
+    relevant: Mapping[int, Iterable[int]],
+    users: list[int],
+    k: int,
+) -> npt.NDArray[np.float64]:
+    """(precision, recall, NDCG, AP, hit) at k of each user, as the functions above compute
+    them one user at a time, for every user at once (one membership test, not one per user)."""
+    top = np.full((len(users), k), -1, dtype=np.int64)
+    shown = np.zeros((len(users), k), dtype=bool)
+    rel_rows, rel_items = [], []
+    for row, user in enumerate(users):
+        recs = np.asarray(list(recommendations.get(user, [])), dtype=np.int64)[:k]
+        top[row, : len(recs)] = recs
+        shown[row, : len(recs)] = True
+        items = np.unique(np.asarray(list(relevant[user]), dtype=np.int64))
+        rel_rows.append(np.full(len(items), row, dtype=np.int64))
+        rel_items.append(items)
+    rel_row = np.concatenate(rel_rows) if rel_rows else np.empty(0, dtype=np.int64)
+    rel_item = np.concatenate(rel_items) if rel_items else np.empty(0, dtype=np.int64)
+    n_rel = np.bincount(rel_row, minlength=len(users))
+    # one integer per (user, item): ids shifted past the padding's -1
+    span = int(max(top.max(initial=0), rel_item.max(initial=0))) + 2
+    rows = np.arange(len(users))[:, None]
+    hits = np.isin(rows * span + top + 1, rel_row * span + rel_item + 1) & shown
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_rel, k)]
+    found = hits.sum(axis=1)
+    precision = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(n_rel > 0, found / n_rel, 0.0)
+        ndcg = np.where(n_rel > 0, (hits * discounts).sum(axis=1) / ideal, 0.0)
+        ap = np.where(n_rel > 0, (precision * hits).sum(axis=1) / np.minimum(n_rel, k), 0.0)
+    return np.column_stack([found / k, recall, ndcg, ap, (found > 0).astype(float)])
+
+
 def evaluate_recommendations(
     recommendations: Mapping[int, Iterable[int]],
     relevant: Mapping[int, Iterable[int]],
@@ -127,18 +163,7 @@ def evaluate_recommendations(
 ) -> dict[str, float | int]:
     """All metrics of top-k lists against held-out items, over the customers in `relevant`."""
     users = list(relevant)
-    per_user = np.array(
-        [
-            (
-                precision_at_k(recommendations.get(u, []), relevant[u], k),
-                recall_at_k(recommendations.get(u, []), relevant[u], k),
-                ndcg_at_k(recommendations.get(u, []), relevant[u], k),
-                average_precision_at_k(recommendations.get(u, []), relevant[u], k),
-                float(_hits(recommendations.get(u, []), relevant[u], k).any()),
-            )
-            for u in users
-        ]
-    ).reshape(-1, 5)
+    per_user = _per_user_metrics(recommendations, relevant, users, k)
     means = per_user.mean(axis=0) if users else np.zeros(5)
     evaluated = {u: recommendations.get(u, []) for u in users}
     return {

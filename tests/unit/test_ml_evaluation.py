@@ -92,6 +92,24 @@ def test_evaluate_recommendations_counts_silent_customers_as_zero() -> None:
     assert m["coverage@2"] == pytest.approx(4 / 10)
 
 
+def test_evaluate_recommendations_is_the_mean_of_the_per_customer_metrics() -> None:
+    # lists shorter than k, padded, with repeats, empty; relevant sets with repeats
+    rng = np.random.default_rng(5)
+    recs = {u: rng.choice(np.r_[-1, np.arange(12)], rng.integers(0, 7)) for u in range(60)}
+    relevant = {u: rng.integers(0, 12, rng.integers(1, 6)).tolist() for u in range(10, 80)}
+    m = evaluate_recommendations(
+        recs, relevant, k=5, catalogue_size=12, item_user_counts={}, n_users=80
+    )
+    for name, metric in (
+        ("precision@5", precision_at_k),
+        ("recall@5", recall_at_k),
+        ("ndcg@5", ndcg_at_k),
+        ("map@5", average_precision_at_k),
+    ):
+        each = [metric(recs.get(u, []), items, 5) for u, items in relevant.items()]
+        assert m[name] == pytest.approx(np.mean(each)), name
+
+
 def _window() -> Window:
     return Window(
         purchases=pd.DataFrame(
