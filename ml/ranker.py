@@ -77,6 +77,7 @@ HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affiniti
 TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
 SCORING_BATCH = 2_000  # customers proposed for and ranked at a time
 SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads working through the batches
+WARM_UP_CUSTOMERS = 50  # scored alone before the threads start (see `threaded`)
 FEEDBACK_SNAPSHOT_DAYS = 7  # the answers of a week are featured as of the day before it
 NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 
@@ -322,9 +323,13 @@ def threaded(
     workers: int | None = None,
 ) -> list[pd.DataFrame]:
     """`work` of each batch, in order, on `workers` threads (default `SCORING_WORKERS`):
-    numpy's partitions, scipy's sparse products and LightGBM's predict release the GIL."""
+    numpy's partitions, scipy's sparse products and LightGBM's predict release the GIL.
+    A few customers go through `work` alone first: pandas builds an index's lookup engine on
+    first use, and two threads building it at once can see it half-built ("cannot handle a
+    non-unique multi-index!" from a unique one)."""
     if len(batches) <= 1:
         return [work(b) for b in batches]
+    work(batches[0][:WARM_UP_CUSTOMERS])
     with ThreadPoolExecutor(min(workers or SCORING_WORKERS, len(batches))) as pool:
         return list(pool.map(work, batches))
 

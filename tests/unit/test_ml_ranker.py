@@ -188,6 +188,17 @@ def test_ranked_lists_respect_filters_and_explain_every_slot(ranker) -> None:
     assert ranker.training["customers"] > 0 and len(GENERATORS) == 11
 
 
+def test_batches_scored_on_threads_give_the_lists_of_one_batch(world) -> None:
+    daily, catalogue = world
+    # a fresh fit: the serving snapshot's pandas index engines are first built while scoring
+    ranker = LearnedRanker(catalogue, window_days=7).fit(daily, START + dt.timedelta(days=DAYS - 1))
+    customers = np.arange(-1, 205)
+    threaded = ranker.recommend(customers, k=10, batch=40, workers=3)
+    whole = ranker.recommend(customers, k=10, batch=1_000, workers=1)
+    assert (threaded.product_ids == whole.product_ids).all()
+    assert (threaded.reasons == whole.reasons).all()
+
+
 def test_category_favourites_proposes_the_best_sellers_of_the_customers_categories() -> None:
     day = START + dt.timedelta(days=20)
     rows = [  # (customer, product, views, purchases)
