@@ -151,6 +151,11 @@ class Catalogue:
         cutoff (it depends on the catalogue alone); generators fit copies of it."""
         return ContentBased(self.products).with_similarity()
 
+    @cached_property
+    def city_of(self) -> dict[int, str]:
+        """customer id -> city, for reasons (a dict: scoring threads read it at once)."""
+        return {int(c): city for c, city in self.cities.items() if isinstance(city, str)}
+
     @property
     def names(self) -> pd.Series:
         """product id -> name, for reasons (empty without names)."""
@@ -789,7 +794,7 @@ def _recommendations(
 def reasons(frame: pd.DataFrame, generators: Generators) -> list[str]:
     """The strongest signal of each row in words: the purchase cycle, the purchase, the
     browsing, else the generator that ranked it best."""
-    cities = generators.snapshot.catalogue.cities
+    cities = generators.snapshot.catalogue.city_of
     names = generators.snapshot.catalogue.names
 
     def column(name: str) -> npt.NDArray[np.float64]:
@@ -821,8 +826,8 @@ def reasons(frame: pd.DataFrame, generators: Generators) -> list[str]:
         behind = model.because(rows["customer_id"], rows["product_id"])  # type: ignore[attr-defined]
         out[basket] = [f"bought with {names.get(p, f'product {p}')}" for p in behind.tolist()]
     trending = np.flatnonzero(out == "trending_city")
-    city = cities.reindex(frame["customer_id"].to_numpy()[trending]).tolist()
-    out[trending] = [f"trending in {c}" if isinstance(c, str) else "trending" for c in city]
+    city = [cities.get(c) for c in frame["customer_id"].to_numpy()[trending].tolist()]
+    out[trending] = [f"trending in {c}" if c else "trending" for c in city]
     favourite = np.flatnonzero(out == "category_favourites")
     category = frame["category"].to_numpy()[favourite].tolist()
     out[favourite] = [
