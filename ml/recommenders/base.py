@@ -247,11 +247,9 @@ def _kth_largest(s: np.ndarray, kk: int) -> np.ndarray:
     if counts.sum() > s.size // 4:
         return _kth_largest_dense(s, kk)
     kth = np.empty((b, 1), dtype=s.dtype)
-    r, c = np.nonzero(positive)
-    v = s[r, c]
-    v = v[np.lexsort((-v, r))]
     enough = np.flatnonzero(counts >= kk)
-    kth[enough, 0] = v[np.cumsum(counts)[enough] - counts[enough] + kk - 1]
+    if len(enough):
+        kth[enough, 0] = _kth_of_cells(s, positive, kk)[enough]
     short = np.flatnonzero(counts < kk)
     zero_filled = (s[short] == 0).sum(axis=1) >= kk - counts[short]
     kth[short[zero_filled], 0] = 0
@@ -270,17 +268,28 @@ def _kth_largest_dense(s: np.ndarray, kk: int, stride: int = 8) -> np.ndarray:
     A partition of the whole row where the bound lets too many cells through (ties)."""
     b, n = s.shape
     if n < 8 * stride * kk:
-        return np.partition(s, n - kk, axis=1)[:, n - kk : n - kk + 1]
-    sample = s[:, ::stride]
-    m = sample.shape[1]
-    bound = np.partition(sample, m - kk, axis=1)[:, m - kk : m - kk + 1]
-    r, c = np.nonzero(s >= bound)
-    if len(r) > 4 * stride * kk * b:
-        return np.partition(s, n - kk, axis=1)[:, n - kk : n - kk + 1]
+        return _partitioned_kth(s, kk)
+    above_bound = s >= _partitioned_kth(s[:, ::stride], kk)
+    if np.count_nonzero(above_bound) > 4 * stride * kk * b:
+        return _partitioned_kth(s, kk)
+    # every row has at least kk such cells: the sample's own
+    return _kth_of_cells(s, above_bound, kk)[:, None]
+
+
+def _partitioned_kth(s: np.ndarray, kk: int) -> np.ndarray:
+    """Each row's kk-th largest value, as a column, by numpy's partition."""
+    n = s.shape[1]
+    return np.partition(s, n - kk, axis=1)[:, n - kk : n - kk + 1]
+
+
+def _kth_of_cells(s: np.ndarray, cells: np.ndarray, kk: int) -> np.ndarray:
+    """Each row's kk-th largest value among its `cells` (a mask), by sorting those cells;
+    meaningless for rows with fewer than kk of them."""
+    r, c = np.nonzero(cells)
     v = s[r, c]
     v = v[np.lexsort((-v, r))]
-    counts = np.bincount(r, minlength=b)  # at least kk: the sample's own kk are there
-    return v[np.cumsum(counts) - counts + kk - 1][:, None]
+    counts = np.bincount(r, minlength=s.shape[0])
+    return v[np.minimum(np.cumsum(counts) - counts + kk - 1, max(len(v) - 1, 0))]
 
 
 def _best_of(
