@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ml.interactions import Interactions
-from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, Recommender, top_k_sparse
+from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, SparseScored, top_k_sparse
 
 RULE_COLUMNS = [
     "antecedent",
@@ -173,7 +173,7 @@ def frequently_bought_together(
     return pairs[columns].reset_index(drop=True)
 
 
-class BoughtWith(Recommender):
+class BoughtWith(SparseScored):
     """Products bought in the same basket as what the customer bought: the score of q is the sum,
     over the customer's purchases p (their weights, e.g. recency-decayed), of confidence(p → q).
 
@@ -183,6 +183,7 @@ class BoughtWith(Recommender):
     products × neighbours. `because` names the purchase behind a recommendation."""
 
     name = "bought_with"
+    empty_is_candidate = False  # nothing bought with anything the customer bought
 
     def __init__(self, neighbours: int = 50) -> None:
         super().__init__()
@@ -216,13 +217,9 @@ class BoughtWith(Recommender):
             blocks.append(top_k_sparse(confidence, self.neighbours))
         self.confidence = sp.csr_matrix(sp.vstack(blocks, format="csr"))
 
-    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+    def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
         assert self.train is not None
-        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
-        known = rows >= 0
-        scores[known] = (self.train.matrix[rows[known]] @ self.confidence).toarray()
-        scores[scores <= 0] = -np.inf  # nothing bought with anything the customer bought
-        return scores
+        return self.train.matrix[rows] @ self.confidence
 
     def because(self, customer_ids: npt.ArrayLike, product_ids: npt.ArrayLike) -> np.ndarray:
         """For each (customer, product) pair, the customer's purchase contributing most to the

@@ -12,7 +12,7 @@ candidates exist.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Self
 
 import numpy as np
@@ -130,17 +130,23 @@ class Recommender(ABC):
         step = self._batch_size()
         for start in range(0, len(customers), step):
             sl = slice(start, start + step)
-            batch = np.asarray(self._score(rows[sl], customers[sl]), dtype=np.float64)
-            if exclude_seen:
-                mask_seen(batch, rows[sl], self._seen_matrix())
-            if excluded is not None:
-                mask_seen(batch, np.arange(len(customers))[sl], excluded)
-            if banned is not None:
-                batch[:, banned] = -np.inf
-            cols, vals = top_k(batch, k, self._tie_order)
-            ids[sl] = np.where(cols >= 0, self.item_ids[np.maximum(cols, 0)], -1)
-            scores[sl] = vals
+            positions = np.arange(len(customers))[sl]
+            masks = Masks(
+                self._seen_matrix() if exclude_seen else None, excluded, banned, positions
+            )
+            ids[sl], scores[sl] = self._top_of_batch(rows[sl], customers[sl], k, masks)
         return Recommendations(customers, ids, scores)
+
+    def _top_of_batch(
+        self, rows: Ids, customers: Ids, k: int, masks: Masks
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(product ids, scores) of the top k of one batch, padded with (-1, NaN)."""
+        batch = self._score(rows, customers)
+        if batch.dtype != np.float32:  # float32 stays: half the bytes to partition
+            batch = np.asarray(batch, dtype=np.float64)
+        masks.apply(batch, rows)
+        cols, vals = top_k(batch, k, self._tie_order)
+        return np.where(cols >= 0, self.item_ids[np.maximum(cols, 0)], -1), vals
 
     def _seen_matrix(self) -> sp.csr_matrix:
         """Seen items in the model's item universe (rows = training rows)."""
@@ -174,6 +180,101 @@ def mask_seen(scores: np.ndarray, rows: npt.NDArray[np.int64], seen: sp.csr_matr
     scores[r, sub.indices] = -np.inf
 
 
+@dataclass(frozen=True)
+class Masks:
+    """What a batch may not recommend: `seen` (training rows × items), `excluded` (positions
+    in the request × items; the batch's rows are at `positions`), `banned` columns."""
+
+    seen: sp.csr_matrix | None
+    excluded: sp.csr_matrix | None
+    banned: npt.NDArray[np.bool_] | None
+    positions: Ids
+
+    def of(self, subset: Ids) -> Masks:
+        """The masks of some rows of the batch (positions in it)."""
+        return replace(self, positions=self.positions[subset])
+
+    def apply(self, batch: np.ndarray, rows: Ids) -> None:
+        """-inf on the masked cells of a dense batch, in place."""
+        if self.seen is not None:
+            mask_seen(batch, rows, self.seen)
+        if self.excluded is not None:
+            mask_seen(batch, self.positions, self.excluded)
+        if self.banned is not None:
+            batch[:, self.banned] = -np.inf
+
+    def masked(self, rows: Ids, r: Ids, c: Ids, n_items: int) -> npt.NDArray[np.bool_]:
+        """Whether each cell (r, c) of a batch (r: position in the batch) is masked."""
+        out = np.zeros(len(r), dtype=bool) if self.banned is None else self.banned[c].copy()
+        cells = r * n_items + c
+        for matrix, batch_rows in (
+            (self.seen, rows),
+            (self.excluded, self.positions),
+        ):
+            if matrix is None:
+                continue
+            known = np.flatnonzero(batch_rows >= 0)
+            sub = matrix[batch_rows[known]]
+            marked = np.repeat(known, np.diff(sub.indptr)) * n_items + sub.indices
+            out |= np.isin(cells, marked)
+        return out
+
+
+class SparseScored(Recommender):
+    """A recommender whose scores are a sparse product (a customer's history × item
+    neighbours): most of a row is empty, and its top k is read from the stored cells alone
+    rather than from a dense batch × catalogue block (the same lists, exactly). An empty cell
+    scores 0 (a candidate after every positive score, in `tie_order`), or -inf where
+    `empty_is_candidate` is False."""
+
+    empty_is_candidate: bool = True
+
+    @abstractmethod
+    def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
+        """Scores of training `rows` (all known) against `item_ids`, non-negative, with no
+        cell stored twice (what a sparse product returns)."""
+
+    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        known = rows >= 0
+        scores[known] = self._sparse_score(rows[known]).toarray()
+        if not self.empty_is_candidate:
+            scores[scores <= 0] = -np.inf
+        return scores
+
+    def _top_of_batch(
+        self, rows: Ids, customers: Ids, k: int, masks: Masks
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        n = len(self.item_ids)
+        ids = np.full((len(rows), k), -1, dtype=np.int64)
+        vals = np.full((len(rows), k), np.nan)
+        known = np.flatnonzero(rows >= 0)  # the others score -inf everywhere: padding only
+        kk = min(k, n)
+        if len(known) == 0 or kk == 0:
+            return ids, vals
+        block = sp.csr_matrix(self._sparse_score(rows[known]))
+        r = np.repeat(known, np.diff(block.indptr))
+        c, v = block.indices.astype(np.int64), block.data.astype(np.float64)
+        ok = (v > 0) & ~masks.masked(rows, r, c, n)
+        r, c, v = r[ok], c[ok], v[ok]  # still by row
+        counts = np.bincount(r, minlength=len(rows))
+        top = v >= _kth_of_packed(r, v, len(rows), kk)[r]  # only these are sorted
+        r, c, v = r[top], c[top], v[top]
+        order = np.lexsort((_preference(self._tie_order, n)[c], -v, r))
+        r, c, v = r[order], c[order], v[order]
+        slot = np.arange(len(r)) - np.searchsorted(r, r, "left")
+        first = slot < kk
+        ids[r[first], slot[first]] = self.item_ids[c[first]]
+        vals[r[first], slot[first]] = v[first]
+        if self.empty_is_candidate:  # rows with fewer than kk positive scores: empty cells too
+            short = known[counts[known] < kk]
+            if len(short):
+                ids[short], vals[short] = Recommender._top_of_batch(
+                    self, rows[short], customers[short], k, masks.of(short)
+                )
+        return ids, vals
+
+
 def top_k(
     scores: np.ndarray, k: int, tie_order: npt.NDArray[np.int64] | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
@@ -188,14 +289,21 @@ def top_k(
     if b == 0 or kk == 0:
         return np.full((b, k), -1, dtype=np.int64), np.full((b, k), np.nan)
     order = np.arange(n) if tie_order is None or len(tie_order) != n else tie_order
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)  # preference of each column among equals (0 = first)
+    rank = _preference(order, n)
     # float32 scores stay float32 (half the bytes to partition); anything else is float64
     s = scores if scores.dtype == np.float32 else np.asarray(scores, dtype=np.float64)
     finite = np.isfinite(s)
     if not finite.all():  # NaN would sort above every score
         s = np.where(finite, s, -np.inf)
     return _best_of(s, _top_cells(s, finite, kk, order, rank), k, rank)
+
+
+def _preference(tie_order: npt.NDArray[np.int64] | None, n: int) -> npt.NDArray[np.int64]:
+    """Each column's place among equal scores (0 = first): its position in `tie_order`."""
+    order = np.arange(n) if tie_order is None or len(tie_order) != n else tie_order
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return rank
 
 
 def top_k_sparse(dense: np.ndarray, k: int) -> sp.csr_matrix:
@@ -264,16 +372,21 @@ def _kth_largest(s: np.ndarray, kk: int) -> np.ndarray:
 
 def _kth_largest_dense(s: np.ndarray, kk: int, stride: int = 8) -> np.ndarray:
     """`_kth_largest` of rows without NaN: the kk-th largest of every `stride`-th column is a
-    lower bound of the row's; only the cells at or above it (about stride × kk) are sorted.
-    A partition of the whole row where the bound lets too many cells through (ties)."""
+    lower bound of the row's; only the cells at or above it (about stride × kk) are looked at.
+    Rows that ties at the bound let mostly through are partitioned whole."""
     b, n = s.shape
     if n < 8 * stride * kk:
         return _partitioned_kth(s, kk)
     above_bound = s >= _partitioned_kth(s[:, ::stride], kk)
-    if np.count_nonzero(above_bound) > 4 * stride * kk * b:
-        return _partitioned_kth(s, kk)
-    # every row has at least kk such cells: the sample's own
-    return _kth_of_cells(s, above_bound, kk)[:, None]
+    crowded = np.flatnonzero(above_bound.sum(axis=1) > 4 * stride * kk)
+    kth = np.empty((b, 1), dtype=s.dtype)
+    if len(crowded):
+        kth[crowded] = _partitioned_kth(s[crowded], kk)
+        above_bound[crowded] = False
+    rest = np.setdiff1d(np.arange(b), crowded)
+    # every other row has at least kk such cells: the sample's own
+    kth[rest, 0] = _kth_of_cells(s, above_bound, kk)[rest]
+    return kth
 
 
 def _partitioned_kth(s: np.ndarray, kk: int) -> np.ndarray:
@@ -283,13 +396,30 @@ def _partitioned_kth(s: np.ndarray, kk: int) -> np.ndarray:
 
 
 def _kth_of_cells(s: np.ndarray, cells: np.ndarray, kk: int) -> np.ndarray:
-    """Each row's kk-th largest value among its `cells` (a mask), by sorting those cells;
-    meaningless for rows with fewer than kk of them."""
+    """Each row's kk-th largest value among its `cells` (a mask), by a partition of those
+    cells alone, packed to the left of a -inf block; meaningless for rows with fewer than kk
+    of them."""
     r, c = np.nonzero(cells)
-    v = s[r, c]
-    v = v[np.lexsort((-v, r))]
-    counts = np.bincount(r, minlength=s.shape[0])
-    return v[np.minimum(np.cumsum(counts) - counts + kk - 1, max(len(v) - 1, 0))]
+    return _kth_of_packed(r, s[r, c], s.shape[0], kk)
+
+
+def _kth_of_packed(r: Ids, v: np.ndarray, rows: int, kk: int) -> np.ndarray:
+    """Each row's kk-th largest of the values `v` of cells in rows `r` (sorted): -inf where
+    a row has fewer than kk. The cells are packed to the left of a -inf block, one row per
+    row, and partitioned; sorted instead where a few long rows would make the block mostly
+    padding."""
+    counts = np.bincount(r, minlength=rows)
+    starts = np.cumsum(counts) - counts
+    width = max(int(counts.max(initial=0)), kk)
+    kth = np.full(rows, -np.inf, dtype=v.dtype)
+    if rows * width > 4 * len(r) + rows * kk:
+        order = np.lexsort((-v, r))
+        enough = np.flatnonzero(counts >= kk)
+        kth[enough] = v[order][starts[enough] + kk - 1]
+        return kth
+    packed = np.full((rows, width), -np.inf, dtype=v.dtype)
+    packed[r, np.arange(len(r)) - np.repeat(starts, counts)] = v
+    return np.partition(packed, width - kk, axis=1)[:, width - kk]
 
 
 def _best_of(

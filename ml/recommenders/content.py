@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ml.interactions import Interactions
-from ml.recommenders.base import Ids, Recommender, normalise_rows
+from ml.recommenders.base import Ids, SparseScored, normalise_rows
 from ml.recommenders.neighbourhood import item_similarity, neighbours_frame
 
 PRODUCT_TEXT_COLUMNS = ("name", "brand", "category", "subcategory")
@@ -87,7 +87,7 @@ def similar_by_content(products: pd.DataFrame, k: int) -> pd.DataFrame:
     return neighbours_frame(content_similarity(products, k), ids)
 
 
-class ContentBased(Recommender):
+class ContentBased(SparseScored):
     """Recommends products similar (by content) to a customer's history, over the catalogue."""
 
     name = "content"
@@ -121,12 +121,9 @@ class ContentBased(Recommender):
             )
         return self
 
-    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
+    def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
         assert self.train is not None
-        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
-        known = rows >= 0
-        scores[known] = (self.train.matrix[rows[known]] @ self.similarity).toarray()
-        return scores
+        return self.train.matrix[rows] @ self.similarity
 
     def similar_items(self) -> pd.DataFrame:
         """(product_id, rank, similar_product_id, similarity) of the fitted neighbours."""

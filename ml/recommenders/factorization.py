@@ -41,7 +41,8 @@ class _Factorization(Recommender):
         self.item_factors = np.asarray(model.item_factors)  # type: ignore[attr-defined]
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
-        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
+        dtype = np.result_type(self.user_factors, self.item_factors)  # float32 from implicit
+        scores = np.full((len(rows), len(self.item_ids)), -np.inf, dtype=dtype)
         known = rows >= 0
         scores[known] = self.user_factors[rows[known]] @ self.item_factors.T
         return scores

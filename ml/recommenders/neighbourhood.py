@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ml.interactions import Interactions
-from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, Recommender, normalise_rows, top_k_sparse
+from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, SparseScored, normalise_rows, top_k_sparse
 
 # neighbours of user-based CF are drawn from this many customers (the most active)
 USER_KNN_POOL = 20_000
@@ -79,7 +79,7 @@ def neighbours_frame(
     return frame.reset_index(drop=True)
 
 
-class ItemKNN(Recommender):
+class ItemKNN(SparseScored):
     """Item-based CF with cosine or Jaccard similarity and `neighbours` neighbours per item."""
 
     name = "item_knn"
@@ -105,18 +105,15 @@ class ItemKNN(Recommender):
     def _fit(self, interactions: Interactions) -> None:
         self.similarity = item_similarity(interactions.matrix, self.neighbours, self.metric)
 
-    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
-        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
-        known = rows >= 0
-        scores[known] = (self._history()[rows[known]] @ self.similarity).toarray()
-        return scores
+    def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
+        return self._history()[rows] @ self.similarity
 
     def similar_items(self) -> pd.DataFrame:
         """The neighbour lists: (product_id, rank, similar_product_id, similarity)."""
         return neighbours_frame(self.similarity, self.item_ids)
 
 
-class UserKNN(Recommender):
+class UserKNN(SparseScored):
     """User-based CF: the `neighbours` most cosine-similar customers among the `pool` customers
     with the most history vote with their items."""
 
@@ -148,13 +145,8 @@ class UserKNN(Recommender):
     def _batch_size(self) -> int:
         return max(1, SCORE_BATCH_CELLS // max(self._pool_t.shape[1], len(self.item_ids), 1))
 
-    def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
-        scores = np.full((len(rows), len(self.item_ids)), -np.inf)
-        known = np.flatnonzero(rows >= 0)
-        if len(known) == 0:
-            return scores
-        sim = (self._users[rows[known]] @ self._pool_t).toarray()  # float32: a faster top-k
-        own = self._pool_position[rows[known]]  # a customer is not their own neighbour
+    def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
+        sim = (self._users[rows] @ self._pool_t).toarray()  # float32: a faster top-k
+        own = self._pool_position[rows]  # a customer is not their own neighbour
         sim[np.flatnonzero(own >= 0), own[own >= 0]] = 0.0
-        scores[known] = (top_k_sparse(sim, self.neighbours) @ self._pool_votes).toarray()
-        return scores
+        return top_k_sparse(sim, self.neighbours) @ self._pool_votes

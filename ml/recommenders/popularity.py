@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ml.interactions import Interactions
-from ml.recommenders.base import Ids, Recommender
+from ml.recommenders.base import Ids, Masks, Recommender, top_k
 
 # product ids, as-of time -> a multiplier per product (1 = no boost); e.g. a calendar of
 # seasonal categories (school supplies in August, cricket gear before the season).
@@ -207,11 +207,29 @@ class Trending(Recommender):
         }
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
-        if self.groups is None or len(self.group_names) == 0:
-            return np.broadcast_to(self.item_scores, (len(rows), len(self.item_scores))).copy()
-        codes, _ = group_codes(self.groups, customer_ids)
-        table = np.vstack([self.group_scores, self.item_scores[None, :]])
+        codes, table = self._lists_of(customer_ids)
         return table[codes].copy()
+
+    def _top_of_batch(
+        self, rows: Ids, customers: Ids, k: int, masks: Masks
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        if masks.seen is not None or masks.excluded is not None:  # lists of their own
+            return super()._top_of_batch(rows, customers, k, masks)
+        # every customer of a group gets the group's list: one top k per group
+        codes, table = self._lists_of(customers)
+        table = table.copy()
+        masks.apply(table, np.full(len(table), -1))
+        cols, vals = top_k(table, k, self._tie_order)
+        ids = np.where(cols >= 0, self.item_ids[np.maximum(cols, 0)], -1)
+        return ids[codes], vals[codes]
+
+    def _lists_of(self, customer_ids: Ids) -> tuple[npt.NDArray[np.int64], np.ndarray]:
+        """Each customer's row in a (groups + 1) × items score table, whose last row is the
+        national score (customers of no known group)."""
+        if self.groups is None or len(self.group_names) == 0:
+            return np.zeros(len(customer_ids), dtype=np.int64), self.item_scores[None, :]
+        codes, _ = group_codes(self.groups, customer_ids)
+        return codes, np.vstack([self.group_scores, self.item_scores[None, :]])
 
     def table(self, top_n: int | None = None) -> pd.DataFrame:
         """The global trending table (gold.trending_products): one row per product with its

@@ -3,6 +3,8 @@ latent structure, and the rules (trending, cold start, business filters, associa
 
 from __future__ import annotations
 
+import copy
+import types
 from collections.abc import Callable
 
 import numpy as np
@@ -208,17 +210,23 @@ def _scores_of_shape(shape: str, rng: np.random.Generator, b: int, n: int) -> np
         return rng.integers(-1, 3, size=(b, n)).astype(float)
     if shape == "wide":  # the best cells last
         return np.sort(rng.normal(size=(b, n)), axis=1)
+    if shape == "wide, some rows tied":  # ties at the sampled bound let whole rows through
+        rows = rng.normal(size=(b, n))
+        rows[rng.random(b) < 0.5] = rng.integers(0, 2, size=n)
+        return rows
     return rng.normal(size=(b, n))
 
 
-@pytest.mark.parametrize("shape", ["dense", "mostly zero", "mostly unscored", "ties", "wide"])
+@pytest.mark.parametrize(
+    "shape", ["dense", "mostly zero", "mostly unscored", "ties", "wide", "wide, some rows tied"]
+)
 def test_top_k_is_the_head_of_a_full_sort_for_every_shape_of_scores(shape: str) -> None:
     # each shape takes another path: a partition, the positive cells of a sparse model's
     # scores, a bound from a sample of the columns
     rng = np.random.default_rng(3)
     for _ in range(40):
         b, n, k = int(rng.integers(1, 12)), int(rng.integers(1, 60)), 10
-        n = n * 50 if shape == "wide" else n
+        n = n * 50 if shape.startswith("wide") else n
         scores = _scores_of_shape(shape, rng, b, n).astype(rng.choice([np.float32, np.float64]))
         scores[rng.random((b, n)) < 0.03] = np.nan
         tie_order = rng.permutation(n)
@@ -232,6 +240,68 @@ def test_top_k_is_the_head_of_a_full_sort_for_every_shape_of_scores(shape: str) 
         assert [np.flatnonzero(row).tolist() for row in kept] == [
             sorted(c[c >= 0].tolist()) for c in want_cols
         ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["item_knn_cosine", "item_knn_jaccard", "user_knn", "content", "trending", "trending_by_city"],
+)
+def test_models_with_a_shortcut_top_k_list_what_their_dense_scores_would(
+    name: str, data: dict, fitted: dict[str, Recommender]
+) -> None:
+    # sparse models read the top k from the stored cells of a sparse product, trending ranks
+    # once per group: against a dense top-k of the same scores, with every mask (seen,
+    # excluded pairs, a product filter), and k beyond the customers' positive scores (the
+    # empty cells then fill the list in popularity order)
+    train = data["train"]
+    if name == "trending_by_city":
+        cities = {int(c): f"city {c % 4}" for c in train.user_ids[::2]}
+        model = Trending(groups=cities).fit(train)
+    else:
+        model = fitted[name]
+    rng = np.random.default_rng(5)
+    customers = np.concatenate([rng.choice(train.user_ids, 60, replace=False), [-7, 10**9]])
+    exclude = pd.DataFrame(
+        {"customer_id": np.repeat(customers[:20], 3), "product_id": rng.choice(train.item_ids, 60)}
+    )
+    items = rng.choice(model.item_ids, len(model.item_ids) // 2, replace=False)
+    for k, options in [
+        (10, {"exclude_seen": True}),
+        (10, {"exclude_seen": False}),
+        (40, {"exclude_seen": True, "items": items, "exclude": exclude}),
+    ]:
+        sparse = model.recommend(customers, k, **options)
+        dense = _densely(model).recommend(customers, k, **options)
+        assert sparse.product_ids.tolist() == dense.product_ids.tolist()
+        np.testing.assert_array_equal(sparse.scores, dense.scores)
+
+
+def _densely(model: Recommender) -> Recommender:
+    """The model with the dense batch × items top-k that every recommender has."""
+    dense = copy.copy(model)
+    dense._top_of_batch = types.MethodType(Recommender._top_of_batch, dense)  # type: ignore[method-assign]
+    return dense
+
+
+def test_bought_with_recommends_only_products_bought_with_the_customer_s() -> None:
+    baskets = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 2, 3, 3, 4],
+            "product_id": [10, 11, 10, 11, 12, 13, 10],
+            "weight": 1.0,
+            "at": pd.to_datetime(["2025-01-01"] * 6 + ["2025-01-02"]),
+        }
+    )
+    train = Interactions.from_arrays(*(baskets[c] for c in baskets.columns))
+    model = BoughtWith().fit(train)
+    dense = _densely(model)
+    for k in (1, 3):
+        lists = model.recommend([4, 1, 99], k, exclude_seen=False)
+        assert lists.product_ids.tolist() == (
+            dense.recommend([4, 1, 99], k, exclude_seen=False).product_ids.tolist()
+        )
+    # 11 came with 10 in two of its three baskets, 10 with 11 in both of its; nothing else
+    assert lists.product_ids.tolist() == [[11, -1, -1], [10, 11, -1], [-1, -1, -1]]
 
 
 def test_trending_favours_recent_rising_items_and_takes_a_boost() -> None:
