@@ -2,7 +2,8 @@
 
 A recommender is fitted on an `Interactions` matrix and then asked for the top k products of a
 batch of customers. Subclasses only say how to score a batch of customers against their item
-universe (a dense batch × items array); the base class does the rest the same way for all:
+universe (a dense batch × items array, or a sparse one for `SparseScored` models, whose top k
+is read from the stored cells); the base class does the rest the same way for all:
 batching (so memory stays bounded whatever the number of customers), excluding what a customer
 has already seen, exact top-k with ties broken by popularity (so a customer with little signal
 still gets the best-known items rather than arbitrary ones), and padding when fewer than k
