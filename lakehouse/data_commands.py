@@ -262,7 +262,6 @@ SNAPSHOT = "serving.snapshot"
 SESSION_MODEL = "ml.session_recommender"
 INTENT_MODEL = "ml.purchase_intent"
 TRAINING_REPORTS = {
-    "recommenders": "gold.model_evaluations",
     "customers": "gold.customer_scores",
     "intent": INTENT_MODEL,
 }
@@ -273,6 +272,7 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
         CUSTOMER_OUTPUTS,
         RECOMMENDER_OUTPUTS,
         RECOMMENDER_STEP_TABLES,
+        recommender_report,
     )
 
     outputs = {
@@ -295,7 +295,9 @@ def ml_train(settings: Settings, parts: list[str] | None, *, as_json: bool) -> N
     outcome = console.run(settings, keys, "training", quiet=as_json)
     # a part with too little data says why instead of a report (the intent model without sessions)
     reports = {
-        p: outcome.materialized[TRAINING_REPORTS[p]].get("training_report")
+        p: recommender_report(outcome.materialized)
+        if p == "recommenders"
+        else outcome.materialized[TRAINING_REPORTS[p]].get("training_report")
         or {"skipped": outcome.materialized[TRAINING_REPORTS[p]].get("skipped")}
         for p in parts
     }

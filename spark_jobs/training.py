@@ -1,23 +1,26 @@
-"""The training runner: gold → models → gold outputs, evaluation and registry.
+"""The training runners: gold → models → gold outputs, evaluation and registry.
 
-Two entry points, each one Dagster asset and one CLI command (`lakehouse ml train`):
+Each runner is one Dagster asset of the `ml` group (`lakehouse ml train` materialises them).
 
-`train_recommenders` (Python only: no Spark session is held through the long fits)
-  1. Reads `gold.customer_product_daily` (the Spark step of spark_jobs.steps: pairs per day,
-     never the raw facts) and the current catalogue with delta-rs.
-  2. Three fits of every model and baseline (buy-again, popularity of the last 28 days): up to
-     the validation window (the champion is chosen on it, for ML_CHAMPION_TASK), up to the test
-     window (the figure reported, untouched by any choice), and up to the newest day (what is
-     published). Each is scored on two tasks (ml.evaluation): `all` products bought in the
-     window and `new` ones; the newest fit is scored on the generator's held-out future when
-     the lake was generated (read only to score, after every fit).
-  3. The champion's newest fit gives `gold.customer_recommendations`: its lists, filled with
-     the popular products of the last weeks, exactly as evaluated.
-  4. Every model of the newest fit and the champion are versioned in the registry
-     (`<lake>/models`), listed in `gold.model_registry`; metrics go to `gold.model_evaluations`
-     (long format: one row per run × model × split × task × metric).
-  The three tables are written only once everything is computed, so a run that fails leaves
-  the previous run's tables as they were.
+The recommenders, in Python only (no Spark session is held through the long fits), a chain:
+  1. `evaluate_recommenders` reads `gold.customer_product_daily` (the Spark step of
+     spark_jobs.steps: pairs per day, never the raw facts) and the current catalogue with
+     delta-rs, and fits every model and baseline (buy-again, popularity of the last 28 days)
+     twice: up to the validation window (the champion is chosen on it, for
+     ML_CHAMPION_TASK) and up to the test window (the figure reported, untouched by any
+     choice). Each is scored on two tasks (ml.evaluation): `all` products bought in the window
+     and `new` ones. Rows go to `gold.model_evaluations` (long format: one row per run × model
+     × split × task × metric), the champion's lists as of each window to
+     `gold.recommendation_backtests`.
+  2. `refit_recommenders` fits every model up to the newest day and versions it in the
+     registry (`<lake>/models`, listed in `gold.model_registry`), the newest evaluation's
+     champion also as `recommender`; it scores them on the generator's held-out future when
+     the lake was generated (read only to score, after every fit), rows of the same run.
+  3. `publish_recommendations` gives `gold.customer_recommendations`: the registry's
+     `recommender` lists, filled with the popular products of the last weeks, exactly as
+     evaluated.
+  Each writes its tables only once everything it computes is done, so a step that fails leaves
+  its tables as they were.
 
 `train_customer_models`
   Spark builds per-customer snapshots at several cutoffs (features before, labels after); then
@@ -369,11 +372,23 @@ def purchase_interactions(daily: pd.DataFrame, **universe: Any) -> Interactions:
 def baselines(daily: pd.DataFrame, as_of: dt.date) -> dict[str, Recommender]:
     """The simple answers every model must beat, fitted on the purchases up to `as_of`:
     what each customer buys again, and what sold to the most customers in the last weeks."""
+    popular = recent_popularity(daily, as_of)
+    return {"buy_again": BuyAgain().fit(purchase_interactions(daily)), popular.name: popular}
+
+
+def recent_popularity(daily: pd.DataFrame, as_of: dt.date) -> Popularity:
+    """What sold to the most customers in the `POPULAR_DAYS` up to `as_of`."""
     days = pd.to_datetime(daily["interaction_date"])
     recent = daily[days > pd.Timestamp(as_of - dt.timedelta(days=POPULAR_DAYS))]
     popular = Popularity().fit(purchase_interactions(recent))
     popular.name = f"popularity_{POPULAR_DAYS}d"
-    return {"buy_again": BuyAgain().fit(purchase_interactions(daily)), popular.name: popular}
+    return popular
+
+
+def popular_fill(popular: Recommender, catalogue: Catalogue) -> np.ndarray:
+    """The fill of every list: the active products in the order of `popular`."""
+    ranked = popular.recommend([-1], len(popular.item_ids), False).product_ids[0]
+    return ranked[(ranked >= 0) & np.isin(ranked, catalogue.active)]
 
 
 def recommender_span(daily: pd.DataFrame) -> tuple[dt.date, dt.date]:
@@ -491,14 +506,12 @@ def split(
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
     fitted = baselines(seen, fit_end)
-    popular = fitted[f"popularity_{POPULAR_DAYS}d"]
-    ranked = popular.recommend([-1], len(popular.item_ids), False).product_ids[0]
     bought = seen.loc[seen["purchases"] > 0, ["customer_id", "product_id"]].drop_duplicates()
     counts = pd.Series(train.item_user_counts(), index=train.item_ids)
     window = Window(
         purchases=truth,
         bought_before=bought,
-        fallback=ranked[(ranked >= 0) & np.isin(ranked, catalogue.active)],
+        fallback=popular_fill(fitted[f"popularity_{POPULAR_DAYS}d"], catalogue),
         item_user_counts=counts,
         n_users=train.shape[0],
         catalogue_size=len(catalogue.active),
@@ -525,20 +538,18 @@ def split(
     return Split(name, fit_end, window, fitted)
 
 
-def train_recommenders(
+def evaluate_recommenders(
     lake: Lake,
     options: TrainingOptions,
     progress: Callable[[str], None] = log.info,
 ) -> Report:
-    """Every recommender and baseline fitted before the validation window and scored on it
-    (the champion is chosen there), fitted before the test window and scored on it (the figure
-    reported), and fitted on everything: the champion's lists go to gold, and every model is
-    scored on the generator's held-out future when the lake was generated."""
+    """Every recommender and baseline fitted before the validation window and scored on it (the
+    champion is chosen there), and fitted before the test window and scored on it (the figure
+    reported, untouched by the choice). Appends the run's rows to gold.model_evaluations and
+    writes the champion's lists as of each window (gold.recommendation_backtests)."""
     clock = time.monotonic()
     tables = Tables(lake)
-    daily = load_daily(tables)
-    if daily.empty:
-        raise NotEnoughData("gold.customer_product_daily is empty: no sales or events in gold")
+    daily = _require_daily(tables)
     report, inputs, w = _start(tables, options, RECOMMENDER_INPUTS, recommender_span(daily))
     report.windows = {
         "data_start": str(w.data_start),
@@ -572,7 +583,6 @@ def train_recommenders(
             f"no interactions before {w.validation_start} or no purchases in a {w.test_days}-day "
             "window after it: nothing to evaluate (ML_TEST_DAYS sets the windows)"
         )
-    future = future_purchases(options)
     answers = load_feedback(tables)
     if answers is not None:
         progress(f"learning from {answers['request_id'].nunique():,} answers shoppers acted on")
@@ -580,49 +590,10 @@ def train_recommenders(
     for name, (fit_end, truth) in windows_.items():
         progress(f"fitting every model up to {fit_end} ({name})")
         splits.append(split(name, daily, fit_end, truth, catalogue, options, w.test_days, answers))
-    progress(f"fitting every model up to {w.data_end} (production)")
-    production = split(
-        "future", daily, w.data_end, _no_purchases(future), catalogue, options, w.test_days, answers
-    )
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
-    if answers is not None:
-        progress("scoring what the feedback adds on the latest answers, held out")
-        ranker = production.models["ranker"]
-        report.feedback = feedback.evaluate(ranker, daily, answers, w.data_end, K)
-        report.seconds["feedback"] = time.monotonic() - clock - sum(report.seconds.values())
 
-    run = {
-        "run_id": report.run_id,
-        "evaluated_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        "task": "recommendation",
-        "test_days": w.test_days,
-        "inputs": json.dumps(inputs, sort_keys=True),
-    }
-    scored = [*splits, production] if future is not None else splits
-    rows: list[dict[str, Any]] = []
-    cold = f"cold_start {options.champion_metric}"
-    for s in scored:
-        for name, model in s.models.items():
-            for target in TASKS:
-                # every buyer of the window; those without any history before it
-                # (cold_start) and the others (returning) are also stored on their own
-                populations = s.window.score_by_population(model, target, K, items=catalogue.active)
-                metrics = populations["buyers"]
-                where = {"split": s.name, "target": target}
-                entry = {"model": name, **where, **metrics}
-                if "cold_start" in populations:
-                    entry["cold_start users"] = populations["cold_start"]["users_evaluated"]
-                    entry[cold] = populations["cold_start"][options.champion_metric]
-                report.evaluations.append(entry)
-                for population, values in populations.items():
-                    rows += _rows(
-                        {**run, "split": s.name, "target": target, "train_end": s.fit_end},
-                        name,
-                        None,
-                        population,
-                        params_of(model),
-                        values,
-                    )
+    run = _run(report.run_id, w.test_days, inputs)
+    rows = _scored(splits, run, catalogue, options, report)
     report.seconds["evaluate"] = time.monotonic() - clock - sum(report.seconds.values())
 
     metric, target = options.champion_metric, options.champion_task
@@ -636,26 +607,125 @@ def train_recommenders(
     for row in rows:
         row["is_champion"] = row["model"] == champion
         row["champion_metric"] = metric
-    # what the feedback adds: scored on its own held-out answers, never a champion candidate
-    where = {**run, "task": "recommendation_feedback", "split": "test", "train_end": w.data_end}
-    rows += [
-        {**row, "is_champion": False, "champion_metric": None}
-        for target, by_model in report.feedback.items()
-        for name, values in by_model.items()
-        for row in _rows(
-            {**where, "target": target},
-            name,
-            None,
-            "answers",
-            {"debias": name.endswith("debiased")},
-            values,
-        )
-    ]
+    report.champion = champion
+
+    started = time.monotonic()
+    backtests = backtest_lists(splits, champion, options.recommendations, catalogue, daily)
+    report.seconds["backtests"] = time.monotonic() - started
+    # written last, together: a failure above leaves the previous run's tables as they were
+    report.tables["gold.recommendation_backtests"] = tables.write(
+        "gold.recommendation_backtests", backtests
+    )
+    report.tables["gold.model_evaluations"] = tables.write(
+        "gold.model_evaluations", pd.DataFrame(rows), append=True
+    )
+    report.seconds["total"] = time.monotonic() - clock
+    return report
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The newest evaluation run of the recommenders, as gold.model_evaluations holds it."""
+
+    run_id: str
+    champion: str
+    champion_metric: str
+    test_metrics: dict[str, dict[str, float]]  # model -> metric -> value (test, champion task)
+
+
+def newest_evaluation(tables: Tables, options: TrainingOptions) -> Evaluation:
+    """The champion and test figures of the newest `evaluate_recommenders` run."""
+    if tables.lake.open("gold.model_evaluations") is None:
+        raise NotEnoughData(_NOT_EVALUATED)
+    recommendation = [("task", "=", "recommendation")]
+    champions = tables.arrow(
+        "gold.model_evaluations",
+        ["run_id", "evaluated_at", "model", "champion_metric"],
+        [*recommendation, ("is_champion", "=", True), ("split", "=", "validation")],
+    ).to_pandas()
+    if champions.empty:
+        raise NotEnoughData(_NOT_EVALUATED)
+    newest = champions.loc[champions["evaluated_at"].idxmax()]
+    test = tables.arrow(
+        "gold.model_evaluations",
+        ["model", "metric", "value"],
+        [
+            *recommendation,
+            ("run_id", "=", newest["run_id"]),
+            ("split", "=", "test"),
+            ("target", "=", options.champion_task),
+            ("population", "=", "buyers"),
+        ],
+    ).to_pandas()
+    metrics = {
+        str(model): dict(zip(group["metric"], group["value"].astype(float), strict=True))
+        for model, group in test.groupby("model", sort=False)
+    }
+    return Evaluation(
+        str(newest["run_id"]), str(newest["model"]), str(newest["champion_metric"]), metrics
+    )
+
+
+_NOT_EVALUATED = (
+    "gold.model_evaluations holds no evaluation of the recommenders yet: materialise it first "
+    "(lakehouse ml train --part recommenders)"
+)
+
+
+def refit_recommenders(
+    lake: Lake,
+    options: TrainingOptions,
+    progress: Callable[[str], None] = log.info,
+) -> Report:
+    """Every model refitted on every day and versioned in the registry; the champion of the
+    newest evaluation also as `recommender` (what gold.customer_recommendations publishes).
+    Scored on the generator's held-out future when the lake was generated, and, when shoppers
+    acted on shown lists, on the newest of their answers (what the feedback adds); those rows
+    join the evaluation run's in gold.model_evaluations."""
+    clock = time.monotonic()
+    tables = Tables(lake)
+    evaluation = newest_evaluation(tables, options)
+    daily = _require_daily(tables)
+    report, inputs, w = _start(tables, options, RECOMMENDER_INPUTS, recommender_span(daily))
+    report.run_id, report.champion = evaluation.run_id, evaluation.champion
+    report.windows = {"data_end": str(w.data_end), "window_days": w.test_days}
+    catalogue = load_catalogue(tables)
+    future = future_purchases(options)
+    answers = load_feedback(tables)
+    report.seconds["load"] = time.monotonic() - clock
+    progress(f"fitting every model up to {w.data_end} (production)")
+    production = split(
+        "future", daily, w.data_end, _no_purchases(future), catalogue, options, w.test_days, answers
+    )
+    report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
+
+    run = _run(report.run_id, w.test_days, inputs)
+    rows = _scored([production], run, catalogue, options, report) if future is not None else []
+    for row in rows:
+        row["is_champion"] = row["model"] == evaluation.champion
+        row["champion_metric"] = evaluation.champion_metric
+    if answers is not None:
+        progress("scoring what the feedback adds on the latest answers, held out")
+        ranker = production.models["ranker"]
+        report.feedback = feedback.evaluate(ranker, daily, answers, w.data_end, K)
+        # never a champion candidate
+        where = {**run, "task": "recommendation_feedback", "split": "test", "train_end": w.data_end}
+        rows += [
+            {**row, "is_champion": False, "champion_metric": None}
+            for target, by_model in report.feedback.items()
+            for name, values in by_model.items()
+            for row in _rows(
+                {**where, "target": target},
+                name,
+                None,
+                "answers",
+                {"debias": name.endswith("debiased")},
+                values,
+            )
+        ]
+    report.seconds["evaluate"] = time.monotonic() - clock - sum(report.seconds.values())
 
     models = registry(lake)
-    test_metrics = {
-        (e["model"], e["target"]): e for e in report.evaluations if e["split"] == "test"
-    }
     versions = {}
     for name, model in production.models.items():
         if isinstance(model, GeneratorModel):
@@ -664,46 +734,133 @@ def train_recommenders(
             f"recommender_{name}",
             model,
             params=params_of(model),
-            metrics=_plain(test_metrics[(name, target)]),
+            metrics=evaluation.test_metrics.get(name, {}),
             inputs=inputs,
         ).version
     for row in rows:
         row["model_version"] = versions.get(row["model"])
-    final = production.models[champion]
+    champion = evaluation.champion
     saved = models.save(
         "recommender",
-        final,
-        params={"algorithm": champion, **params_of(final)},
-        metrics=_plain(test_metrics[(champion, target)]),
+        production.models[champion],
+        params={"algorithm": champion, **params_of(production.models[champion])},
+        metrics=evaluation.test_metrics.get(champion, {}),
         inputs=inputs,
-        extra={"run_id": report.run_id, "champion_metric": metric, "champion_task": target},
+        extra={
+            "run_id": report.run_id,
+            "champion_metric": evaluation.champion_metric,
+            "champion_task": options.champion_task,
+            "fit_end": str(w.data_end),
+        },
     )
-    report.champion, report.champion_version = champion, saved.version
-
-    started = time.monotonic()
-    customers = catalogue.customers["customer_id"].to_numpy(np.int64)
-    progress(f"recommending {options.recommendations} products to {len(customers):,} customers")
-    k = options.recommendations
-    recs = published_lists(production, champion, customers, k, catalogue, daily)
-    recs = recs.assign(
-        model=champion,
-        model_version=saved.version,
-        generated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        as_of=w.data_end,
-    )
-    backtests = backtest_lists(splits, champion, k, catalogue, daily)
-    report.seconds["recommend"] = time.monotonic() - started
-
-    # written last, together: a failure above leaves the previous run's tables as they were
-    report.tables["gold.customer_recommendations"] = tables.write(
-        "gold.customer_recommendations", recs
-    )
-    report.tables["gold.recommendation_backtests"] = tables.write(
-        "gold.recommendation_backtests", backtests
-    )
+    report.champion_version = saved.version
     report.tables |= write_model_log(tables, rows, models)
     report.seconds["total"] = time.monotonic() - clock
     return report
+
+
+def publish_recommendations(
+    lake: Lake,
+    options: TrainingOptions,
+    progress: Callable[[str], None] = log.info,
+) -> Report:
+    """gold.customer_recommendations: the registry's newest `recommender` (the champion refitted
+    on every day) lists `options.recommendations` products for every current customer, filled
+    with the popular products of the last weeks, exactly as it was evaluated."""
+    clock = time.monotonic()
+    tables = Tables(lake)
+    models = registry(lake)
+    try:
+        record = models.get("recommender")
+    except KeyError as exc:
+        raise NotEnoughData(
+            "the registry holds no refitted champion (`recommender`) yet: materialise "
+            "gold.model_registry first (lakehouse ml train --part recommenders)"
+        ) from exc
+    champion, fit_end = record.params["algorithm"], dt.date.fromisoformat(record.extra["fit_end"])
+    model = models.load("recommender", record.version)
+    daily = _require_daily(tables)
+    catalogue = load_catalogue(tables)
+    report = Report(run_id=str(record.extra.get("run_id")), champion=champion)
+    report.champion_version = record.version
+    report.seconds["load"] = time.monotonic() - clock
+    customers = catalogue.customers["customer_id"].to_numpy(np.int64)
+    progress(f"recommending {options.recommendations} products to {len(customers):,} customers")
+    seen = daily[pd.to_datetime(daily["interaction_date"]) <= pd.Timestamp(fit_end)]
+    recs = published_lists(
+        model,
+        champion,
+        customers,
+        options.recommendations,
+        catalogue,
+        seen,
+        popular_fill(recent_popularity(seen, fit_end), catalogue),
+    )
+    recs = recs.assign(
+        model=champion,
+        model_version=record.version,
+        generated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        as_of=fit_end,
+    )
+    report.seconds["recommend"] = time.monotonic() - clock - report.seconds["load"]
+    report.tables["gold.customer_recommendations"] = tables.write(
+        "gold.customer_recommendations", recs
+    )
+    report.seconds["total"] = time.monotonic() - clock
+    return report
+
+
+def _require_daily(tables: Tables) -> pd.DataFrame:
+    daily = load_daily(tables)
+    if daily.empty:
+        raise NotEnoughData("gold.customer_product_daily is empty: no sales or events in gold")
+    return daily
+
+
+def _run(run_id: str, test_days: int, inputs: dict[str, int]) -> dict[str, Any]:
+    """The columns every evaluation row of a run shares."""
+    return {
+        "run_id": run_id,
+        "evaluated_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        "task": "recommendation",
+        "test_days": test_days,
+        "inputs": json.dumps(inputs, sort_keys=True),
+    }
+
+
+def _scored(
+    splits: list[Split],
+    run: dict[str, Any],
+    catalogue: Catalogue,
+    options: TrainingOptions,
+    report: Report,
+) -> list[dict[str, Any]]:
+    """Every model of every split scored on both tasks: long rows for gold.model_evaluations;
+    the buyers' figures also go to `report.evaluations`."""
+    rows: list[dict[str, Any]] = []
+    cold = f"cold_start {options.champion_metric}"
+    for s in splits:
+        for name, model in s.models.items():
+            for target in TASKS:
+                # every buyer of the window; those without any history before it
+                # (cold_start) and the others (returning) are also stored on their own
+                populations = s.window.score_by_population(model, target, K, items=catalogue.active)
+                metrics = populations["buyers"]
+                entry = {"model": name, "split": s.name, "target": target, **metrics}
+                if "cold_start" in populations:
+                    entry["cold_start users"] = populations["cold_start"]["users_evaluated"]
+                    entry[cold] = populations["cold_start"][options.champion_metric]
+                report.evaluations.append(entry)
+                for population, values in populations.items():
+                    rows += _rows(
+                        {**run, "split": s.name, "target": target, "train_end": s.fit_end},
+                        name,
+                        None,
+                        population,
+                        params_of(model),
+                        values,
+                    )
+    return rows
 
 
 def _no_purchases(future: pd.DataFrame | None) -> pd.DataFrame:
@@ -711,23 +868,24 @@ def _no_purchases(future: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def published_lists(
-    production: Split,
+    model: Recommender,
     champion: str,
     customers: np.ndarray,
     k: int,
     catalogue: Catalogue,
     daily: pd.DataFrame,
+    fallback: np.ndarray,
 ) -> pd.DataFrame:
-    """The champion's top k of every customer (what was evaluated: its list, then the popular
-    products of the last weeks), one row per slot with a reason a person can read."""
-    recs = production.models[champion].recommend(customers, k, False, items=catalogue.active)
+    """The champion's top k of every customer (what was evaluated: its list, then `fallback`,
+    the popular products of the last weeks), one row per slot with a reason a person can read."""
+    recs = model.recommend(customers, k, False, items=catalogue.active)
     frame = recs.to_frame()
     if "reason" not in frame:
         frame["reason"] = champion
     frame["source"] = (
         frame["reason"].str.split(":").str[0].where(frame["reason"].str.contains(":"), "model")
     )
-    lists = fill_lists(recs.as_dict(), customers, production.window.fallback, k)
+    lists = fill_lists(recs.as_dict(), customers, fallback, k)
     filled = pd.DataFrame(
         [(c, rank + 1, p) for c, ids in lists.items() for rank, p in enumerate(ids.tolist())],
         columns=["customer_id", "rank", "product_id"],
@@ -763,7 +921,8 @@ def backtest_lists(
         inside = (days > pd.Timestamp(s.fit_end)) & (days <= end)
         active = daily.loc[inside, "customer_id"].unique()
         customers = np.sort(active.astype(np.int64))
-        lists = published_lists(s, champion, customers, k, catalogue, daily)
+        model = s.models[champion]
+        lists = published_lists(model, champion, customers, k, catalogue, daily, s.window.fallback)
         frames.append(lists.assign(split=s.name, as_of=s.fit_end, model=champion))
     return pd.concat(frames, ignore_index=True)
 
@@ -785,14 +944,14 @@ def _bought_reasons(rows: pd.DataFrame, daily: pd.DataFrame) -> pd.Series:
 def write_model_log(
     tables: Tables, rows: list[dict[str, Any]], models: ModelRegistry
 ) -> dict[str, int]:
-    """Append a run's evaluation rows and list the registry again (each trainer saves models
-    of its own); rows written per table."""
-    return {
-        "gold.model_evaluations": tables.write(
+    """Append a run's evaluation rows (if any) and list the registry again (each trainer saves
+    models of its own); rows written per table."""
+    written = {"gold.model_registry": tables.write("gold.model_registry", registry_frame(models))}
+    if rows:
+        written["gold.model_evaluations"] = tables.write(
             "gold.model_evaluations", pd.DataFrame(rows), append=True
-        ),
-        "gold.model_registry": tables.write("gold.model_registry", registry_frame(models)),
-    }
+        )
+    return written
 
 
 def registry_frame(models: ModelRegistry) -> pd.DataFrame:

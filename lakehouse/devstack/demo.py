@@ -196,10 +196,11 @@ def _silver_gold(settings: Settings) -> str:
 
 def _models(settings: Settings) -> str:
     from ml.evaluation import by_model
+    from orchestration.defs.ml.assets import recommender_report
     from spark_jobs.training import POPULAR_DAYS
 
     outcome = _groups(settings, "training", "ml", "experiments", "serving")
-    report = outcome.materialized["gold.model_evaluations"]["training_report"]
+    report = recommender_report(outcome.materialized)
     metric = settings.ml_champion_metric
     rows = {row["model"]: row for row in by_model(report["evaluations"], metric)}
     champion = report["champion"]

@@ -291,15 +291,29 @@ def test_the_ml_group_materialises_in_dagster(world: World) -> None:
             dg.AssetKey(["gold", "customer_recommendations"])
         )
         scores = instance.get_latest_materialization_event(dg.AssetKey(["gold", "customer_scores"]))
-        log = instance.get_latest_materialization_event(dg.AssetKey(["gold", "model_evaluations"]))
+        records = instance.get_records_for_run(
+            outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
     report = outcome.materialized["gold.model_evaluations"]["training_report"]
     metadata = recs.asset_materialization.metadata
     assert recs.run_id == outcome.run_id
     assert metadata["champion"].value == report["champion"]
     assert metadata["dagster/row_count"].value == len(gold(world, "customer_recommendations"))
     assert "churn" in scores.asset_materialization.metadata["evaluation"].value
-    # customer_models ran after recommenders and recorded its append to the shared log table
-    assert log.run_id == scores.run_id and log.timestamp >= recs.timestamp
+    # the recommenders are a chain of assets, each a step of its own: evaluation, then the
+    # refit (which also records its rows in the log table), then the published lists
+    steps: dict[str, list[str]] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        steps.setdefault("/".join(event.asset_key.path), []).append(event.step_key)
+    log = steps["gold/model_evaluations"]
+    assert [s for s in log if s.startswith("recommender")] == [
+        "recommender_evaluation",
+        "recommender_models",
+    ]
+    assert "customer_models" in log
+    assert "recommender_models" in steps["gold/model_registry"]
+    assert steps["gold/customer_recommendations"] == ["customer_recommendations"]
 
 
 def test_the_live_blend_share_is_tuned_on_lists_as_of_each_window(world: World) -> None:

@@ -126,3 +126,50 @@ def test_nightly_runs_are_refreshes_filed_under_their_day() -> None:
         request = nightly_schedule(context)
     assert request.partition_key == "2026-03-05"
     assert request.tags[REFRESH_TAG] == CHANGED
+
+
+def test_the_recommenders_chain_is_reported_as_one_run() -> None:
+    """`lakehouse ml train` prints the chain's three reports as one: the evaluation's champion
+    and windows, every step's evaluation rows and tables, the refit's version and feedback."""
+    from orchestration.defs.ml.assets import recommender_report
+
+    def report(**fields: object) -> dict:
+        return {"training_report": {"evaluations": [], "tables": {}, "seconds": {}, **fields}}
+
+    materialized = {
+        "gold.model_evaluations": report(
+            run_id="r1",
+            champion="ranker",
+            champion_version=None,
+            windows={"test_start": "2025-12-15"},
+            feedback={},
+            evaluations=[{"model": "ranker", "split": "test"}],
+            tables={"gold.model_evaluations": 10},
+            seconds={"fit": 2.0},
+        ),
+        "gold.model_registry": report(
+            run_id="r1",
+            champion="ranker",
+            champion_version="000002",
+            windows={"data_end": "2025-12-29"},
+            feedback={"clicks": {"ranker": {"ndcg@10": 0.5}}},
+            evaluations=[{"model": "ranker", "split": "future"}],
+            tables={"gold.model_registry": 3, "gold.model_evaluations": 4},
+            seconds={"fit": 1.0},
+        ),
+        "gold.customer_recommendations": report(
+            run_id="r1", champion="ranker", tables={"gold.customer_recommendations": 50}
+        ),
+        "gold.customer_scores": report(run_id="other", champion="kmeans"),
+    }
+    merged = recommender_report(materialized)
+    assert merged["champion"] == "ranker" and merged["champion_version"] == "000002"
+    assert merged["windows"] == {"test_start": "2025-12-15"}
+    assert [e["split"] for e in merged["evaluations"]] == ["test", "future"]
+    assert merged["tables"] == {
+        "gold.model_evaluations": 14,
+        "gold.model_registry": 3,
+        "gold.customer_recommendations": 50,
+    }
+    assert merged["seconds"] == {"evaluate fit": 2.0, "refit fit": 1.0}
+    assert merged["feedback"]["clicks"]["ranker"]["ndcg@10"] == 0.5

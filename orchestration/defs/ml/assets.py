@@ -3,15 +3,18 @@
 The group is a chain. Its Spark steps (spark_jobs/steps.py, group `ml`, gated by Great
 Expectations like the rest of gold) build the recommenders' training data
 (gold.customer_product_daily) and the product tables (similar products, associations,
-trending); then two multi-assets, one per runner of spark_jobs/training.py, fit the models.
-`recommenders` works in Python only and owns the model log tables (gold.model_evaluations,
-gold.model_registry); `customer_models` appends to them too and records that as
-materialisations of those assets.
+trending). Then the recommenders, in Python only, one asset per runner of
+spark_jobs/training.py, each materialisable on its own once the one before it is:
+`recommender_evaluation` (every model on a validation and a test window, the champion:
+gold.model_evaluations, gold.recommendation_backtests) → `recommender_models` (every model
+refitted on every day and versioned: gold.model_registry) → `customer_recommendations` (the
+champion's lists). `customer_models` and the session models append to the log tables too and
+record that as materialisations of them.
 """
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -25,10 +28,17 @@ from orchestration.lib.retries import TRANSIENT_RETRY
 from orchestration.lib.spark_steps import key, step_asset
 from spark_jobs.steps import STEPS
 
+if TYPE_CHECKING:
+    from spark_jobs.training import Report
+
+# the recommenders' tables, in the order of their chain
 RECOMMENDER_OUTPUTS = {
-    "gold.customer_recommendations": (
-        "Top-N products per customer from the champion (refitted up to the newest day): its "
-        "list, then the popular products of the last 28 days, with score, rank and a reason.",
+    "gold.model_evaluations": (
+        "Offline evaluation of every model per training run (long format: one row per metric): "
+        "every recommender and baseline fitted before the validation window (the champion is "
+        "chosen there) and before the test window, both tasks (`all`, `new`); the refit's "
+        "held-out-future rows join the run. With parameters, training-input Delta versions and "
+        "the champion flag.",
         {"lightgbm", "implicit", "sklearn", "delta"},
     ),
     "gold.recommendation_backtests": (
@@ -37,13 +47,16 @@ RECOMMENDER_OUTPUTS = {
         "the live blend's session share is tuned on (ml/session_recommender).",
         {"delta"},
     ),
-    "gold.model_evaluations": (
-        "Offline evaluation of every model per training run (long format: one row per metric), "
-        "with model version, parameters, training-input Delta versions and the champion flag.",
-        {"delta"},
-    ),
     "gold.model_registry": (
-        "Every stored model version (artefacts under <LAKE_URI>/models) with its metrics.",
+        "Every stored model version (artefacts under <LAKE_URI>/models) with its metrics: every "
+        "recommender refitted up to the newest day, the newest evaluation's champion also as "
+        "`recommender`.",
+        {"lightgbm", "implicit", "sklearn", "delta"},
+    ),
+    "gold.customer_recommendations": (
+        "Top-N products per customer from the registry's `recommender` (the champion refitted "
+        "up to the newest day): its list, then the popular products of the last 28 days, with "
+        "score, rank and a reason.",
         {"delta"},
     ),
 }
@@ -122,64 +135,140 @@ def _feedback_table(feedback: dict[str, dict[str, dict[str, float]]]) -> dg.Meta
     )
 
 
+def _outputs(*tables: str) -> dict[str, tuple[str, set[str]]]:
+    return {table: RECOMMENDER_OUTPUTS[table] for table in tables}
+
+
+def _run_metadata(report: "Report") -> dict[str, Any]:
+    """Each recommender runner's seconds and its whole report (read by `ml train`)."""
+    return {
+        "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
+        "training_report": dg.MetadataValue.json(_plain(report.to_dict())),
+    }
+
+
+def _figures(rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(
+        markdown_table(
+            [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+        )
+    )
+
+
 @dg.multi_asset(
-    specs=_specs(RECOMMENDER_OUTPUTS, RECOMMENDER_INPUTS),
-    name="recommenders",
+    specs=_specs(
+        _outputs("gold.model_evaluations", "gold.recommendation_backtests"), RECOMMENDER_INPUTS
+    ),
+    name="recommender_evaluation",
     can_subset=False,
     retry_policy=TRANSIENT_RETRY,
     pool=MODEL_LOG_POOL,
 )
-def recommenders(
+def recommender_evaluation(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     training: TrainingResource,
 ):
-    """Every recommender and baseline on a validation window (the champion is chosen there) and
-    a test window, then fitted on everything: the champion's lists. No Spark session is held
+    """Every recommender and baseline fitted before a validation window (the champion is chosen
+    on it) and before the test window after it (the figure reported). No Spark session is held
     through the fits: the Spark work is done by the group's steps before."""
-    from spark_jobs.training import train_recommenders
+    from spark_jobs.training import evaluate_recommenders
 
     with _not_retried_when_data_is_missing():
-        report = train_recommenders(lake.lake, training.options(), context.log.info)
+        report = evaluate_recommenders(lake.lake, training.options(), context.log.info)
     metric, target = training.champion_metric, training.champion_task
     table = by_model(report.evaluations, metric)
     chosen = next(row for row in table if row["model"] == report.champion)
     extra = {
-        "gold.customer_recommendations": {
-            "champion": report.champion,
-            "champion_version": report.champion_version,
-            f"champion_validation_{target}_{metric}": chosen[f"validation {target}"],
-            f"champion_test_all_{metric}": chosen["test all"],
-            f"champion_test_new_{metric}": chosen["test new"],
-            # the published lists against the generator's held-out future, when there is one
-            **{
-                f"champion_future_{task}_{metric}": chosen[f"future {task}"]
-                for task in ("all", "new")
-                if f"future {task}" in chosen
-            },
-        },
         "gold.model_evaluations": {
             "run_id": report.run_id,
             "windows": report.windows,
-            f"evaluation ({metric})": dg.MetadataValue.md(
-                markdown_table(
-                    [
-                        {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-                        for row in table
-                    ]
-                )
-            ),
-            "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
+            "champion": report.champion,
+            f"champion_validation_{target}_{metric}": chosen[f"validation {target}"],
+            f"champion_test_all_{metric}": chosen["test all"],
+            f"champion_test_new_{metric}": chosen["test new"],
+            f"evaluation ({metric})": _figures(table),
+            **_run_metadata(report),
+        },
+    }
+    for table_name, metadata in _materialised(lake, report.tables, extra):
+        yield dg.MaterializeResult(asset_key=key(table_name), metadata=metadata)
+
+
+@dg.multi_asset(
+    specs=_specs(_outputs("gold.model_registry"), ("gold.model_evaluations", *RECOMMENDER_INPUTS)),
+    name="recommender_models",
+    retry_policy=TRANSIENT_RETRY,
+    pool=MODEL_LOG_POOL,
+)
+def recommender_models(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    training: TrainingResource,
+):
+    """Every model refitted on every day and versioned; the newest evaluation's champion also
+    as `recommender`. Its scores on the generator's held-out future (and on the answers shoppers
+    acted on) join the evaluation run in gold.model_evaluations."""
+    from spark_jobs.training import refit_recommenders
+
+    with _not_retried_when_data_is_missing():
+        report = refit_recommenders(lake.lake, training.options(), context.log.info)
+    metric = training.champion_metric
+    future = by_model(report.evaluations, metric)  # the held-out future's rows only
+    mine = next((row for row in future if row["model"] == report.champion), {})
+    extra = {
+        "gold.model_registry": {
+            "run_id": report.run_id,
+            "champion": report.champion,
+            "champion_version": report.champion_version,
+            # the published lists against the generator's held-out future, when there is one
+            **{
+                f"champion_future_{task}_{metric}": mine[f"future {task}"]
+                for task in ("all", "new")
+                if f"future {task}" in mine
+            },
+            **({f"future ({metric})": _figures(future)} if future else {}),
             **(
                 {"feedback (ndcg@10 of held-out answers)": _feedback_table(report.feedback)}
                 if report.feedback
                 else {}
             ),
-            "training_report": dg.MetadataValue.json(_plain(report.to_dict())),  # `ml train`
-        },
+            **_run_metadata(report),
+        }
     }
-    for table, metadata in _materialised(lake, report.tables, extra):
-        yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
+    for table_name, metadata in _materialised(lake, report.tables, extra):
+        if table_name == "gold.model_registry":
+            yield dg.MaterializeResult(asset_key=key(table_name), metadata=metadata)
+        else:  # the evaluation run's log table, owned by `recommender_evaluation`
+            context.log_event(dg.AssetMaterialization(asset_key=key(table_name), metadata=metadata))
+
+
+@dg.multi_asset(
+    specs=_specs(
+        _outputs("gold.customer_recommendations"), ("gold.model_registry", *RECOMMENDER_INPUTS)
+    ),
+    name="customer_recommendations",
+    retry_policy=TRANSIENT_RETRY,
+)
+def customer_recommendations(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    training: TrainingResource,
+):
+    """The refitted champion's lists for every current customer."""
+    from spark_jobs.training import publish_recommendations
+
+    with _not_retried_when_data_is_missing():
+        report = publish_recommendations(lake.lake, training.options(), context.log.info)
+    extra = {
+        "gold.customer_recommendations": {
+            "champion": report.champion,
+            "champion_version": report.champion_version,
+            **_run_metadata(report),
+        }
+    }
+    for table_name, metadata in _materialised(lake, report.tables, extra):
+        yield dg.MaterializeResult(asset_key=key(table_name), metadata=metadata)
 
 
 @dg.multi_asset(
@@ -218,7 +307,7 @@ def customer_models(
     for table, metadata in _materialised(lake, report.tables, extra):
         if table in CUSTOMER_OUTPUTS:
             yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
-        else:  # the shared model log tables, owned by `recommenders`
+        else:  # the shared model log tables, owned by the recommenders' assets
             context.log_event(dg.AssetMaterialization(asset_key=key(table), metadata=metadata))
 
 
@@ -321,7 +410,42 @@ def _trained_on_sessions(
 def ml_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """The group's Spark steps, then the training runners."""
     steps = [step_asset(step, daily) for step in STEPS if step.group == "ml"]
-    return [*steps, recommenders, customer_models, session_recommender, purchase_intent]
+    return [
+        *steps,
+        recommender_evaluation,
+        recommender_models,
+        customer_recommendations,
+        customer_models,
+        session_recommender,
+        purchase_intent,
+    ]
+
+
+# the table whose materialisation carries each recommender runner's report, and the runner
+RECOMMENDER_REPORTS = {
+    "gold.model_evaluations": "evaluate",
+    "gold.model_registry": "refit",
+    "gold.customer_recommendations": "publish",
+}
+
+
+def recommender_report(materialized: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The recommenders' chain as one report (`lakehouse ml train`, the demo's summary): the
+    evaluation's windows and champion, every run's evaluation rows and tables, the refit's
+    version and feedback, and each runner's seconds under its name."""
+    merged: dict[str, Any] = {"evaluations": [], "tables": {}, "seconds": {}}
+    for table, runner in RECOMMENDER_REPORTS.items():
+        report = materialized.get(table, {}).get("training_report")
+        if report is None:
+            continue
+        merged["evaluations"] += report["evaluations"]
+        for name, rows in report["tables"].items():  # rows written (both append to the log)
+            merged["tables"][name] = merged["tables"].get(name, 0) + rows
+        merged["seconds"] |= {f"{runner} {k}": v for k, v in report["seconds"].items()}
+        for name, value in report.items():
+            if name not in ("evaluations", "tables", "seconds") and merged.get(name) in (None, {}):
+                merged[name] = value
+    return merged
 
 
 def _plain(value: Any) -> Any:
