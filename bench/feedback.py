@@ -26,14 +26,13 @@ from lakehouse.source_commands import generated_scale
 from ml import feedback
 from ml.ranker import LearnedRanker
 from orchestration.defs.ml.resources import ml_resources
-from spark_jobs.training import (
-    Tables,
+from spark_jobs.recommender_training import (
     load_catalogue,
     load_daily,
     load_feedback,
     recommender_span,
-    windows,
 )
+from spark_jobs.training import Tables, windows
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from common import free_port, run_json
 
 from lakehouse.core.settings import Settings
-from lakehouse.devstack.services import ServiceManager
+from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_block
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
             "LAKEHOUSE_DATA_ROOT": str(root / "services"),
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
-            "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
+            "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port_block(STORE_PORTS)}",
             "LAKEHOUSE_REDIS_PORT": str(free_port()),
         }
         manager = ServiceManager(

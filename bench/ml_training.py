@@ -66,7 +66,7 @@ from threadpoolctl import threadpool_limits
 
 from lakehouse.core.settings import Settings
 from lakehouse.core.spark import spark_session, stop_session
-from lakehouse.devstack.services import ServiceManager
+from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_block
 from ml.interactions import Interactions
 from ml.ranker import TRAINING_CUTOFFS, Catalogue, LearnedRanker
 from ml.recommenders.factorization import ALS, BPR
@@ -629,7 +629,7 @@ def main() -> None:
         data_root=root,
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         spark_remote=f"sc://127.0.0.1:{free_port()}",
-        broker_store_url=f"http://127.0.0.1:{free_port()}",
+        broker_store_url=f"http://127.0.0.1:{free_port_block(STORE_PORTS)}",
         redis_port=free_port(),
     )
     manager = ServiceManager(settings)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from common import free_port
 
 from lakehouse.core.settings import Settings
-from lakehouse.devstack.services import ServiceManager
+from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_block
 from orchestration.lib.runs import run_assets
 from orchestration.lib.spark_steps import refresh_request
 
@@ -237,7 +237,7 @@ def main() -> None:
         "LAKEHOUSE_DATA_ROOT": str(root),
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "SPARK_REMOTE": f"sc://127.0.0.1:{free_port()}",
-        "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port()}",
+        "LAKEHOUSE_BROKER_STORE_URL": f"http://127.0.0.1:{free_port_block(STORE_PORTS)}",
         "LAKEHOUSE_REDIS_PORT": str(free_port()),
         "DAGSTER_HOME": str(root / "dagster"),
     }

@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from lakehouse.core.settings import Settings, env_var_names
+from lakehouse.devstack.services import STORE_PORTS, free_port_block
 
 # The installed console scripts, exactly as users run them.
 LAKEHOUSE = [str(Path(sys.executable).parent / "lakehouse")]
@@ -43,7 +44,8 @@ def isolated_env(data_root: Path) -> dict[str, str]:
         LAKEHOUSE_DATA_ROOT=str(data_root),
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
         SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}",
-        LAKEHOUSE_BROKER_STORE_URL=f"http://127.0.0.1:{free_port()}",
+        # ten ports from this one, none of them an ephemeral port a connection may take
+        LAKEHOUSE_BROKER_STORE_URL=f"http://127.0.0.1:{free_port_block(STORE_PORTS)}",
         LAKEHOUSE_REDIS_PORT=str(free_port()),
     )
     return env

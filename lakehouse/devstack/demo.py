@@ -197,7 +197,7 @@ def _silver_gold(settings: Settings) -> str:
 def _models(settings: Settings) -> str:
     from ml.evaluation import by_model
     from orchestration.defs.ml.assets import recommender_report
-    from spark_jobs.training import POPULAR_DAYS
+    from spark_jobs.recommender_training import POPULAR_DAYS
 
     outcome = _groups(settings, "training", "ml", "experiments", "serving")
     report = recommender_report(outcome.materialized)

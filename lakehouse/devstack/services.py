@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import random
 import shutil
 import signal
 import socket
@@ -180,23 +181,47 @@ def store_buckets(settings: Settings) -> list[str]:
     return buckets
 
 
+# `weed mini`'s ports, counted up from its S3 port
+STORE_PORT_FLAGS = tuple(
+    f"{name}.port{grpc}"
+    for name in ("s3", "master", "volume", "filer", "admin")
+    for grpc in ("", ".grpc")
+)
+STORE_PORTS = len(STORE_PORT_FLAGS)
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports, below the kernel's ephemeral range
+    (`ip_local_port_range`): ports in that range are handed to outgoing connections at any
+    time, so a block there can be taken between this check and the server's bind (SeaweedFS's
+    volume port once was, in a test run)."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    generator = random.Random()
+    for _ in range(500):
+        base = generator.randrange(10000, max(10001, ephemeral - size))
+        if all(_port_is_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports between 10000 and {ephemeral}")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((BIND_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
 def seaweedfs_command(settings: Settings, buckets: list[str]) -> list[str]:
     """`weed mini` (master, volume, filer and S3 in one process) on loopback, with the buckets.
     Every port is pinned, counted up from the S3 port (LAKEHOUSE_BROKER_STORE_URL), so two data
     roots with different store URLs never collide; telemetry and the web UIs are off."""
     port = settings.broker_store_endpoint[1]
-    ports = {
-        "s3.port": port,
-        "s3.port.grpc": port + 1,
-        "master.port": port + 2,
-        "master.port.grpc": port + 3,
-        "volume.port": port + 4,
-        "volume.port.grpc": port + 5,
-        "filer.port": port + 6,
-        "filer.port.grpc": port + 7,
-        "admin.port": port + 8,
-        "admin.port.grpc": port + 9,
-    }
+    ports = {flag: port + i for i, flag in enumerate(STORE_PORT_FLAGS)}
     return [
         str(Path(sys.executable).parent / "weed"),
         f"-logdir={settings.log_dir / 'broker-store'}",

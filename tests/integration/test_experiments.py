@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lakehouse.devstack.services import ServiceManager, define_services
-from spark_jobs.training import Tables, load_feedback
+from spark_jobs.recommender_training import load_feedback
+from spark_jobs.training import Tables
 from tests.conftest import World, cli_json, free_port, ingest_everything, replace_settings
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ The group is a chain. Its Spark steps (spark_jobs/steps.py, group `ml`, gated by
 Expectations like the rest of gold) build the recommenders' training data
 (gold.customer_product_daily) and the product tables (similar products, associations,
 trending). Then the recommenders, in Python only, one asset per runner of
-spark_jobs/training.py, each materialisable on its own once the one before it is:
+spark_jobs/recommender_training.py, each materialisable on its own once the one before it is:
 `recommender_evaluation` (every model on a validation and a test window, the champion:
 gold.model_evaluations, gold.recommendation_backtests) → `recommender_models` (every model
 refitted on every day and versioned: gold.model_registry) → `customer_recommendations` (the
@@ -63,6 +63,7 @@ RECOMMENDER_OUTPUTS = {
 # the three trainers rewrite gold.model_registry (and append to gold.model_evaluations): one at a
 # time, so no Delta commit of one overwrites another's
 MODEL_LOG_POOL = "lake:gold.model_registry"
+RECOMMENDER_RUNNER = "spark_jobs.recommender_training"
 # what `lakehouse ml train --part recommenders` builds before the recommenders: the Spark steps
 # of the group (training data and product tables)
 RECOMMENDER_STEP_TABLES = tuple(t.name for s in STEPS if s.group == "ml" for t in s.tables)
@@ -85,7 +86,11 @@ CUSTOMER_OUTPUTS = {
 }
 
 
-def _specs(outputs: dict[str, tuple[str, set[str]]], inputs: tuple[str, ...]) -> list[dg.AssetSpec]:
+def _specs(
+    outputs: dict[str, tuple[str, set[str]]], inputs: tuple[str, ...], runner: str
+) -> list[dg.AssetSpec]:
+    """The assets of one runner (`runner`: its module)."""
+    version = source_version("ml", "spark_jobs.ml_inputs", "spark_jobs.training", runner)
     return [
         dg.AssetSpec(
             key=key(table),
@@ -94,7 +99,7 @@ def _specs(outputs: dict[str, tuple[str, set[str]]], inputs: tuple[str, ...]) ->
             kinds=kinds,
             group_name="ml",
             owners=["team:data-science"],
-            code_version=source_version("ml", "spark_jobs.ml_inputs", "spark_jobs.training"),
+            code_version=version,
         )
         for table, (description, kinds) in outputs.items()
     ]
@@ -157,7 +162,9 @@ def _figures(rows: list[dict[str, Any]]) -> dg.MetadataValue:
 
 @dg.multi_asset(
     specs=_specs(
-        _outputs("gold.model_evaluations", "gold.recommendation_backtests"), RECOMMENDER_INPUTS
+        _outputs("gold.model_evaluations", "gold.recommendation_backtests"),
+        RECOMMENDER_INPUTS,
+        RECOMMENDER_RUNNER,
     ),
     name="recommender_evaluation",
     can_subset=False,
@@ -172,7 +179,7 @@ def recommender_evaluation(
     """Every recommender and baseline fitted before a validation window (the champion is chosen
     on it) and before the test window after it (the figure reported). No Spark session is held
     through the fits: the Spark work is done by the group's steps before."""
-    from spark_jobs.training import evaluate_recommenders
+    from spark_jobs.recommender_training import evaluate_recommenders
 
     with _not_retried_when_data_is_missing():
         report = evaluate_recommenders(lake.lake, training.options(), context.log.info)
@@ -196,7 +203,11 @@ def recommender_evaluation(
 
 
 @dg.multi_asset(
-    specs=_specs(_outputs("gold.model_registry"), ("gold.model_evaluations", *RECOMMENDER_INPUTS)),
+    specs=_specs(
+        _outputs("gold.model_registry"),
+        ("gold.model_evaluations", *RECOMMENDER_INPUTS),
+        RECOMMENDER_RUNNER,
+    ),
     name="recommender_models",
     retry_policy=TRANSIENT_RETRY,
     pool=MODEL_LOG_POOL,
@@ -209,7 +220,7 @@ def recommender_models(
     """Every model refitted on every day and versioned; the newest evaluation's champion also
     as `recommender`. Its scores on the generator's held-out future (and on the answers shoppers
     acted on) join the evaluation run in gold.model_evaluations."""
-    from spark_jobs.training import refit_recommenders
+    from spark_jobs.recommender_training import refit_recommenders
 
     with _not_retried_when_data_is_missing():
         report = refit_recommenders(lake.lake, training.options(), context.log.info)
@@ -245,7 +256,9 @@ def recommender_models(
 
 @dg.multi_asset(
     specs=_specs(
-        _outputs("gold.customer_recommendations"), ("gold.model_registry", *RECOMMENDER_INPUTS)
+        _outputs("gold.customer_recommendations"),
+        ("gold.model_registry", *RECOMMENDER_INPUTS),
+        RECOMMENDER_RUNNER,
     ),
     name="customer_recommendations",
     retry_policy=TRANSIENT_RETRY,
@@ -256,7 +269,7 @@ def customer_recommendations(
     training: TrainingResource,
 ):
     """The refitted champion's lists for every current customer."""
-    from spark_jobs.training import publish_recommendations
+    from spark_jobs.recommender_training import publish_recommendations
 
     with _not_retried_when_data_is_missing():
         report = publish_recommendations(lake.lake, training.options(), context.log.info)
@@ -272,7 +285,7 @@ def customer_recommendations(
 
 
 @dg.multi_asset(
-    specs=_specs(CUSTOMER_OUTPUTS, CUSTOMER_MODEL_INPUTS),
+    specs=_specs(CUSTOMER_OUTPUTS, CUSTOMER_MODEL_INPUTS, "spark_jobs.customer_training"),
     name="customer_models",
     pool=MODEL_LOG_POOL,
     can_subset=False,
@@ -285,7 +298,7 @@ def customer_models(
     training: TrainingResource,
 ):
     """Segmentation, churn, propensity and CLV on time-split customer snapshots."""
-    from spark_jobs.training import train_customer_models
+    from spark_jobs.customer_training import train_customer_models
 
     with spark.session() as session, _not_retried_when_data_is_missing():
         report = train_customer_models(session, lake.lake, training.options(), context.log.info)
