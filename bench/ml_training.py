@@ -68,7 +68,7 @@ from lakehouse.core.settings import Settings
 from lakehouse.core.spark import spark_session, stop_session
 from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_block
 from ml.interactions import Interactions
-from ml.ranker import TRAINING_CUTOFFS, Catalogue, LearnedRanker
+from ml.ranker import TRAINING_CUSTOMERS, TRAINING_CUTOFFS, Catalogue, LearnedRanker
 from ml.recommenders.factorization import ALS, BPR
 from spark_jobs import gold, ml_inputs
 
@@ -570,7 +570,11 @@ def ranker_phases(
         daily = DeltaTable(daily_uri).to_pyarrow_table().to_pandas()
         p.figures = {"rows": len(daily)}
     with rec.phase(f"6b ranker fit ({TRAINING_CUTOFFS} cutoffs + serving)") as p:
-        ranker = LearnedRanker(catalogue(shape, np.random.default_rng(shape.seed)), 14)
+        ranker = LearnedRanker(
+            catalogue(shape, np.random.default_rng(shape.seed)),
+            14,
+            training_customers=args.ranker_training_customers,
+        )
         ranker.fit(daily, AS_OF)
         p.figures = {k: round(v, 3) for k, v in ranker.training.items()}
     customers = np.random.default_rng(shape.seed).choice(
@@ -611,6 +615,13 @@ def parse_args() -> argparse.Namespace:
         "--ranker", action=argparse.BooleanOptionalAction, default=True, help="phase 6"
     )
     parser.add_argument("--ranker-customers", type=int, default=20_000)
+    parser.add_argument(
+        "--ranker-training-customers",
+        type=int,
+        default=TRAINING_CUSTOMERS,
+        help="buyers per training window the ranker learns from (0 = all; as "
+        "ML_RANKER_TRAINING_CUSTOMERS)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     parser.add_argument("--keep", action="store_true", help="keep the data root")

@@ -75,6 +75,10 @@ BROWSE_HALF_LIFE_DAYS = 7.0
 POPULAR_DAYS = 28
 HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affinities see
 TRAINING_CUTOFFS = 3  # earlier cutoffs the ranker learns from, one label window apart
+# buyers of a label window the ranker learns from (a seeded sample when there are more): past
+# a few tens of thousands of groups LambdaMART learns little more, and the candidates and
+# LightGBM's rows would grow with the customer base (0 = every buyer)
+TRAINING_CUSTOMERS = 20_000
 SCORING_BATCH = 2_000  # customers proposed for and ranked at a time
 SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads working through the batches
 WARM_UP_CUSTOMERS = 50  # scored alone before the threads start (see `threaded`)
@@ -599,10 +603,14 @@ class LearnedRanker:
         window_days: int,
         cutoffs: int = TRAINING_CUTOFFS,
         debias: bool = True,
+        training_customers: int = TRAINING_CUSTOMERS,
     ) -> None:
+        if training_customers < 0:
+            raise ValueError(f"training_customers must be >= 0 (0 = all), got {training_customers}")
         self.catalogue = catalogue
         self.window_days = window_days
         self.cutoffs = cutoffs
+        self.training_customers = training_customers
         self.debias = debias
         self.model = None
         self.training: dict[str, float] = {}
@@ -627,7 +635,7 @@ class LearnedRanker:
             return self._purchases[as_of]
         matrices, targets, groups, recall = [], [], [], {}
         for cutoff in self.training_cutoffs(daily, as_of):
-            truth = labels(daily, cutoff, self.window_days)
+            truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
             snapshot = Snapshot(daily, cutoff, self.catalogue)
             candidates = Generators(daily, snapshot).propose(truth["customer_id"].unique())
             frame = features(snapshot, candidates)  # sorted by customer (the union's order)
@@ -654,6 +662,16 @@ class LearnedRanker:
         )
         self._purchases = {as_of: data}
         return data
+
+    def _sample(self, truth: pd.DataFrame, cutoff: dt.date) -> pd.DataFrame:
+        """The purchases of at most `training_customers` of the window's buyers, drawn with a
+        seed of the cutoff (the same sample in every run)."""
+        buyers = truth["customer_id"].unique()
+        if not self.training_customers or len(buyers) <= self.training_customers:
+            return truth
+        rng = np.random.default_rng(_day(cutoff))
+        kept = rng.choice(buyers, self.training_customers, replace=False)
+        return truth[truth["customer_id"].isin(kept)]
 
     def feedback_data(self, daily: pd.DataFrame, rows: pd.DataFrame) -> RankingData:
         """One group per answer shown (ml.feedback rows): the products on the page with the

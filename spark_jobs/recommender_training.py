@@ -286,7 +286,11 @@ def split(
         if answers is not None and name != "future":
             # a purchase credited to a later answer could be one the window after it scores
             answers = feedback.settled_before(answers, fit_end)
-        ranker = LearnedRanker(catalogue.for_ranker, window_days).fit(seen, fit_end, answers)
+        ranker = LearnedRanker(
+            catalogue.for_ranker,
+            window_days,
+            training_customers=options.ranker_training_customers,
+        ).fit(seen, fit_end, answers)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker

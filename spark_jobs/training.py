@@ -79,6 +79,7 @@ class TrainingOptions:
     recommendations: int
     champion_task: str
     interaction_half_life_days: float
+    ranker_training_customers: int
     ground_truth_dir: Path | None = None
 
 

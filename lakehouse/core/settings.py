@@ -453,6 +453,14 @@ class Settings(BaseSettings):
         validation_alias=_env("ML_RECOMMENDATIONS"),
         description="ML_RECOMMENDATIONS: products per customer in gold.customer_recommendations.",
     )
+    ml_ranker_training_customers: int = Field(
+        default=20_000,
+        ge=0,
+        validation_alias=_env("ML_RANKER_TRAINING_CUSTOMERS"),
+        description="ML_RANKER_TRAINING_CUSTOMERS: the learned ranker learns from at most this "
+        "many buyers of each training window (a seeded sample; 0 = every buyer): bounds its "
+        "fit on a large customer base.",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

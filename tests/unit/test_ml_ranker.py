@@ -228,3 +228,19 @@ def test_category_favourites_proposes_the_best_sellers_of_the_customers_categori
     frame = features(snapshot, proposed)
     shares = frame.set_index("product_id")["brand_share_in_category"]
     assert shares[3] == pytest.approx(1.0) and shares[0] == 0.0
+
+
+def test_the_ranker_learns_from_a_fixed_sample_of_each_windows_buyers(world) -> None:
+    daily, catalogue = world
+    as_of = START + dt.timedelta(days=DAYS - 1)
+    every = LearnedRanker(catalogue, window_days=7, training_customers=0).purchase_data(
+        daily, as_of
+    )
+    first, again = (
+        LearnedRanker(catalogue, window_days=7, training_customers=40).purchase_data(daily, as_of)
+        for _ in range(2)
+    )
+    assert len(first.groups) <= 40 * TRAINING_CUTOFFS < len(every.groups)
+    pd.testing.assert_frame_equal(first.matrix, again.matrix)
+    with pytest.raises(ValueError, match="training_customers must be >= 0"):
+        LearnedRanker(catalogue, window_days=7, training_customers=-1)
