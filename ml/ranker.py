@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ TRAINING_CUSTOMERS = 20_000
 SCORING_BATCH = 2_000  # customers proposed for and ranked at a time
 SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads working through the batches
 WARM_UP_CUSTOMERS = 50  # scored alone before the threads start (see `threaded`)
+# scoring jobs of this many customers predict with the forest compiled to machine code
+# (`CompiledForest`): its compile takes ~20 s, so smaller jobs keep LightGBM's predict
+COMPILE_FROM_CUSTOMERS = 50_000
 FEEDBACK_SNAPSHOT_DAYS = 7  # the answers of a week are featured as of the day before it
 NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 
@@ -592,6 +596,25 @@ def train(parts: list[RankingData], debias: bool) -> lgb.Booster:
     return lgb.train(params, dataset, num_boost_round=rounds)
 
 
+class CompiledForest:
+    """The ranker's forest compiled to machine code with lleaves: the scores of LightGBM's
+    `predict` (to ~1e-14) several times faster (docs/ml.md), after a compile of seconds to a
+    minute. Compiled in the process that scores; never pickled."""
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        import lleaves
+
+        with tempfile.TemporaryDirectory(prefix="ranker-forest-") as folder:
+            path = os.path.join(folder, "model.txt")
+            booster.save_model(path)
+            self.model = lleaves.Model(model_file=path)
+            self.model.compile()
+
+    def predict(self, matrix: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Scores of the rows; one thread (the scoring threads run in parallel)."""
+        return self.model.predict(matrix.to_numpy(np.float64), n_jobs=1)
+
+
 class LearnedRanker:
     """LambdaMART over the generators' union, trained on `cutoffs` earlier cutoffs (each
     with the purchases of the `window_days` after it as labels) and, when given, on what
@@ -618,9 +641,19 @@ class LearnedRanker:
         self.model = None
         self.training: dict[str, float] = {}
         self._purchases: dict[dt.date, RankingData] = {}
+        self._compiled: CompiledForest | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_purchases": {}}  # stored models carry no training data
+        # stored models carry no training data and no machine code
+        return {**self.__dict__, "_purchases": {}, "_compiled": None}
+
+    def compiled(self) -> CompiledForest:
+        """The fitted forest as machine code, compiled on first use (call it before scoring
+        threads start)."""
+        assert self.model is not None
+        if getattr(self, "_compiled", None) is None:
+            self._compiled = CompiledForest(self.model)
+        return self._compiled
 
     def training_cutoffs(self, daily: pd.DataFrame, as_of: dt.date) -> list[dt.date]:
         """Cutoffs half a window apart before `as_of`, each with a full label window before
@@ -711,6 +744,7 @@ class LearnedRanker:
             parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))
         self.model = train(parts, debias=self.debias and len(parts) > 1)
+        self._compiled = None
         self.training.update(
             rows=float(sum(len(p.label) for p in parts)),
             customers=float(len(parts[0].groups)),
@@ -736,19 +770,24 @@ class LearnedRanker:
         exclude: pd.DataFrame | None = None,
         batch: int = SCORING_BATCH,
         workers: int | None = None,
+        compiled: bool | None = None,
     ) -> Recommendations:
         """Each customer's top k of the ranked candidates, with a `reason` per slot;
         `items` restricts the products, `exclude` drops (customer_id, product_id) pairs.
         (`exclude_seen` is accepted for the recommender interface; repeats are the ranker's
-        call.) Customers are ranked `batch` at a time on `workers` threads (`threaded`)."""
+        call.) Customers are ranked `batch` at a time on `workers` threads (`threaded`), with
+        the `compiled` forest (default: from `COMPILE_FROM_CUSTOMERS` customers on)."""
         if self.model is None:
             raise RuntimeError("LearnedRanker is not fitted")
         customers = np.asarray(customer_ids, dtype=np.int64).ravel()
         unique = np.unique(customers)
         batches = [unique[start : start + batch] for start in range(0, len(unique), batch)]
+        if compiled is None:
+            compiled = len(unique) >= COMPILE_FROM_CUSTOMERS
+        predict = self.compiled().predict if compiled else self.model.predict
 
         def score(part: npt.NDArray[np.int64]) -> pd.DataFrame:
-            ranked = self._ranked(part, k, items, exclude)
+            ranked = self._ranked(part, k, items, exclude, predict)
             return ranked.assign(reason=reasons(ranked, self.serving))
 
         parts = threaded(score, batches, workers)
@@ -761,12 +800,12 @@ class LearnedRanker:
         k: int,
         items: npt.ArrayLike | None,
         exclude: pd.DataFrame | None,
+        predict: Callable[[pd.DataFrame], npt.NDArray[np.float64]],
     ) -> pd.DataFrame:
         """The top k candidates of each customer by the ranker's score, with a `slot`."""
-        assert self.model is not None
         candidates = _allowed(self.serving.propose(customers), items, exclude)
         frame = features(self.serving.snapshot, candidates)
-        score = self.model.predict(feature_matrix(frame)) if len(frame) else np.empty(0)
+        score = predict(feature_matrix(frame)) if len(frame) else np.empty(0)
         customer = frame["customer_id"].to_numpy(np.int64)
         order = np.lexsort((-score, customer))  # stable: candidate order among equal scores
         starts = np.searchsorted(customer[order], customer[order], "left")

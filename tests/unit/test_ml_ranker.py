@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,16 @@ def test_batches_scored_on_threads_give_the_lists_of_one_batch(world) -> None:
     whole = ranker.recommend(customers, k=10, batch=1_000, workers=1)
     assert (threaded.product_ids == whole.product_ids).all()
     assert (threaded.reasons == whole.reasons).all()
+
+
+def test_the_compiled_forest_scores_as_lightgbm_and_is_never_stored(ranker) -> None:
+    customers = np.arange(-1, 205)
+    compiled = ranker.recommend(customers, k=10, batch=50, compiled=True)
+    booster = ranker.recommend(customers, k=10, batch=50, compiled=False)
+    assert (compiled.product_ids == booster.product_ids).all()
+    np.testing.assert_allclose(compiled.scores, booster.scores, rtol=0, atol=1e-9)
+    assert ranker._compiled is not None
+    assert pickle.loads(pickle.dumps(ranker))._compiled is None
 
 
 def test_category_favourites_proposes_the_best_sellers_of_the_customers_categories() -> None:
