@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import orjson
 import redis
 import redis.asyncio as aioredis
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -108,6 +108,11 @@ EXPOSURES = Counter(
 )
 IMPRESSIONS_LOST = Counter(
     "api_impressions_lost_total", "Impressions the broker did not take, by cause", ["cause"]
+)
+PRODUCERS_REPLACED = Counter(
+    "api_kafka_producers_replaced_total",
+    "Kafka producers replaced after a fatal error (the broker fenced them), by use",
+    ["use"],
 )
 SNAPSHOT_CREATED = Gauge(
     "api_snapshot_created_seconds",
@@ -237,7 +242,22 @@ class Serving:
     # -- events --------------------------------------------------------------------------------
 
     async def produce(self, event: dict[str, Any], value: bytes) -> tuple[int, int]:
-        """Send to Kafka and wait for the acknowledgement: (partition, offset)."""
+        """Send to Kafka and wait for the acknowledgement: (partition, offset). A producer the
+        broker fenced is replaced and the event sent once more on the new one (the fenced
+        producer's write was refused, so nothing is stored twice)."""
+        key = str(event.get("session_id", "")).encode()
+        producer = self.producer
+        result = await self._acknowledged(producer, value, key)
+        if isinstance(result, KafkaError) and producer_ended(result):
+            self._replace_fenced(producer)
+            result = await self._acknowledged(self.producer, value, key)
+        if isinstance(result, KafkaError):
+            raise BrokerUnavailable(result.str())
+        return result
+
+    async def _acknowledged(
+        self, producer: Producer, value: bytes, key: bytes
+    ) -> tuple[int, int] | KafkaError:
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
 
@@ -247,33 +267,62 @@ class Serving:
                 lambda: done.done() or done.set_result(result)  # type: ignore[func-returns-value]
             )
 
-        key = str(event.get("session_id", "")).encode()
-        self.producer.produce(self.settings.events_topic, value, key, on_delivery=delivered)
+        try:
+            producer.produce(self.settings.events_topic, value, key, on_delivery=delivered)
+        except KafkaException as exc:  # a fatal error is raised here once it has happened
+            return exc.args[0]
         async with asyncio.timeout(self.settings.api_produce_timeout_seconds + 1):
-            result = await done
-        if isinstance(result, KafkaError):
-            raise BrokerUnavailable(result.str())
-        return result
+            return await done
+
+    def _replace_fenced(self, producer: Producer) -> None:
+        """A fatal error ends a librdkafka producer for good (every later send fails): swap in
+        a new one, once however many requests saw the error. The poller serves the new one;
+        the old one is flushed aside so its other requests hear their error and retry."""
+        if producer is not self.producer:
+            return  # another request replaced it already
+        self.producer = self._producer(linger_ms=1)
+        PRODUCERS_REPLACED.labels("events").inc()
+        timeout = self.settings.api_produce_timeout_seconds
+        threading.Thread(target=producer.flush, args=(timeout,), daemon=True).start()
 
     def record_impression(self, event: dict[str, Any]) -> None:
         """Produce an impression without waiting for the broker; one it refuses is counted."""
 
         def delivered(error: KafkaError | None, _: Any) -> None:
-            if error is not None:
-                IMPRESSIONS_LOST.labels("broker").inc()
+            if error is None:
+                return
+            IMPRESSIONS_LOST.labels("broker").inc()
+            if producer_ended(error) and producer is self.impressions:  # fenced: replace it, once
+                self.impressions = self._producer(linger_ms=IMPRESSION_LINGER_MS)
+                PRODUCERS_REPLACED.labels("impressions").inc()
 
         # unkeyed: a batch goes to one partition, one write on the embedded broker's object
         # storage instead of one per partition (nothing reads impressions in session order)
+        producer = self.impressions
         try:
-            self.impressions.produce(
-                self.settings.events_topic, orjson.dumps(event), on_delivery=delivered
-            )
+            producer.produce(self.settings.events_topic, orjson.dumps(event), on_delivery=delivered)
         except BufferError:
             IMPRESSIONS_LOST.labels("producer queue full").inc()
+        except KafkaException as exc:  # a fatal error is raised here once it has happened
+            delivered(exc.args[0], None)
 
 
 class BrokerUnavailable(RuntimeError):
     pass
+
+
+# errors after which a librdkafka producer never sends again (the broker fenced its producer
+# id); delivery reports do not carry librdkafka's fatal flag, so the codes are named as well
+PRODUCER_ENDED = {
+    KafkaError._FATAL,
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+}
+
+
+def producer_ended(error: KafkaError) -> bool:
+    return error.fatal() or error.code() in PRODUCER_ENDED
 
 
 class Timed:

@@ -43,15 +43,42 @@ def logged_in(url: str, username: str, password: str) -> Iterator:
         try:
             page = browser.new_page()
             page.set_default_timeout(60_000)
-            page.goto(f"{url}/login/")
-            page.locator("input[type=password]").wait_for()
-            page.locator("input[type=text], input:not([type])").first.fill(username)
-            page.locator("input[type=password]").fill(password)
-            page.keyboard.press("Enter")
-            page.wait_for_url("**/superset/welcome/**")
+            _log_in(page, url, username, password)
             yield page
         finally:
             browser.close()
+
+
+def _log_in(page, url: str, username: str, password: str, attempts: int = 3) -> None:  # noqa: ANN001 - a Playwright Page
+    """Sign in through Superset's login form. A sign-in that lands back on the form (seen once
+    in CI on a loaded machine, with nothing said why) is tried again; the last one names what
+    the page said."""
+    said = ""
+    for _ in range(attempts):
+        page.goto(f"{url}/login/")
+        page.locator("input[type=password]").wait_for()
+        page.locator("input[type=text], input:not([type])").first.fill(username)
+        page.locator("input[type=password]").fill(password)
+        with page.expect_navigation():  # the form's POST, then Superset's redirects
+            page.locator("[data-test=login-button]").click()
+        if "/login/" not in page.url:
+            page.wait_for_url("**/superset/welcome/**")
+            return
+        refused = page.get_by_text("Invalid username or password")
+        said = "it said the username or password is wrong" if _shows(refused) else "no message"
+    raise RuntimeError(
+        f"Superset at {url} sent {username!r} back to its login page {attempts} times ({said})"
+    )
+
+
+def _shows(locator, seconds: float = 5.0) -> bool:  # noqa: ANN001 - a Playwright Locator
+    from playwright.sync_api import TimeoutError as NotShown
+
+    try:
+        locator.first.wait_for(timeout=seconds * 1000)
+        return True
+    except NotShown:
+        return False
 
 
 # the dashboard's charts are on the page and none is loading
