@@ -521,3 +521,20 @@ def test_user_knn_draws_neighbours_from_the_most_active_customers_only() -> None
     assert sorted(recs.product_ids[0]) == [13, 14] and (recs.scores[0] > 0).all()  # 3's
     assert (recs.scores[1] == 0).all()  # 3 is not their own neighbour: no votes
     assert 11 in recs.product_ids[2] and recs.scores[2, 0] > 0
+
+
+def test_user_knn_neighbours_are_the_most_similar_pool_customers_but_themselves() -> None:
+    """sparse_dot_topn's top n against the definition: the dense cosine similarities to the
+    pool, the customer's own cell emptied, the k largest positive kept."""
+    rng = np.random.default_rng(3)
+    customers = rng.integers(1, 400, 6_000)
+    train = Interactions.from_arrays(customers, rng.integers(1, 300, 6_000), rng.random(6_000))
+    model = UserKNN(neighbours=7, pool=150).fit(train)
+    rows = np.arange(model.train.matrix.shape[0])
+    dense = (model._users[rows] @ model._pool_t).toarray()
+    own = model._pool_position[rows]
+    dense[np.flatnonzero(own >= 0), own[own >= 0]] = 0.0
+    expected = top_k_sparse(dense, 7)
+    found = model.neighbours_of(rows)
+    assert found.nnz > 5 * len(rows)  # most customers have their 7
+    np.testing.assert_allclose(found.toarray(), expected.toarray(), rtol=1e-5)
