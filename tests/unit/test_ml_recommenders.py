@@ -31,7 +31,7 @@ from ml.recommenders import (
     frequently_bought_together,
     top_k,
 )
-from ml.recommenders.base import top_k_sparse
+from ml.recommenders.base import _kth_of_packed, top_k_sparse
 from ml.synthetic import clustered_interactions
 
 CUTOFF = "2025-02-20"  # 50 of the 60 synthetic days train, the last 10 test
@@ -240,6 +240,17 @@ def test_top_k_is_the_head_of_a_full_sort_for_every_shape_of_scores(shape: str) 
         assert [np.flatnonzero(row).tolist() for row in kept] == [
             sorted(c[c >= 0].tolist()) for c in want_cols
         ]
+
+
+@pytest.mark.parametrize("cells_per_row", [6, 40, 600])  # a packed block; one row at a time
+def test_each_row_s_kth_largest_cell_is_what_a_sort_says(cells_per_row: int) -> None:
+    rng = np.random.default_rng(cells_per_row)
+    counts = rng.poisson(cells_per_row, 300)
+    counts[:3] = [0, 9, 3 * cells_per_row]  # empty, fewer than k, one long row
+    r = np.repeat(np.arange(300), counts)
+    v = rng.integers(0, 50, len(r)).astype(np.float64)  # ties too
+    want = [np.sort(v[r == i])[::-1][9] if counts[i] >= 10 else -np.inf for i in range(300)]
+    np.testing.assert_array_equal(_kth_of_packed(r, v, 300, 10), want)
 
 
 @pytest.mark.parametrize(
