@@ -82,6 +82,12 @@ LIVE_INTERVAL_SECONDS = 2.0
 LIVE_STREAM_SECONDS = 600.0
 STOREFRONT = Path(__file__).parent / "static" / "storefront.html"
 IMPRESSION_LINGER_MS = 500  # how long an impression may wait for others to share its request
+EVENT_LINGER_MS = 1  # a posted event waits for its acknowledgement
+# each use of a producer: the Serving attribute holding it and its linger
+PRODUCER_USES = {
+    "events": ("producer", EVENT_LINGER_MS),
+    "impressions": ("impressions", IMPRESSION_LINGER_MS),
+}
 
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID, description="A positive 64-bit id.")]
 K = Annotated[int, Query(ge=1, le=100, description="How many items (1-100).")]
@@ -141,11 +147,12 @@ class Serving:
         self.store = OnlineStore(settings.online_store_url, self.ttls, timeout=1.0)
         self.apply = apply_script(self.redis)
         self.read = read_script(self.redis)
-        self.producer = self._producer(linger_ms=1)  # a posted event waits for its ack
+        self.producer = self._producer(linger_ms=EVENT_LINGER_MS)
         # impressions are not waited for: batched, one produce request carries many (on the
         # embedded broker's object storage each partition of a request is a write; 1 ms left
         # the API at ~730/s, 100 ms over six partitions kept the broker at ~40 % of a core)
         self.impressions = self._producer(linger_ms=IMPRESSION_LINGER_MS)
+        self._replacing = threading.Lock()  # the poller and the event loop both replace
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_producer, daemon=True)
 
@@ -249,7 +256,7 @@ class Serving:
         producer = self.producer
         result = await self._acknowledged(producer, value, key)
         if isinstance(result, KafkaError) and producer_ended(result):
-            self._replace_fenced(producer)
+            self._replace_ended("events", producer)
             result = await self._acknowledged(self.producer, value, key)
         if isinstance(result, KafkaError):
             raise BrokerUnavailable(result.str())
@@ -274,14 +281,17 @@ class Serving:
         async with asyncio.timeout(self.settings.api_produce_timeout_seconds + 1):
             return await done
 
-    def _replace_fenced(self, producer: Producer) -> None:
+    def _replace_ended(self, use: str, producer: Producer) -> None:
         """A fatal error ends a librdkafka producer for good (every later send fails): swap in
-        a new one, once however many requests saw the error. The poller serves the new one;
-        the old one is flushed aside so its other requests hear their error and retry."""
-        if producer is not self.producer:
-            return  # another request replaced it already
-        self.producer = self._producer(linger_ms=1)
-        PRODUCERS_REPLACED.labels("events").inc()
+        a new one for `use` ("events" or "impressions"), once however many sends saw the
+        error. The poller serves the new one; the old one is flushed aside, so each message
+        still queued on it gets its error (events are retried, impressions counted lost)."""
+        attribute, linger_ms = PRODUCER_USES[use]
+        with self._replacing:
+            if producer is not getattr(self, attribute):
+                return  # another send replaced it already
+            setattr(self, attribute, self._producer(linger_ms=linger_ms))
+        PRODUCERS_REPLACED.labels(use).inc()
         timeout = self.settings.api_produce_timeout_seconds
         threading.Thread(target=producer.flush, args=(timeout,), daemon=True).start()
 
@@ -292,9 +302,8 @@ class Serving:
             if error is None:
                 return
             IMPRESSIONS_LOST.labels("broker").inc()
-            if producer_ended(error) and producer is self.impressions:  # fenced: replace it, once
-                self.impressions = self._producer(linger_ms=IMPRESSION_LINGER_MS)
-                PRODUCERS_REPLACED.labels("impressions").inc()
+            if producer_ended(error):
+                self._replace_ended("impressions", producer)
 
         # unkeyed: a batch goes to one partition, one write on the embedded broker's object
         # storage instead of one per partition (nothing reads impressions in session order)

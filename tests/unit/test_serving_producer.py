@@ -6,6 +6,7 @@ integration tests send through the real broker."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,46 @@ def test_a_fenced_impressions_producer_is_replaced_and_the_loss_counted(serving:
     assert _counted("api_kafka_producers_replaced_total", use="impressions") >= 1
     serving.record_impression({"event_type": "recommendation_impression"})
     assert len(fresh.sent) == 1
+
+
+class Queueing(Producer):
+    """Holds sends until polled or flushed, then answers every one with `error`."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(error)
+        self.waiting: list = []
+        self.flushed = False
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, **kw: Any) -> None:
+        self.sent.append(value)
+        self.waiting.append(kw["on_delivery"])
+
+    def poll(self, timeout: float) -> int:
+        answered, self.waiting = self.waiting, []
+        for callback in answered:
+            callback(self.error, None)
+        return len(answered)
+
+    def flush(self, timeout: float) -> int:
+        self.flushed = True
+        return self.poll(timeout)
+
+
+def test_impressions_still_queued_on_a_fenced_producer_are_counted_lost(serving: Serving) -> None:
+    fenced, fresh = Queueing(FENCED), Producer()
+    serving.impressions = fenced
+    serving._producer = lambda linger_ms: fresh  # type: ignore[method-assign]
+    before = _counted("api_impressions_lost_total", cause="broker")
+    for _ in range(3):
+        serving.record_impression({"event_type": "recommendation_impression"})
+    answer = fenced.waiting.pop(0)
+    answer(FENCED, None)  # the poller hears the first one fenced: the other two wait on it
+    assert serving.impressions is fresh
+    deadline = time.monotonic() + 5  # flushed aside, on a thread of its own
+    while _counted("api_impressions_lost_total", cause="broker") < before + 3:
+        assert time.monotonic() < deadline, "the fenced producer's queue was not flushed"
+        time.sleep(0.01)
+    assert fenced.flushed and not fenced.waiting
 
 
 def _counted(name: str, **labels: str) -> float:
