@@ -74,6 +74,7 @@ from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_b
 from ml.interactions import Interactions
 from ml.ranker import (
     COMPILE_FROM_CUSTOMERS,
+    GENERATOR_CUSTOMERS,
     TRAINING_CUSTOMERS,
     TRAINING_CUTOFFS,
     Catalogue,
@@ -587,6 +588,7 @@ def ranker_phases(
             catalogue(shape, np.random.default_rng(shape.seed)),
             14,
             training_customers=args.ranker_training_customers,
+            generator_customers=args.ranker_generator_customers,
         )
         ranker.fit(daily, AS_OF)
         p.figures = {k: round(v, 3) for k, v in ranker.training.items()}
@@ -651,6 +653,13 @@ def parse_args() -> argparse.Namespace:
         default=TRAINING_CUSTOMERS,
         help="buyers per training window the ranker learns from (0 = all; as "
         "ML_RANKER_TRAINING_CUSTOMERS)",
+    )
+    parser.add_argument(
+        "--ranker-generator-customers",
+        type=int,
+        default=GENERATOR_CUSTOMERS,
+        help="customers whose histories each training cutoff's generators are fitted on (0 = "
+        "all; as ML_RANKER_GENERATOR_CUSTOMERS)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")

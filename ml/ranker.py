@@ -83,6 +83,11 @@ TRAINING_CUTOFFS = 6
 # every buyer): bounds the candidates and LightGBM's rows on a large customer base. Fewer
 # groups rank worse (docs/ml.md), so this is a budget, not a free cut.
 TRAINING_CUSTOMERS = 20_000
+# customers whose histories a training cutoff's generators are fitted on: its sampled buyers
+# and a seeded sample of the others (0 = every customer). The generators propose for those
+# buyers only; collaborative filtering needs enough other histories, not every one of them.
+# The serving generators are always fitted on every customer.
+GENERATOR_CUSTOMERS = 100_000
 SCORING_BATCH = 2_000  # customers proposed for and ranked at a time
 SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads working through the batches
 WARM_UP_CUSTOMERS = 50  # scored alone before the threads start (see `threaded`)
@@ -630,13 +635,19 @@ class LearnedRanker:
         cutoffs: int = TRAINING_CUTOFFS,
         debias: bool = True,
         training_customers: int = TRAINING_CUSTOMERS,
+        generator_customers: int = GENERATOR_CUSTOMERS,
     ) -> None:
-        if training_customers < 0:
-            raise ValueError(f"training_customers must be >= 0 (0 = all), got {training_customers}")
+        for name, value in (
+            ("training_customers", training_customers),
+            ("generator_customers", generator_customers),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = all), got {value}")
         self.catalogue = catalogue
         self.window_days = window_days
         self.cutoffs = cutoffs
         self.training_customers = training_customers
+        self.generator_customers = generator_customers
         self.debias = debias
         self.model = None
         self.training: dict[str, float] = {}
@@ -673,8 +684,10 @@ class LearnedRanker:
         matrices, targets, groups, recall = [], [], [], {}
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
+            buyers = truth["customer_id"].unique()
             snapshot = Snapshot(daily, cutoff, self.catalogue)
-            candidates = Generators(daily, snapshot).propose(truth["customer_id"].unique())
+            generators = Generators(self._generator_rows(daily, buyers, cutoff), snapshot)
+            candidates = generators.propose(buyers)
             frame = features(snapshot, candidates)  # sorted by customer (the union's order)
             label = frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
             # customers without a purchase among their candidates teach LambdaMART nothing
@@ -683,7 +696,7 @@ class LearnedRanker:
             matrices.append(feature_matrix(frame[keep]))
             targets.append(label[keep].astype(np.int32))
             groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
-            del frame, candidates, snapshot
+            del frame, candidates, generators, snapshot
         if not matrices or not any(len(m) for m in matrices):
             raise NotEnoughHistory(
                 f"no training cutoff with history and purchases before {as_of}: "
@@ -710,6 +723,20 @@ class LearnedRanker:
         kept = rng.choice(buyers, self.training_customers, replace=False)
         return truth[truth["customer_id"].isin(kept)]
 
+    def _generator_rows(
+        self, daily: pd.DataFrame, customers: npt.NDArray[np.int64], cutoff: dt.date
+    ) -> pd.DataFrame:
+        """The daily rows a training cutoff's generators are fitted on: those of `customers`
+        (whom they propose for) and of a sample of the others drawn with a seed of the cutoff,
+        `generator_customers` in all (every row when there are no more customers than that)."""
+        everyone = daily["customer_id"].unique()
+        if not self.generator_customers or len(everyone) <= self.generator_customers:
+            return daily
+        others = np.setdiff1d(everyone, customers)
+        extra = max(0, self.generator_customers - len(customers))
+        drawn = np.random.default_rng(_day(cutoff)).choice(others, extra, replace=False)
+        return daily[daily["customer_id"].isin(np.concatenate([customers, drawn]))]
+
     def feedback_data(self, daily: pd.DataFrame, rows: pd.DataFrame) -> RankingData:
         """One group per answer shown (ml.feedback rows): the products on the page with the
         features known the day before it was shown (snapshots every `FEEDBACK_SNAPSHOT_DAYS`
@@ -723,7 +750,9 @@ class LearnedRanker:
             part = rows[start == first]
             cutoff = dt.date(1970, 1, 1) + dt.timedelta(days=int(first) - 1)
             snapshot = Snapshot(daily, cutoff, self.catalogue)
-            proposed = Generators(daily, snapshot).propose(part["customer_id"].unique())
+            customers = part["customer_id"].unique()
+            fitted_on = self._generator_rows(daily, customers, cutoff)
+            proposed = Generators(fitted_on, snapshot).propose(customers)
             shown = part[["customer_id", "product_id"]].merge(proposed, how="left")
             frames.append(feature_matrix(features(snapshot, shown)))
         _, sizes = np.unique(pd.factorize(rows["request_id"])[0], return_counts=True)

@@ -290,6 +290,7 @@ def split(
             catalogue.for_ranker,
             window_days,
             training_customers=options.ranker_training_customers,
+            generator_customers=options.ranker_generator_customers,
         ).fit(seen, fit_end, answers)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc

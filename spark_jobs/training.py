@@ -80,6 +80,7 @@ class TrainingOptions:
     champion_task: str
     interaction_half_life_days: float
     ranker_training_customers: int
+    ranker_generator_customers: int
     ground_truth_dir: Path | None = None
 
 

@@ -461,6 +461,16 @@ class Settings(BaseSettings):
         "many buyers of each training window (a seeded sample; 0 = every buyer): bounds its "
         "fit on a large customer base.",
     )
+    ml_ranker_generator_customers: int = Field(
+        default=100_000,
+        ge=0,
+        validation_alias=_env("ML_RANKER_GENERATOR_CUSTOMERS"),
+        description="ML_RANKER_GENERATOR_CUSTOMERS: the candidate generators of each training "
+        "cutoff of the learned ranker are fitted on the histories of at most this many "
+        "customers (the window's sampled buyers and a seeded sample of the others; 0 = every "
+        "customer): bounds its fit on a large customer base. Those serving the published lists "
+        "see every customer.",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -255,3 +255,25 @@ def test_the_ranker_learns_from_a_fixed_sample_of_each_windows_buyers(world) -> 
     pd.testing.assert_frame_equal(first.matrix, again.matrix)
     with pytest.raises(ValueError, match="training_customers must be >= 0"):
         LearnedRanker(catalogue, window_days=7, training_customers=-1)
+
+
+def test_training_generators_see_their_buyers_and_a_fixed_sample_of_the_others(world) -> None:
+    daily, catalogue = world
+    cutoff = START + dt.timedelta(days=50)
+    buyers = np.array([3, 17, 151, 160], dtype=np.int64)
+    ranker = LearnedRanker(catalogue, window_days=7, generator_customers=60)
+    rows = ranker._generator_rows(daily, buyers, cutoff)
+    kept = rows["customer_id"].unique()
+    assert len(kept) == 60 and set(buyers) <= set(kept)
+    # every row of a kept customer, none of the others
+    pd.testing.assert_frame_equal(rows, daily[daily["customer_id"].isin(kept)])
+    assert rows.equals(ranker._generator_rows(daily, buyers, cutoff))  # seeded by the cutoff
+    later = ranker._generator_rows(daily, buyers, cutoff + dt.timedelta(days=7))
+    assert set(later["customer_id"]) != set(kept)
+    for every in (0, daily["customer_id"].nunique()):
+        everyone = LearnedRanker(catalogue, window_days=7, generator_customers=every)
+        assert everyone._generator_rows(daily, buyers, cutoff) is daily
+    sampled = ranker.purchase_data(daily, START + dt.timedelta(days=DAYS - 1))
+    assert len(sampled.groups) and sampled.label.sum() > 0
+    with pytest.raises(ValueError, match="generator_customers must be >= 0"):
+        LearnedRanker(catalogue, window_days=7, generator_customers=-1)

@@ -26,6 +26,7 @@ class TrainingResource(dg.ConfigurableResource):
     champion_task: str
     interaction_half_life_days: float
     ranker_training_customers: int
+    ranker_generator_customers: int
     ground_truth_dir: str | None = None
 
     def options(self) -> TrainingOptions:
@@ -40,6 +41,7 @@ class TrainingResource(dg.ConfigurableResource):
             champion_task=self.champion_task,
             interaction_half_life_days=self.interaction_half_life_days,
             ranker_training_customers=self.ranker_training_customers,
+            ranker_generator_customers=self.ranker_generator_customers,
             ground_truth_dir=Path(self.ground_truth_dir) if self.ground_truth_dir else None,
         )
 
@@ -55,6 +57,7 @@ def ml_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             champion_task=settings.ml_champion_task,
             interaction_half_life_days=settings.interaction_half_life_days,
             ranker_training_customers=settings.ml_ranker_training_customers,
+            ranker_generator_customers=settings.ml_ranker_generator_customers,
             ground_truth_dir=str(settings.generated_dir / "ground_truth"),
         )
     }
