@@ -180,20 +180,41 @@ class Catalogue:
         return self.products.set_index("product_id")["name"]
 
 
+def _up_to(rows: pd.DataFrame, day: int) -> pd.DataFrame:
+    """The daily rows of days up to `day` (a day number), with their `day` and `age` in days."""
+    days = _days(rows["interaction_date"])
+    keep = days <= day
+    return rows[keep].assign(day=days[keep], age=day - days[keep])
+
+
+def _own_interval(purchase_days: pd.Series, first: pd.Series, last: pd.Series) -> pd.Series:
+    """A pair's mean days between purchases (NaN when bought on fewer than two days)."""
+    interval = (last - first) / (purchase_days - 1).clip(lower=1)
+    return interval.where(purchase_days >= 2)
+
+
 class Snapshot:
     """Everything known at the end of `cutoff`: per (customer, product), per product and per
-    customer statistics of the daily rows up to it (rows after it are dropped here)."""
+    customer statistics of the daily rows up to it (rows after it are dropped here). The
+    per-customer and per-pair ones come from `histories` when given (the rows of the customers
+    a training cutoff needs: a sample); the products' always count every customer of `daily`."""
 
-    def __init__(self, daily: pd.DataFrame, cutoff: dt.date, catalogue: Catalogue) -> None:
-        day = _days(daily["interaction_date"])
-        keep = day <= _day(cutoff)
+    def __init__(
+        self,
+        daily: pd.DataFrame,
+        cutoff: dt.date,
+        catalogue: Catalogue,
+        histories: pd.DataFrame | None = None,
+    ) -> None:
         self.cutoff = cutoff
         self.catalogue = catalogue
         c = _day(cutoff)
-        h = daily[keep].assign(day=day[keep], age=c - day[keep])
+        rows = daily if histories is None else histories
+        h = _up_to(rows, c)
         pair = ["customer_id", "product_id"]
 
         bought = h[h["purchases"] > 0]
+        sold = bought if rows is daily else _up_to(daily[daily["purchases"] > 0], c)
         recent = h["age"] < BROWSE_DAYS
         # every per-pair statistic in one aggregation (NaN where a pair has no such day)
         pairs = (
@@ -227,11 +248,8 @@ class Snapshot:
         browsed = pairs.pop("recent_days") > 0
         for column in ("browse_score", "views_in_browse_window"):
             pairs[column] = pairs[column].where(browsed)
-        pairs["own_interval"] = np.where(
-            pairs["purchase_days"] >= 2,
-            (pairs["last_purchase"] - pairs["first_purchase"])
-            / (pairs["purchase_days"] - 1).clip(lower=1),
-            np.nan,
+        pairs["own_interval"] = _own_interval(
+            pairs["purchase_days"], pairs["first_purchase"], pairs["last_purchase"]
         )
         # sorted by (customer, product): a batch's rows are found by binary search, not by a
         # scan of every pair
@@ -248,13 +266,18 @@ class Snapshot:
         # log of its price over their median, 0 = the usual price of such products
         peers = catalog["subcategory"] if "subcategory" in catalog else catalog["category"]
         price = products["price"].astype(np.float64).where(lambda p: p > 0)
+        if rows is daily:
+            intervals = pairs[["product_id", "own_interval"]]
+        else:  # every customer's, from their purchase days alone
+            days = sold.groupby(pair)["day"].agg(["count", "min", "max"]).reset_index()
+            intervals = days.assign(
+                own_interval=_own_interval(days["count"], days["min"], days["max"])
+            )
         products = products.assign(
             price_tier=np.log(price / price.groupby(peers).transform("median")),
-            typical_interval=pairs.groupby("product_id")["own_interval"].median(),
-            product_buyers_7d=bought[bought["age"] < 7]
-            .groupby("product_id")["customer_id"]
-            .nunique(),
-            product_buyers_28d=bought[bought["age"] < POPULAR_DAYS]
+            typical_interval=intervals.groupby("product_id")["own_interval"].median(),
+            product_buyers_7d=sold[sold["age"] < 7].groupby("product_id")["customer_id"].nunique(),
+            product_buyers_28d=sold[sold["age"] < POPULAR_DAYS]
             .groupby("product_id")["customer_id"]
             .nunique(),
         )
@@ -685,9 +708,9 @@ class LearnedRanker:
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
             buyers = truth["customer_id"].unique()
-            snapshot = Snapshot(daily, cutoff, self.catalogue)
-            generators = Generators(self._generator_rows(daily, buyers, cutoff), snapshot)
-            candidates = generators.propose(buyers)
+            histories = self._generator_rows(daily, buyers, cutoff)
+            snapshot = Snapshot(daily, cutoff, self.catalogue, histories)
+            candidates = Generators(histories, snapshot).propose(buyers)
             frame = features(snapshot, candidates)  # sorted by customer (the union's order)
             label = frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
             # customers without a purchase among their candidates teach LambdaMART nothing
@@ -696,7 +719,7 @@ class LearnedRanker:
             matrices.append(feature_matrix(frame[keep]))
             targets.append(label[keep].astype(np.int32))
             groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
-            del frame, candidates, generators, snapshot
+            del frame, candidates, histories, snapshot
         if not matrices or not any(len(m) for m in matrices):
             raise NotEnoughHistory(
                 f"no training cutoff with history and purchases before {as_of}: "
@@ -749,10 +772,10 @@ class LearnedRanker:
         for first in np.unique(start):
             part = rows[start == first]
             cutoff = dt.date(1970, 1, 1) + dt.timedelta(days=int(first) - 1)
-            snapshot = Snapshot(daily, cutoff, self.catalogue)
             customers = part["customer_id"].unique()
-            fitted_on = self._generator_rows(daily, customers, cutoff)
-            proposed = Generators(fitted_on, snapshot).propose(customers)
+            histories = self._generator_rows(daily, customers, cutoff)
+            snapshot = Snapshot(daily, cutoff, self.catalogue, histories)
+            proposed = Generators(histories, snapshot).propose(customers)
             shown = part[["customer_id", "product_id"]].merge(proposed, how="left")
             frames.append(feature_matrix(features(snapshot, shown)))
         _, sizes = np.unique(pd.factorize(rows["request_id"])[0], return_counts=True)

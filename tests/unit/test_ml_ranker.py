@@ -277,3 +277,25 @@ def test_training_generators_see_their_buyers_and_a_fixed_sample_of_the_others(w
     assert len(sampled.groups) and sampled.label.sum() > 0
     with pytest.raises(ValueError, match="generator_customers must be >= 0"):
         LearnedRanker(catalogue, window_days=7, generator_customers=-1)
+
+
+def test_a_snapshot_of_sampled_histories_keeps_their_features_and_everyones_products(
+    world,
+) -> None:
+    daily, catalogue = world
+    cutoff = START + dt.timedelta(days=50)
+    buyers = np.array([3, 17, 151, 160], dtype=np.int64)
+    histories = LearnedRanker(catalogue, window_days=7, generator_customers=60)._generator_rows(
+        daily, buyers, cutoff
+    )
+    full = Snapshot(daily, cutoff, catalogue)
+    sampled = Snapshot(daily, cutoff, catalogue, histories)
+    assert len(sampled.pairs) < len(full.pairs)
+    customers, products = np.repeat(buyers, 60), np.tile(np.arange(60), len(buyers))
+    pd.testing.assert_frame_equal(
+        sampled.pair_stats(customers, products), full.pair_stats(customers, products)
+    )
+    pd.testing.assert_frame_equal(sampled.customers.loc[buyers], full.customers.loc[buyers])
+    everyones = ["product_buyers_7d", "product_buyers_28d", "category_popularity_share"]
+    everyones += ["product_trend", "typical_interval"]
+    pd.testing.assert_frame_equal(sampled.products[everyones], full.products[everyones])
