@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -81,6 +82,7 @@ ACTIVITY_LIMIT = 20  # newest products per activity set a request reads
 LIVE_INTERVAL_SECONDS = 2.0
 LIVE_STREAM_SECONDS = 600.0
 STOREFRONT = Path(__file__).parent / "static" / "storefront.html"
+log = logging.getLogger(__name__)
 IMPRESSION_LINGER_MS = 500  # how long an impression may wait for others to share its request
 EVENT_LINGER_MS = 1  # a posted event waits for its acknowledgement
 # each use of a producer: the Serving attribute holding it and its linger
@@ -114,6 +116,11 @@ EXPOSURES = Counter(
 )
 IMPRESSIONS_LOST = Counter(
     "api_impressions_lost_total", "Impressions the broker did not take, by cause", ["cause"]
+)
+EVENTS_REFUSED = Counter(
+    "api_events_refused_total",
+    "Events answered 503: the broker did not take them, by cause",
+    ["cause"],
 )
 PRODUCERS_REPLACED = Counter(
     "api_kafka_producers_replaced_total",
@@ -259,7 +266,7 @@ class Serving:
             self._replace_ended("events", producer)
             result = await self._acknowledged(self.producer, value, key)
         if isinstance(result, KafkaError):
-            raise BrokerUnavailable(result.str())
+            raise BrokerUnavailable(result.name(), result.str())
         return result
 
     async def _acknowledged(
@@ -317,7 +324,11 @@ class Serving:
 
 
 class BrokerUnavailable(RuntimeError):
-    pass
+    """The broker did not acknowledge an event: `cause` is librdkafka's error name."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(f"{message} ({cause})")
+        self.cause = cause
 
 
 # errors after which a librdkafka producer never sends again (the broker fenced its producer
@@ -327,6 +338,9 @@ PRODUCER_ENDED = {
     KafkaError._FENCED,
     KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
+    # librdkafka purges the messages still queued (never sent) when its producer hits a fatal
+    # error; the API never purges, so this one is fatal too and the message safe to resend
+    KafkaError._PURGE_QUEUE,
 }
 
 
@@ -612,7 +626,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             partition, offset = await serving.produce(event, body)
         except (BrokerUnavailable, TimeoutError, BufferError) as exc:
-            return _error(503, "kafka", f"not accepted by the broker, nothing stored: {exc}")
+            cause = exc.cause if isinstance(exc, BrokerUnavailable) else type(exc).__name__
+            why = (
+                str(exc)
+                or f"no acknowledgement in {serving.settings.api_produce_timeout_seconds} s"
+            )
+            EVENTS_REFUSED.labels(cause).inc()
+            log.warning("event %s answered 503: %s", event["event_id"], why)
+            return _error(503, "kafka", f"not accepted by the broker, nothing stored: {why}")
         applied_online = False
         if event["event_type"] not in RECOMMENDATION_EVENTS:  # what was shown is not activity
             try:

@@ -6,7 +6,8 @@ for recommendations (up to PAGES times), reacts to each list as the audience mod
 posts what it did as contract events (the click, the product view, the add to cart, the
 purchase), which the API produces to Kafka. The API itself records an impression per answer.
 Sessions start at `rate` per second, at most `workers` at a time, until `duration` seconds or
-`sessions` have passed; a session the API fails is counted with its status, never retried.
+`sessions` have passed; a session the API fails is counted with its status and the API's reason,
+never retried.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ class Shopper:
             method, self.api + path, body=payload, timeout=self.timeout, retries=False
         )
         if response.status >= 300:
-            raise ApiError(f"{method} {path.partition('?')[0]} → {response.status}")
+            raise ApiError(
+                f"{method} {path.partition('?')[0]} → {response.status}{_reason(response.data)}"
+            )
         return orjson.loads(response.data)
 
     def _event(self, session: str, customer: int, event_type: str, **fields: Any) -> dict:
@@ -161,6 +164,15 @@ class Shopper:
                 totals["purchases"] += 1
                 totals["revenue"] += float(product["price"] or 0)
         return variant, dict(totals), requests
+
+
+def _reason(body: bytes) -> str:
+    """The API's own reason for an error answer, if it gave one (": field: reason")."""
+    try:
+        error = orjson.loads(body)["error"]
+        return f": {error['field']}: {error['reason']}"[:300]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
 
 
 def simulate_traffic(

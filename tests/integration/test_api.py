@@ -274,6 +274,7 @@ def test_without_redis_or_the_broker_answers_degrade_clearly(settings: Settings,
 
         status, metrics = 200, urllib.request.urlopen(f"{dead.api_url}/metrics").read().decode()
         assert 'api_degraded_total{cause="online store unavailable"}' in metrics
+        assert "api_events_refused_total{cause=" in metrics
         assert "api_request_seconds_bucket" in metrics
     finally:
         manager.down()

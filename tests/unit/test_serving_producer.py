@@ -70,13 +70,25 @@ def test_a_fenced_producer_is_replaced_and_the_event_sent_on_the_new_one(
     assert fenced.sent == ([] if raises else [b"event"])
 
 
+def test_an_event_purged_from_the_queue_of_a_producer_that_ended_is_sent_on_a_new_one(
+    serving: Serving,
+) -> None:
+    # librdkafka fails the messages still queued on a producer that hit a fatal error with
+    # _PURGE_QUEUE, not with the fatal error: they were never sent, so they are sent again
+    purged = Producer(KafkaError(KafkaError._PURGE_QUEUE, "Local: Purged in queue"))
+    _, fresh = _with_producers(serving, purged, Producer())
+    assert asyncio.run(serving.produce({"session_id": "s"}, b"event")) == (3, 41)
+    assert serving.producer is fresh and fresh.sent == [b"event"]
+
+
 def test_an_error_that_is_not_fatal_answers_unavailable_and_keeps_the_producer(
     serving: Serving,
 ) -> None:
     timed_out = Producer(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
     _with_producers(serving, timed_out, Producer())
-    with pytest.raises(BrokerUnavailable, match="timed out"):
+    with pytest.raises(BrokerUnavailable, match="timed out") as refused:
         asyncio.run(serving.produce({"session_id": "s"}, b"event"))
+    assert refused.value.cause == "_MSG_TIMED_OUT"
     assert serving.producer is timed_out
 
 
