@@ -91,6 +91,7 @@ GENERATOR_CUSTOMERS = 100_000
 SCORING_BATCH = 2_000  # customers proposed for and ranked at a time
 SCORING_WORKERS = min(4, os.cpu_count() or 1)  # threads working through the batches
 WARM_UP_CUSTOMERS = 50  # scored alone before the threads start (see `threaded`)
+FACTS_KEPT = 2 * SCORING_WORKERS  # batches' statistics a snapshot keeps (`Snapshot.of`)
 # scoring jobs of this many customers predict with the forest compiled to machine code
 # (`CompiledForest`): its compile takes ~20 s, so smaller jobs keep LightGBM's predict
 COMPILE_FROM_CUSTOMERS = 50_000
@@ -143,6 +144,10 @@ class NotEnoughHistory(ValueError):
     """No earlier cutoff has both history before it and purchases in the window after it."""
 
 
+# the daily rows' columns a snapshot reads
+SNAPSHOT_COLUMNS = ["customer_id", "product_id", "views", "adds_to_cart", "purchases", "weight"]
+
+
 def _days(values: pd.Series) -> npt.NDArray[np.int64]:
     """Dates as day numbers (days since 1970-01-01)."""
     return pd.to_datetime(values).to_numpy("datetime64[D]").astype(np.int64)
@@ -180,11 +185,76 @@ class Catalogue:
         return self.products.set_index("product_id")["name"]
 
 
-def _up_to(rows: pd.DataFrame, day: int) -> pd.DataFrame:
-    """The daily rows of days up to `day` (a day number), with their `day` and `age` in days."""
+def _history(rows: pd.DataFrame, day: int) -> dict[str, npt.NDArray]:
+    """The daily rows of days up to `day` (a day number), the columns a snapshot reads and
+    their `day`, as arrays sorted by customer (stable: each customer's rows keep their order)."""
     days = _days(rows["interaction_date"])
-    keep = days <= day
-    return rows[keep].assign(day=days[keep], age=day - days[keep])
+    keep = np.flatnonzero(days <= day)
+    keep = keep[np.argsort(rows["customer_id"].to_numpy()[keep], kind="stable")]
+    return {
+        **{name: rows[name].to_numpy()[keep] for name in SNAPSHOT_COLUMNS},
+        "day": days[keep],
+    }
+
+
+def _frame(history: Mapping[str, npt.NDArray], day: int, positions: npt.ArrayLike) -> pd.DataFrame:
+    """The `history` rows at `positions` as a frame, with their `age` in days at `day`."""
+    frame = pd.DataFrame({name: values[positions] for name, values in history.items()})
+    return frame.assign(age=day - frame["day"])
+
+
+def _pair_statistics(h: pd.DataFrame) -> pd.DataFrame:
+    """Every per-(customer, product) statistic of the rows `h` (from `_frame`), one row per
+    pair sorted by both, NaN where a pair has no such day. Grouped by one sort of an integer
+    key: pandas' groupby of the same rows held about three copies of them at once."""
+    customer = h["customer_id"].to_numpy(np.int64)
+    product = h["product_id"].to_numpy(np.int64)
+    span = int(product.max()) + 1 if len(product) else 1
+    key = customer * span + product
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key[:0]
+
+    def column(name: str) -> npt.NDArray:
+        return h[name].to_numpy()[order]
+
+    def per_pair(ufunc: np.ufunc, values: npt.NDArray) -> npt.NDArray[np.float64]:
+        return ufunc.reduceat(values, starts).astype(np.float64) if len(starts) else np.empty(0)
+
+    def day_of(ufunc: np.ufunc, which: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        """The first (minimum) or last (maximum) day of the pair's `which` rows, NaN if none."""
+        none = np.inf if ufunc is np.minimum else -np.inf
+        out = per_pair(ufunc, np.where(which, day, none))
+        return np.where(np.isinf(out), np.nan, out)
+
+    day, age = column("day").astype(np.float64), column("age")
+    views, adds = column("views"), column("adds_to_cart")
+    purchased, recent = column("purchases") > 0, age < BROWSE_DAYS
+    browsed = per_pair(np.add, recent) > 0
+    purchase_days = per_pair(np.add, purchased)
+    browse = (views + 3 * adds) * np.exp2(-age / BROWSE_HALF_LIFE_DAYS)
+    pairs = pd.DataFrame(
+        {
+            "customer_id": key[starts] // span,
+            "product_id": key[starts] % span,
+            "purchase_days": np.where(purchase_days > 0, purchase_days, np.nan),
+            "first_purchase": day_of(np.minimum, purchased),
+            "last_purchase": day_of(np.maximum, purchased),
+            "last_view": day_of(np.maximum, views > 0),
+            "last_cart": day_of(np.maximum, adds > 0),
+            "browse_score": np.where(
+                browsed, per_pair(np.add, np.where(recent, browse, 0)), np.nan
+            ),
+            "views_in_browse_window": np.where(
+                browsed, per_pair(np.add, np.where(recent, views, 0)), np.nan
+            ),
+            "pair_weight": per_pair(np.add, column("weight") * np.exp2(-age / HALF_LIFE_DAYS)),
+        }
+    )
+    pairs["own_interval"] = _own_interval(
+        pairs["purchase_days"], pairs["first_purchase"], pairs["last_purchase"]
+    )
+    return pairs
 
 
 def _own_interval(purchase_days: pd.Series, first: pd.Series, last: pd.Series) -> pd.Series:
@@ -194,10 +264,12 @@ def _own_interval(purchase_days: pd.Series, first: pd.Series, last: pd.Series) -
 
 
 class Snapshot:
-    """Everything known at the end of `cutoff`: per (customer, product), per product and per
-    customer statistics of the daily rows up to it (rows after it are dropped here). The
-    per-customer and per-pair ones come from `histories` when given (the rows of the customers
-    a training cutoff needs: a sample); the products' always count every customer of `daily`."""
+    """Everything known at the end of `cutoff` from the daily rows up to it (rows after it are
+    dropped here): per product, figures of every customer of `daily`; per customer and per
+    (customer, product), `of(customers)`, from the rows of `histories` when given (the rows of
+    the customers a training cutoff needs: a sample). Only the rows are kept, sorted by
+    customer, and a batch's statistics are computed when it is asked for: every customer's
+    at once held several times the rows in memory (about 8 GB at 1 M customers)."""
 
     def __init__(
         self,
@@ -208,71 +280,28 @@ class Snapshot:
     ) -> None:
         self.cutoff = cutoff
         self.catalogue = catalogue
-        c = _day(cutoff)
+        self._day = c = _day(cutoff)
         rows = daily if histories is None else histories
-        h = _up_to(rows, c)
-        pair = ["customer_id", "product_id"]
+        self._history = _history(rows, c)
+        self._facts: dict[bytes, CustomerFacts] = {}
 
-        bought = h[h["purchases"] > 0]
-        sold = bought if rows is daily else _up_to(daily[daily["purchases"] > 0], c)
-        recent = h["age"] < BROWSE_DAYS
-        # every per-pair statistic in one aggregation (NaN where a pair has no such day)
-        pairs = (
-            h.assign(
-                purchase_day=h["day"].where(h["purchases"] > 0),
-                view_day=h["day"].where(h["views"] > 0),
-                cart_day=h["day"].where(h["adds_to_cart"] > 0),
-                recent_day=h["day"].where(recent),
-                browse=(
-                    (h["views"] + 3 * h["adds_to_cart"])
-                    * np.exp2(-h["age"] / BROWSE_HALF_LIFE_DAYS)
-                ).where(recent),
-                recent_views=h["views"].where(recent),
-                decayed=h["weight"] * np.exp2(-h["age"] / HALF_LIFE_DAYS),
-            )
-            .groupby(pair)
-            .agg(
-                purchase_days=("purchase_day", "count"),
-                first_purchase=("purchase_day", "min"),
-                last_purchase=("purchase_day", "max"),
-                last_view=("view_day", "max"),
-                last_cart=("cart_day", "max"),
-                recent_days=("recent_day", "count"),
-                browse_score=("browse", "sum"),
-                views_in_browse_window=("recent_views", "sum"),
-                pair_weight=("decayed", "sum"),
-            )
-            .reset_index()
-        )
-        pairs["purchase_days"] = pairs["purchase_days"].where(pairs["purchase_days"] > 0)
-        browsed = pairs.pop("recent_days") > 0
-        for column in ("browse_score", "views_in_browse_window"):
-            pairs[column] = pairs[column].where(browsed)
-        pairs["own_interval"] = _own_interval(
-            pairs["purchase_days"], pairs["first_purchase"], pairs["last_purchase"]
-        )
-        # sorted by (customer, product): a batch's rows are found by binary search, not by a
-        # scan of every pair
-        self.pairs = pairs.sort_values(["customer_id", "product_id"], ignore_index=True)
-        self._pair_customers = self.pairs["customer_id"].to_numpy(np.int64)
-        self._span = int(self.pairs["product_id"].max()) + 1 if len(self.pairs) else 1
-        self._pair_keys = self._pair_customers * self._span + self.pairs["product_id"].to_numpy(
-            np.int64
-        )
-
+        if rows is daily:
+            bought = np.flatnonzero(self._history["purchases"] > 0)
+            sold = _frame(self._history, c, bought)
+        else:
+            sold = daily[daily["purchases"] > 0]
+            sold = _frame(_history(sold, c), c, slice(None))
         catalog = catalogue.products.set_index("product_id")
         products = catalog[["category", "brand", "price"]]
         # where a product's price sits among its peers (its subcategory, else its category):
         # log of its price over their median, 0 = the usual price of such products
         peers = catalog["subcategory"] if "subcategory" in catalog else catalog["category"]
         price = products["price"].astype(np.float64).where(lambda p: p > 0)
-        if rows is daily:
-            intervals = pairs[["product_id", "own_interval"]]
-        else:  # every customer's, from their purchase days alone
-            days = sold.groupby(pair)["day"].agg(["count", "min", "max"]).reset_index()
-            intervals = days.assign(
-                own_interval=_own_interval(days["count"], days["min"], days["max"])
-            )
+        # every customer's interval between purchases of a product, from their purchase days
+        days = sold.groupby(["customer_id", "product_id"])["day"].agg(["count", "min", "max"])
+        intervals = days.reset_index().assign(
+            own_interval=_own_interval(days["count"], days["min"], days["max"]).to_numpy()
+        )
         products = products.assign(
             price_tier=np.log(price / price.groupby(peers).transform("median")),
             typical_interval=intervals.groupby("product_id")["own_interval"].median(),
@@ -292,6 +321,37 @@ class Snapshot:
         products["category_popularity_share"] = (products["product_buyers_28d"] / buyers).fillna(0)
         self.products = products
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_facts": {}}  # stored models carry no batch's statistics
+
+    def of(self, customers: npt.ArrayLike) -> CustomerFacts:
+        """The per-customer and per-pair statistics of these customers (the last few batches
+        asked for are kept: proposing and ranking a batch ask twice)."""
+        customers = np.unique(np.asarray(customers, dtype=np.int64))
+        key = customers.tobytes()
+        cached = self._facts  # one read and one rebinding: safe from scoring threads
+        if key in cached:
+            return cached[key]
+        positions = _rows(self._history["customer_id"], customers)
+        h = _frame(self._history, self._day, positions)
+        facts = CustomerFacts(h, self.products, self._day)
+        self._facts = {**dict(list(cached.items())[-(FACTS_KEPT - 1) :]), key: facts}
+        return facts
+
+
+class CustomerFacts:
+    """Per (customer, product) and per customer statistics of some customers' rows `h` (from
+    `_frame`, sorted by customer) at the end of day `c` (a snapshot's cutoff), with the
+    snapshot's `products`."""
+
+    def __init__(self, h: pd.DataFrame, products: pd.DataFrame, c: int) -> None:
+        self.pairs = pairs = _pair_statistics(h)  # sorted by (customer, product)
+        self._span = int(pairs["product_id"].max()) + 1 if len(pairs) else 1
+        self._pair_keys = pairs["customer_id"].to_numpy(np.int64) * self._span + pairs[
+            "product_id"
+        ].to_numpy(np.int64)
+
+        bought = h[h["purchases"] > 0]
         with_price = bought.merge(
             products["price"], left_on="product_id", right_index=True, how="left"
         )
@@ -321,18 +381,10 @@ class Snapshot:
         in_category = shares.groupby(["customer_id", "category", "brand"])["share"].sum()
         of_category = self.category_share.reindex(in_category.index.droplevel("brand"))
         self.brand_share_in_category = in_category / of_category.to_numpy()
-        self._category_customers = self.category_share.index.get_level_values(
-            "customer_id"
-        ).to_numpy(np.int64)
 
-    def rows_of(self, customers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Positions in `pairs` of the rows of these customers (sorted, unique)."""
-        return _rows(self._pair_customers, customers)
-
-    def category_shares_of(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
-        """(customer_id, category, share) of these customers (sorted, unique)."""
-        rows = self.category_share.iloc[_rows(self._category_customers, customers)]
-        return rows.rename("share").reset_index()
+    def category_shares(self) -> pd.DataFrame:
+        """(customer_id, category, share) of every customer."""
+        return self.category_share.rename("share").reset_index()
 
     def pair_stats(self, customers: npt.ArrayLike, products: npt.ArrayLike) -> pd.DataFrame:
         """The `pairs` columns (without the ids) of each (customer, product), NaN where the
@@ -390,7 +442,8 @@ class Generators:
         self.per_generator = per_generator
         self._proposed: dict[bytes, pd.DataFrame] = {}
         items = snapshot.products.index.to_numpy(np.int64)
-        history = daily[_days(daily["interaction_date"]) <= _day(snapshot.cutoff)]
+        known = _days(daily["interaction_date"]) <= _day(snapshot.cutoff)
+        history = daily if known.all() else daily[known]  # the serving round's: every row
         self.models: dict[str, Recommender] = {}
         if len(history):
             train = decayed(history, snapshot.cutoff, HALF_LIFE_DAYS, item_ids=items)
@@ -432,7 +485,8 @@ class Generators:
 
     def _propose(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
         snap, n = self.snapshot, self.per_generator
-        mine = snap.pairs.iloc[snap.rows_of(customers)]
+        facts = snap.of(customers)
+        mine = facts.pairs
         bought = mine[mine["purchase_days"] > 0]
         since = _day(snap.cutoff) - bought["last_purchase"]
         interval = bought["own_interval"].fillna(
@@ -465,16 +519,14 @@ class Generators:
             }
         )
         frames.append(_top(popular, n, "popular"))
-        frames.append(_top(self._category_favourites(customers), n, "category_favourites"))
+        frames.append(_top(self._category_favourites(facts), n, "category_favourites"))
         return _union(frames)
 
-    def _category_favourites(self, customers: npt.NDArray[np.int64]) -> pd.DataFrame:
+    def _category_favourites(self, facts: CustomerFacts) -> pd.DataFrame:
         """The best sellers of each category the customer took, scored by the customer's share
         of the category times the product's share of its buyers, their brands first."""
-        snap = self.snapshot
-        shares = snap.category_shares_of(customers)
-        best = shares.merge(self._best_sellers, on="category")
-        brand = snap.brand_share_in_category.reindex(
+        best = facts.category_shares().merge(self._best_sellers, on="category")
+        brand = facts.brand_share_in_category.reindex(
             pd.MultiIndex.from_frame(best[["customer_id", "category", "brand"]])
         )
         score = best["share"] * best["category_popularity_share"] * (1 + brand.fillna(0).to_numpy())
@@ -529,10 +581,11 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     customer = candidates["customer_id"].to_numpy(np.int64)
     product = candidates["product_id"].to_numpy(np.int64)
     out = {name: candidates[name].to_numpy() for name in candidates.columns}
+    facts = snapshot.of(customer)
     for lookup in (
-        snapshot.pair_stats(customer, product),
+        facts.pair_stats(customer, product),
         snapshot.products.reindex(product),
-        snapshot.customers.reindex(customer),
+        facts.customers.reindex(customer),
     ):
         out.update({name: lookup[name].to_numpy() for name in lookup.columns})
     out["purchase_days"] = np.nan_to_num(out["purchase_days"])
@@ -546,13 +599,13 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
         out["price_ratio"] = np.log(np.where(price > 0, price, np.nan) / out["price_level"])
     out["price_tier_distance"] = np.abs(out["price_tier"] - out["price_tier_level"])
     for column, shares in (
-        ("category", snapshot.category_share),
-        ("brand", snapshot.brand_share),
+        ("category", facts.category_share),
+        ("brand", facts.brand_share),
     ):
         keys = pd.MultiIndex.from_arrays([customer, out[column]])
         out[f"{column}_affinity"] = np.nan_to_num(shares.reindex(keys).to_numpy())
     keys = pd.MultiIndex.from_arrays([customer, out["category"], out["brand"]])
-    in_category = snapshot.brand_share_in_category.reindex(keys).to_numpy()
+    in_category = facts.brand_share_in_category.reindex(keys).to_numpy()
     out["brand_share_in_category"] = np.nan_to_num(in_category)
     return pd.DataFrame(out)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ml.ranker import (
+    BROWSE_DAYS,
     FEATURES,
     GENERATORS,
     TRAINING_CUTOFFS,
@@ -18,6 +19,10 @@ from ml.ranker import (
     Generators,
     LearnedRanker,
     Snapshot,
+    _day,
+    _frame,
+    _history,
+    _pair_statistics,
     features,
     labels,
 )
@@ -119,13 +124,21 @@ def test_no_feature_reads_past_its_cutoff(world) -> None:
     pd.testing.assert_frame_equal(computed(pd.concat([before, future])), alone)
 
 
-def test_a_batch_finds_its_pairs_by_search_as_a_join_would(world) -> None:
+def test_a_batch_has_the_statistics_of_its_customers_among_everyones(world) -> None:
     daily, catalogue = world
     snapshot = Snapshot(daily, START + dt.timedelta(days=50), catalogue)
+    everyone = snapshot.of(daily["customer_id"].unique())
     customers = np.array([3, 17, 150, 999])  # 999 is unknown
-    rows = snapshot.pairs.iloc[snapshot.rows_of(customers)]
-    expected = snapshot.pairs[snapshot.pairs["customer_id"].isin(customers)]
-    pd.testing.assert_frame_equal(rows, expected)
+    batch = snapshot.of(customers)
+    expected = everyone.pairs[everyone.pairs["customer_id"].isin(customers)]
+    pd.testing.assert_frame_equal(batch.pairs, expected.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        batch.customers, everyone.customers.loc[customers[:3]], check_freq=False
+    )
+    for shares in ("category_share", "brand_share", "brand_share_in_category"):
+        every = getattr(everyone, shares)
+        mine = every[every.index.get_level_values("customer_id").isin(customers)]
+        pd.testing.assert_series_equal(getattr(batch, shares), mine)
     taken = expected.iloc[[0, -1]]  # two pairs that exist
     asked = pd.DataFrame(
         {
@@ -133,13 +146,52 @@ def test_a_batch_finds_its_pairs_by_search_as_a_join_would(world) -> None:
             "product_id": [*taken["product_id"], 1, 10_000],
         }
     )
-    joined = asked.merge(snapshot.pairs, on=["customer_id", "product_id"], how="left")
-    stats = snapshot.pair_stats(asked["customer_id"], asked["product_id"])
+    joined = asked.merge(batch.pairs, on=["customer_id", "product_id"], how="left")
+    stats = batch.pair_stats(asked["customer_id"], asked["product_id"])
     pd.testing.assert_frame_equal(
         stats, joined.drop(columns=["customer_id", "product_id"]), check_dtype=False
     )
     assert stats.iloc[:2]["pair_weight"].gt(0).all()
     assert stats.iloc[2:].isna().all().all()  # unknown customer, unknown product
+
+
+def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
+    daily, _ = world
+    c = _day(START + dt.timedelta(days=50))
+    h = _frame(_history(daily, c), c, slice(None))
+    recent = h["age"] < BROWSE_DAYS
+    expected = (
+        h.assign(
+            purchase_days=(h["purchases"] > 0).astype(float),
+            first_purchase=h["day"].where(h["purchases"] > 0),
+            last_purchase=h["day"].where(h["purchases"] > 0),
+            last_view=h["day"].where(h["views"] > 0),
+            last_cart=h["day"].where(h["adds_to_cart"] > 0),
+            browse_score=((h["views"] + 3 * h["adds_to_cart"]) * 0.5 ** (h["age"] / 7)).where(
+                recent
+            ),
+            views_in_browse_window=h["views"].where(recent),
+            pair_weight=h["weight"] * 0.5 ** (h["age"] / 30),
+        )
+        .groupby(["customer_id", "product_id"])
+        .agg(
+            purchase_days=("purchase_days", "sum"),
+            first_purchase=("first_purchase", "min"),
+            last_purchase=("last_purchase", "max"),
+            last_view=("last_view", "max"),
+            last_cart=("last_cart", "max"),
+            browse_score=("browse_score", lambda v: v.sum(min_count=1)),
+            views_in_browse_window=("views_in_browse_window", lambda v: v.sum(min_count=1)),
+            pair_weight=("pair_weight", "sum"),
+        )
+        .reset_index()
+    )
+    expected["purchase_days"] = expected["purchase_days"].where(expected["purchase_days"] > 0)
+    got = _pair_statistics(h)
+    assert got["own_interval"].notna().any() and got["last_cart"].isna().any()
+    pd.testing.assert_frame_equal(
+        got.drop(columns="own_interval"), expected, check_dtype=False, rtol=1e-9
+    )
 
 
 def test_labels_are_the_purchases_of_the_window_after_the_cutoff(world) -> None:
@@ -290,12 +342,13 @@ def test_a_snapshot_of_sampled_histories_keeps_their_features_and_everyones_prod
     )
     full = Snapshot(daily, cutoff, catalogue)
     sampled = Snapshot(daily, cutoff, catalogue, histories)
-    assert len(sampled.pairs) < len(full.pairs)
+    assert histories["customer_id"].nunique() < daily["customer_id"].nunique()
     customers, products = np.repeat(buyers, 60), np.tile(np.arange(60), len(buyers))
     pd.testing.assert_frame_equal(
-        sampled.pair_stats(customers, products), full.pair_stats(customers, products)
+        sampled.of(buyers).pair_stats(customers, products),
+        full.of(buyers).pair_stats(customers, products),
     )
-    pd.testing.assert_frame_equal(sampled.customers.loc[buyers], full.customers.loc[buyers])
+    pd.testing.assert_frame_equal(sampled.of(buyers).customers, full.of(buyers).customers)
     everyones = ["product_buyers_7d", "product_buyers_28d", "category_popularity_share"]
     everyones += ["product_trend", "typical_interval"]
     pd.testing.assert_frame_equal(sampled.products[everyones], full.products[everyones])
