@@ -298,10 +298,7 @@ class Snapshot:
         peers = catalog["subcategory"] if "subcategory" in catalog else catalog["category"]
         price = products["price"].astype(np.float64).where(lambda p: p > 0)
         # every customer's interval between purchases of a product, from their purchase days
-        days = sold.groupby(["customer_id", "product_id"])["day"].agg(["count", "min", "max"])
-        intervals = days.reset_index().assign(
-            own_interval=_own_interval(days["count"], days["min"], days["max"]).to_numpy()
-        )
+        intervals = _pair_statistics(sold)[["product_id", "own_interval"]]
         products = products.assign(
             price_tier=np.log(price / price.groupby(peers).transform("median")),
             typical_interval=intervals.groupby("product_id")["own_interval"].median(),
