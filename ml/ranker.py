@@ -604,13 +604,17 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     keys = pd.MultiIndex.from_arrays([customer, out["category"], out["brand"]])
     in_category = facts.brand_share_in_category.reindex(keys).to_numpy()
     out["brand_share_in_category"] = np.nan_to_num(in_category)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)  # the arrays as they are: one block would copy them all
 
 
 def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     """The `FEATURES` columns as one float32 block: what LightGBM trains and predicts on (half
-    the memory of float64; its histogram bins need no more precision)."""
-    return pd.DataFrame(frame[FEATURES].to_numpy(np.float32), columns=FEATURES)
+    the memory of float64; its histogram bins need no more precision), filled column by
+    column (selecting the columns first would copy them as float64)."""
+    matrix = np.empty((len(frame), len(FEATURES)), dtype=np.float32)
+    for j, name in enumerate(FEATURES):
+        matrix[:, j] = frame[name].to_numpy()
+    return pd.DataFrame(matrix, columns=FEATURES, copy=False)
 
 
 def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
@@ -762,11 +766,12 @@ class LearnedRanker:
             snapshot = Snapshot(daily, cutoff, self.catalogue, histories)
             candidates = Generators(histories, snapshot).propose(buyers)
             frame = features(snapshot, candidates)  # sorted by customer (the union's order)
-            label = frame.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
+            pairs = frame[["customer_id", "product_id"]]  # merging the whole frame copies it
+            label = pairs.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
             # customers without a purchase among their candidates teach LambdaMART nothing
             keep = pd.Series(label).groupby(frame["customer_id"]).transform("max").to_numpy() > 0
             recall[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
-            matrices.append(feature_matrix(frame[keep]))
+            matrices.append(feature_matrix(frame)[keep].reset_index(drop=True))
             targets.append(label[keep].astype(np.int32))
             groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
             del frame, candidates, histories, snapshot
