@@ -191,6 +191,10 @@ class Masks:
     banned: npt.NDArray[np.bool_] | None
     positions: Ids
 
+    @property
+    def empty(self) -> bool:
+        return self.seen is None and self.excluded is None and self.banned is None
+
     def of(self, subset: Ids) -> Masks:
         """The masks of some rows of the batch (positions in it)."""
         return replace(self, positions=self.positions[subset])
@@ -203,6 +207,18 @@ class Masks:
             mask_seen(batch, self.positions, self.excluded)
         if self.banned is not None:
             batch[:, self.banned] = -np.inf
+
+    def cells(self, rows: Ids) -> sp.csr_matrix | None:
+        """The seen and excluded cells of a batch whose training `rows` are all known, as a
+        len(rows) × items matrix (banned columns aside); None where neither mask is set."""
+        parts = []
+        if self.seen is not None:
+            parts.append(self.seen[rows])
+        if self.excluded is not None:
+            parts.append(self.excluded[self.positions])
+        if not parts:
+            return None
+        return sp.csr_matrix(sum(parts[1:], parts[0]))
 
     def masked(self, rows: Ids, r: Ids, c: Ids, n_items: int) -> npt.NDArray[np.bool_]:
         """Whether each cell (r, c) of a batch (r: position in the batch) is masked."""
@@ -226,7 +242,9 @@ class SparseScored(Recommender):
     neighbours): most of a row is empty, and its top k is read from the stored cells alone
     rather than from a dense batch × catalogue block (the same lists, exactly). An empty cell
     scores 0 (a candidate after every positive score, in `tie_order`), or -inf where
-    `empty_is_candidate` is False."""
+    `empty_is_candidate` is False. Models that can multiply keeping each row's best cells
+    alone (`_sparse_top`) do so when nothing is masked; rows whose kept cells end in a tie are
+    scored in full again, so the lists stay the same."""
 
     empty_is_candidate: bool = True
 
@@ -234,6 +252,11 @@ class SparseScored(Recommender):
     def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
         """Scores of training `rows` (all known) against `item_ids`, non-negative, with no
         cell stored twice (what a sparse product returns)."""
+
+    def _sparse_top(self, rows: Ids, n: int) -> sp.csr_matrix | None:
+        """The `n` largest positive cells of each row of `_sparse_score(rows)`, or None where
+        the model has no such shortcut."""
+        return None
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
         scores = np.full((len(rows), len(self.item_ids)), -np.inf)
@@ -244,7 +267,7 @@ class SparseScored(Recommender):
         return scores
 
     def _top_of_batch(
-        self, rows: Ids, customers: Ids, k: int, masks: Masks
+        self, rows: Ids, customers: Ids, k: int, masks: Masks, shortcut: bool = True
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         n = len(self.item_ids)
         ids = np.full((len(rows), k), -1, dtype=np.int64)
@@ -253,14 +276,16 @@ class SparseScored(Recommender):
         kk = min(k, n)
         if len(known) == 0 or kk == 0:
             return ids, vals
-        block = sp.csr_matrix(self._sparse_score(rows[known]))
+        # one cell more than the list: a row whose last two kept cells tie is cut in a tie
+        top = self._sparse_top(rows[known], kk + 1) if shortcut and masks.empty else None
+        block = sp.csr_matrix(self._sparse_score(rows[known]) if top is None else top)
         r = np.repeat(known, np.diff(block.indptr))
         c, v = block.indices.astype(np.int64), block.data.astype(np.float64)
         ok = (v > 0) & ~masks.masked(rows, r, c, n)
         r, c, v = r[ok], c[ok], v[ok]  # still by row
         counts = np.bincount(r, minlength=len(rows))
-        top = v >= _kth_of_packed(r, v, len(rows), kk)[r]  # only these are sorted
-        r, c, v = r[top], c[top], v[top]
+        top_cells = v >= _kth_of_packed(r, v, len(rows), kk)[r]  # only these are sorted
+        r, c, v = r[top_cells], c[top_cells], v[top_cells]
         order = np.lexsort((_preference(self._tie_order, n)[c], -v, r))
         r, c, v = r[order], c[order], v[order]
         slot = np.arange(len(r)) - np.searchsorted(r, r, "left")
@@ -272,6 +297,12 @@ class SparseScored(Recommender):
             if len(short):
                 ids[short], vals[short] = Recommender._top_of_batch(
                     self, rows[short], customers[short], k, masks.of(short)
+                )
+        if top is not None:  # products tied with the last kept may be preferred: in full
+            tied = np.unique(r[slot == kk])
+            if len(tied):
+                ids[tied], vals[tied] = self._top_of_batch(
+                    rows[tied], customers[tied], k, masks.of(tied), shortcut=False
                 )
         return ids, vals
 

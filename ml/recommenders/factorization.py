@@ -9,15 +9,28 @@ positive/negative pairs) so it has no alpha.
 
 BLAS is capped to one thread around fitting: implicit parallelises itself (`num_threads`), and a
 threaded OpenBLAS underneath it is up to 10x slower (see ml/__init__.py).
+
+The top k of a batch is implicit's own (`implicit.cpu.topk`: the product and a C++ selection of
+100 customers at a time, on its own threads): 3-4× faster than the dense batch × catalogue
+top-k every recommender has, with the same lists (measured on 2,000 customers × 12,500 and
+50,000 products); equal scores, rare in a dot product of floats, come in any order.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import numpy.typing as npt
+from implicit.cpu.topk import topk
 from threadpoolctl import threadpool_limits
 
 from ml.interactions import Interactions
-from ml.recommenders.base import Ids, Recommender
+from ml.recommenders.base import Ids, Masks, Recommender
+
+# customers per call of implicit's top k (it scores 100 at a time, whatever the call's size)
+TOPK_BATCH = 10_000
+TOPK_THREADS = min(2, os.cpu_count() or 1)
 
 
 class _Factorization(Recommender):
@@ -46,6 +59,31 @@ class _Factorization(Recommender):
         known = rows >= 0
         scores[known] = self.user_factors[rows[known]] @ self.item_factors.T
         return scores
+
+    def _batch_size(self) -> int:
+        return TOPK_BATCH
+
+    def _top_of_batch(
+        self, rows: Ids, customers: Ids, k: int, masks: Masks
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        ids = np.full((len(rows), k), -1, dtype=np.int64)
+        vals = np.full((len(rows), k), np.nan)
+        known = np.flatnonzero(rows >= 0)  # customers the model never saw: padding only
+        kk = min(k, len(self.item_ids))
+        if len(known) == 0 or kk == 0:
+            return ids, vals
+        cols, scores = topk(
+            self.item_factors,
+            self.user_factors[rows[known]],
+            kk,
+            filter_query_items=masks.of(known).cells(rows[known]),
+            filter_items=None if masks.banned is None else np.flatnonzero(masks.banned),
+            num_threads=TOPK_THREADS,
+        )
+        ok = scores > -np.finfo(scores.dtype).max  # implicit's mark of a filtered cell
+        ids[known, :kk] = np.where(ok, self.item_ids[cols], -1)
+        vals[known, :kk] = np.where(ok, scores, np.nan)
+        return ids, vals
 
 
 class ALS(_Factorization):

@@ -70,6 +70,13 @@ def item_similarity(
     return sp.csr_matrix(sp.vstack(blocks, format="csr")) if blocks else sp.csr_matrix((0, 0))
 
 
+def _product_top(a: sp.csr_matrix, b: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """The `n` largest positive cells of each row of a @ b, kept as the product is computed."""
+    if a.shape[0] == 0 or b.shape[1] == 0:
+        return sp.csr_matrix((a.shape[0], b.shape[1]), dtype=np.float32)
+    return sp_matmul_topn(a, b, top_n=n, threshold=0.0, n_threads=TOPN_THREADS)
+
+
 def neighbours_frame(
     similarity: sp.csr_matrix, item_ids: npt.NDArray[np.int64], value: str = "similarity"
 ) -> pd.DataFrame:
@@ -115,6 +122,9 @@ class ItemKNN(SparseScored):
     def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
         return self._history()[rows] @ self.similarity
 
+    def _sparse_top(self, rows: Ids, n: int) -> sp.csr_matrix:
+        return _product_top(self._history()[rows], self.similarity, n)
+
     def similar_items(self) -> pd.DataFrame:
         """The neighbour lists: (product_id, rank, similar_product_id, similarity)."""
         return neighbours_frame(self.similarity, self.item_ids)
@@ -151,6 +161,9 @@ class UserKNN(SparseScored):
 
     def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
         return self.neighbours_of(rows) @ self._pool_votes
+
+    def _sparse_top(self, rows: Ids, n: int) -> sp.csr_matrix:
+        return _product_top(self.neighbours_of(rows), self._pool_votes, n)
 
     def neighbours_of(self, rows: Ids) -> sp.csr_matrix:
         """Each row's `neighbours` most similar pool customers (positive similarities only;

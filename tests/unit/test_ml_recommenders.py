@@ -255,13 +255,22 @@ def test_each_row_s_kth_largest_cell_is_what_a_sort_says(cells_per_row: int) -> 
 
 @pytest.mark.parametrize(
     "name",
-    ["item_knn_cosine", "item_knn_jaccard", "user_knn", "content", "trending", "trending_by_city"],
+    [
+        "item_knn_cosine",
+        "item_knn_jaccard",
+        "user_knn",
+        "content",
+        "trending",
+        "trending_by_city",
+        "als",
+        "bpr",
+    ],
 )
 def test_models_with_a_shortcut_top_k_list_what_their_dense_scores_would(
     name: str, data: dict, fitted: dict[str, Recommender]
 ) -> None:
     # sparse models read the top k from the stored cells of a sparse product, trending ranks
-    # once per group: against a dense top-k of the same scores, with every mask (seen,
+    # once per group, factorisations take implicit's top k: against a dense top-k of the same scores, with every mask (seen,
     # excluded pairs, a product filter), and k beyond the customers' positive scores (the
     # empty cells then fill the list in popularity order)
     train = data["train"]
