@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ml.interactions import Interactions
-from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, SparseScored, top_k_sparse
+from ml.recommenders.base import SCORE_BATCH_CELLS, Ids, SparseScored, top_k_of_cells
 
 RULE_COLUMNS = [
     "antecedent",
@@ -210,11 +210,14 @@ class BoughtWith(SparseScored):
         blocks = []
         for start in range(0, n_items, step):  # a block of antecedents at a time
             stop = min(start + step, n_items)
-            together = (by_item[start:stop] @ baskets).toarray().astype(np.float64)
-            together[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            together = sp.csr_matrix(by_item[start:stop] @ baskets)  # pairs that meet only
+            r = np.repeat(np.arange(stop - start), np.diff(together.indptr))
+            c = together.indices.astype(np.int64)
             # confidence(p → q) = baskets with both / baskets with p
-            confidence = together / np.maximum(counts[start:stop, None], 1.0)
-            blocks.append(top_k_sparse(confidence, self.neighbours))
+            v = together.data / np.maximum(counts[start + r], 1.0)
+            other = c != start + r
+            shape = (stop - start, n_items)
+            blocks.append(top_k_of_cells(r[other], c[other], v[other], shape, self.neighbours))
         self.confidence = sp.csr_matrix(sp.vstack(blocks, format="csr"))
 
     def _sparse_score(self, rows: Ids) -> sp.csr_matrix:

@@ -284,11 +284,7 @@ class SparseScored(Recommender):
         ok = (v > 0) & ~masks.masked(rows, r, c, n)
         r, c, v = r[ok], c[ok], v[ok]  # still by row
         counts = np.bincount(r, minlength=len(rows))
-        top_cells = v >= _kth_of_packed(r, v, len(rows), kk)[r]  # only these are sorted
-        r, c, v = r[top_cells], c[top_cells], v[top_cells]
-        order = np.lexsort((_preference(self._tie_order, n)[c], -v, r))
-        r, c, v = r[order], c[order], v[order]
-        slot = np.arange(len(r)) - np.searchsorted(r, r, "left")
+        r, c, v, slot = _ranked_cells(r, c, v, len(rows), kk, _preference(self._tie_order, n))
         first = slot < kk
         ids[r[first], slot[first]] = self.item_ids[c[first]]
         vals[r[first], slot[first]] = v[first]
@@ -352,6 +348,37 @@ def top_k_sparse(dense: np.ndarray, k: int) -> sp.csr_matrix:
     return sp.csr_matrix(
         (vals[ok].astype(np.float32), (r, cols[ok])), shape=dense.shape, dtype=np.float32
     )
+
+
+def top_k_of_cells(
+    r: Ids, c: Ids, v: npt.NDArray[np.float64], shape: tuple[int, int], k: int
+) -> sp.csr_matrix:
+    """`top_k_sparse` of a sparse block given as its cells (rows `r` sorted, columns `c`,
+    values `v`; a cell at most once): each row's k largest positive cells, among equals the
+    lowest columns, read from the cells alone."""
+    positive = v > 0
+    r, c, v = r[positive], c[positive], v[positive]
+    if len(r) == 0 or k == 0:
+        return sp.csr_matrix(shape, dtype=np.float32)
+    r, c, v, slot = _ranked_cells(r, c, v, shape[0], min(k, shape[1]), np.arange(shape[1]))
+    first = slot < k
+    return sp.csr_matrix(
+        (v[first].astype(np.float32), (r[first], c[first])), shape=shape, dtype=np.float32
+    )
+
+
+def _ranked_cells(
+    r: Ids, c: Ids, v: np.ndarray, rows: int, kk: int, preference: npt.NDArray[np.int64]
+) -> tuple[Ids, Ids, np.ndarray, Ids]:
+    """The cells (rows `r` sorted) that can be among each row's kk best: those at or above
+    the row's kk-th value, sorted by row, value (largest first) and `preference` (of each
+    column: lower first), with their place in the row (0 = the best; cells tied with the kk-th
+    go past kk - 1)."""
+    best = v >= _kth_of_packed(r, v, rows, kk)[r]  # only these are sorted
+    r, c, v = r[best], c[best], v[best]
+    order = np.lexsort((preference[c], -v, r))
+    r, c, v = r[order], c[order], v[order]
+    return r, c, v, np.arange(len(r)) - np.searchsorted(r, r, "left")
 
 
 def _top_cells(

@@ -31,7 +31,7 @@ from ml.recommenders import (
     frequently_bought_together,
     top_k,
 )
-from ml.recommenders.base import _kth_of_packed, top_k_sparse
+from ml.recommenders.base import _kth_of_packed, top_k_of_cells, top_k_sparse
 from ml.synthetic import clustered_interactions
 
 CUTOFF = "2025-02-20"  # 50 of the 60 synthetic days train, the last 10 test
@@ -240,6 +240,9 @@ def test_top_k_is_the_head_of_a_full_sort_for_every_shape_of_scores(shape: str) 
         assert [np.flatnonzero(row).tolist() for row in kept] == [
             sorted(c[c >= 0].tolist()) for c in want_cols
         ]
+        r, c = np.nonzero(positive)  # the same read from the cells alone (similarities)
+        from_cells = top_k_of_cells(r, c, positive[r, c], positive.shape, k).toarray()
+        np.testing.assert_array_equal(from_cells, kept)
 
 
 @pytest.mark.parametrize("cells_per_row", [6, 40, 600])  # a packed block; one row at a time
@@ -270,9 +273,9 @@ def test_models_with_a_shortcut_top_k_list_what_their_dense_scores_would(
     name: str, data: dict, fitted: dict[str, Recommender]
 ) -> None:
     # sparse models read the top k from the stored cells of a sparse product, trending ranks
-    # once per group, factorisations take implicit's top k: against a dense top-k of the same scores, with every mask (seen,
-    # excluded pairs, a product filter), and k beyond the customers' positive scores (the
-    # empty cells then fill the list in popularity order)
+    # once per group, factorisations take implicit's top k: against a dense top-k of the
+    # same scores, with every mask (seen, excluded pairs, a product filter), and k beyond the
+    # customers' positive scores (the empty cells then fill the list in popularity order)
     train = data["train"]
     if name == "trending_by_city":
         cities = {int(c): f"city {c % 4}" for c in train.user_ids[::2]}
