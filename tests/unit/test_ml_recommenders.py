@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from ml.evaluation import Window, time_split
 from ml.interactions import Interactions
@@ -29,6 +30,7 @@ from ml.recommenders import (
     UserKNN,
     association_rules,
     frequently_bought_together,
+    item_similarity,
     top_k,
 )
 from ml.recommenders.base import _kth_of_packed, top_k_of_cells, top_k_sparse
@@ -561,3 +563,33 @@ def test_user_knn_neighbours_are_the_most_similar_pool_customers_but_themselves(
     found = model.neighbours_of(rows)
     assert found.nnz > 5 * len(rows)  # most customers have their 7
     np.testing.assert_allclose(found.toarray(), expected.toarray(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("density", [0.004, 0.3])  # pairs read as cells; most pairs meet
+@pytest.mark.parametrize("metric", ["cosine", "jaccard"])
+def test_item_similarity_keeps_each_item_s_best_neighbours_by_definition(
+    metric: str, density: float
+) -> None:
+    # the definition on the dense items x items block: customers in common over the union
+    # (jaccard) or cosine of the weighted columns; no item its own neighbour; ties to the
+    # lower column
+    rng = np.random.default_rng(11)
+    m = sp.random(600, 300, density=density, random_state=rng, dtype=np.float32, format="csr")
+    m.data = np.round(m.data * 3) + 1  # a few equal weights: ties
+    items = m.T.toarray().astype(np.float64)
+    if metric == "jaccard":
+        items = (items > 0).astype(np.float64)
+        together = items @ items.T
+        sizes = items.sum(axis=1)
+        union = sizes[:, None] + sizes[None, :] - together
+        dense = np.divide(together, union, out=np.zeros_like(together), where=union > 0)
+    else:
+        norms = np.linalg.norm(items, axis=1, keepdims=True)
+        unit = np.divide(items, norms, out=np.zeros_like(items), where=norms > 0)
+        dense = unit @ unit.T
+    np.fill_diagonal(dense, 0.0)
+    want = top_k_sparse(dense, 7).toarray()
+    got = item_similarity(m, 7, metric, chunk_cells=300 * 40).toarray()
+    assert (got > 0).sum() > 300  # most items have neighbours
+    np.testing.assert_array_equal(got > 0, want > 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
