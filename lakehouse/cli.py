@@ -20,6 +20,7 @@ from lakehouse import console
 from lakehouse import data_commands as data
 from lakehouse import source_commands as sources
 from lakehouse.console import fail, out, print_json
+from lakehouse.core.kafka import EVENTS_TOPIC_PARTITIONS
 from lakehouse.core.settings import Settings, SettingsError, load_settings
 from lakehouse.source_commands import PRESET_HELP
 
@@ -257,7 +258,9 @@ def produce_command(
     negative_quantities: Annotated[
         float, typer.Option(help="Extra cart/purchase events with quantity < 0, share.")
     ] = 0.0,
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions if creating the topic.")] = 6,
+    partitions: Annotated[
+        int, typer.Option(min=1, help="Partitions if creating the topic.")
+    ] = EVENTS_TOPIC_PARTITIONS,
     preset: Annotated[str | None, typer.Option(help="World when nothing was generated.")] = None,
     ack_log: Annotated[
         Path | None, typer.Option(help="CSV of acknowledged messages (partition, offset, kind).")

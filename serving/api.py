@@ -44,7 +44,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from lakehouse.core.kafka import client_config
+from lakehouse.core.kafka import EVENTS_TOPIC_PARTITIONS, client_config, ensure_topic
 from lakehouse.core.settings import Settings, load_settings
 from ml.experiments import assignment, load_experiments
 from ml.intent import live_features, predict_intent
@@ -207,9 +207,26 @@ class Serving:
             await asyncio.sleep(self.settings.api_snapshot_poll_seconds)
             await self.refresh_snapshot()
 
+    async def ensure_events_topic(self) -> None:
+        """Create the events topic before the first event: a broker that creates it on the
+        first produce may refuse sends racing that creation (tansu answered UNKNOWN to a few).
+        A broker down at start is not fatal: events answer 503 until it is back."""
+        topic = self.settings.events_topic
+        try:
+            await asyncio.to_thread(
+                ensure_topic,
+                self.settings.kafka_bootstrap_servers,
+                topic,
+                EVENTS_TOPIC_PARTITIONS,
+                timeout=self.settings.api_produce_timeout_seconds,
+            )
+        except KafkaException as exc:
+            log.warning("could not create the events topic %s at start: %s", topic, exc)
+
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         self._poller.start()
+        await self.ensure_events_topic()
         await self.refresh_snapshot()
         watcher = asyncio.create_task(self._watch_snapshots())
         try:

@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 from confluent_kafka import KafkaException, Producer
 
-from lakehouse.core.kafka import client_config, ensure_topic
+from lakehouse.core.kafka import EVENTS_TOPIC_PARTITIONS, client_config, ensure_topic
 from streaming.contract import PRODUCT_EVENTS, SCHEMA_VERSION
 
 MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_event_type", "undecodable")
@@ -250,7 +250,7 @@ def produce(
     rate: float = 0.0,
     max_events: int | None = None,
     duration: float | None = None,
-    partitions: int = 6,
+    partitions: int = EVENTS_TOPIC_PARTITIONS,
     ack_log: Path | None = None,
     on_progress: Callable[[ProduceReport], None] = lambda _: None,
     linger_ms: int = LINGER_MS,

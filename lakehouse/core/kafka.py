@@ -12,6 +12,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 # librdkafka logs every refused connection to stderr; errors reach us as exceptions instead.
 QUIET = {"log_level": 0}
 
+# partitions of the clickstream topic when the platform creates it (6: room for the stream
+# processor's consumers to grow past the two cores of a small machine)
+EVENTS_TOPIC_PARTITIONS = 6
+
 
 def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap_servers, **QUIET, **overrides}

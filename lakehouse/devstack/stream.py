@@ -12,7 +12,7 @@ import time
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from lakehouse.console import err
-from lakehouse.core.kafka import ensure_topic
+from lakehouse.core.kafka import EVENTS_TOPIC_PARTITIONS, ensure_topic
 from lakehouse.core.settings import Settings, mask_password
 from serving.health import Counters, down, health, scrape
 from streaming.online import OnlineStore, Ttls
@@ -31,7 +31,7 @@ def run_stream(
 ) -> dict:
     """Feed the online store from the clickstream until stopped; what was applied."""
     # like `lakehouse produce`, so the processor can start before anything was produced
-    ensure_topic(settings.kafka_bootstrap_servers, settings.events_topic, partitions=6)
+    ensure_topic(settings.kafka_bootstrap_servers, settings.events_topic, EVENTS_TOPIC_PARTITIONS)
     store = online_store(settings)
     processor = StreamProcessor(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.stream_group, store, start

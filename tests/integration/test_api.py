@@ -21,7 +21,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from lakehouse.core.kafka import client_config
+from lakehouse.core.kafka import EVENTS_TOPIC_PARTITIONS, client_config
 from lakehouse.core.settings import PROJECT_ROOT, Settings
 from lakehouse.devstack.services import ServiceManager, define_services
 from ml.intent import FEATURES
@@ -110,6 +110,11 @@ def test_a_known_customer_gets_the_champions_list_with_reasons(
 def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
     api: str, settings: Settings
 ) -> None:
+    # the API created its topic at start, before any produce could race the broker's creation
+    consumer = Consumer(client_config(settings.kafka_bootstrap_servers, **{"group.id": "t"}))
+    topic = consumer.list_topics(settings.events_topic, timeout=10).topics[settings.events_topic]
+    assert topic.error is None and len(topic.partitions) == EVENTS_TOPIC_PARTITIONS
+
     snapshot = load_snapshot(settings.lake)
     assert snapshot.session_model is not None  # the world trained one
     product = next(p for p in snapshot.products if snapshot.session_model.recommend([p], 5))
@@ -126,7 +131,6 @@ def test_a_posted_event_is_acknowledged_by_kafka_and_seen_by_the_next_request(
     predicted = [p for p, _ in snapshot.session_model.recommend([product], 20)]
     assert body["items"][0]["product_id"] == predicted[0]
 
-    consumer = Consumer(client_config(settings.kafka_bootstrap_servers, **{"group.id": "t"}))
     consumer.assign([TopicPartition(settings.events_topic, ack["partition"], ack["offset"])])
     message = consumer.consume(1, timeout=10)[0]
     consumer.close()
