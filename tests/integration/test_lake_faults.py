@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse.core.spark import retry_backoffs
 from lakehouse.devstack.services import ServiceManager, define_services
 from tests.conftest import LAKEHOUSE, World, free_port, replace_settings, run_cli_process
 from tests.integration.test_silver_gold import KEYS, checksum
@@ -110,6 +111,9 @@ def test_spark_connect_killed_mid_publish_then_the_run_recovers_to_a_clean_runs_
         assert sail is not None
         sail.kill()  # SIGKILL while Sail writes the table's files (its commit comes after them)
         sail.wait(10)
+        # down for longer than the client's retries last, so the step fails and Dagster's
+        # retry takes over (a server back sooner is ridden out by the client alone)
+        time.sleep(sum(retry_backoffs(faulty.settings.spark_unavailable_seconds)) + 1)
         server.up()  # what an operator (or a supervisor) does
         stdout, stderr = run.communicate(timeout=400)
 
