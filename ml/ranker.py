@@ -504,8 +504,9 @@ class Generators:
             for name, frame in lists.items()
         ]
         for name, model in self.models.items():
+            # a model's lists are already its top n in order, each slot's rank
             recs = model.recommend(customers, n, exclude_seen=False).to_frame()
-            frames.append(_top(recs[["customer_id", "product_id", "score"]], n, name))
+            frames.append(recs.assign(generator=name))
         top = snap.products["product_buyers_28d"].nlargest(n)
         top = top[top > 0]
         popular = pd.DataFrame(

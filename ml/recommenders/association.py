@@ -15,6 +15,7 @@ frequent: the Apriori property keeps the candidate set small). Rules have one co
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -226,17 +227,32 @@ class BoughtWith(SparseScored):
 
     def because(self, customer_ids: npt.ArrayLike, product_ids: npt.ArrayLike) -> np.ndarray:
         """For each (customer, product) pair, the customer's purchase contributing most to the
-        product's score (-1 when none does)."""
+        product's score, the first product among equals (-1 when none does)."""
         assert self.train is not None
         rows = self.train.user_rows(customer_ids)
         cols = self.train.item_cols(product_ids)
         out = np.full(len(rows), -1, dtype=np.int64)
-        matrix, by_consequent = self.train.matrix, sp.csc_matrix(self.confidence)
+        history, rules = self.train.matrix, self._by_consequent
         for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
             if row < 0 or col < 0:
                 continue
-            history = matrix[row].toarray().ravel()
-            contribution = history * by_consequent[:, col].toarray().ravel()
-            if contribution.max() > 0:
-                out[i] = self.item_ids[int(contribution.argmax())]
+            bought = slice(history.indptr[row], history.indptr[row + 1])
+            leads = slice(rules.indptr[col], rules.indptr[col + 1])
+            # the products both bought and leading to this one (ascending: the first wins ties)
+            common, a, b = np.intersect1d(
+                history.indices[bought], rules.indices[leads], return_indices=True
+            )
+            contribution = history.data[bought][a] * rules.data[leads][b]
+            if len(common) and contribution.max() > 0:
+                out[i] = self.item_ids[common[int(contribution.argmax())]]
         return out
+
+    @cached_property
+    def _by_consequent(self) -> sp.csc_matrix:
+        """The rules by the product they lead to (each column's antecedents), sorted."""
+        rules = sp.csc_matrix(self.confidence)
+        rules.sort_indices()
+        return rules
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_by_consequent"}  # derived

@@ -534,6 +534,30 @@ def test_bought_with_follows_baskets_and_names_the_purchase_behind_it() -> None:
     assert model.because([4, 4, 5], [11, 13, 11]).tolist() == [10, -1, -1]
 
 
+def test_bought_with_names_the_purchase_contributing_most_by_definition() -> None:
+    """`because` against its dense definition: argmax over the customer's history of weight ×
+    confidence(p → product), the first product among equals, -1 when nothing contributes."""
+    rng = np.random.default_rng(5)
+    n = 600
+    customers = rng.integers(0, 40, n)
+    products = rng.integers(0, 30, n)
+    at = np.datetime64("2025-01-01") + rng.integers(0, 6, n).astype("timedelta64[D]")
+    model = BoughtWith(neighbours=5).fit(Interactions.from_arrays(customers, products, at=at))
+    train = model.train
+    assert train is not None
+    pairs = [(c, p) for c in range(-1, 41) for p in range(-1, 31)]
+    found = model.because([c for c, _ in pairs], [p for _, p in pairs])
+    history, confidence = train.matrix.toarray(), model.confidence.toarray()
+    rows, cols = train.user_rows([c for c, _ in pairs]), train.item_cols([p for _, p in pairs])
+    for (row, col), got in zip(zip(rows, cols, strict=True), found, strict=True):
+        expected = -1
+        if row >= 0 and col >= 0:
+            contribution = history[row] * confidence[:, col]
+            if contribution.max() > 0:
+                expected = int(model.item_ids[contribution.argmax()])
+        assert got == expected
+
+
 def test_user_knn_draws_neighbours_from_the_most_active_customers_only() -> None:
     # customers 1 and 2 took {10, 11, 12}; 3 took {10, 11, 13, 14} (the most products);
     # 4 took {10, 15}. With a pool of one, 3 is every customer's only possible neighbour
