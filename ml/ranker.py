@@ -316,6 +316,10 @@ class Snapshot:
         )
         buyers = products.groupby("category")["product_buyers_28d"].transform("sum")
         products["category_popularity_share"] = (products["product_buyers_28d"] / buyers).fillna(0)
+        # the customers' shares key on integers (hashing the names cost a batch 10 %); the
+        # codes sort as the names do, so ties among categories break as before; -1: none
+        for column in ("category", "brand"):
+            products[f"{column}_code"] = pd.factorize(products[column], sort=True)[0]
         self.products = products
 
     def __getstate__(self) -> dict:
@@ -368,19 +372,20 @@ class CustomerFacts:
         customers.index.name = "customer_id"
         self.customers = customers
         shares = pairs[["customer_id", "product_id", "pair_weight"]].merge(
-            products[["category", "brand"]], left_on="product_id", right_index=True
+            products[["category_code", "brand_code"]], left_on="product_id", right_index=True
         )
         total = shares.groupby("customer_id")["pair_weight"].transform("sum")
         shares = shares.assign(share=shares["pair_weight"] / total)
-        self.category_share = shares.groupby(["customer_id", "category"])["share"].sum()
-        self.brand_share = shares.groupby(["customer_id", "brand"])["share"].sum()
+        category, brand = shares["category_code"] >= 0, shares["brand_code"] >= 0
+        self.category_share = _share_by(shares[category], "category_code")
+        self.brand_share = _share_by(shares[brand], "brand_code")
         # of what the customer took in a category, the share of each brand
-        in_category = shares.groupby(["customer_id", "category", "brand"])["share"].sum()
-        of_category = self.category_share.reindex(in_category.index.droplevel("brand"))
+        in_category = _share_by(shares[category & brand], "category_code", "brand_code")
+        of_category = self.category_share.reindex(in_category.index.droplevel("brand_code"))
         self.brand_share_in_category = in_category / of_category.to_numpy()
 
     def category_shares(self) -> pd.DataFrame:
-        """(customer_id, category, share) of every customer."""
+        """(customer_id, category_code, share) of every customer."""
         return self.category_share.rename("share").reset_index()
 
     def pair_stats(self, customers: npt.ArrayLike, products: npt.ArrayLike) -> pd.DataFrame:
@@ -400,6 +405,17 @@ class CustomerFacts:
             values[missing] = np.nan
             out[column] = values
         return pd.DataFrame(out)
+
+
+def _share_by(shares: pd.DataFrame, *codes: str) -> pd.Series:
+    """The customers' summed `share` per value of the `codes` columns."""
+    return shares.groupby(["customer_id", *codes])["share"].sum()
+
+
+def _lookup(shares: pd.Series, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """`shares` at each row of the `keys` arrays (one per index level), 0 where absent."""
+    index = pd.MultiIndex.from_arrays([np.asarray(k, dtype=np.int64) for k in keys])
+    return np.nan_to_num(shares.reindex(index).to_numpy())
 
 
 def _rows(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -523,22 +539,26 @@ class Generators:
     def _category_favourites(self, facts: CustomerFacts) -> pd.DataFrame:
         """The best sellers of each category the customer took, scored by the customer's share
         of the category times the product's share of its buyers, their brands first."""
-        best = facts.category_shares().merge(self._best_sellers, on="category")
-        brand = facts.brand_share_in_category.reindex(
-            pd.MultiIndex.from_frame(best[["customer_id", "category", "brand"]])
+        best = facts.category_shares().merge(self._best_sellers, on="category_code")
+        brand = _lookup(
+            facts.brand_share_in_category,
+            best["customer_id"],
+            best["category_code"],
+            best["brand_code"],
         )
-        score = best["share"] * best["category_popularity_share"] * (1 + brand.fillna(0).to_numpy())
+        score = best["share"] * best["category_popularity_share"] * (1 + brand)
         return best[["customer_id", "product_id"]].assign(score=score.to_numpy())
 
     @cached_property
     def _best_sellers(self) -> pd.DataFrame:
-        """(category, product_id, brand, category_popularity_share): each category's
+        """(category_code, product_id, brand_code, category_popularity_share): each category's
         `per_generator` best sellers of the last `POPULAR_DAYS` days."""
         products = self.snapshot.products
         sold = products[products["product_buyers_28d"] > 0].reset_index()
-        sold = sold.sort_values(["category", "product_buyers_28d"], ascending=[True, False])
-        top = sold.groupby("category").head(self.per_generator)
-        return top[["category", "product_id", "brand", "category_popularity_share"]]
+        sold = sold[sold["category_code"] >= 0]
+        sold = sold.sort_values(["category_code", "product_buyers_28d"], ascending=[True, False])
+        top = sold.groupby("category_code").head(self.per_generator)
+        return top[["category_code", "product_id", "brand_code", "category_popularity_share"]]
 
 
 def _union(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -600,15 +620,13 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
         price = out["price"].astype(np.float64)
         out["price_ratio"] = np.log(np.where(price > 0, price, np.nan) / out["price_level"])
     out["price_tier_distance"] = np.abs(out["price_tier"] - out["price_tier_level"])
-    for column, shares in (
-        ("category", facts.category_share),
-        ("brand", facts.brand_share),
-    ):
-        keys = pd.MultiIndex.from_arrays([customer, out[column]])
-        out[f"{column}_affinity"] = np.nan_to_num(shares.reindex(keys).to_numpy())
-    keys = pd.MultiIndex.from_arrays([customer, out["category"], out["brand"]])
-    in_category = facts.brand_share_in_category.reindex(keys).to_numpy()
-    out["brand_share_in_category"] = np.nan_to_num(in_category)
+    # products outside the catalogue have no codes (NaN): -1, never a customer's share
+    category, brand = (np.nan_to_num(out[f"{c}_code"], nan=-1) for c in ("category", "brand"))
+    out["category_affinity"] = _lookup(facts.category_share, customer, category)
+    out["brand_affinity"] = _lookup(facts.brand_share, customer, brand)
+    out["brand_share_in_category"] = _lookup(
+        facts.brand_share_in_category, customer, category, brand
+    )
     return pd.DataFrame(out, copy=False)  # the arrays as they are: one block would copy them all
 
 
