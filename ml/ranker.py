@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -413,9 +414,36 @@ def _share_by(shares: pd.DataFrame, *codes: str) -> pd.Series:
 
 
 def _lookup(shares: pd.Series, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """`shares` at each row of the `keys` arrays (one per index level), 0 where absent."""
-    index = pd.MultiIndex.from_arrays([np.asarray(k, dtype=np.int64) for k in keys])
-    return np.nan_to_num(shares.reindex(index).to_numpy())
+    """`shares` at each row of the `keys` arrays (one per integer index level), 0 where
+    absent: the levels packed into one integer per row and found by binary search (pandas'
+    MultiIndex lookup took 7 ms a batch)."""
+    asked = [np.asarray(k, dtype=np.int64) for k in keys]
+    if not len(shares):
+        return np.zeros(len(asked[0]))
+    held = [shares.index.get_level_values(i).to_numpy(np.int64) for i in range(len(asked))]
+    # Python integers: the product of the spans must not overflow while it is checked
+    lows = [int(min(h.min(), a.min(initial=0))) for h, a in zip(held, asked, strict=True)]
+    spans = [
+        int(max(h.max(), a.max(initial=0))) - low + 1
+        for h, a, low in zip(held, asked, lows, strict=True)
+    ]
+    if math.prod(spans) >= 2**62:  # ids too large to pack: pandas' lookup
+        index = pd.MultiIndex.from_arrays(asked)
+        return np.nan_to_num(shares.reindex(index).to_numpy())
+    packed_held, packed_asked = _packed(held, lows, spans), _packed(asked, lows, spans)
+    order = np.argsort(packed_held, kind="stable")  # sorted already (groupby's): linear
+    packed_held = packed_held[order]
+    pos = np.minimum(np.searchsorted(packed_held, packed_asked), len(order) - 1)
+    values = shares.to_numpy(np.float64)[order][pos]
+    return np.nan_to_num(np.where(packed_held[pos] == packed_asked, values, 0.0))
+
+
+def _packed(levels: list[npt.NDArray[np.int64]], lows: list[int], spans: list[int]) -> npt.NDArray:
+    """One integer per row from the levels' values, ordered as the rows' tuples are."""
+    out = np.zeros(len(levels[0]), dtype=np.int64)
+    for values, low, span in zip(levels, lows, spans, strict=True):
+        out = out * span + (values - low)
+    return out
 
 
 def _rows(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -525,14 +553,16 @@ class Generators:
             frames.append(recs.assign(generator=name))
         top = snap.products["product_buyers_28d"].nlargest(n)
         top = top[top > 0]
-        popular = pd.DataFrame(
+        popular = pd.DataFrame(  # the same list, best first, for everyone
             {
                 "customer_id": np.repeat(customers, len(top)),
                 "product_id": np.tile(top.index.to_numpy(np.int64), len(customers)),
                 "score": np.tile(top.to_numpy(np.float64), len(customers)),
+                "rank": np.tile(np.arange(1, len(top) + 1), len(customers)),
+                "generator": "popular",
             }
         )
-        frames.append(_top(popular, n, "popular"))
+        frames.append(popular)
         frames.append(_top(self._category_favourites(facts), n, "category_favourites"))
         return _union(frames)
 

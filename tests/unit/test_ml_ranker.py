@@ -22,6 +22,7 @@ from ml.ranker import (
     _day,
     _frame,
     _history,
+    _lookup,
     _pair_statistics,
     features,
     labels,
@@ -352,3 +353,22 @@ def test_a_snapshot_of_sampled_histories_keeps_their_features_and_everyones_prod
     everyones = ["product_buyers_7d", "product_buyers_28d", "category_popularity_share"]
     everyones += ["product_trend", "typical_interval"]
     pd.testing.assert_frame_equal(sampled.products[everyones], full.products[everyones])
+
+
+@pytest.mark.parametrize("big_ids", [False, True])
+def test_share_lookup_matches_pandas_reindex(big_ids: bool) -> None:
+    """The packed binary search finds what pandas' MultiIndex lookup finds (codes from -1,
+    absent keys 0); ids too large to pack fall back to pandas."""
+    rng = np.random.default_rng(2)
+    spread = [0, 10**18] if big_ids else [0]  # ids 10**18 apart cannot be packed
+    customer = rng.integers(0, 50, 400) + rng.choice(spread, 400)
+    category, brand = rng.integers(-1, 6, 400), rng.integers(-1, 9, 400)
+    frame = pd.DataFrame({"customer_id": customer, "c": category, "b": brand, "share": 1.0})
+    frame["share"] = rng.random(400)
+    shares = frame.groupby(["customer_id", "c", "b"])["share"].sum()
+    asked = [rng.integers(0, 60, 300) + rng.choice(spread, 300), rng.integers(-1, 8, 300)]
+    asked.append(rng.integers(-1, 11, 300))
+    expected = shares.reindex(pd.MultiIndex.from_arrays(asked)).fillna(0).to_numpy()
+    assert (expected > 0).sum() > 10  # some asked rows are held
+    np.testing.assert_array_equal(_lookup(shares, *asked), expected)
+    np.testing.assert_array_equal(_lookup(shares.iloc[:0], *asked), np.zeros(300))
