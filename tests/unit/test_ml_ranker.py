@@ -372,3 +372,21 @@ def test_share_lookup_matches_pandas_reindex(big_ids: bool) -> None:
     assert (expected > 0).sum() > 10  # some asked rows are held
     np.testing.assert_array_equal(_lookup(shares, *asked), expected)
     np.testing.assert_array_equal(_lookup(shares.iloc[:0], *asked), np.zeros(300))
+
+
+def test_generators_stored_before_the_codes_propose_as_new_ones(world) -> None:
+    """Artefacts pickled before the snapshot coded categories and brands (and with best
+    sellers keyed on names) are loaded with the codes and propose the same candidates."""
+    daily, catalogue = world
+    snapshot = Snapshot(daily, START + dt.timedelta(days=50), catalogue)
+    generators = Generators(daily, snapshot)
+    customers = np.arange(120)
+    expected = generators.propose(customers)
+    old = pickle.loads(pickle.dumps(generators))
+    old.snapshot.products = old.snapshot.products.drop(columns=["category_code", "brand_code"])
+    state = {**old.__getstate__(), "_best_sellers": pd.DataFrame({"category": ["by name"]})}
+    loaded = Generators.__new__(Generators)
+    loaded.__setstate__(pickle.loads(pickle.dumps(state)))  # as unpickling an old artefact
+    assert "_best_sellers" not in vars(loaded)
+    assert {"category_code", "brand_code"} <= set(loaded.snapshot.products.columns)
+    pd.testing.assert_frame_equal(loaded.propose(customers), expected)
