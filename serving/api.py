@@ -220,8 +220,13 @@ class Serving:
                 EVENTS_TOPIC_PARTITIONS,
                 timeout=self.settings.api_produce_timeout_seconds,
             )
-        except KafkaException as exc:
-            log.warning("could not create the events topic %s at start: %s", topic, exc)
+        except (KafkaException, TimeoutError) as exc:  # TimeoutError: the creation's future
+            log.warning(
+                "could not create the events topic %s at start (%s); events answer 503 until "
+                "the broker accepts them",
+                topic,
+                exc or type(exc).__name__,
+            )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
