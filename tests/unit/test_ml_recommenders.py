@@ -301,6 +301,27 @@ def test_models_with_a_shortcut_top_k_list_what_their_dense_scores_would(
         np.testing.assert_array_equal(sparse.scores, dense.scores)
 
 
+@pytest.mark.parametrize("name", ["item_knn_jaccard", "user_knn", "content"])
+def test_sparse_models_list_the_same_whatever_the_blocks_of_rows(
+    name: str, data: dict, fitted: dict[str, Recommender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a scoring batch is one call of the sparse top n; rows scored in full (masked, tied,
+    # short of positive cells) go in blocks of the dense batch's rows: here 7 rows a block
+    model = fitted[name]
+    rng = np.random.default_rng(3)
+    customers = rng.choice(data["train"].user_ids, 60, replace=False)
+    exclude = pd.DataFrame(  # pairs of customers in every block
+        {"customer_id": np.repeat(customers, 2), "product_id": rng.choice(model.item_ids, 120)}
+    )
+    for options in ({"exclude_seen": True, "exclude": exclude}, {"exclude_seen": False}):
+        whole = model.recommend(customers, 10, **options)
+        with monkeypatch.context() as patched:
+            patched.setattr("ml.recommenders.base.SCORE_BATCH_CELLS", 7 * len(model.item_ids))
+            blocks = model.recommend(customers, 10, **options)
+        assert blocks.product_ids.tolist() == whole.product_ids.tolist()
+        np.testing.assert_array_equal(blocks.scores, whole.scores)
+
+
 def _densely(model: Recommender) -> Recommender:
     """The model with the dense batch × items top-k that every recommender has."""
     dense = copy.copy(model)
