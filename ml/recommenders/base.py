@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Self
 
 import numpy as np
@@ -281,7 +282,8 @@ class SparseScored(Recommender):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         step = super()._batch_size()  # rows whose full products (or dense scores) are held
         if len(rows) > step and not (shortcut and masks.empty):
-            return self._in_blocks(rows, customers, k, masks, step, self._full_top)
+            in_full = partial(self._top_of_batch, shortcut=False)
+            return self._in_blocks(rows, customers, k, masks, step, in_full)
         n = len(self.item_ids)
         ids = np.full((len(rows), k), -1, dtype=np.int64)
         vals = np.full((len(rows), k), np.nan)
@@ -304,8 +306,9 @@ class SparseScored(Recommender):
         if self.empty_is_candidate:  # rows with fewer than kk positive scores: empty cells too
             short = known[counts[known] < kk]
             if len(short):
+                dense = partial(Recommender._top_of_batch, self)
                 ids[short], vals[short] = self._in_blocks(
-                    rows[short], customers[short], k, masks.of(short), step, self._dense_top
+                    rows[short], customers[short], k, masks.of(short), step, dense
                 )
         if top is not None:  # products tied with the last kept may be preferred: in full
             tied = np.unique(r[slot == kk])
@@ -314,18 +317,6 @@ class SparseScored(Recommender):
                     rows[tied], customers[tied], k, masks.of(tied), shortcut=False
                 )
         return ids, vals
-
-    def _full_top(
-        self, rows: Ids, customers: Ids, k: int, masks: Masks
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The top k from the full sparse product (no shortcut)."""
-        return self._top_of_batch(rows, customers, k, masks, shortcut=False)
-
-    def _dense_top(
-        self, rows: Ids, customers: Ids, k: int, masks: Masks
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The top k from the dense scores, empty cells included."""
-        return Recommender._top_of_batch(self, rows, customers, k, masks)
 
     @staticmethod
     def _in_blocks(
