@@ -225,7 +225,7 @@ class Serving:
                 "could not create the events topic %s at start (%s); events answer 503 until "
                 "the broker accepts them",
                 topic,
-                exc or type(exc).__name__,
+                str(exc) or type(exc).__name__,
             )
 
     @contextlib.asynccontextmanager
