@@ -579,6 +579,41 @@ def customer_product_daily(ctx: SuiteContext) -> Suite:
     )
 
 
+def customer_product_features(ctx: SuiteContext) -> Suite:
+    from pyspark.sql import functions as F
+
+    e = _gx()
+    days = ("first_purchase", "last_purchase", "last_view", "last_cart")
+    return _with_refs(
+        Suite(
+            "gold_customer_product_features",
+            [
+                *_key("customer_id", "product_id"),
+                e.ExpectColumnValuesToNotBeNull(column="as_of"),
+                e.ExpectColumnValuesToNotBeNull(column="customer_tenure"),
+                e.ExpectColumnValuesToBeBetween(column="pair_weight", min_value=0),
+                # every pair has a signal: all-zero weights mean a wrong as-of day or decay
+                e.ExpectColumnMaxToBeBetween(column="pair_weight", min_value=0, strict_min=True),
+                e.ExpectColumnValuesToBeBetween(column="purchase_days", min_value=1),
+                e.ExpectColumnValuesToBeBetween(column="customer_tenure", min_value=0),
+                _true("nothing_after_as_of"),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            derived={
+                # day columns are day numbers: none may be after the snapshot's day
+                "nothing_after_as_of": lambda: (
+                    F.coalesce(F.greatest(*days), F.lit(0))
+                    <= F.datediff(F.col("as_of"), F.lit("1970-01-01"))
+                ),
+            },
+            references=[
+                *_refs(ctx, ("customer_id", "gold.dim_customer", "customer_id")),
+                *_products(ctx, "product_id"),
+            ],
+        )
+    )
+
+
 def similar_products(ctx: SuiteContext) -> Suite:
     from pyspark.sql import functions as F
 

@@ -47,6 +47,9 @@ RECOMMENDER_INPUTS = (
     "gold.dim_customer",
     "gold.recommendation_exposures",  # what shoppers did with the lists (ml.feedback)
 )
+# what the ranker knows of every customer as of the newest day (a Spark step, by the ranker's
+# own function): its production fit serves from it
+RANKER_FEATURES = "gold.customer_product_features"
 CUSTOMER_MODEL_INPUTS = (
     "gold.fact_sales_line",
     "gold.fact_events",

@@ -147,6 +147,33 @@ class NotEnoughHistory(ValueError):
 
 # the daily rows' columns a snapshot reads
 SNAPSHOT_COLUMNS = ["customer_id", "product_id", "views", "adds_to_cart", "purchases", "weight"]
+# what a snapshot knows per (customer, product) and per customer (`snapshot_statistics`), with
+# their types; day columns are day numbers (days since 1970-01-01), NaN where there is none
+PAIR_STATISTICS = (
+    "customer_id",
+    "product_id",
+    "purchase_days",
+    "first_purchase",
+    "last_purchase",
+    "last_view",
+    "last_cart",
+    "browse_score",
+    "views_in_browse_window",
+    "pair_weight",
+    "own_interval",
+)
+CUSTOMER_STATISTICS = (
+    "customer_recency",
+    "customer_purchase_days",
+    "customer_tenure",
+    "customer_products_bought",
+    "price_level",
+    "price_tier_level",
+)
+STATISTICS = {
+    name: "int64" if name.endswith("_id") else "float64"
+    for name in (*PAIR_STATISTICS, *CUSTOMER_STATISTICS)
+}
 
 
 def _days(values: pd.Series) -> npt.NDArray[np.int64]:
@@ -278,13 +305,17 @@ class Snapshot:
         cutoff: dt.date,
         catalogue: Catalogue,
         histories: pd.DataFrame | None = None,
+        statistics: pd.DataFrame | None = None,
     ) -> None:
         self.cutoff = cutoff
         self.catalogue = catalogue
         self._day = c = _day(cutoff)
-        rows = daily if histories is None else histories
-        self._history = _history(rows, c)
         self._facts: dict[bytes, CustomerFacts] = {}
+        # every customer's statistics computed ahead (`snapshot_statistics`, e.g. the Spark
+        # step's gold.customer_product_features): a batch is a slice of them, no rows are kept
+        self._statistics = None if statistics is None else _sorted_statistics(statistics)
+        rows = daily if histories is None and statistics is None else histories
+        self._history = _history(rows, c) if rows is not None else None
 
         if rows is daily:
             bought = np.flatnonzero(self._history["purchases"] > 0)
@@ -292,16 +323,10 @@ class Snapshot:
         else:
             sold = daily[daily["purchases"] > 0]
             sold = _frame(_history(sold, c), c, slice(None))
-        catalog = catalogue.products.set_index("product_id")
-        products = catalog[["category", "brand", "price"]]
-        # where a product's price sits among its peers (its subcategory, else its category):
-        # log of its price over their median, 0 = the usual price of such products
-        peers = catalog["subcategory"] if "subcategory" in catalog else catalog["category"]
-        price = products["price"].astype(np.float64).where(lambda p: p > 0)
+        products = product_prices(catalogue.products)
         # every customer's interval between purchases of a product, from their purchase days
         intervals = _pair_statistics(sold)[["product_id", "own_interval"]]
         products = products.assign(
-            price_tier=np.log(price / price.groupby(peers).transform("median")),
             typical_interval=intervals.groupby("product_id")["own_interval"].median(),
             product_buyers_7d=sold[sold["age"] < 7].groupby("product_id")["customer_id"].nunique(),
             product_buyers_28d=sold[sold["age"] < POPULAR_DAYS]
@@ -323,7 +348,7 @@ class Snapshot:
         return {**self.__dict__, "_facts": {}}  # stored models carry no batch's statistics
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"_statistics": None, **state})  # stored before statistics existed
         if "category_code" not in self.products:  # stored before the codes existed
             self.products = _with_codes(self.products)
 
@@ -335,44 +360,104 @@ class Snapshot:
         cached = self._facts  # one read and one rebinding: safe from scoring threads
         if key in cached:
             return cached[key]
-        positions = _rows(self._history["customer_id"], customers)
-        h = _frame(self._history, self._day, positions)
-        facts = CustomerFacts(h, self.products, self._day)
+        if self._statistics is None:
+            positions = _rows(self._history["customer_id"], customers)
+            h = _frame(self._history, self._day, positions)
+            pairs, per_customer = customer_statistics(h, self.products, self._day)
+        else:
+            positions = _rows(self._statistics["customer_id"].to_numpy(np.int64), customers)
+            pairs, per_customer = _split_statistics(self._statistics.iloc[positions])
+        facts = CustomerFacts(pairs, per_customer, self.products)
         self._facts = {**dict(list(cached.items())[-(FACTS_KEPT - 1) :]), key: facts}
         return facts
 
 
-class CustomerFacts:
-    """Per (customer, product) and per customer statistics of some customers' rows `h` (from
-    `_frame`, sorted by customer) at the end of day `c` (a snapshot's cutoff), with the
-    snapshot's `products`."""
+def customer_statistics(
+    h: pd.DataFrame, products: pd.DataFrame, c: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The statistics of some customers' rows `h` (from `_frame`) at the end of day `c`: per
+    (customer, product), sorted by both (`_pair_statistics`), and per customer (indexed by
+    id), with the `products`' prices and price tiers (`product_prices`)."""
+    bought = h[h["purchases"] > 0]
+    with_price = bought.merge(products["price"], left_on="product_id", right_index=True, how="left")
+    customers = pd.DataFrame(
+        {
+            "customer_recency": c - bought.groupby("customer_id")["day"].max(),
+            "customer_purchase_days": bought.groupby("customer_id")["day"].nunique(),
+            "customer_tenure": c - h.groupby("customer_id")["day"].min(),
+            "customer_products_bought": bought.groupby("customer_id")["product_id"].nunique(),
+            "price_level": with_price.groupby("customer_id")["price"].mean(),
+            "price_tier_level": bought["product_id"]
+            .map(products["price_tier"])
+            .groupby(bought["customer_id"])
+            .mean(),
+        }
+    )
+    customers.index.name = "customer_id"
+    return _pair_statistics(h), customers
 
-    def __init__(self, h: pd.DataFrame, products: pd.DataFrame, c: int) -> None:
-        self.pairs = pairs = _pair_statistics(h)  # sorted by (customer, product)
+
+def product_prices(products: pd.DataFrame) -> pd.DataFrame:
+    """(category, brand, price, price_tier) per product id of a catalogue's `products`: where
+    a product's price sits among its peers (its subcategory, else its category), the log of
+    its price over their median (0 = the usual price of such products)."""
+    catalog = products.set_index("product_id")
+    peers = catalog["subcategory"] if "subcategory" in catalog else catalog["category"]
+    price = catalog["price"].astype(np.float64).where(lambda p: p > 0)
+    return catalog[["category", "brand", "price"]].assign(
+        price_tier=np.log(price / price.groupby(peers).transform("median"))
+    )
+
+
+def snapshot_statistics(
+    rows: pd.DataFrame, products: pd.DataFrame, cutoff: dt.date
+) -> pd.DataFrame:
+    """What a snapshot at the end of `cutoff` knows of the customers of the daily `rows` (every
+    row of each; later rows are dropped): one row per (customer, product) with the pair's
+    statistics and its customer's (`STATISTICS`). Computed for groups of customers apart and
+    stacked, it is what `Snapshot(..., statistics=...)` takes: the Spark step of
+    gold.customer_product_features runs it per group of customers."""
+    c = _day(cutoff)
+    # one order of each pair's rows whatever order they come in: its sums are the same to the bit
+    rows = rows.sort_values(["customer_id", "product_id", "interaction_date"], kind="stable")
+    history = _history(rows, c)
+    pairs, customers = customer_statistics(
+        _frame(history, c, slice(None)), product_prices(products), c
+    )
+    out = pairs.merge(customers, left_on="customer_id", right_index=True, how="left")
+    return out[list(STATISTICS)]
+
+
+def _sorted_statistics(statistics: pd.DataFrame) -> pd.DataFrame:
+    """`snapshot_statistics` rows sorted by customer and product, in its columns and types."""
+    missing = sorted(set(STATISTICS) - set(statistics.columns))
+    if missing:
+        raise ValueError(f"snapshot statistics lack the columns {', '.join(missing)}")
+    frame = statistics[list(STATISTICS)].astype(STATISTICS)
+    return frame.sort_values(["customer_id", "product_id"], kind="stable", ignore_index=True)
+
+
+def _split_statistics(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`snapshot_statistics` rows back into the pair and the customer statistics."""
+    pairs = rows[list(PAIR_STATISTICS)].reset_index(drop=True)
+    customers = rows.drop_duplicates("customer_id").set_index("customer_id")
+    return pairs, customers[list(CUSTOMER_STATISTICS)]
+
+
+class CustomerFacts:
+    """Per (customer, product) and per customer statistics of some customers at a snapshot's
+    cutoff (`customer_statistics`), with the snapshot's `products`: their category and brand
+    shares, and lookups of pairs."""
+
+    def __init__(
+        self, pairs: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame
+    ) -> None:
+        self.pairs = pairs  # sorted by (customer, product)
+        self.customers = customers
         self._span = int(pairs["product_id"].max()) + 1 if len(pairs) else 1
         self._pair_keys = pairs["customer_id"].to_numpy(np.int64) * self._span + pairs[
             "product_id"
         ].to_numpy(np.int64)
-
-        bought = h[h["purchases"] > 0]
-        with_price = bought.merge(
-            products["price"], left_on="product_id", right_index=True, how="left"
-        )
-        customers = pd.DataFrame(
-            {
-                "customer_recency": c - bought.groupby("customer_id")["day"].max(),
-                "customer_purchase_days": bought.groupby("customer_id")["day"].nunique(),
-                "customer_tenure": c - h.groupby("customer_id")["day"].min(),
-                "customer_products_bought": bought.groupby("customer_id")["product_id"].nunique(),
-                "price_level": with_price.groupby("customer_id")["price"].mean(),
-                "price_tier_level": bought["product_id"]
-                .map(products["price_tier"])
-                .groupby(bought["customer_id"])
-                .mean(),
-            }
-        )
-        customers.index.name = "customer_id"
-        self.customers = customers
         shares = pairs[["customer_id", "product_id", "pair_weight"]].merge(
             products[["category_code", "brand_code"]], left_on="product_id", right_index=True
         )
@@ -917,8 +1002,15 @@ class LearnedRanker:
         )
 
     def fit(
-        self, daily: pd.DataFrame, as_of: dt.date, feedback: pd.DataFrame | None = None
+        self,
+        daily: pd.DataFrame,
+        as_of: dt.date,
+        feedback: pd.DataFrame | None = None,
+        statistics: pd.DataFrame | None = None,
     ) -> LearnedRanker:
+        """Learn from the cutoffs before `as_of` (and `feedback`), then serve from generators
+        fitted on every row up to it; `statistics` are every customer's snapshot statistics
+        as of `as_of` computed ahead (`snapshot_statistics`), else they are computed here."""
         parts = [self.purchase_data(daily, as_of)]
         self.training.update(parts[0].recall)
         if feedback is not None and len(feedback):
@@ -931,7 +1023,8 @@ class LearnedRanker:
             customers=float(len(parts[0].groups)),
         )
         self.as_of = as_of
-        self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
+        snapshot = Snapshot(daily, as_of, self.catalogue, statistics=statistics)
+        self.serving = Generators(daily, snapshot)
         return self
 
     def importance(self) -> dict[str, float]:

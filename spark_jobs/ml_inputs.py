@@ -9,6 +9,8 @@
   `gold.product_associations`.
 - `trending_products`: trending score, velocity and seasonal boost per product, nationally and
   per city and area: `gold.trending_products`.
+- `customer_product_features`: the learned ranker's statistics of every customer × product and
+  customer as of the newest day (`gold.customer_product_features`), by the ranker's own function.
 - `customer_snapshots`: per customer and cutoff date, the features of ml.customer_models and the
   labels of the days after the cutoff.
 
@@ -22,12 +24,14 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.gold import interaction_rows
 
 SIMILAR_PRODUCTS = 20  # neighbours per product and method in gold.similar_products
+FEATURE_GROUPS = 64  # groups of customers gold.customer_product_features is computed in
 MIN_PAIR_SUPPORT = 0.0005  # association rules: itemsets in at least 0.05 % of invoices
 
 
@@ -132,7 +136,16 @@ def similar_products(
     from ml.recommenders.content import similar_by_content
 
     cf = item_cooccurrence(interactions, k=k)
-    catalogue = (
+    content = similar_by_content(_catalogue(products), k).assign(method="content", co_customers=0)
+    by_content = interactions.sparkSession.createDataFrame(content[cf.columns]).select(
+        *(F.col(f.name).cast(f.dataType) for f in cf.schema)
+    )
+    return cf.unionByName(by_content).withColumn("as_of", F.lit(as_of))
+
+
+def _catalogue(products: DataFrame) -> pd.DataFrame:
+    """The current catalogue in the models' column names, as pandas (a dimension-sized frame)."""
+    return (
         products.where("is_current")
         .selectExpr(
             "product_id",
@@ -145,11 +158,43 @@ def similar_products(
         .toArrow()
         .to_pandas()
     )
-    content = similar_by_content(catalogue, k).assign(method="content", co_customers=0)
-    by_content = interactions.sparkSession.createDataFrame(content[cf.columns]).select(
-        *(F.col(f.name).cast(f.dataType) for f in cf.schema)
+
+
+def customer_product_features(
+    daily: DataFrame, products: DataFrame, groups: int = FEATURE_GROUPS
+) -> DataFrame:
+    """gold.customer_product_features: what the learned ranker knows of every customer ×
+    product they took, and of the customer, at the end of the newest day with purchases (the
+    day its production fit serves from; `as_of`). Computed by the ranker's own function
+    (`ml.ranker.snapshot_statistics`) on `groups` groups of customers in parallel, so the
+    table and the ranker's in-process snapshot cannot drift apart."""
+    from pyspark import cloudpickle
+
+    import ml.ranker
+    from ml.ranker import STATISTICS, snapshot_statistics
+
+    # the function travels by value with the plan: a Spark server started before an upgrade
+    # (its Python workers keep the `ml` they imported) still runs this version of it
+    cloudpickle.register_pickle_by_value(ml.ranker)
+    newest = daily.agg(
+        F.max(F.when(F.col("purchases") > 0, F.col("interaction_date"))),
+        F.max("interaction_date"),
+    ).collect()[0]
+    as_of = newest[0] or newest[1]
+    if as_of is None:  # no interactions: an empty table of the right shape
+        as_of = dt.date(1970, 1, 1)
+    catalogue = _catalogue(products)[["product_id", "category", "subcategory", "brand", "price"]]
+    schema = ", ".join(
+        f"{name} {'bigint' if kind == 'int64' else 'double'}" for name, kind in STATISTICS.items()
     )
-    return cf.unionByName(by_content).withColumn("as_of", F.lit(as_of))
+    columns = ["customer_id", "product_id", "interaction_date", "views", "adds_to_cart"]
+    return (
+        daily.where(F.col("interaction_date") <= F.lit(as_of))
+        .select(*columns, "purchases", "weight")
+        .groupBy((F.col("customer_id") % groups).alias("customer_group"))
+        .applyInPandas(lambda rows: snapshot_statistics(rows, catalogue, as_of), schema)
+        .withColumn("as_of", F.lit(as_of))
+    )
 
 
 def basket_rules(sales_lines: DataFrame, min_support: float, max_size: int = 3) -> DataFrame:

@@ -38,11 +38,11 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from lakehouse.core.lake import Lake
-from ml import RECOMMENDER_INPUTS, feedback
+from ml import RANKER_FEATURES, RECOMMENDER_INPUTS, feedback
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
+from ml.ranker import STATISTICS, GeneratorModel, LearnedRanker, NotEnoughHistory
 from ml.ranker import Catalogue as RankerCatalogue
-from ml.ranker import GeneratorModel, LearnedRanker, NotEnoughHistory
 from ml.recommenders import (
     ALS,
     BPR,
@@ -230,6 +230,18 @@ def load_feedback(tables: Tables) -> pd.DataFrame | None:
     return out if len(out) else None
 
 
+def serving_statistics(tables: Tables, as_of: dt.date) -> tuple[pd.DataFrame | None, str]:
+    """The rows of `RANKER_FEATURES` as of `as_of` (what the production fit of the ranker
+    serves from) and where they come from; None when the table is missing or as of another
+    day: the ranker then computes the same statistics itself."""
+    if tables.lake.open(RANKER_FEATURES) is None:
+        return None, f"computed in-process ({RANKER_FEATURES} does not exist)"
+    frame = tables.arrow(RANKER_FEATURES, list(STATISTICS), [("as_of", "=", as_of)])
+    if not frame.num_rows:
+        return None, f"computed in-process ({RANKER_FEATURES} holds no rows as of {as_of})"
+    return frame.to_pandas(), RANKER_FEATURES
+
+
 def future_purchases(options: TrainingOptions) -> pd.DataFrame | None:
     """The generator's held-out future (the purchases of the weeks after the lake's window), when
     this lake was generated: read only to score the lists, after every model is fitted."""
@@ -260,10 +272,12 @@ def split(
     options: TrainingOptions,
     window_days: int,
     answers: pd.DataFrame | None = None,
+    statistics: pd.DataFrame | None = None,
 ) -> Split:
     """Fit every model on the interactions up to `fit_end` and set up the scoring of `truth`
     (the purchases of the window after it); the ranker also learns from `answers` (ml.feedback
-    rows): all of them for the production fit, else those shown before `fit_end` began."""
+    rows): all of them for the production fit, else those shown before `fit_end` began. It
+    serves from `statistics` (`serving_statistics`) when given."""
     days = pd.to_datetime(daily["interaction_date"])
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
@@ -291,7 +305,7 @@ def split(
             window_days,
             training_customers=options.ranker_training_customers,
             generator_customers=options.ranker_generator_customers,
-        ).fit(seen, fit_end, answers)
+        ).fit(seen, fit_end, answers, statistics)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker
@@ -459,11 +473,24 @@ def refit_recommenders(
     catalogue = load_catalogue(tables)
     future = future_purchases(options)
     answers = load_feedback(tables)
+    statistics, report.windows["serving_statistics"] = serving_statistics(tables, w.data_end)
     report.seconds["load"] = time.monotonic() - clock
-    progress(f"fitting every model up to {w.data_end} (production)")
-    production = split(
-        "future", daily, w.data_end, _no_purchases(future), catalogue, options, w.test_days, answers
+    progress(
+        f"fitting every model up to {w.data_end} (production; the ranker's serving "
+        f"statistics: {report.windows['serving_statistics']})"
     )
+    production = split(
+        "future",
+        daily,
+        w.data_end,
+        _no_purchases(future),
+        catalogue,
+        options,
+        w.test_days,
+        answers,
+        statistics,
+    )
+    del statistics  # the ranker keeps what it serves from
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)

@@ -618,6 +618,25 @@ STEPS: tuple[Step, ...] = (
     Step(
         outputs=(
             Output(
+                "gold.customer_product_features",
+                "What the learned ranker knows at the end of the newest day with purchases "
+                "(`as_of`) of every customer × product they took (purchase days, first and "
+                "last purchase, last view and cart as day numbers, recency-decayed browsing "
+                "and interaction weight, own repurchase interval) and of the customer "
+                "(recency, purchase days, tenure, products bought, price level): computed "
+                "by the ranker's own function, the features its production fit serves from.",
+                suite=suites.customer_product_features,
+            ),
+        ),
+        inputs=("gold.customer_product_daily", "gold.dim_product"),
+        references=("gold.dim_customer",),
+        transform=ml_inputs.customer_product_features,
+        run=rebuilt_whole,
+        group_name="ml",
+    ),
+    Step(
+        outputs=(
+            Output(
                 "gold.similar_products",
                 "Top-20 neighbours per product and method: co-occurrence CF (cosine, Jaccard) "
                 "over gold.customer_product_interactions, and content (TF-IDF of name, brand, "

@@ -82,6 +82,7 @@ def test_the_groups_spark_steps_are_gated_and_cover_the_catalogue(world: World) 
     results = pd.DataFrame(world.table("quality.validation_results").to_pylist())
     for table in (
         "gold.customer_product_daily",
+        "gold.customer_product_features",
         "gold.similar_products",
         "gold.product_associations",
         "gold.trending_products",
@@ -105,6 +106,33 @@ def test_the_groups_spark_steps_are_gated_and_cover_the_catalogue(world: World) 
     trending = gold(world, "trending_products")
     assert set(trending["scope"]) == {"global", "city", "area"}
     assert len(gold(world, "product_associations")) > 0
+
+
+def test_the_ranker_serves_from_the_statistics_the_spark_step_computed(world: World) -> None:
+    """gold.customer_product_features is the ranker's own function run by Spark per group of
+    customers: the same statistics as in-process, as of the day the production fit serves."""
+    from ml.ranker import STATISTICS, snapshot_statistics
+    from spark_jobs.recommender_training import load_catalogue
+    from spark_jobs.training import Tables
+
+    table = gold(world, "customer_product_features")
+    (as_of,) = table["as_of"].unique()
+    refit = world.runs["training"].materialized["gold.model_registry"]["training_report"]
+    assert refit["windows"]["serving_statistics"] == "gold.customer_product_features"
+    assert refit["windows"]["data_end"] == str(as_of)
+    daily = gold(world, "customer_product_daily")
+    products = load_catalogue(Tables(world.settings.lake)).for_ranker.products
+    want = snapshot_statistics(daily, products, as_of)
+    got = table[list(STATISTICS)]
+    known = daily[pd.to_datetime(daily["interaction_date"]) <= pd.Timestamp(as_of)]
+    assert len(got) == len(want) == len(known.drop_duplicates(["customer_id", "product_id"]))
+    keys = ["customer_id", "product_id"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(keys, ignore_index=True),
+        want.sort_values(keys, ignore_index=True),
+        check_dtype=False,
+        rtol=1e-12,
+    )
 
 
 def test_customer_snapshot_features_match_pandas(world: World, spark) -> None:  # noqa: ANN001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import pickle
 
@@ -26,6 +27,7 @@ from ml.ranker import (
     _pair_statistics,
     features,
     labels,
+    snapshot_statistics,
 )
 
 START = dt.date(2025, 1, 1)
@@ -154,6 +156,45 @@ def test_a_batch_has_the_statistics_of_its_customers_among_everyones(world) -> N
     )
     assert stats.iloc[:2]["pair_weight"].gt(0).all()
     assert stats.iloc[2:].isna().all().all()  # unknown customer, unknown product
+
+
+def _statistics_by_groups(daily: pd.DataFrame, catalogue: Catalogue, cutoff: dt.date):
+    """`snapshot_statistics` the way the Spark step runs it: rows shuffled, customers in groups
+    computed apart, the groups stacked in any order."""
+    shuffled = daily.sample(frac=1.0, random_state=3)
+    groups = shuffled.groupby(shuffled["customer_id"] % 4)
+    parts = [snapshot_statistics(rows, catalogue.products, cutoff) for _, rows in groups]
+    return pd.concat(parts).sample(frac=1.0, random_state=4)
+
+
+def test_statistics_computed_ahead_give_the_snapshots_features(world) -> None:
+    daily, catalogue = world
+    cutoff = START + dt.timedelta(days=50)  # later rows must be dropped, wherever they are
+    here = Snapshot(daily, cutoff, catalogue)
+    statistics = _statistics_by_groups(daily, catalogue, cutoff)
+    ahead = Snapshot(daily, cutoff, catalogue, statistics=statistics)
+    assert ahead._history is None  # no rows kept: the batches are slices of the statistics
+    customers = np.arange(205)  # 200..204 are unknown
+    candidates = Generators(daily, here).propose(customers)
+    want = features(here, candidates)
+    got = features(ahead, candidates)
+    assert want["customer_recency"].notna().any() and want["pair_weight"].notna().any()
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+
+
+def test_a_ranker_serving_from_statistics_computed_ahead_lists_the_same(world, ranker) -> None:
+    daily, catalogue = world
+    statistics = _statistics_by_groups(daily, catalogue, ranker.as_of)
+    other = copy.copy(ranker)
+    other.serving = copy.copy(ranker.serving)  # the same fitted generators
+    other.serving.snapshot = Snapshot(daily, ranker.as_of, catalogue, statistics=statistics)
+    other.serving._proposed = {}
+    customers = np.arange(200)
+    want, got = ranker.recommend(customers, 10), other.recommend(customers, 10)
+    np.testing.assert_array_equal(got.product_ids, want.product_ids)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-9)
+    with pytest.raises(ValueError, match="lack the columns pair_weight"):
+        Snapshot(daily, ranker.as_of, catalogue, statistics=statistics.drop(columns="pair_weight"))
 
 
 def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:

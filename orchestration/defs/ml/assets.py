@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from ml import CUSTOMER_MODEL_INPUTS, RECOMMENDER_INPUTS
+from ml import CUSTOMER_MODEL_INPUTS, RANKER_FEATURES, RECOMMENDER_INPUTS
 from ml.evaluation import by_model
 from orchestration.defs.ml.resources import TrainingResource
 from orchestration.defs.resources import LakeResource, SparkConnectResource
@@ -205,7 +205,7 @@ def recommender_evaluation(
 @dg.multi_asset(
     specs=_specs(
         _outputs("gold.model_registry"),
-        ("gold.model_evaluations", *RECOMMENDER_INPUTS),
+        ("gold.model_evaluations", RANKER_FEATURES, *RECOMMENDER_INPUTS),
         RECOMMENDER_RUNNER,
     ),
     name="recommender_models",
