@@ -588,8 +588,7 @@ def customer_product_features(ctx: SuiteContext) -> Suite:
         Suite(
             "gold_customer_product_features",
             [
-                *_key("customer_id", "product_id"),
-                e.ExpectColumnValuesToNotBeNull(column="as_of"),
+                *_key("as_of", "customer_id", "product_id"),
                 e.ExpectColumnValuesToNotBeNull(column="customer_tenure"),
                 e.ExpectColumnValuesToBeBetween(column="pair_weight", min_value=0),
                 # every pair has a signal: all-zero weights mean a wrong as-of day or decay

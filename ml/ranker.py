@@ -297,7 +297,9 @@ class Snapshot:
     (customer, product), `of(customers)`, from the rows of `histories` when given (the rows of
     the customers a training cutoff needs: a sample). Only the rows are kept, sorted by
     customer, and a batch's statistics are computed when it is asked for: every customer's
-    at once held several times the rows in memory (the peak at 1 M customers fell by 4.3 GB)."""
+    at once held several times the rows in memory (the peak at 1 M customers fell by 4.3 GB).
+    Given `statistics` (`snapshot_statistics` of the customers it will be asked about, as of
+    `cutoff`), a batch's are a slice of them and no rows are kept."""
 
     def __init__(
         self,
@@ -311,13 +313,14 @@ class Snapshot:
         self.catalogue = catalogue
         self._day = c = _day(cutoff)
         self._facts: dict[bytes, CustomerFacts] = {}
-        # every customer's statistics computed ahead (`snapshot_statistics`, e.g. the Spark
+        # the customers' statistics computed ahead (`snapshot_statistics`, e.g. the Spark
         # step's gold.customer_product_features): a batch is a slice of them, no rows are kept
         self._statistics = None if statistics is None else _sorted_statistics(statistics)
-        rows = daily if histories is None and statistics is None else histories
-        self._history = _history(rows, c) if rows is not None else None
+        self._history = None
+        if statistics is None:
+            self._history = _history(daily if histories is None else histories, c)
 
-        if rows is daily:
+        if statistics is None and histories is None:
             bought = np.flatnonzero(self._history["purchases"] > 0)
             sold = _frame(self._history, c, bought)
         else:
@@ -856,6 +859,23 @@ class CompiledForest:
         return self.model.predict(matrix.to_numpy(np.float64), n_jobs=1)
 
 
+def training_cutoffs(
+    first: dt.date, as_of: dt.date, window_days: int, cutoffs: int = TRAINING_CUTOFFS
+) -> list[dt.date]:
+    """The ranker's training cutoffs before `as_of` (data from `first` on): half a window
+    apart, each with a full label window before `as_of` and at least one window of history
+    before it."""
+    window = dt.timedelta(days=window_days)
+    stride = dt.timedelta(days=max(1, window_days // 2))
+    out = [as_of - window - stride * i for i in range(cutoffs)]
+    return sorted(c for c in out if c - window >= first)
+
+
+# snapshot statistics computed ahead: those of a day, of these customers (None: every customer),
+# or None when that day was not computed (the snapshot then computes them from the rows)
+StatisticsSource = Callable[[dt.date, "npt.NDArray[np.int64] | None"], "pd.DataFrame | None"]
+
+
 class LearnedRanker:
     """LambdaMART over the generators' union, trained on `cutoffs` earlier cutoffs (each
     with the purchases of the `window_days` after it as labels) and, when given, on what
@@ -903,18 +923,17 @@ class LearnedRanker:
         return self._compiled
 
     def training_cutoffs(self, daily: pd.DataFrame, as_of: dt.date) -> list[dt.date]:
-        """Cutoffs half a window apart before `as_of`, each with a full label window before
-        `as_of` and at least one window of history before it."""
+        """`training_cutoffs` before `as_of` of data starting on the first day of `daily`."""
         first = pd.to_datetime(daily["interaction_date"]).min().date()
-        window = dt.timedelta(days=self.window_days)
-        stride = dt.timedelta(days=max(1, self.window_days // 2))
-        out = [as_of - window - stride * i for i in range(self.cutoffs)]
-        return sorted(c for c in out if c - window >= first)
+        return training_cutoffs(first, as_of, self.window_days, self.cutoffs)
 
-    def purchase_data(self, daily: pd.DataFrame, as_of: dt.date) -> RankingData:
+    def purchase_data(
+        self, daily: pd.DataFrame, as_of: dt.date, statistics: StatisticsSource | None = None
+    ) -> RankingData:
         """One group per customer and training cutoff before `as_of`: their candidates at
         the cutoff, labelled by what they bought in the window after it (kept per `as_of`
-        for the feedback evaluation, never stored)."""
+        for the feedback evaluation, never stored); `statistics` gives the snapshots' customer
+        statistics where they were computed ahead."""
         if as_of in self._purchases:
             return self._purchases[as_of]
         matrices, targets, groups, recall = [], [], [], {}
@@ -922,7 +941,8 @@ class LearnedRanker:
             truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
             buyers = truth["customer_id"].unique()
             histories = self._generator_rows(daily, buyers, cutoff)
-            snapshot = Snapshot(daily, cutoff, self.catalogue, histories)
+            ahead = statistics(cutoff, np.sort(buyers)) if statistics else None
+            snapshot = Snapshot(daily, cutoff, self.catalogue, histories, statistics=ahead)
             candidates = Generators(histories, snapshot).propose(buyers)
             frame = features(snapshot, candidates)  # sorted by customer (the union's order)
             pairs = frame[["customer_id", "product_id"]]  # merging the whole frame copies it
@@ -974,7 +994,9 @@ class LearnedRanker:
         drawn = np.random.default_rng(_day(cutoff)).choice(others, extra, replace=False)
         return daily[daily["customer_id"].isin(np.concatenate([customers, drawn]))]
 
-    def feedback_data(self, daily: pd.DataFrame, rows: pd.DataFrame) -> RankingData:
+    def feedback_data(
+        self, daily: pd.DataFrame, rows: pd.DataFrame, statistics: StatisticsSource | None = None
+    ) -> RankingData:
         """One group per answer shown (ml.feedback rows): the products on the page with the
         features known the day before it was shown (snapshots every `FEEDBACK_SNAPSHOT_DAYS`
         days: the features of an answer are at most that stale, never from after it)."""
@@ -988,7 +1010,8 @@ class LearnedRanker:
             cutoff = dt.date(1970, 1, 1) + dt.timedelta(days=int(first) - 1)
             customers = part["customer_id"].unique()
             histories = self._generator_rows(daily, customers, cutoff)
-            snapshot = Snapshot(daily, cutoff, self.catalogue, histories)
+            ahead = statistics(cutoff, np.sort(customers)) if statistics else None
+            snapshot = Snapshot(daily, cutoff, self.catalogue, histories, statistics=ahead)
             proposed = Generators(histories, snapshot).propose(customers)
             shown = part[["customer_id", "product_id"]].merge(proposed, how="left")
             frames.append(feature_matrix(features(snapshot, shown)))
@@ -1006,15 +1029,16 @@ class LearnedRanker:
         daily: pd.DataFrame,
         as_of: dt.date,
         feedback: pd.DataFrame | None = None,
-        statistics: pd.DataFrame | None = None,
+        statistics: StatisticsSource | None = None,
     ) -> LearnedRanker:
         """Learn from the cutoffs before `as_of` (and `feedback`), then serve from generators
-        fitted on every row up to it; `statistics` are every customer's snapshot statistics
-        as of `as_of` computed ahead (`snapshot_statistics`), else they are computed here."""
-        parts = [self.purchase_data(daily, as_of)]
+        fitted on every row up to it; `statistics` gives the snapshots' customer statistics
+        (`snapshot_statistics`) of the days they were computed ahead for, the snapshots of
+        other days compute them from the rows."""
+        parts = [self.purchase_data(daily, as_of, statistics)]
         self.training.update(parts[0].recall)
         if feedback is not None and len(feedback):
-            parts.append(self.feedback_data(daily, feedback))
+            parts.append(self.feedback_data(daily, feedback, statistics))
             self.training["feedback_answers"] = float(len(parts[-1].groups))
         self.model = train(parts, debias=self.debias and len(parts) > 1)
         self._compiled = None
@@ -1023,8 +1047,8 @@ class LearnedRanker:
             customers=float(len(parts[0].groups)),
         )
         self.as_of = as_of
-        snapshot = Snapshot(daily, as_of, self.catalogue, statistics=statistics)
-        self.serving = Generators(daily, snapshot)
+        ahead = statistics(as_of, None) if statistics else None
+        self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue, statistics=ahead))
         return self
 
     def importance(self) -> dict[str, float]:

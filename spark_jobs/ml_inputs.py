@@ -10,7 +10,8 @@
 - `trending_products`: trending score, velocity and seasonal boost per product, nationally and
   per city and area: `gold.trending_products`.
 - `customer_product_features`: the learned ranker's statistics of every customer × product and
-  customer as of the newest day (`gold.customer_product_features`), by the ranker's own function.
+  customer as of each day the recommenders snapshot (`gold.customer_product_features`), by
+  the ranker's own function.
 - `customer_snapshots`: per customer and cutoff date, the features of ml.customer_models and the
   labels of the days after the cutoff.
 
@@ -161,39 +162,50 @@ def _catalogue(products: DataFrame) -> pd.DataFrame:
 
 
 def customer_product_features(
-    daily: DataFrame, products: DataFrame, groups: int = FEATURE_GROUPS
+    daily: DataFrame, products: DataFrame, test_days: int, groups: int = FEATURE_GROUPS
 ) -> DataFrame:
     """gold.customer_product_features: what the learned ranker knows of every customer ×
-    product they took, and of the customer, at the end of the newest day with purchases (the
-    day its production fit serves from; `as_of`). Computed by the ranker's own function
-    (`ml.ranker.snapshot_statistics`) on `groups` groups of customers in parallel, so the
-    table and the ranker's in-process snapshot cannot drift apart."""
+    product they took, and of the customer, at the end of each day the recommenders' chain
+    snapshots it as of (`as_of`: `training.ranker_snapshot_days` of the `test_days` windows).
+    Computed by the ranker's own function (`ml.ranker.snapshot_statistics`) per day and group
+    of customers in parallel, so the table and the ranker's in-process snapshots cannot drift
+    apart."""
     from pyspark import cloudpickle
 
     import ml.ranker
     from ml.ranker import STATISTICS, snapshot_statistics
+    from spark_jobs.training import ranker_snapshot_days
 
     # the function travels by value with the plan: a Spark server started before an upgrade
     # (its Python workers keep the `ml` they imported) still runs this version of it
     cloudpickle.register_pickle_by_value(ml.ranker)
-    newest = daily.agg(
+    first, newest_purchase, newest = daily.agg(
+        F.min("interaction_date"),
         F.max(F.when(F.col("purchases") > 0, F.col("interaction_date"))),
         F.max("interaction_date"),
     ).collect()[0]
-    as_of = newest[0] or newest[1]
-    if as_of is None:  # no interactions: an empty table of the right shape
-        as_of = dt.date(1970, 1, 1)
+    # the windows end on the newest day with purchases, as the recommenders' runners' do
+    end = newest_purchase or newest
+    days = ranker_snapshot_days(test_days, first, end) if end is not None else []
     catalogue = _catalogue(products)[["product_id", "category", "subcategory", "brand", "price"]]
     schema = ", ".join(
-        f"{name} {'bigint' if kind == 'int64' else 'double'}" for name, kind in STATISTICS.items()
+        [f"{n} {'bigint' if t == 'int64' else 'double'}" for n, t in STATISTICS.items()]
+        + ["as_of date"]
     )
+
+    def statistics(rows: pd.DataFrame) -> pd.DataFrame:
+        as_of = rows["as_of"].iloc[0]
+        return snapshot_statistics(rows, catalogue, as_of).assign(as_of=as_of)
+
+    spark = daily.sparkSession
+    snapshot_days = spark.createDataFrame([(d,) for d in days], "as_of date")
     columns = ["customer_id", "product_id", "interaction_date", "views", "adds_to_cart"]
     return (
-        daily.where(F.col("interaction_date") <= F.lit(as_of))
-        .select(*columns, "purchases", "weight")
-        .groupBy((F.col("customer_id") % groups).alias("customer_group"))
-        .applyInPandas(lambda rows: snapshot_statistics(rows, catalogue, as_of), schema)
-        .withColumn("as_of", F.lit(as_of))
+        daily.select(*columns, "purchases", "weight")
+        .join(snapshot_days, F.col("interaction_date") <= F.col("as_of"))
+        .groupBy("as_of", (F.col("customer_id") % groups).alias("customer_group"))
+        .applyInPandas(statistics, schema)
+        .sortWithinPartitions("as_of", "customer_id", "product_id")
     )
 
 

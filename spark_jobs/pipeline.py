@@ -169,13 +169,14 @@ def date_sql(column: str, dates: Dates) -> str:
 @dataclass(frozen=True)
 class TransformOptions:
     """The knobs of silver and gold (settings: TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
-    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*)."""
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*, ML_TEST_DAYS)."""
 
     batch_rows: int
     lateness: dt.timedelta
     future_tolerance: dt.timedelta
     interaction_half_life_days: float
     thresholds: suites.Thresholds = suites.Thresholds()  # QUALITY_*
+    ml_test_days: int = 14  # ML_TEST_DAYS: the recommenders' windows (their feature snapshots)
 
 
 class UndeclaredInput(RuntimeError):

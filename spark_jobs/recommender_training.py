@@ -41,7 +41,7 @@ from lakehouse.core.lake import Lake
 from ml import RANKER_FEATURES, RECOMMENDER_INPUTS, feedback
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
-from ml.ranker import STATISTICS, GeneratorModel, LearnedRanker, NotEnoughHistory
+from ml.ranker import STATISTICS, GeneratorModel, LearnedRanker, NotEnoughHistory, StatisticsSource
 from ml.ranker import Catalogue as RankerCatalogue
 from ml.recommenders import (
     ALS,
@@ -56,7 +56,7 @@ from ml.recommenders import (
     Trending,
     UserKNN,
 )
-from spark_jobs.incremental import partition_row_counts
+from spark_jobs.incremental import ConsumedVersions, partition_row_counts
 from spark_jobs.training import (
     NotEnoughData,
     Report,
@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 K = 10  # the cut-off of every offline metric
 POPULAR_DAYS = 28  # the fill of every list: what sold to the most customers in these days
 EXPOSURES = "gold.recommendation_exposures"
+DAILY = "gold.customer_product_daily"
 
 
 @dataclass
@@ -230,16 +231,54 @@ def load_feedback(tables: Tables) -> pd.DataFrame | None:
     return out if len(out) else None
 
 
-def serving_statistics(tables: Tables, as_of: dt.date) -> tuple[pd.DataFrame | None, str]:
-    """The rows of `RANKER_FEATURES` as of `as_of` (what the production fit of the ranker
-    serves from) and where they come from; None when the table is missing or as of another
-    day: the ranker then computes the same statistics itself."""
-    if tables.lake.open(RANKER_FEATURES) is None:
-        return None, f"computed in-process ({RANKER_FEATURES} does not exist)"
-    frame = tables.arrow(RANKER_FEATURES, list(STATISTICS), [("as_of", "=", as_of)])
-    if not frame.num_rows:
-        return None, f"computed in-process ({RANKER_FEATURES} holds no rows as of {as_of})"
-    return frame.to_pandas(), RANKER_FEATURES
+class FeatureSnapshots:
+    """The ranker's snapshot statistics from `RANKER_FEATURES` (the Spark step's table), as
+    `ml.ranker.StatisticsSource`: the rows of a day (and of some customers), read with
+    delta-rs; None for a day it does not hold, or for every day when the table was built from
+    another version of gold.customer_product_daily than the one the models read: the ranker
+    then computes that snapshot itself. It counts the days read and those computed."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self.read: set[dt.date] = set()
+        self.computed: set[dt.date] = set()
+        self.stale = self._stale()
+
+    def _stale(self) -> str | None:
+        """Why the table cannot be used, or None."""
+        if self.tables.lake.open(RANKER_FEATURES) is None:
+            return f"{RANKER_FEATURES} does not exist"
+        state = ConsumedVersions(
+            self.tables.uri("_state.consumed_versions"), self.tables.lake.options
+        )
+        built_from = state.get(RANKER_FEATURES, DAILY)
+        current = self.tables.lake.version(DAILY)
+        if built_from != current:
+            return (
+                f"{RANKER_FEATURES} was built from version {built_from} of {DAILY}, not {current}"
+            )
+        return None
+
+    def __call__(self, day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
+        rows = None
+        if self.stale is None:
+            filters = [("as_of", "=", day)]
+            if customers is not None:
+                filters.append(("customer_id", "in", customers.tolist()))
+            rows = self.tables.arrow(RANKER_FEATURES, list(STATISTICS), filters)
+        if rows is None or rows.num_rows == 0:
+            self.computed.add(day)
+            return None
+        self.read.add(day)
+        return rows.to_pandas()
+
+    def summary(self) -> str:
+        """How many snapshot days came from the table, and which were computed in-process."""
+        out = f"{len(self.read)} days read from {RANKER_FEATURES}"
+        if self.computed:
+            days = ", ".join(str(d) for d in sorted(self.computed))
+            out += f"; computed in-process: {days}" + (f" ({self.stale})" if self.stale else "")
+        return out
 
 
 def future_purchases(options: TrainingOptions) -> pd.DataFrame | None:
@@ -272,12 +311,12 @@ def split(
     options: TrainingOptions,
     window_days: int,
     answers: pd.DataFrame | None = None,
-    statistics: pd.DataFrame | None = None,
+    statistics: StatisticsSource | None = None,
 ) -> Split:
     """Fit every model on the interactions up to `fit_end` and set up the scoring of `truth`
     (the purchases of the window after it); the ranker also learns from `answers` (ml.feedback
-    rows): all of them for the production fit, else those shown before `fit_end` began. It
-    serves from `statistics` (`serving_statistics`) when given."""
+    rows): all of them for the production fit, else those shown before `fit_end` began. Its
+    snapshots read their statistics from `statistics` where it holds them."""
     days = pd.to_datetime(daily["interaction_date"])
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
@@ -368,9 +407,14 @@ def evaluate_recommenders(
     if answers is not None:
         progress(f"learning from {answers['request_id'].nunique():,} answers shoppers acted on")
     splits: list[Split] = []
+    statistics = FeatureSnapshots(tables)
     for name, (fit_end, truth) in windows_.items():
         progress(f"fitting every model up to {fit_end} ({name})")
-        splits.append(split(name, daily, fit_end, truth, catalogue, options, w.test_days, answers))
+        splits.append(
+            split(name, daily, fit_end, truth, catalogue, options, w.test_days, answers, statistics)
+        )
+    report.windows["ranker_snapshots"] = statistics.summary()
+    progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)
@@ -473,12 +517,9 @@ def refit_recommenders(
     catalogue = load_catalogue(tables)
     future = future_purchases(options)
     answers = load_feedback(tables)
-    statistics, report.windows["serving_statistics"] = serving_statistics(tables, w.data_end)
+    statistics = FeatureSnapshots(tables)
     report.seconds["load"] = time.monotonic() - clock
-    progress(
-        f"fitting every model up to {w.data_end} (production; the ranker's serving "
-        f"statistics: {report.windows['serving_statistics']})"
-    )
+    progress(f"fitting every model up to {w.data_end} (production)")
     production = split(
         "future",
         daily,
@@ -490,7 +531,8 @@ def refit_recommenders(
         answers,
         statistics,
     )
-    del statistics  # the ranker keeps what it serves from
+    report.windows["ranker_snapshots"] = statistics.summary()
+    progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)

@@ -296,6 +296,17 @@ def rebuilt_as_of(p: Pipeline, *, dates: Dates = None, full: bool = False) -> li
     return [p.finish(step.name, p.publish(step.name), versions)]
 
 
+def ranker_features(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+    """Rebuilt whole when an input changed: the snapshot days move with the newest day."""
+    step = p.step
+    changed, versions = _changed(p, step.inputs, full)
+    if not changed:
+        return [p.skip(step.name, versions)]
+    daily, products = (p.read(t) for t in step.inputs)
+    p.stage(step.name, step.transform(daily, products, p.config.ml_test_days))
+    return [p.finish(step.name, p.publish(step.name), versions)]
+
+
 def _basket_rules(sales_lines: DataFrame) -> DataFrame:
     return ml_inputs.basket_rules(sales_lines, ml_inputs.MIN_PAIR_SUPPORT)
 
@@ -619,19 +630,20 @@ STEPS: tuple[Step, ...] = (
         outputs=(
             Output(
                 "gold.customer_product_features",
-                "What the learned ranker knows at the end of the newest day with purchases "
-                "(`as_of`) of every customer × product they took (purchase days, first and "
-                "last purchase, last view and cart as day numbers, recency-decayed browsing "
-                "and interaction weight, own repurchase interval) and of the customer "
-                "(recency, purchase days, tenure, products bought, price level): computed "
-                "by the ranker's own function, the features its production fit serves from.",
+                "What the learned ranker knows at the end of each day the recommenders "
+                "snapshot (`as_of`: each fit's day and its training cutoffs) of every customer "
+                "× product they took (purchase days, first and last purchase, last view and "
+                "cart as day numbers, recency-decayed browsing and interaction weight, own "
+                "repurchase interval) and of the customer (recency, purchase days, tenure, "
+                "products bought, price level): computed by the ranker's own function, the "
+                "statistics its fits read.",
                 suite=suites.customer_product_features,
             ),
         ),
         inputs=("gold.customer_product_daily", "gold.dim_product"),
         references=("gold.dim_customer",),
         transform=ml_inputs.customer_product_features,
-        run=rebuilt_whole,
+        run=ranker_features,
         group_name="ml",
     ),
     Step(

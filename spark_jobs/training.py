@@ -193,13 +193,32 @@ class Windows:
         return sorted(train) + [eval_cutoff, self.data_end]
 
 
+def test_window_days(test_days: int, data_start: dt.date, data_end: dt.date) -> int:
+    """The recommenders' window length: `test_days` (ML_TEST_DAYS), at most a fifth of the data."""
+    return max(1, min(test_days, ((data_end - data_start).days + 1) // 5))
+
+
+def ranker_snapshot_days(test_days: int, data_start: dt.date, data_end: dt.date) -> list[dt.date]:
+    """Every day the recommenders' chain snapshots the ranker's statistics as of: the day each
+    of its fits serves from (the validation start, the test start, the newest day) and each
+    fit's training cutoffs (`ml.ranker.training_cutoffs`)."""
+    from ml.ranker import training_cutoffs
+
+    days = test_window_days(test_days, data_start, data_end)
+    fits = [data_end - dt.timedelta(days=days * k) for k in (2, 1, 0)]
+    out = set(fits)
+    for as_of in fits:
+        out.update(training_cutoffs(data_start, as_of, days))
+    return sorted(out)
+
+
 def windows(options: TrainingOptions, data_start: dt.date, data_end: dt.date) -> Windows:
     span = (data_end - data_start).days + 1
     churn = max(3, min(options.churn_window_days, span // 4))
     return Windows(
         data_start=data_start,
         data_end=data_end,
-        test_days=max(1, min(options.test_days, span // 5)),
+        test_days=test_window_days(options.test_days, data_start, data_end),
         churn_days=churn,
         # at most half the churn window, so the two labels stay different questions
         propensity_days=max(1, min(options.propensity_window_days, churn // 2)),

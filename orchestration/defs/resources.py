@@ -123,12 +123,13 @@ class SparkConnectResource(dg.ConfigurableResource):
 
 class TransformResource(dg.ConfigurableResource):
     """The knobs of the silver and gold steps (TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
-    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*)."""
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*, ML_TEST_DAYS)."""
 
     batch_rows: int
     lateness_hours: float
     future_tolerance_minutes: float
     interaction_half_life_days: float
+    ml_test_days: int = 14  # the recommenders' windows: the days their features are snapshot
     # the bounds of the distribution checks (QUALITY_*), which warn instead of blocking
     min_kept_share: float = 0.5
     min_dim_share: float = 0.9
@@ -152,6 +153,7 @@ class TransformResource(dg.ConfigurableResource):
             lateness=dt.timedelta(hours=self.lateness_hours),
             future_tolerance=dt.timedelta(minutes=self.future_tolerance_minutes),
             interaction_half_life_days=self.interaction_half_life_days,
+            ml_test_days=self.ml_test_days,
             thresholds=Thresholds(
                 min_kept_share=self.min_kept_share,
                 min_dim_share=self.min_dim_share,
@@ -183,6 +185,7 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             lateness_hours=settings.silver_lateness_hours,
             future_tolerance_minutes=settings.silver_future_tolerance_minutes,
             interaction_half_life_days=settings.interaction_half_life_days,
+            ml_test_days=settings.ml_test_days,
             min_kept_share=settings.quality_min_kept_share,
             min_dim_share=settings.quality_min_dim_share,
             max_money=settings.quality_max_money,

@@ -108,31 +108,40 @@ def test_the_groups_spark_steps_are_gated_and_cover_the_catalogue(world: World) 
     assert len(gold(world, "product_associations")) > 0
 
 
-def test_the_ranker_serves_from_the_statistics_the_spark_step_computed(world: World) -> None:
-    """gold.customer_product_features is the ranker's own function run by Spark per group of
-    customers: the same statistics as in-process, as of the day the production fit serves."""
+def test_the_ranker_reads_the_statistics_the_spark_step_computed(world: World) -> None:
+    """gold.customer_product_features is the ranker's own function run by Spark per day and
+    group of customers: the statistics of every day the chain snapshots, the same as
+    in-process, and the evaluation's and the refit's snapshots read them."""
     from ml.ranker import STATISTICS, snapshot_statistics
-    from spark_jobs.recommender_training import load_catalogue
-    from spark_jobs.training import Tables
+    from spark_jobs.recommender_training import load_catalogue, recommender_span
+    from spark_jobs.training import Tables, ranker_snapshot_days
 
     table = gold(world, "customer_product_features")
-    (as_of,) = table["as_of"].unique()
-    refit = world.runs["training"].materialized["gold.model_registry"]["training_report"]
-    assert refit["windows"]["serving_statistics"] == "gold.customer_product_features"
-    assert refit["windows"]["data_end"] == str(as_of)
     daily = gold(world, "customer_product_daily")
+    days = ranker_snapshot_days(world.settings.ml_test_days, *recommender_span(daily))
+    assert sorted(table["as_of"].unique()) == days and len(days) >= 3
     products = load_catalogue(Tables(world.settings.lake)).for_ranker.products
-    want = snapshot_statistics(daily, products, as_of)
-    got = table[list(STATISTICS)]
-    known = daily[pd.to_datetime(daily["interaction_date"]) <= pd.Timestamp(as_of)]
-    assert len(got) == len(want) == len(known.drop_duplicates(["customer_id", "product_id"]))
     keys = ["customer_id", "product_id"]
-    pd.testing.assert_frame_equal(
-        got.sort_values(keys, ignore_index=True),
-        want.sort_values(keys, ignore_index=True),
-        check_dtype=False,
-        rtol=1e-12,
-    )
+    for as_of in (days[0], days[-1]):
+        got = table.loc[table["as_of"] == as_of, list(STATISTICS)]
+        want = snapshot_statistics(daily, products, as_of)
+        known = daily[pd.to_datetime(daily["interaction_date"]) <= pd.Timestamp(as_of)]
+        assert len(got) == len(want) == len(known.drop_duplicates(keys))
+        pd.testing.assert_frame_equal(
+            got.sort_values(keys, ignore_index=True),
+            want.sort_values(keys, ignore_index=True),
+            check_dtype=False,
+            rtol=1e-12,
+        )
+    materialized = world.runs["training"].materialized
+    for runner in ("gold.model_evaluations", "gold.model_registry"):
+        summary = materialized[runner]["training_report"]["windows"]["ranker_snapshots"]
+        read = int(summary.split(" days read from gold.customer_product_features")[0])
+        assert read >= 2, summary
+        # only the weekly snapshots of shoppers' answers may be computed in-process
+        if "computed in-process: " in summary:
+            computed = summary.split("computed in-process: ")[1].split(", ")
+            assert not {dt.date.fromisoformat(d) for d in computed} & set(days), summary
 
 
 def test_customer_snapshot_features_match_pandas(world: World, spark) -> None:  # noqa: ANN001

@@ -197,6 +197,57 @@ def test_a_ranker_serving_from_statistics_computed_ahead_lists_the_same(world, r
         Snapshot(daily, ranker.as_of, catalogue, statistics=statistics.drop(columns="pair_weight"))
 
 
+def test_a_fit_takes_each_snapshots_statistics_from_the_source_that_holds_them(world) -> None:
+    daily, catalogue = world
+    as_of = START + dt.timedelta(days=DAYS - 1)
+    ranker = LearnedRanker(catalogue, window_days=7)
+    cutoffs = ranker.training_cutoffs(daily, as_of)
+    asked: list[tuple[dt.date, np.ndarray | None]] = []
+
+    def source(day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
+        asked.append((day, customers))
+        if day == cutoffs[0]:
+            return None  # a day not computed ahead: its snapshot computes it from the rows
+        statistics = _statistics_by_groups(daily, catalogue, day)
+        return (
+            statistics
+            if customers is None
+            else statistics[statistics["customer_id"].isin(customers)]
+        )
+
+    ranker.fit(daily, as_of, statistics=source)
+    assert [day for day, _ in asked] == [*cutoffs, as_of]
+    # training snapshots ask for the cutoff's buyers only, the serving one for everyone
+    for day, customers in asked[:-1]:
+        buyers = labels(daily, day, 7)["customer_id"].unique()
+        np.testing.assert_array_equal(customers, np.sort(buyers))
+    assert asked[-1][1] is None and ranker.serving.snapshot._history is None
+    assert ranker.training["rows"] > 0
+
+
+def test_the_chains_snapshot_days_are_each_fits_day_and_training_cutoffs() -> None:
+    from spark_jobs.training import Windows, ranker_snapshot_days, test_window_days
+
+    def expected(start: dt.date, end: dt.date) -> list[dt.date]:
+        w = Windows(start, end, test_window_days(14, start, end), 0, 0)
+        fits = [w.validation_start, w.test_start, w.data_end]
+        first = pd.DataFrame({"interaction_date": [start]})
+        days = set(fits)
+        for as_of in fits:
+            days |= set(LearnedRanker(None, w.test_days).training_cutoffs(first, as_of))
+        return sorted(days)
+
+    end = dt.date(2025, 12, 29)
+    days = ranker_snapshot_days(14, dt.date(2025, 8, 1), end)
+    # weekly cutoffs: the three fits' overlap in 10 days before the test window, and the newest
+    assert days == expected(dt.date(2025, 8, 1), end) and len(days) == 11
+    assert days[-2:] == [end - dt.timedelta(days=14), end]
+    # a short history has shorter windows (a fifth of it) and the same rule
+    short = ranker_snapshot_days(14, dt.date(2025, 12, 1), end)
+    assert short == expected(dt.date(2025, 12, 1), end)
+    assert end - dt.timedelta(days=10) in short  # the validation start of 5-day windows
+
+
 def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
     daily, _ = world
     c = _day(START + dt.timedelta(days=50))
