@@ -23,12 +23,15 @@ ports, each phase timed on its own:
 4. recommend: top 10 for 100 k customers through the project's batched `Recommender.recommend`,
    and through implicit's own `recommend` for comparison.
 5. BPR: `ml.recommenders.BPR` for comparison (per iteration = fit seconds / iterations).
-6. ranker (`--no-ranker` skips it): the Spark step's `gold.customer_product_daily` built through
-   Spark Connect (phase 1b) and read with delta-rs, then `ml.ranker.LearnedRanker` (every candidate
-   generator, features and LightGBM LambdaMART over `TRAINING_CUTOFFS` cutoffs, and the serving
-   generators at the newest day), then scoring `--ranker-customers` customers (customers/s) with
-   LightGBM's predict and as many others with the forest compiled by lleaves (its compile timed
-   apart; the second sample's lists are then checked against LightGBM's predict);
+6. ranker (`--no-ranker` skips it): the Spark steps' `gold.customer_product_daily` (phase 1b)
+   and `gold.customer_product_features` (phase 1c, the snapshot statistics of the 11 days the
+   platform's chain snapshots; `--no-spark-features` skips it) built through Spark Connect and
+   read with delta-rs, then `ml.ranker.LearnedRanker` (every candidate generator, features and
+   LightGBM LambdaMART over `TRAINING_CUTOFFS` cutoffs, and the serving generators at the newest
+   day; its snapshots read their statistics from phase 1c's table), then scoring
+   `--ranker-customers` customers (customers/s) with LightGBM's predict and as many others with
+   the forest compiled by lleaves (its compile timed apart; the second sample's lists are then
+   checked against LightGBM's predict);
    "every customer scored" takes the path publishing takes at this size (compiled from
    `COMPILE_FROM_CUSTOMERS` customers on).
    The catalogue size (`--products`) is a dimension: item-kNN, content and the dense scorers
@@ -71,6 +74,7 @@ from threadpoolctl import threadpool_limits
 from lakehouse.core.settings import Settings
 from lakehouse.core.spark import spark_session, stop_session
 from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_block
+from ml import RANKER_FEATURES
 from ml.interactions import Interactions
 from ml.ranker import (
     COMPILE_FROM_CUSTOMERS,
@@ -82,6 +86,7 @@ from ml.ranker import (
 )
 from ml.recommenders.factorization import ALS, BPR
 from spark_jobs import gold, ml_inputs
+from spark_jobs.recommender_training import snapshot_rows
 
 # -- implicit's own figures ------------------------------------------------------------------
 
@@ -128,6 +133,7 @@ RANKER_GOAL_MINUTES = 15
 # -- the synthetic shoppers ------------------------------------------------------------------
 
 AS_OF = dt.date(2025, 6, 30)
+WINDOW_DAYS = 14  # the ranker's label windows (ML_TEST_DAYS)
 EPOCH = dt.date(1970, 1, 1)
 SHARES = {"product_view": 0.80, "add_to_cart": 0.14, "purchase": 0.06}  # of interaction rows
 CLICK_TYPES = ["product_view", "add_to_cart"]
@@ -349,6 +355,22 @@ def build_daily(spark: SparkSession, settings: Settings) -> str:
     return target
 
 
+def build_features(spark: SparkSession, settings: Settings, shape: Shape) -> str:
+    """gold.customer_product_features (the ranker's snapshot statistics of every day the
+    platform's chain snapshots) from gold.customer_product_daily, through Spark."""
+    products = catalogue(shape, np.random.default_rng(shape.seed)).products
+    dim_product = spark.createDataFrame(
+        products.assign(subcategory=products["category"], is_current=True),
+        "product_id long, product_name string, category_name string, brand_name string, "
+        "list_price double, subcategory_name string, is_current boolean",
+    )
+    daily = spark.read.format("delta").load(settings.lake.table_uri("gold.customer_product_daily"))
+    target = settings.lake.table_uri(RANKER_FEATURES)
+    frame = ml_inputs.customer_product_features(daily, dim_product, WINDOW_DAYS)
+    frame.write.format("delta").mode("overwrite").save(target)
+    return target
+
+
 def catalogue(shape: Shape, rng: np.random.Generator) -> Catalogue:
     """The synthetic catalogue: product p (from 1) in category (p - 1) % categories, as drawn."""
     ids = np.arange(1, shape.products + 1)
@@ -522,10 +544,15 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
         if args.spark_export:
             with rec.phase("2a export via Spark toArrow") as p:
                 p.figures = {"rows": len(export_spark(spark, uri)["weight"])}
+        features_uri = None
         if args.ranker:
             with rec.phase("1b Spark: build daily interactions") as p:
                 daily_uri = build_daily(spark, settings)
             p.figures = {"rows": DeltaTable(daily_uri).count()}
+        if args.ranker and args.spark_features:
+            with rec.phase("1c Spark: build the ranker's features") as p:
+                features_uri = build_features(spark, settings, shape)
+            p.figures = {"rows": DeltaTable(features_uri).count()}
     finally:
         stop_session(spark)  # its client threads would keep the process alive
     with rec.phase("2b export via delta-rs") as p:
@@ -562,7 +589,7 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
     ranker = None
     if args.ranker:
         del interactions, als
-        ranker = ranker_phases(shape, args, daily_uri, rec)
+        ranker = ranker_phases(shape, args, daily_uri, features_uri, rec)
     return {
         "ranker": ranker,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -577,21 +604,30 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
 
 
 def ranker_phases(
-    shape: Shape, args: argparse.Namespace, daily_uri: str, rec: Recorder
+    shape: Shape, args: argparse.Namespace, daily_uri: str, features_uri: str | None, rec: Recorder
 ) -> dict[str, float]:
-    """Load the daily rows, fit the learned ranker, score a sample of customers."""
+    """Load the daily rows, fit the learned ranker (its snapshots reading the features Spark
+    built, when it did), score a sample of customers."""
     with rec.phase("6a load daily rows (delta-rs)") as p:
         daily = DeltaTable(daily_uri).to_pyarrow_table().to_pandas()
         p.figures = {"rows": len(daily)}
     with rec.phase(f"6b ranker fit ({TRAINING_CUTOFFS} cutoffs + serving)") as p:
         ranker = LearnedRanker(
             catalogue(shape, np.random.default_rng(shape.seed)),
-            14,
+            WINDOW_DAYS,
             training_customers=args.ranker_training_customers,
             generator_customers=args.ranker_generator_customers,
         )
-        ranker.fit(daily, AS_OF)
+        read: list[dt.date] = []
+
+        def features(day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
+            rows = snapshot_rows(DeltaTable(features_uri), day, customers)
+            read.extend([day] if rows is not None else [])  # None: computed in-process
+            return rows
+
+        ranker.fit(daily, AS_OF, statistics=features if features_uri else None)
         p.figures = {k: round(v, 3) for k, v in ranker.training.items()}
+        p.figures["snapshots_read"] = len(read)
     # two samples without a common customer: the serving generators keep the candidates of
     # the batches scored last, which the second phase must not find ready
     known = daily["customer_id"].unique()
@@ -612,8 +648,8 @@ def ranker_phases(
     p.figures["customers_per_s"] = compiled_rate = n / p.seconds
     booster = ranker.recommend(others, args.k, compiled=False)  # untimed: the same lists?
     p.figures["same_lists"] = bool((compiled.product_ids == booster.product_ids).all())
-    ours = [q for q in rec.phases if q.name[:2] in ("1b", "6a", "6b", "6c", "6d", "6e")]
-    fit = sum(q.seconds for q in ours if q.name[:2] in ("1b", "6a", "6b"))
+    ours = [q for q in rec.phases if q.name[:2] in ("1b", "1c", "6a", "6b", "6c", "6d", "6e")]
+    fit = sum(q.seconds for q in ours if q.name[:2] in ("1b", "1c", "6a", "6b"))
     # what publishing every customer's list does: the compiled forest from
     # COMPILE_FROM_CUSTOMERS customers on, the scoring extrapolated from the sample
     big = shape.customers >= COMPILE_FROM_CUSTOMERS
@@ -645,6 +681,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--ranker", action=argparse.BooleanOptionalAction, default=True, help="phase 6"
+    )
+    parser.add_argument(
+        "--spark-features",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="phase 1c: the ranker's features built by Spark, as the platform does "
+        "(--no-spark-features: its snapshots compute them in-process)",
     )
     parser.add_argument("--ranker-customers", type=int, default=20_000)
     parser.add_argument(

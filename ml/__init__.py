@@ -50,6 +50,8 @@ RECOMMENDER_INPUTS = (
 # what the ranker knows of every customer as of the newest day (a Spark step, by the ranker's
 # own function): its production fit serves from it
 RANKER_FEATURES = "gold.customer_product_features"
+# recorded with the upstream versions it was built from: the windows its days and buyers follow
+RANKER_FEATURES_WINDOWS = "setting:ML_TEST_DAYS"
 CUSTOMER_MODEL_INPUTS = (
     "gold.fact_sales_line",
     "gold.fact_events",

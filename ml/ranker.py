@@ -413,22 +413,33 @@ def product_prices(products: pd.DataFrame) -> pd.DataFrame:
 
 
 def snapshot_statistics(
-    rows: pd.DataFrame, products: pd.DataFrame, cutoff: dt.date
+    rows: pd.DataFrame, products: pd.DataFrame, days: Mapping[dt.date, int | None]
 ) -> pd.DataFrame:
-    """What a snapshot at the end of `cutoff` knows of the customers of the daily `rows` (every
-    row of each; later rows are dropped): one row per (customer, product) with the pair's
-    statistics and its customer's (`STATISTICS`). Computed for groups of customers apart and
-    stacked, it is what `Snapshot(..., statistics=...)` takes: the Spark step of
+    """What a snapshot at the end of each of `days` knows of the customers of the daily `rows`
+    (every row of each; later rows are dropped), with the catalogue's `products`: one row per
+    day (`as_of`) and (customer, product) with the pair's statistics and its customer's
+    (`STATISTICS`). A day maps to None for every customer, or to a number of days n for the
+    customers who buy in the n days after it only (a training cutoff's buyers: the only ones
+    its snapshot is asked about). Computed for groups of customers apart and stacked, a day's
+    rows are what `Snapshot(..., statistics=...)` takes: the Spark step of
     gold.customer_product_features runs it per group of customers."""
-    c = _day(cutoff)
+    prices = product_prices(products)
     # one order of each pair's rows whatever order they come in: its sums are the same to the bit
     rows = rows.sort_values(["customer_id", "product_id", "interaction_date"], kind="stable")
-    history = _history(rows, c)
-    pairs, customers = customer_statistics(
-        _frame(history, c, slice(None)), product_prices(products), c
-    )
-    out = pairs.merge(customers, left_on="customer_id", right_index=True, how="left")
-    return out[list(STATISTICS)]
+    out = []
+    for day, window in days.items():
+        c = _day(day)
+        mine = rows
+        if window is not None:
+            buyers = labels(rows, day, window)["customer_id"].unique()
+            mine = rows[rows["customer_id"].isin(buyers)]
+        history = _history(mine, c)
+        pairs, customers = customer_statistics(_frame(history, c, slice(None)), prices, c)
+        frame = pairs.merge(customers, left_on="customer_id", right_index=True, how="left")
+        out.append(frame[list(STATISTICS)].assign(as_of=day))
+    if not out:
+        return pd.DataFrame(columns=[*STATISTICS, "as_of"])
+    return pd.concat(out, ignore_index=True)
 
 
 def _sorted_statistics(statistics: pd.DataFrame) -> pd.DataFrame:
@@ -994,9 +1005,7 @@ class LearnedRanker:
         drawn = np.random.default_rng(_day(cutoff)).choice(others, extra, replace=False)
         return daily[daily["customer_id"].isin(np.concatenate([customers, drawn]))]
 
-    def feedback_data(
-        self, daily: pd.DataFrame, rows: pd.DataFrame, statistics: StatisticsSource | None = None
-    ) -> RankingData:
+    def feedback_data(self, daily: pd.DataFrame, rows: pd.DataFrame) -> RankingData:
         """One group per answer shown (ml.feedback rows): the products on the page with the
         features known the day before it was shown (snapshots every `FEEDBACK_SNAPSHOT_DAYS`
         days: the features of an answer are at most that stale, never from after it)."""
@@ -1010,8 +1019,7 @@ class LearnedRanker:
             cutoff = dt.date(1970, 1, 1) + dt.timedelta(days=int(first) - 1)
             customers = part["customer_id"].unique()
             histories = self._generator_rows(daily, customers, cutoff)
-            ahead = statistics(cutoff, np.sort(customers)) if statistics else None
-            snapshot = Snapshot(daily, cutoff, self.catalogue, histories, statistics=ahead)
+            snapshot = Snapshot(daily, cutoff, self.catalogue, histories)
             proposed = Generators(histories, snapshot).propose(customers)
             shown = part[["customer_id", "product_id"]].merge(proposed, how="left")
             frames.append(feature_matrix(features(snapshot, shown)))
@@ -1032,13 +1040,14 @@ class LearnedRanker:
         statistics: StatisticsSource | None = None,
     ) -> LearnedRanker:
         """Learn from the cutoffs before `as_of` (and `feedback`), then serve from generators
-        fitted on every row up to it; `statistics` gives the snapshots' customer statistics
-        (`snapshot_statistics`) of the days they were computed ahead for, the snapshots of
-        other days compute them from the rows."""
+        fitted on every row up to it; `statistics` gives the customer statistics
+        (`snapshot_statistics`) of the training cutoffs' and the serving snapshots where they
+        were computed ahead; the other snapshots (and those of the answers' weeks) compute
+        them from the rows."""
         parts = [self.purchase_data(daily, as_of, statistics)]
         self.training.update(parts[0].recall)
         if feedback is not None and len(feedback):
-            parts.append(self.feedback_data(daily, feedback, statistics))
+            parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))
         self.model = train(parts, debias=self.debias and len(parts) > 1)
         self._compiled = None

@@ -32,7 +32,9 @@ from pyspark.sql import functions as F
 from spark_jobs.gold import interaction_rows
 
 SIMILAR_PRODUCTS = 20  # neighbours per product and method in gold.similar_products
-FEATURE_GROUPS = 64  # groups of customers gold.customer_product_features is computed in
+# gold.customer_product_features is computed per group of customers of about this many rows
+FEATURE_GROUP_ROWS = 250_000
+MIN_FEATURE_GROUPS = 2  # at least one per core of a small machine
 MIN_PAIR_SUPPORT = 0.0005  # association rules: itemsets in at least 0.05 % of invoices
 
 
@@ -162,14 +164,14 @@ def _catalogue(products: DataFrame) -> pd.DataFrame:
 
 
 def customer_product_features(
-    daily: DataFrame, products: DataFrame, test_days: int, groups: int = FEATURE_GROUPS
+    daily: DataFrame, products: DataFrame, test_days: int, group_rows: int = FEATURE_GROUP_ROWS
 ) -> DataFrame:
     """gold.customer_product_features: what the learned ranker knows of every customer ×
     product they took, and of the customer, at the end of each day the recommenders' chain
     snapshots it as of (`as_of`: `training.ranker_snapshot_days` of the `test_days` windows).
-    Computed by the ranker's own function (`ml.ranker.snapshot_statistics`) per day and group
-    of customers in parallel, so the table and the ranker's in-process snapshots cannot drift
-    apart."""
+    Computed by the ranker's own function (`ml.ranker.snapshot_statistics`) per group of
+    customers in parallel (each group's rows once, every day from them), so the table and the
+    ranker's in-process snapshots cannot drift apart."""
     from pyspark import cloudpickle
 
     import ml.ranker
@@ -193,18 +195,22 @@ def customer_product_features(
         + ["as_of date"]
     )
 
-    def statistics(rows: pd.DataFrame) -> pd.DataFrame:
-        as_of = rows["as_of"].iloc[0]
-        return snapshot_statistics(rows, catalogue, as_of).assign(as_of=as_of)
-
-    spark = daily.sparkSession
-    snapshot_days = spark.createDataFrame([(d,) for d in days], "as_of date")
-    columns = ["customer_id", "product_id", "interaction_date", "views", "adds_to_cart"]
+    rows = daily.where(F.col("interaction_date") <= F.lit(end)).select(
+        "customer_id",
+        "product_id",
+        "interaction_date",
+        "views",
+        "adds_to_cart",
+        "purchases",
+        "weight",
+    )
+    # groups of about `group_rows` rows: each is one pandas frame, and its output is a frame
+    # of its pairs for every day
+    groups = max(MIN_FEATURE_GROUPS, math.ceil(rows.count() / group_rows))
     return (
-        daily.select(*columns, "purchases", "weight")
-        .join(snapshot_days, F.col("interaction_date") <= F.col("as_of"))
-        .groupBy("as_of", (F.col("customer_id") % groups).alias("customer_group"))
-        .applyInPandas(statistics, schema)
+        rows.groupBy((F.col("customer_id") % groups).alias("customer_group"))
+        # a group's rows travel once; each day's snapshot drops the rows after it
+        .applyInPandas(lambda group: snapshot_statistics(group, catalogue, days), schema)
         .sortWithinPartitions("as_of", "customer_id", "product_id")
     )
 

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from lakehouse.core.lake import Lake
-from ml import RANKER_FEATURES, RECOMMENDER_INPUTS, feedback
+from ml import RANKER_FEATURES, RANKER_FEATURES_WINDOWS, RECOMMENDER_INPUTS, feedback
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
 from ml.ranker import STATISTICS, GeneratorModel, LearnedRanker, NotEnoughHistory, StatisticsSource
@@ -231,53 +232,62 @@ def load_feedback(tables: Tables) -> pd.DataFrame | None:
     return out if len(out) else None
 
 
+def snapshot_rows(
+    table: DeltaTable, day: dt.date, customers: np.ndarray | None = None
+) -> pd.DataFrame | None:
+    """The ranker's statistics (`ml.ranker.STATISTICS`) as of `day` in a `RANKER_FEATURES`
+    table, of `customers` only when given; None when it holds none of that day."""
+    filters = [("as_of", "=", day)]
+    if customers is not None:
+        filters.append(("customer_id", "in", customers.tolist()))
+    rows = table.to_pyarrow_table(columns=list(STATISTICS), filters=filters)
+    return rows.to_pandas() if rows.num_rows else None
+
+
 class FeatureSnapshots:
     """The ranker's snapshot statistics from `RANKER_FEATURES` (the Spark step's table), as
     `ml.ranker.StatisticsSource`: the rows of a day (and of some customers), read with
     delta-rs; None for a day it does not hold, or for every day when the table was built from
-    another version of gold.customer_product_daily than the one the models read: the ranker
-    then computes that snapshot itself. It counts the days read and those computed."""
+    another version of gold.customer_product_daily than the one the models read, or for other
+    windows (`test_days`, ML_TEST_DAYS): the ranker then computes that snapshot itself. It
+    counts the days read and those computed."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, test_days: int) -> None:
         self.tables = tables
         self.read: set[dt.date] = set()
         self.computed: set[dt.date] = set()
-        self.stale = self._stale()
+        self.stale = self._stale(test_days)
 
-    def _stale(self) -> str | None:
+    def _stale(self, test_days: int) -> str | None:
         """Why the table cannot be used, or None."""
         if self.tables.lake.open(RANKER_FEATURES) is None:
-            return f"{RANKER_FEATURES} does not exist"
+            return "does not exist"
         state = ConsumedVersions(
             self.tables.uri("_state.consumed_versions"), self.tables.lake.options
         )
         built_from = state.get(RANKER_FEATURES, DAILY)
         current = self.tables.lake.version(DAILY)
         if built_from != current:
-            return (
-                f"{RANKER_FEATURES} was built from version {built_from} of {DAILY}, not {current}"
-            )
+            return f"was built from version {built_from} of {DAILY}, not {current}"
+        built_for = state.get(RANKER_FEATURES, RANKER_FEATURES_WINDOWS)
+        if built_for != test_days:
+            return f"was built for ML_TEST_DAYS={built_for}, not {test_days}"
         return None
 
     def __call__(self, day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
         rows = None
         if self.stale is None:
-            filters = [("as_of", "=", day)]
-            if customers is not None:
-                filters.append(("customer_id", "in", customers.tolist()))
-            rows = self.tables.arrow(RANKER_FEATURES, list(STATISTICS), filters)
-        if rows is None or rows.num_rows == 0:
-            self.computed.add(day)
-            return None
-        self.read.add(day)
-        return rows.to_pandas()
+            rows = snapshot_rows(self.tables.require(RANKER_FEATURES), day, customers)
+        (self.computed if rows is None else self.read).add(day)
+        return rows
 
     def summary(self) -> str:
         """How many snapshot days came from the table, and which were computed in-process."""
         out = f"{len(self.read)} days read from {RANKER_FEATURES}"
         if self.computed:
             days = ", ".join(str(d) for d in sorted(self.computed))
-            out += f"; computed in-process: {days}" + (f" ({self.stale})" if self.stale else "")
+            why = f" ({RANKER_FEATURES} {self.stale})" if self.stale else ""
+            out += f"; computed in-process: {days}{why}"
         return out
 
 
@@ -407,7 +417,7 @@ def evaluate_recommenders(
     if answers is not None:
         progress(f"learning from {answers['request_id'].nunique():,} answers shoppers acted on")
     splits: list[Split] = []
-    statistics = FeatureSnapshots(tables)
+    statistics = FeatureSnapshots(tables, options.test_days)
     for name, (fit_end, truth) in windows_.items():
         progress(f"fitting every model up to {fit_end} ({name})")
         splits.append(
@@ -517,7 +527,7 @@ def refit_recommenders(
     catalogue = load_catalogue(tables)
     future = future_purchases(options)
     answers = load_feedback(tables)
-    statistics = FeatureSnapshots(tables)
+    statistics = FeatureSnapshots(tables, options.test_days)
     report.seconds["load"] = time.monotonic() - clock
     progress(f"fitting every model up to {w.data_end} (production)")
     production = split(

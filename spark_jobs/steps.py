@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from expectations import suites
+from ml import RANKER_FEATURES_WINDOWS
 from spark_jobs import gold, ml_inputs, silver_erp, silver_events
 from spark_jobs.pipeline import Dates, Output, Pipeline, Step, StepResult, Table, date_sql
 from streaming.records import EVENTS_SCHEMA
@@ -297,10 +298,13 @@ def rebuilt_as_of(p: Pipeline, *, dates: Dates = None, full: bool = False) -> li
 
 
 def ranker_features(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
-    """Rebuilt whole when an input changed: the snapshot days move with the newest day."""
+    """Rebuilt whole when an input or ML_TEST_DAYS changed: the snapshot days move with the
+    newest day, and the days and their buyers with the windows."""
     step = p.step
     changed, versions = _changed(p, step.inputs, full)
-    if not changed:
+    built_for = p.state.get(step.name, RANKER_FEATURES_WINDOWS)
+    versions[RANKER_FEATURES_WINDOWS] = p.config.ml_test_days
+    if not changed and built_for == p.config.ml_test_days:
         return [p.skip(step.name, versions)]
     daily, products = (p.read(t) for t in step.inputs)
     p.stage(step.name, step.transform(daily, products, p.config.ml_test_days))

@@ -163,7 +163,7 @@ def _statistics_by_groups(daily: pd.DataFrame, catalogue: Catalogue, cutoff: dt.
     computed apart, the groups stacked in any order."""
     shuffled = daily.sample(frac=1.0, random_state=3)
     groups = shuffled.groupby(shuffled["customer_id"] % 4)
-    parts = [snapshot_statistics(rows, catalogue.products, cutoff) for _, rows in groups]
+    parts = [snapshot_statistics(rows, catalogue.products, {cutoff: None}) for _, rows in groups]
     return pd.concat(parts).sample(frac=1.0, random_state=4)
 
 
@@ -228,24 +228,45 @@ def test_a_fit_takes_each_snapshots_statistics_from_the_source_that_holds_them(w
 def test_the_chains_snapshot_days_are_each_fits_day_and_training_cutoffs() -> None:
     from spark_jobs.training import Windows, ranker_snapshot_days, test_window_days
 
-    def expected(start: dt.date, end: dt.date) -> list[dt.date]:
+    def expected(start: dt.date, end: dt.date) -> dict[dt.date, int | None]:
         w = Windows(start, end, test_window_days(14, start, end), 0, 0)
         fits = [w.validation_start, w.test_start, w.data_end]
         first = pd.DataFrame({"interaction_date": [start]})
-        days = set(fits)
+        cutoffs = set()
         for as_of in fits:
-            days |= set(LearnedRanker(None, w.test_days).training_cutoffs(first, as_of))
-        return sorted(days)
+            cutoffs |= set(LearnedRanker(None, w.test_days).training_cutoffs(first, as_of))
+        # a fit's day is for everyone, a training cutoff for the buyers of its label window
+        return {d: None if d in fits else w.test_days for d in sorted(cutoffs | set(fits))}
 
     end = dt.date(2025, 12, 29)
     days = ranker_snapshot_days(14, dt.date(2025, 8, 1), end)
     # weekly cutoffs: the three fits' overlap in 10 days before the test window, and the newest
     assert days == expected(dt.date(2025, 8, 1), end) and len(days) == 11
-    assert days[-2:] == [end - dt.timedelta(days=14), end]
+    assert list(days) == sorted(days) and list(days)[-2:] == [end - dt.timedelta(days=14), end]
+    assert sum(window is None for window in days.values()) == 3
     # a short history has shorter windows (a fifth of it) and the same rule
     short = ranker_snapshot_days(14, dt.date(2025, 12, 1), end)
     assert short == expected(dt.date(2025, 12, 1), end)
-    assert end - dt.timedelta(days=10) in short  # the validation start of 5-day windows
+    assert short[end - dt.timedelta(days=10)] is None  # the validation start of 5-day windows
+
+
+def test_a_training_cutoffs_statistics_are_its_buyers_rows_of_everyones(world) -> None:
+    daily, catalogue = world
+    cutoff = START + dt.timedelta(days=50)
+    both = snapshot_statistics(
+        daily, catalogue.products, {cutoff: None, cutoff + dt.timedelta(days=1): 7}
+    )
+    everyone = both[both["as_of"] == cutoff].drop(columns="as_of")
+    buyers = labels(daily, cutoff + dt.timedelta(days=1), 7)["customer_id"].unique()
+    mine = both[both["as_of"] == cutoff + dt.timedelta(days=1)]
+    assert 0 < mine["customer_id"].nunique() < everyone["customer_id"].nunique()
+    assert set(mine["customer_id"]) <= set(buyers)
+    alone = snapshot_statistics(
+        daily[daily["customer_id"].isin(buyers)],
+        catalogue.products,
+        {cutoff + dt.timedelta(days=1): None},
+    )
+    pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone)
 
 
 def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
