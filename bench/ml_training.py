@@ -490,7 +490,7 @@ def print_report(report: dict) -> None:
             else "the goal is for 1 M x 50 k; this shape is smaller"
         )
         print(
-            f"ranker: daily rows + fit {ranker['build_and_fit_s']:.0f} s; scoring "
+            f"ranker: daily rows, features + fit {ranker['build_and_fit_s']:.0f} s; scoring "
             f"{ranker['customers_per_s_lightgbm']:,.0f} customers/s with LightGBM's predict, "
             f"{ranker['customers_per_s_compiled']:,.0f} with the compiled forest (compiled in "
             f"{ranker['compile_s']:.0f} s); publishing's path {rate:,.0f} customers/s "

@@ -443,12 +443,25 @@ def snapshot_statistics(
 
 
 def _sorted_statistics(statistics: pd.DataFrame) -> pd.DataFrame:
-    """`snapshot_statistics` rows sorted by customer and product, in its columns and types."""
+    """`snapshot_statistics` rows sorted by customer and product, in its columns and types;
+    copied only where they are not yet (every customer's of a day can be gigabytes)."""
     missing = sorted(set(STATISTICS) - set(statistics.columns))
     if missing:
         raise ValueError(f"snapshot statistics lack the columns {', '.join(missing)}")
-    frame = statistics[list(STATISTICS)].astype(STATISTICS)
-    return frame.sort_values(["customer_id", "product_id"], kind="stable", ignore_index=True)
+    frame = statistics
+    if list(frame.columns) != list(STATISTICS):
+        frame = frame[list(STATISTICS)]
+    frame = frame.astype(STATISTICS, copy=False)
+    customer = frame["customer_id"].to_numpy()
+    product = frame["product_id"].to_numpy()
+    ordered = (customer[1:] > customer[:-1]) | (
+        (customer[1:] == customer[:-1]) & (product[1:] > product[:-1])
+    )
+    if not ordered.all():
+        return frame.sort_values(["customer_id", "product_id"], kind="stable", ignore_index=True)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)
+    return frame
 
 
 def _split_statistics(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

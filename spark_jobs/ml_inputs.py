@@ -207,11 +207,11 @@ def customer_product_features(
     # groups of about `group_rows` rows: each is one pandas frame, and its output is a frame
     # of its pairs for every day
     groups = max(MIN_FEATURE_GROUPS, math.ceil(rows.count() / group_rows))
-    return (
-        rows.groupBy((F.col("customer_id") % groups).alias("customer_group"))
-        # a group's rows travel once; each day's snapshot drops the rows after it
-        .applyInPandas(lambda group: snapshot_statistics(group, catalogue, days), schema)
-        .sortWithinPartitions("as_of", "customer_id", "product_id")
+    # a group's rows travel once; each day's snapshot drops the rows after it. Its output comes
+    # day after day, so the files' row groups mostly hold one day each (readers filter on it);
+    # not sorted further: a sort would hold a whole partition in the server's memory
+    return rows.groupBy((F.col("customer_id") % groups).alias("customer_group")).applyInPandas(
+        lambda group: snapshot_statistics(group, catalogue, days), schema
     )
 
 

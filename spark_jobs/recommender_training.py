@@ -241,7 +241,11 @@ def snapshot_rows(
     if customers is not None:
         filters.append(("customer_id", "in", customers.tolist()))
     rows = table.to_pyarrow_table(columns=list(STATISTICS), filters=filters)
-    return rows.to_pandas() if rows.num_rows else None
+    if not rows.num_rows:
+        return None
+    # sorted as the ranker keeps them, converted column by column, freeing Arrow's as it goes
+    rows = rows.sort_by([("customer_id", "ascending"), ("product_id", "ascending")])
+    return rows.to_pandas(split_blocks=True, self_destruct=True)
 
 
 class FeatureSnapshots:

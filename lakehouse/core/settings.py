@@ -416,7 +416,8 @@ class Settings(BaseSettings):
         ge=1,
         validation_alias=_env("ML_TEST_DAYS"),
         description="ML_TEST_DAYS: the recommenders are trained up to this many days before "
-        "the newest data and evaluated on the purchases of those days.",
+        "the newest data and evaluated on the purchases of those days (gold."
+        "customer_product_features snapshots the days these windows start on).",
     )
     ml_churn_window_days: int = Field(
         default=90,
