@@ -366,8 +366,9 @@ def build_features(spark: SparkSession, settings: Settings, shape: Shape) -> str
     )
     daily = spark.read.format("delta").load(settings.lake.table_uri("gold.customer_product_daily"))
     target = settings.lake.table_uri(RANKER_FEATURES)
-    frame = ml_inputs.customer_product_features(daily, dim_product, WINDOW_DAYS)
-    frame.write.format("delta").mode("overwrite").save(target)
+    batches = ml_inputs.customer_product_features(daily, dim_product, WINDOW_DAYS)
+    for number, batch in enumerate(batches):
+        batch.write.format("delta").mode("append" if number else "overwrite").save(target)
     return target
 
 

@@ -34,6 +34,7 @@ from spark_jobs.gold import interaction_rows
 SIMILAR_PRODUCTS = 20  # neighbours per product and method in gold.similar_products
 # gold.customer_product_features is computed per group of customers of about this many rows
 FEATURE_GROUP_ROWS = 250_000
+FEATURE_BATCH_ROWS = 1_000_000  # and written a batch of groups of about this many rows at a time
 MIN_FEATURE_GROUPS = 2  # at least one per core of a small machine
 MIN_PAIR_SUPPORT = 0.0005  # association rules: itemsets in at least 0.05 % of invoices
 
@@ -164,14 +165,20 @@ def _catalogue(products: DataFrame) -> pd.DataFrame:
 
 
 def customer_product_features(
-    daily: DataFrame, products: DataFrame, test_days: int, group_rows: int = FEATURE_GROUP_ROWS
-) -> DataFrame:
-    """gold.customer_product_features: what the learned ranker knows of every customer ×
-    product they took, and of the customer, at the end of each day the recommenders' chain
-    snapshots it as of (`as_of`: `training.ranker_snapshot_days` of the `test_days` windows).
-    Computed by the ranker's own function (`ml.ranker.snapshot_statistics`) per group of
-    customers in parallel (each group's rows once, every day from them), so the table and the
-    ranker's in-process snapshots cannot drift apart."""
+    daily: DataFrame,
+    products: DataFrame,
+    test_days: int,
+    group_rows: int = FEATURE_GROUP_ROWS,
+    batch_rows: int = FEATURE_BATCH_ROWS,
+) -> list[DataFrame]:
+    """gold.customer_product_features, in batches of customers to write one after the other:
+    what the learned ranker knows of every customer × product they took, and of the customer,
+    at the end of each day the recommenders' chain snapshots it as of (`as_of`:
+    `training.ranker_snapshot_days` of the `test_days` windows). Computed by the ranker's own
+    function (`ml.ranker.snapshot_statistics`) per group of about `group_rows` daily rows in
+    parallel (each group's rows once, every day from them), so the table and the ranker's
+    in-process snapshots cannot drift apart. A batch is the groups of about `batch_rows` rows:
+    the Spark server holds a batch's output (about 3 rows per daily row) until it is written."""
     from pyspark import cloudpickle
 
     import ml.ranker
@@ -188,13 +195,12 @@ def customer_product_features(
     ).collect()[0]
     # the windows end on the newest day with purchases, as the recommenders' runners' do
     end = newest_purchase or newest
-    days = ranker_snapshot_days(test_days, first, end) if end is not None else []
+    days = ranker_snapshot_days(test_days, first, end) if end is not None else {}
     catalogue = _catalogue(products)[["product_id", "category", "subcategory", "brand", "price"]]
     schema = ", ".join(
         [f"{n} {'bigint' if t == 'int64' else 'double'}" for n, t in STATISTICS.items()]
         + ["as_of date"]
     )
-
     rows = daily.where(F.col("interaction_date") <= F.lit(end)).select(
         "customer_id",
         "product_id",
@@ -204,15 +210,19 @@ def customer_product_features(
         "purchases",
         "weight",
     )
-    # groups of about `group_rows` rows: each is one pandas frame, and its output is a frame
-    # of its pairs for every day
-    groups = max(MIN_FEATURE_GROUPS, math.ceil(rows.count() / group_rows))
+    count = rows.count()
+    groups = max(MIN_FEATURE_GROUPS, math.ceil(count / group_rows))
+    per_batch = max(MIN_FEATURE_GROUPS, math.ceil(batch_rows / group_rows))
+    group = F.col("customer_id") % groups
     # a group's rows travel once; each day's snapshot drops the rows after it. Its output comes
     # day after day, so the files' row groups mostly hold one day each (readers filter on it);
-    # not sorted further: a sort would hold a whole partition in the server's memory
-    return rows.groupBy((F.col("customer_id") % groups).alias("customer_group")).applyInPandas(
-        lambda group: snapshot_statistics(group, catalogue, days), schema
-    )
+    # not sorted further: a sort would hold a whole partition in memory
+    return [
+        rows.where(group.between(first, first + per_batch - 1))
+        .groupBy(group.alias("customer_group"))
+        .applyInPandas(lambda part: snapshot_statistics(part, catalogue, days), schema)
+        for first in range(0, groups, per_batch)
+    ]
 
 
 def basket_rules(sales_lines: DataFrame, min_support: float, max_size: int = 3) -> DataFrame:

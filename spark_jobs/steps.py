@@ -307,7 +307,9 @@ def ranker_features(p: Pipeline, *, dates: Dates = None, full: bool = False) -> 
     if not changed and built_for == p.config.ml_test_days:
         return [p.skip(step.name, versions)]
     daily, products = (p.read(t) for t in step.inputs)
-    p.stage(step.name, step.transform(daily, products, p.config.ml_test_days))
+    batches = step.transform(daily, products, p.config.ml_test_days)
+    for number, batch in enumerate(batches):
+        p.stage(step.name, batch, append=number > 0)
     return [p.finish(step.name, p.publish(step.name), versions)]
 
 

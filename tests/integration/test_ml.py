@@ -148,6 +148,29 @@ def test_the_ranker_reads_the_statistics_the_spark_step_computed(world: World) -
             assert not {dt.date.fromisoformat(d) for d in computed} & set(days), summary
 
 
+def test_the_features_are_the_same_in_any_batches_of_customers(world: World, spark) -> None:  # noqa: ANN001
+    """The step writes its output a batch of customer groups at a time (bounding the Spark
+    server's memory): smaller groups and batches give the same table."""
+    from spark_jobs.ml_inputs import customer_product_features
+
+    batches = customer_product_features(
+        read(spark, world, "gold.customer_product_daily"),
+        read(spark, world, "gold.dim_product"),
+        world.settings.ml_test_days,
+        group_rows=2_000,
+        batch_rows=8_000,
+    )
+    assert len(batches) > 2
+    got = pd.concat([batch.toPandas() for batch in batches], ignore_index=True)
+    want = gold(world, "customer_product_features")
+    keys = ["as_of", "customer_id", "product_id"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(keys, ignore_index=True)[list(want.columns)],
+        want.sort_values(keys, ignore_index=True),
+        check_dtype=False,
+    )
+
+
 def test_customer_snapshot_features_match_pandas(world: World, spark) -> None:  # noqa: ANN001
     from spark_jobs.ml_inputs import customer_snapshots
 
