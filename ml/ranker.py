@@ -1054,9 +1054,9 @@ class LearnedRanker:
     ) -> LearnedRanker:
         """Learn from the cutoffs before `as_of` (and `feedback`), then serve from generators
         fitted on every row up to it; `statistics` gives the customer statistics
-        (`snapshot_statistics`) of the training cutoffs' and the serving snapshots where they
-        were computed ahead; the other snapshots (and those of the answers' weeks) compute
-        them from the rows."""
+        (`snapshot_statistics`) of the training cutoffs where they were computed ahead; the
+        other snapshots (the serving one, those of the answers' weeks) compute them from the
+        rows."""
         parts = [self.purchase_data(daily, as_of, statistics)]
         self.training.update(parts[0].recall)
         if feedback is not None and len(feedback):
@@ -1069,8 +1069,8 @@ class LearnedRanker:
             customers=float(len(parts[0].groups)),
         )
         self.as_of = as_of
-        ahead = statistics(as_of, None) if statistics else None
-        self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue, statistics=ahead))
+        # every customer's statistics computed per scoring batch: memory stays bounded
+        self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
         return self
 
     def importance(self) -> dict[str, float]:

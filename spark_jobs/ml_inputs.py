@@ -173,17 +173,17 @@ def customer_product_features(
 ) -> list[DataFrame]:
     """gold.customer_product_features, in batches of customers to write one after the other:
     what the learned ranker knows of every customer × product they took, and of the customer,
-    at the end of each day the recommenders' chain snapshots it as of (`as_of`:
-    `training.ranker_snapshot_days` of the `test_days` windows). Computed by the ranker's own
-    function (`ml.ranker.snapshot_statistics`) per group of about `group_rows` daily rows in
-    parallel (each group's rows once, every day from them), so the table and the ranker's
-    in-process snapshots cannot drift apart. A batch is the groups of about `batch_rows` rows:
-    the Spark server holds a batch's output (about 3 rows per daily row) until it is written."""
+    at the end of each of its training cutoffs (`as_of`: `training.ranker_snapshot_days` of
+    the `test_days` windows), for the customers who buy in the window after it. Computed by
+    the ranker's own function (`ml.ranker.snapshot_statistics`) per group of about
+    `group_rows` daily rows in parallel (each group's rows once, every day from them), so the
+    table and the ranker's in-process snapshots cannot drift apart. A batch is the groups of
+    about `batch_rows` rows: the Spark server holds a batch's output until it is written."""
     from pyspark import cloudpickle
 
     import ml.ranker
     from ml.ranker import STATISTICS, snapshot_statistics
-    from spark_jobs.training import ranker_snapshot_days
+    from spark_jobs.training import ranker_snapshot_days, test_window_days
 
     # the function travels by value with the plan: a Spark server started before an upgrade
     # (its Python workers keep the `ml` they imported) still runs this version of it
@@ -195,7 +195,9 @@ def customer_product_features(
     ).collect()[0]
     # the windows end on the newest day with purchases, as the recommenders' runners' do
     end = newest_purchase or newest
-    days = ranker_snapshot_days(test_days, first, end) if end is not None else {}
+    cutoffs = ranker_snapshot_days(test_days, first, end) if end is not None else []
+    window = test_window_days(test_days, first, end) if end is not None else 0
+    days = dict.fromkeys(cutoffs, window)  # each for the buyers of the window after it
     catalogue = _catalogue(products)[["product_id", "category", "subcategory", "brand", "price"]]
     schema = ", ".join(
         [f"{n} {'bigint' if t == 'int64' else 'double'}" for n, t in STATISTICS.items()]

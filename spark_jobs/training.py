@@ -198,22 +198,15 @@ def test_window_days(test_days: int, data_start: dt.date, data_end: dt.date) -> 
     return max(1, min(test_days, ((data_end - data_start).days + 1) // 5))
 
 
-def ranker_snapshot_days(
-    test_days: int, data_start: dt.date, data_end: dt.date
-) -> dict[dt.date, int | None]:
-    """Every day the recommenders' chain snapshots the ranker's statistics as of, sorted, and
-    whom for (`ml.ranker.snapshot_statistics`): the day each of its fits serves from (the
-    validation start, the test start, the newest day) for every customer, and each fit's
-    training cutoffs (`ml.ranker.training_cutoffs`) for the buyers of the window after it."""
+def ranker_snapshot_days(test_days: int, data_start: dt.date, data_end: dt.date) -> list[dt.date]:
+    """The ranker's training cutoffs of every fit of the recommenders' chain (the validation
+    start, the test start, the newest day; `ml.ranker.training_cutoffs`), sorted: the days
+    gold.customer_product_features snapshots, each for the buyers of the window after it."""
     from ml.ranker import training_cutoffs
 
     window = test_window_days(test_days, data_start, data_end)
     fits = [data_end - dt.timedelta(days=window * k) for k in (2, 1, 0)]
-    days: dict[dt.date, int | None] = {}
-    for as_of in fits:
-        days |= dict.fromkeys(training_cutoffs(data_start, as_of, window), window)
-    days |= dict.fromkeys(fits)  # a fit's day is for everyone, even if also a cutoff
-    return dict(sorted(days.items()))
+    return sorted({day for as_of in fits for day in training_cutoffs(data_start, as_of, window)})
 
 
 def windows(options: TrainingOptions, data_start: dt.date, data_end: dt.date) -> Windows:

@@ -216,38 +216,34 @@ def test_a_fit_takes_each_snapshots_statistics_from_the_source_that_holds_them(w
         )
 
     ranker.fit(daily, as_of, statistics=source)
-    assert [day for day, _ in asked] == [*cutoffs, as_of]
-    # training snapshots ask for the cutoff's buyers only, the serving one for everyone
-    for day, customers in asked[:-1]:
+    assert [day for day, _ in asked] == cutoffs
+    # training snapshots ask for the cutoff's buyers only
+    for day, customers in asked:
         buyers = labels(daily, day, 7)["customer_id"].unique()
         np.testing.assert_array_equal(customers, np.sort(buyers))
-    assert asked[-1][1] is None and ranker.serving.snapshot._history is None
+    # the serving snapshot computes every customer's statistics a scoring batch at a time
+    assert ranker.serving.snapshot._history is not None
     assert ranker.training["rows"] > 0
 
 
-def test_the_chains_snapshot_days_are_each_fits_day_and_training_cutoffs() -> None:
+def test_the_chains_snapshot_days_are_the_training_cutoffs_of_each_fit() -> None:
     from spark_jobs.training import Windows, ranker_snapshot_days, test_window_days
 
-    def expected(start: dt.date, end: dt.date) -> dict[dt.date, int | None]:
+    def expected(start: dt.date, end: dt.date) -> list[dt.date]:
         w = Windows(start, end, test_window_days(14, start, end), 0, 0)
-        fits = [w.validation_start, w.test_start, w.data_end]
         first = pd.DataFrame({"interaction_date": [start]})
-        cutoffs = set()
-        for as_of in fits:
-            cutoffs |= set(LearnedRanker(None, w.test_days).training_cutoffs(first, as_of))
-        # a fit's day is for everyone, a training cutoff for the buyers of its label window
-        return {d: None if d in fits else w.test_days for d in sorted(cutoffs | set(fits))}
+        ranker = LearnedRanker(None, w.test_days)
+        fits = [w.validation_start, w.test_start, w.data_end]
+        return sorted({d for as_of in fits for d in ranker.training_cutoffs(first, as_of)})
 
     end = dt.date(2025, 12, 29)
     days = ranker_snapshot_days(14, dt.date(2025, 8, 1), end)
-    # weekly cutoffs: the three fits' overlap in 10 days before the test window, and the newest
-    assert days == expected(dt.date(2025, 8, 1), end) and len(days) == 11
-    assert list(days) == sorted(days) and list(days)[-2:] == [end - dt.timedelta(days=14), end]
-    assert sum(window is None for window in days.values()) == 3
+    # weekly cutoffs: the three fits' overlap in 10 days, the newest a window before the end
+    assert days == expected(dt.date(2025, 8, 1), end) and len(days) == 10
+    assert days[-1] == end - dt.timedelta(days=14)
     # a short history has shorter windows (a fifth of it) and the same rule
     short = ranker_snapshot_days(14, dt.date(2025, 12, 1), end)
-    assert short == expected(dt.date(2025, 12, 1), end)
-    assert short[end - dt.timedelta(days=10)] is None  # the validation start of 5-day windows
+    assert short == expected(dt.date(2025, 12, 1), end) and short[-1] == end - dt.timedelta(days=5)
 
 
 def test_a_training_cutoffs_statistics_are_its_buyers_rows_of_everyones(world) -> None:
