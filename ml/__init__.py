@@ -47,8 +47,8 @@ RECOMMENDER_INPUTS = (
     "gold.dim_customer",
     "gold.recommendation_exposures",  # what shoppers did with the lists (ml.feedback)
 )
-# what the ranker knows of every customer as of the newest day (a Spark step, by the ranker's
-# own function): its production fit serves from it
+# what the ranker's training snapshots know of each cutoff's buyers (a Spark step, by the
+# ranker's own function): the evaluation and the refit read it
 RANKER_FEATURES = "gold.customer_product_features"
 # recorded with the upstream versions it was built from: the windows its days and buyers follow
 RANKER_FEATURES_WINDOWS = "setting:ML_TEST_DAYS"

@@ -417,7 +417,7 @@ class Settings(BaseSettings):
         validation_alias=_env("ML_TEST_DAYS"),
         description="ML_TEST_DAYS: the recommenders are trained up to this many days before "
         "the newest data and evaluated on the purchases of those days (gold."
-        "customer_product_features snapshots the days these windows start on).",
+        "customer_product_features snapshots the ranker's training cutoffs of these windows).",
     )
     ml_churn_window_days: int = Field(
         default=90,

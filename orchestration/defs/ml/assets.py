@@ -163,7 +163,7 @@ def _figures(rows: list[dict[str, Any]]) -> dg.MetadataValue:
 @dg.multi_asset(
     specs=_specs(
         _outputs("gold.model_evaluations", "gold.recommendation_backtests"),
-        RECOMMENDER_INPUTS,
+        (RANKER_FEATURES, *RECOMMENDER_INPUTS),
         RECOMMENDER_RUNNER,
     ),
     name="recommender_evaluation",
