@@ -28,7 +28,10 @@ ports, each phase timed on its own:
    platform's chain snapshots; `--no-spark-features` skips it) built through Spark Connect and
    read with delta-rs, then `ml.ranker.LearnedRanker` (every candidate generator, features and
    LightGBM LambdaMART over `TRAINING_CUTOFFS` cutoffs, and the serving generators at the newest
-   day; its snapshots read their statistics from phase 1c's table), then scoring
+   day; its snapshots read their statistics from phase 1c's table and its training cutoffs
+   their candidates from phase 6a2's, proposed first as the platform's
+   gold.customer_product_candidates step proposes them; `--no-candidates-table` skips that),
+   then scoring
    `--ranker-customers` customers (customers/s) with LightGBM's predict and as many others with
    the forest compiled by lleaves (its compile timed apart; the second sample's lists are then
    checked against LightGBM's predict);
@@ -74,7 +77,7 @@ from threadpoolctl import threadpool_limits
 from lakehouse.core.settings import Settings
 from lakehouse.core.spark import spark_session, stop_session
 from lakehouse.devstack.services import STORE_PORTS, ServiceManager, free_port_block
-from ml import RANKER_FEATURES
+from ml import RANKER_CANDIDATES, RANKER_FEATURES
 from ml.interactions import Interactions
 from ml.ranker import (
     COMPILE_FROM_CUSTOMERS,
@@ -86,7 +89,7 @@ from ml.ranker import (
 )
 from ml.recommenders.factorization import ALS, BPR
 from spark_jobs import gold, ml_inputs
-from spark_jobs.recommender_training import snapshot_rows
+from spark_jobs.recommender_training import candidate_rows, snapshot_rows
 
 # -- implicit's own figures ------------------------------------------------------------------
 
@@ -590,7 +593,15 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
     ranker = None
     if args.ranker:
         del interactions, als
-        ranker = ranker_phases(shape, args, daily_uri, features_uri, rec)
+        candidates_uri = settings.lake.table_uri(RANKER_CANDIDATES)
+        ranker = ranker_phases(
+            shape,
+            args,
+            daily_uri,
+            features_uri,
+            candidates_uri if args.candidates_table else None,
+            rec,
+        )
     return {
         "ranker": ranker,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -605,30 +616,54 @@ def run(shape: Shape, args: argparse.Namespace, settings: Settings, rec: Recorde
 
 
 def ranker_phases(
-    shape: Shape, args: argparse.Namespace, daily_uri: str, features_uri: str | None, rec: Recorder
+    shape: Shape,
+    args: argparse.Namespace,
+    daily_uri: str,
+    features_uri: str | None,
+    candidates_uri: str | None,
+    rec: Recorder,
 ) -> dict[str, float]:
-    """Load the daily rows, fit the learned ranker (its snapshots reading the features Spark
-    built, when it did), score a sample of customers."""
+    """Load the daily rows, propose the training cutoffs' candidates into a table (when
+    `candidates_uri`), fit the learned ranker (its snapshots reading the features Spark built,
+    when it did, and its cutoffs the candidates table), score a sample of customers."""
     with rec.phase("6a load daily rows (delta-rs)") as p:
         daily = DeltaTable(daily_uri).to_pyarrow_table().to_pandas()
         p.figures = {"rows": len(daily)}
-    with rec.phase(f"6b ranker fit ({TRAINING_CUTOFFS} cutoffs + serving)") as p:
-        ranker = LearnedRanker(
-            catalogue(shape, np.random.default_rng(shape.seed)),
-            WINDOW_DAYS,
-            training_customers=args.ranker_training_customers,
-            generator_customers=args.ranker_generator_customers,
-        )
-        read: list[dt.date] = []
+    ranker = LearnedRanker(
+        catalogue(shape, np.random.default_rng(shape.seed)),
+        WINDOW_DAYS,
+        training_customers=args.ranker_training_customers,
+        generator_customers=args.ranker_generator_customers,
+    )
+    read: list[dt.date] = []
 
-        def features(day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
-            rows = snapshot_rows(DeltaTable(features_uri), day, customers)
-            read.extend([day] if rows is not None else [])  # None: computed in-process
+    def features(day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
+        rows = snapshot_rows(DeltaTable(features_uri), day, customers)
+        read.extend([day] if rows is not None else [])  # None: computed in-process
+        return rows
+
+    statistics = features if features_uri else None
+    proposed, taken = None, []
+    if candidates_uri:
+        cutoffs = ranker.training_cutoffs(daily, AS_OF)
+        with rec.phase(f"6a2 ranker candidates ({len(cutoffs)} cutoffs, table)") as p:
+            for number, cutoff in enumerate(cutoffs):
+                frame = ranker.training_candidates(daily, cutoff, statistics).assign(as_of=cutoff)
+                mode = "append" if number else "overwrite"
+                write_deltalake(candidates_uri, pa.Table.from_pandas(frame), mode=mode)
+        p.figures = {"rows": DeltaTable(candidates_uri).count()}
+
+        def proposed(day: dt.date, buyers: np.ndarray) -> pd.DataFrame | None:
+            rows = candidate_rows(DeltaTable(candidates_uri), day)
+            taken.extend([day] if rows is not None else [])
             return rows
 
-        ranker.fit(daily, AS_OF, statistics=features if features_uri else None)
+    read.clear()  # the fit's own reads
+    with rec.phase(f"6b ranker fit ({TRAINING_CUTOFFS} cutoffs + serving)") as p:
+        ranker.fit(daily, AS_OF, statistics=statistics, candidates=proposed)
         p.figures = {k: round(v, 3) for k, v in ranker.training.items()}
         p.figures["snapshots_read"] = len(read)
+        p.figures["candidates_read"] = len(taken)
     # two samples without a common customer: the serving generators keep the candidates of
     # the batches scored last, which the second phase must not find ready
     known = daily["customer_id"].unique()
@@ -689,6 +724,13 @@ def parse_args() -> argparse.Namespace:
         default=True,
         help="phase 1c: the ranker's features built by Spark, as the platform does "
         "(--no-spark-features: its snapshots compute them in-process)",
+    )
+    parser.add_argument(
+        "--candidates-table",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="phase 6a2: the training cutoffs' candidates proposed into a table first, as the "
+        "platform's step does (--no-candidates-table: the fit proposes them itself)",
     )
     parser.add_argument("--ranker-customers", type=int, default=20_000)
     parser.add_argument(

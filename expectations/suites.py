@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -603,6 +603,39 @@ def customer_product_features(ctx: SuiteContext) -> Suite:
                 "nothing_after_as_of": lambda: (
                     F.coalesce(F.greatest(*days), F.lit(0))
                     <= F.datediff(F.col("as_of"), F.lit("1970-01-01"))
+                ),
+            },
+            references=[
+                *_refs(ctx, ("customer_id", "gold.dim_customer", "customer_id")),
+                *_products(ctx, "product_id"),
+            ],
+        )
+    )
+
+
+def customer_product_candidates(
+    ctx: SuiteContext, rank_columns: Sequence[str], list_length: int
+) -> Suite:
+    """The ranker's candidates: `rank_columns` are the generators' (each list `list_length`
+    long)."""
+    from pyspark.sql import functions as F
+
+    ranks = [F.col(c) for c in rank_columns]
+    return _with_refs(
+        Suite(
+            "gold_customer_product_candidates",
+            [
+                *_key("as_of", "customer_id", "product_id"),
+                _true("proposed"),
+                _true("ranks_within_lists"),
+                _row_count(ctx, ctx.thresholds.min_kept_share),
+            ],
+            derived={
+                # every row is some generator's candidate, within its list
+                "proposed": lambda: F.coalesce(*ranks).isNotNull(),
+                # (greatest and least skip a generator's null: it did not propose the product)
+                "ranks_within_lists": lambda: (
+                    (F.least(*ranks) >= 1) & (F.greatest(*ranks) <= list_length)
                 ),
             },
             references=[

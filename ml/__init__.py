@@ -52,6 +52,13 @@ RECOMMENDER_INPUTS = (
 RANKER_FEATURES = "gold.customer_product_features"
 # recorded with the upstream versions it was built from: the windows its days and buyers follow
 RANKER_FEATURES_WINDOWS = "setting:ML_TEST_DAYS"
+# the training cutoffs' candidates (every generator's score and rank) of their sampled buyers,
+# and the other settings they follow (recorded like the windows)
+RANKER_CANDIDATES = "gold.customer_product_candidates"
+RANKER_CANDIDATES_SAMPLES = (
+    "setting:ML_RANKER_TRAINING_CUSTOMERS",
+    "setting:ML_RANKER_GENERATOR_CUSTOMERS",
+)
 CUSTOMER_MODEL_INPUTS = (
     "gold.fact_sales_line",
     "gold.fact_events",

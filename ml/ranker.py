@@ -898,6 +898,9 @@ def training_cutoffs(
 # snapshot statistics computed ahead: those of a day, of these customers (None: every customer),
 # or None when that day was not computed (the snapshot then computes them from the rows)
 StatisticsSource = Callable[[dt.date, "npt.NDArray[np.int64] | None"], "pd.DataFrame | None"]
+# a training cutoff's candidates computed ahead (`LearnedRanker.training_candidates`), of these
+# buyers, or None when they were not (the fit then proposes them itself)
+CandidateSource = Callable[[dt.date, "npt.NDArray[np.int64]"], "pd.DataFrame | None"]
 
 
 class LearnedRanker:
@@ -952,23 +955,31 @@ class LearnedRanker:
         return training_cutoffs(first, as_of, self.window_days, self.cutoffs)
 
     def purchase_data(
-        self, daily: pd.DataFrame, as_of: dt.date, statistics: StatisticsSource | None = None
+        self,
+        daily: pd.DataFrame,
+        as_of: dt.date,
+        statistics: StatisticsSource | None = None,
+        candidates: CandidateSource | None = None,
     ) -> RankingData:
         """One group per customer and training cutoff before `as_of`: their candidates at
         the cutoff, labelled by what they bought in the window after it (kept per `as_of`
         for the feedback evaluation, never stored); `statistics` gives the snapshots' customer
-        statistics where they were computed ahead."""
+        statistics and `candidates` the cutoffs' candidates where they were computed ahead
+        (`training_candidates`)."""
         if as_of in self._purchases:
             return self._purchases[as_of]
         matrices, targets, groups, recall = [], [], [], {}
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
-            buyers = truth["customer_id"].unique()
-            histories = self._generator_rows(daily, buyers, cutoff)
-            ahead = statistics(cutoff, np.sort(buyers)) if statistics else None
-            snapshot = Snapshot(daily, cutoff, self.catalogue, histories, statistics=ahead)
-            candidates = Generators(histories, snapshot).propose(buyers)
-            frame = features(snapshot, candidates)  # sorted by customer (the union's order)
+            buyers = np.sort(truth["customer_id"].unique())
+            ahead = statistics(cutoff, buyers) if statistics else None
+            proposed = candidates(cutoff, buyers) if candidates else None
+            if proposed is None:
+                snapshot, proposed = self._proposed(daily, cutoff, buyers, ahead)
+            else:  # the snapshot's statistics of the buyers: their own rows are enough
+                mine = None if ahead is not None else daily[daily["customer_id"].isin(buyers)]
+                snapshot = Snapshot(daily, cutoff, self.catalogue, mine, statistics=ahead)
+            frame = features(snapshot, proposed)  # sorted by customer (the union's order)
             pairs = frame[["customer_id", "product_id"]]  # merging the whole frame copies it
             label = pairs.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
             # customers without a purchase among their candidates teach LambdaMART nothing
@@ -977,7 +988,7 @@ class LearnedRanker:
             matrices.append(feature_matrix(frame)[keep].reset_index(drop=True))
             targets.append(label[keep].astype(np.int32))
             groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
-            del frame, candidates, histories, snapshot
+            del frame, proposed, snapshot
         if not matrices or not any(len(m) for m in matrices):
             raise NotEnoughHistory(
                 f"no training cutoff with history and purchases before {as_of}: "
@@ -994,6 +1005,35 @@ class LearnedRanker:
         self._purchases = {as_of: data}
         return data
 
+    def training_buyers(self, daily: pd.DataFrame, cutoff: dt.date) -> npt.NDArray[np.int64]:
+        """The customers a training cutoff learns from (sorted): at most `training_customers`
+        of those who buy in the window after it."""
+        truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
+        return np.sort(truth["customer_id"].unique()).astype(np.int64)
+
+    def training_candidates(
+        self, daily: pd.DataFrame, cutoff: dt.date, statistics: StatisticsSource | None = None
+    ) -> pd.DataFrame:
+        """The candidates of a training cutoff's buyers (`training_buyers`): what `fit` learns
+        from at that cutoff, computed ahead (the Spark step gold.customer_product_candidates)
+        and handed back through `fit(candidates=...)`."""
+        buyers = self.training_buyers(daily, cutoff)
+        ahead = statistics(cutoff, buyers) if statistics else None
+        return self._proposed(daily, cutoff, buyers, ahead)[1]
+
+    def _proposed(
+        self,
+        daily: pd.DataFrame,
+        cutoff: dt.date,
+        buyers: npt.NDArray[np.int64],
+        statistics: pd.DataFrame | None,
+    ) -> tuple[Snapshot, pd.DataFrame]:
+        """A training cutoff's snapshot and its buyers' candidates, from generators fitted on
+        the rows of the buyers and of a sample of the others (`_generator_rows`)."""
+        histories = self._generator_rows(daily, buyers, cutoff)
+        snapshot = Snapshot(daily, cutoff, self.catalogue, histories, statistics=statistics)
+        return snapshot, Generators(histories, snapshot).propose(buyers)
+
     def _sample(self, truth: pd.DataFrame, cutoff: dt.date) -> pd.DataFrame:
         """The purchases of at most `training_customers` of the window's buyers, drawn with a
         seed of the cutoff (the same sample in every run)."""
@@ -1009,8 +1049,11 @@ class LearnedRanker:
     ) -> pd.DataFrame:
         """The daily rows a training cutoff's generators are fitted on: those of `customers`
         (whom they propose for) and of a sample of the others drawn with a seed of the cutoff,
-        `generator_customers` in all (every row when there are no more customers than that)."""
-        everyone = daily["customer_id"].unique()
+        `generator_customers` in all (every row when there are no more customers than that).
+        The others are drawn from those with a row up to the cutoff, so a cutoff's rows are
+        the same whichever later day the fit is as of."""
+        everyone = daily.loc[_days(daily["interaction_date"]) <= _day(cutoff), "customer_id"]
+        everyone = everyone.unique()
         if not self.generator_customers or len(everyone) <= self.generator_customers:
             return daily
         others = np.setdiff1d(everyone, customers)
@@ -1051,13 +1094,15 @@ class LearnedRanker:
         as_of: dt.date,
         feedback: pd.DataFrame | None = None,
         statistics: StatisticsSource | None = None,
+        candidates: CandidateSource | None = None,
     ) -> LearnedRanker:
         """Learn from the cutoffs before `as_of` (and `feedback`), then serve from generators
         fitted on every row up to it; `statistics` gives the customer statistics
         (`snapshot_statistics`) of the training cutoffs where they were computed ahead; the
         other snapshots (the serving one, those of the answers' weeks) compute them from the
-        rows."""
-        parts = [self.purchase_data(daily, as_of, statistics)]
+        rows; `candidates` gives the training cutoffs' candidates where they were proposed
+        ahead."""
+        parts = [self.purchase_data(daily, as_of, statistics, candidates)]
         self.training.update(parts[0].recall)
         if feedback is not None and len(feedback):
             parts.append(self.feedback_data(daily, feedback))

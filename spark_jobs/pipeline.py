@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
 from expectations import suites
 from expectations.gate import ValidationReport, store, validate
 from lakehouse.core.lake import Lake, open_table
@@ -38,7 +41,6 @@ from spark_jobs.incremental import (
 )
 
 if TYPE_CHECKING:
-    from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
 
 Dates = set[dt.date] | None  # None: the whole table
@@ -82,6 +84,8 @@ class Step:
     quarantine: Table | None = None
     # the Dagster group (and `lakehouse transform --layer`); by default the layer of its name
     group_name: str | None = None
+    # what builds it, as Dagster kinds (a step computed in Python names its libraries)
+    kinds: frozenset[str] = frozenset({"spark", "delta"})
 
     @property
     def name(self) -> str:
@@ -169,7 +173,8 @@ def date_sql(column: str, dates: Dates) -> str:
 @dataclass(frozen=True)
 class TransformOptions:
     """The knobs of silver and gold (settings: TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
-    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*, ML_TEST_DAYS)."""
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*, ML_TEST_DAYS,
+    ML_RANKER_*_CUSTOMERS)."""
 
     batch_rows: int
     lateness: dt.timedelta
@@ -177,6 +182,9 @@ class TransformOptions:
     interaction_half_life_days: float
     thresholds: suites.Thresholds = suites.Thresholds()  # QUALITY_*
     ml_test_days: int = 14  # ML_TEST_DAYS: the recommenders' windows (their feature snapshots)
+    # ML_RANKER_TRAINING_CUSTOMERS, ML_RANKER_GENERATOR_CUSTOMERS: the training cutoffs' samples
+    ranker_training_customers: int = 20_000
+    ranker_generator_customers: int = 100_000
 
 
 class UndeclaredInput(RuntimeError):
@@ -247,6 +255,14 @@ class Pipeline:
             raise MissingInput(f"{table} does not exist yet at {self.uri(table)}: build it first")
         return self.spark.read.format("delta").load(self.uri(table))
 
+    def delta(self, table: str) -> DeltaTable:
+        """An input opened with delta-rs, for a step whose work is done in Python (a library
+        model Spark cannot fit)."""
+        opened = open_table(self.uri(self._declared(table)), self.options)
+        if opened is None:
+            raise MissingInput(f"{table} does not exist yet at {self.uri(table)}: build it first")
+        return opened
+
     def read_dates(self, table: str, dates: Dates) -> DataFrame:
         frame = self.read(table)
         if dates is None:
@@ -302,6 +318,23 @@ class Pipeline:
         if column := self._written_partition_column(table):
             writer = writer.partitionBy(column)
         writer.save(self.staging_uri(table))
+
+    def stage_arrow(self, table: str, data: pa.Table, *, append: bool = False) -> None:
+        """`stage` for a batch computed in Python: written with delta-rs (Spark then reads the
+        staged table to validate and publish it, as any other)."""
+        if not append:
+            self._started[table] = time.monotonic()
+            self._batches[table] = 0
+        self._batches[table] += 1
+        column = self._written_partition_column(table)
+        write_deltalake(
+            self.staging_uri(table),
+            data,
+            mode="append" if append else "overwrite",
+            schema_mode=None if append else "overwrite",
+            partition_by=[column] if column else None,
+            storage_options=self.options,
+        )
 
     def stage_batches(
         self,

@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -39,10 +39,26 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lakehouse.core.lake import Lake
-from ml import RANKER_FEATURES, RANKER_FEATURES_WINDOWS, RECOMMENDER_INPUTS, feedback
+from ml import (
+    RANKER_CANDIDATES,
+    RANKER_CANDIDATES_SAMPLES,
+    RANKER_FEATURES,
+    RANKER_FEATURES_WINDOWS,
+    RECOMMENDER_INPUTS,
+    feedback,
+)
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
-from ml.ranker import STATISTICS, GeneratorModel, LearnedRanker, NotEnoughHistory, StatisticsSource
+from ml.ranker import (
+    FEATURES,
+    GENERATORS,
+    STATISTICS,
+    CandidateSource,
+    GeneratorModel,
+    LearnedRanker,
+    NotEnoughHistory,
+    StatisticsSource,
+)
 from ml.ranker import Catalogue as RankerCatalogue
 from ml.recommenders import (
     ALS,
@@ -65,8 +81,10 @@ from spark_jobs.training import (
     TrainingOptions,
     metric_rows,
     params_of,
+    ranker_snapshot_days,
     registry,
     start_run,
+    test_window_days,
     write_model_log,
 )
 
@@ -76,6 +94,8 @@ K = 10  # the cut-off of every offline metric
 POPULAR_DAYS = 28  # the fill of every list: what sold to the most customers in these days
 EXPOSURES = "gold.recommendation_exposures"
 DAILY = "gold.customer_product_daily"
+# a training cutoff's candidates: the pair, then every generator's score and rank
+CANDIDATE_COLUMNS = ["customer_id", "product_id", *FEATURES[: 2 * len(GENERATORS)]]
 
 
 @dataclass
@@ -248,51 +268,155 @@ def snapshot_rows(
     return rows.to_pandas(split_blocks=True, self_destruct=True)
 
 
-class FeatureSnapshots:
-    """The ranker's snapshot statistics from `RANKER_FEATURES` (the Spark step's table), as
-    `ml.ranker.StatisticsSource`: the rows of a day (and of some customers), read with
-    delta-rs; None for a day it does not hold, or for every day when the table was built from
-    another version of gold.customer_product_daily than the one the models read, or for other
-    windows (`test_days`, ML_TEST_DAYS): the ranker then computes that snapshot itself. It
-    counts the days read and those computed."""
+class StepTable:
+    """A table a Spark step of the `ml` group computed ahead for the ranker, read with
+    delta-rs; none of it is used (the ranker computes what it needs itself) when it does not
+    exist, or was built from other versions of its step's inputs than the runner reads now, or
+    for other settings (`settings`: as recorded with the versions). It counts the days read and
+    those computed in-process."""
 
-    def __init__(self, tables: Tables, test_days: int) -> None:
+    def __init__(self, tables: Tables, table: str, settings: Mapping[str, int]) -> None:
         self.tables = tables
+        self.table = table
         self.read: set[dt.date] = set()
         self.computed: set[dt.date] = set()
-        self.stale = self._stale(test_days)
+        self.stale = self._stale(settings)
 
-    def _stale(self, test_days: int) -> str | None:
+    def _stale(self, settings: Mapping[str, int]) -> str | None:
         """Why the table cannot be used, or None."""
-        if self.tables.lake.open(RANKER_FEATURES) is None:
+        from spark_jobs.steps import step
+
+        if self.tables.lake.open(self.table) is None:
             return "does not exist"
         state = ConsumedVersions(
             self.tables.uri("_state.consumed_versions"), self.tables.lake.options
         )
-        built_from = state.get(RANKER_FEATURES, DAILY)
-        current = self.tables.lake.version(DAILY)
-        if built_from != current:
-            return f"was built from version {built_from} of {DAILY}, not {current}"
-        built_for = state.get(RANKER_FEATURES, RANKER_FEATURES_WINDOWS)
-        if built_for != test_days:
-            return f"was built for ML_TEST_DAYS={built_for}, not {test_days}"
+        for source in step(self.table).inputs:
+            built_from, current = state.get(self.table, source), self.tables.lake.version(source)
+            if built_from != current:
+                return f"was built from version {built_from} of {source}, not {current}"
+        for setting, value in settings.items():
+            built_for = state.get(self.table, setting)
+            if built_for != value:
+                return f"was built for {setting.removeprefix('setting:')}={built_for}, not {value}"
         return None
 
-    def __call__(self, day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
-        rows = None
-        if self.stale is None:
-            rows = snapshot_rows(self.tables.require(RANKER_FEATURES), day, customers)
+    def _counted(self, day: dt.date, rows: pd.DataFrame | None) -> pd.DataFrame | None:
         (self.computed if rows is None else self.read).add(day)
         return rows
 
     def summary(self) -> str:
-        """How many snapshot days came from the table, and which were computed in-process."""
-        out = f"{len(self.read)} days read from {RANKER_FEATURES}"
+        """How many days came from the table, and which were computed in-process."""
+        out = f"{len(self.read)} days read from {self.table}"
         if self.computed:
             days = ", ".join(str(d) for d in sorted(self.computed))
-            why = f" ({RANKER_FEATURES} {self.stale})" if self.stale else ""
+            why = f" ({self.table} {self.stale})" if self.stale else ""
             out += f"; computed in-process: {days}{why}"
         return out
+
+
+class FeatureSnapshots(StepTable):
+    """The ranker's snapshot statistics from `RANKER_FEATURES`, as
+    `ml.ranker.StatisticsSource`: the rows of a day (and of some customers); None for a day
+    it does not hold."""
+
+    def __init__(self, tables: Tables, test_days: int) -> None:
+        super().__init__(tables, RANKER_FEATURES, {RANKER_FEATURES_WINDOWS: test_days})
+
+    def __call__(self, day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
+        rows = None
+        if self.stale is None:
+            rows = snapshot_rows(self.tables.require(self.table), day, customers)
+        return self._counted(day, rows)
+
+
+class CutoffCandidates(StepTable):
+    """The training cutoffs' candidates from `RANKER_CANDIDATES` (`ml.ranker.CandidateSource`):
+    a day's rows when they are of exactly the buyers asked for, else None."""
+
+    def __init__(self, tables: Tables, options: TrainingOptions) -> None:
+        settings = candidate_settings(
+            options.test_days, options.ranker_training_customers, options.ranker_generator_customers
+        )
+        super().__init__(tables, RANKER_CANDIDATES, settings)
+
+    def __call__(self, day: dt.date, buyers: np.ndarray) -> pd.DataFrame | None:
+        rows = None
+        if self.stale is None:
+            rows = candidate_rows(self.tables.require(self.table), day)
+            if rows is not None and not np.array_equal(rows["customer_id"].unique(), buyers):
+                rows = None  # another sample of buyers (the ranker proposes for its own)
+        return self._counted(day, rows)
+
+
+def candidate_settings(
+    test_days: int, training_customers: int, generator_customers: int
+) -> dict[str, int]:
+    """The settings `RANKER_CANDIDATES` is built for, as recorded with its inputs' versions."""
+    training, generator = RANKER_CANDIDATES_SAMPLES
+    return {
+        RANKER_FEATURES_WINDOWS: test_days,
+        training: training_customers,
+        generator: generator_customers,
+    }
+
+
+def candidate_rows(table: DeltaTable, day: dt.date) -> pd.DataFrame | None:
+    """A training cutoff's candidates in a `RANKER_CANDIDATES` table, sorted as the ranker's
+    union sorts them (customer, product); None when it holds none of that day."""
+    rows = table.to_pyarrow_table(columns=CANDIDATE_COLUMNS, filters=[("as_of", "=", day)])
+    if not rows.num_rows:
+        return None
+    rows = rows.sort_by([("customer_id", "ascending"), ("product_id", "ascending")])
+    return rows.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def ranker_candidates(
+    tables: Tables,
+    test_days: int,
+    training_customers: int,
+    generator_customers: int,
+    progress: Callable[[str], None] = log.info,
+) -> Iterator[pd.DataFrame]:
+    """gold.customer_product_candidates, a training cutoff at a time: every generator's score
+    and rank of what it proposes to the cutoff's buyers (`LearnedRanker.training_candidates`),
+    for every training cutoff of the recommenders' chain (`ranker_snapshot_days`), with their
+    snapshot statistics from `RANKER_FEATURES`. The library models (implicit, scikit-learn,
+    sparse_dot_topn) fit here, in this process: Spark cannot fit them."""
+    daily = _require_daily(tables)
+    first, end = recommender_span(daily)
+    daily = daily[pd.to_datetime(daily["interaction_date"]) <= pd.Timestamp(end)]
+    window = test_window_days(test_days, first, end)
+    ranker = LearnedRanker(
+        load_catalogue(tables).for_ranker,
+        window,
+        training_customers=training_customers,
+        generator_customers=generator_customers,
+    )
+    statistics = FeatureSnapshots(tables, test_days)
+    cutoffs = ranker_snapshot_days(test_days, first, end)
+    for number, cutoff in enumerate(cutoffs, 1):
+        clock = time.monotonic()
+        frame = ranker.training_candidates(daily, cutoff, statistics)
+        progress(
+            f"candidates as of {cutoff} ({number}/{len(cutoffs)}): {len(frame):,} for "
+            f"{frame['customer_id'].nunique():,} buyers in {time.monotonic() - clock:.1f} s"
+        )
+        yield frame.assign(as_of=cutoff)
+    progress(f"the cutoffs' statistics: {statistics.summary()}")
+
+
+def _report_inputs_read(
+    report: Report,
+    statistics: FeatureSnapshots,
+    candidates: CutoffCandidates,
+    progress: Callable[[str], None],
+) -> None:
+    """Which of the ranker's training inputs came from the Spark steps' tables."""
+    report.windows["ranker_snapshots"] = statistics.summary()
+    report.windows["ranker_candidates"] = candidates.summary()
+    progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
+    progress(f"the ranker's training candidates: {report.windows['ranker_candidates']}")
 
 
 def future_purchases(options: TrainingOptions) -> pd.DataFrame | None:
@@ -326,11 +450,13 @@ def split(
     window_days: int,
     answers: pd.DataFrame | None = None,
     statistics: StatisticsSource | None = None,
+    proposed: CandidateSource | None = None,
 ) -> Split:
     """Fit every model on the interactions up to `fit_end` and set up the scoring of `truth`
     (the purchases of the window after it); the ranker also learns from `answers` (ml.feedback
     rows): all of them for the production fit, else those shown before `fit_end` began. Its
-    snapshots read their statistics from `statistics` where it holds them."""
+    snapshots read their statistics from `statistics`, and its training cutoffs their
+    candidates from `proposed`, where they hold them."""
     days = pd.to_datetime(daily["interaction_date"])
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
@@ -358,7 +484,7 @@ def split(
             window_days,
             training_customers=options.ranker_training_customers,
             generator_customers=options.ranker_generator_customers,
-        ).fit(seen, fit_end, answers, statistics)
+        ).fit(seen, fit_end, answers, statistics, proposed)
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker
@@ -422,13 +548,24 @@ def evaluate_recommenders(
         progress(f"learning from {answers['request_id'].nunique():,} answers shoppers acted on")
     splits: list[Split] = []
     statistics = FeatureSnapshots(tables, options.test_days)
+    proposed = CutoffCandidates(tables, options)
     for name, (fit_end, truth) in windows_.items():
         progress(f"fitting every model up to {fit_end} ({name})")
         splits.append(
-            split(name, daily, fit_end, truth, catalogue, options, w.test_days, answers, statistics)
+            split(
+                name,
+                daily,
+                fit_end,
+                truth,
+                catalogue,
+                options,
+                w.test_days,
+                answers,
+                statistics,
+                proposed,
+            )
         )
-    report.windows["ranker_snapshots"] = statistics.summary()
-    progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
+    _report_inputs_read(report, statistics, proposed, progress)
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)
@@ -532,6 +669,7 @@ def refit_recommenders(
     future = future_purchases(options)
     answers = load_feedback(tables)
     statistics = FeatureSnapshots(tables, options.test_days)
+    proposed = CutoffCandidates(tables, options)
     report.seconds["load"] = time.monotonic() - clock
     progress(f"fitting every model up to {w.data_end} (production)")
     production = split(
@@ -544,9 +682,9 @@ def refit_recommenders(
         w.test_days,
         answers,
         statistics,
+        proposed,
     )
-    report.windows["ranker_snapshots"] = statistics.summary()
-    progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
+    _report_inputs_read(report, statistics, proposed, progress)
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)

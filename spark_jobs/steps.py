@@ -14,19 +14,29 @@ from __future__ import annotations
 
 import datetime as dt
 import graphlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from expectations import suites
-from ml import RANKER_FEATURES_WINDOWS
+from ml import RANKER_CANDIDATES, RANKER_FEATURES, RANKER_FEATURES_WINDOWS
 from spark_jobs import gold, ml_inputs, silver_erp, silver_events
-from spark_jobs.pipeline import Dates, Output, Pipeline, Step, StepResult, Table, date_sql
+from spark_jobs.pipeline import (
+    Dates,
+    MissingInput,
+    Output,
+    Pipeline,
+    Step,
+    StepResult,
+    Table,
+    date_sql,
+)
 from streaming.records import EVENTS_SCHEMA
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
     from pyspark.sql import DataFrame
 
 
@@ -311,6 +321,60 @@ def ranker_features(p: Pipeline, *, dates: Dates = None, full: bool = False) -> 
     for number, batch in enumerate(batches):
         p.stage(step.name, batch, append=number > 0)
     return [p.finish(step.name, p.publish(step.name), versions)]
+
+
+def ranker_candidates(p: Pipeline, *, dates: Dates = None, full: bool = False) -> list[StepResult]:
+    """Rebuilt whole when an input or a setting it follows (ML_TEST_DAYS, the training
+    samples) changed; computed in this process (`ml.ranker` generators are library models
+    Spark cannot fit), staged a training cutoff at a time with delta-rs, gated by Spark."""
+    import pyarrow as pa
+
+    from spark_jobs.recommender_training import candidate_settings
+    from spark_jobs.training import Tables
+
+    step, config = p.step, p.config
+    changed, versions = _changed(p, step.inputs, full)
+    settings = candidate_settings(
+        config.ml_test_days, config.ranker_training_customers, config.ranker_generator_customers
+    )
+    built_for = {name: p.state.get(step.name, name) for name in settings}
+    versions |= settings
+    if not changed and built_for == settings:
+        return [p.skip(step.name, versions)]
+
+    class DeclaredTables(Tables):  # the runner's reads, limited to what the step declares
+        def require(self, table: str) -> DeltaTable:
+            return p.delta(table)
+
+    batches = step.transform(
+        DeclaredTables(p.lake),
+        config.ml_test_days,
+        config.ranker_training_customers,
+        config.ranker_generator_customers,
+    )
+    staged = False
+    for frame in batches:
+        p.stage_arrow(step.name, pa.Table.from_pandas(frame, preserve_index=False), append=staged)
+        staged = True
+    if not staged:
+        raise MissingInput(
+            f"{step.name}: no training cutoff has {config.ml_test_days}-day windows of history "
+            "before it and purchases after it (ML_TEST_DAYS sets the windows)"
+        )
+    return [p.finish(step.name, p.publish(step.name), versions)]
+
+
+def _candidates_suite(ctx: suites.SuiteContext) -> suites.Suite:
+    from ml.ranker import GENERATORS, PER_GENERATOR
+
+    return suites.customer_product_candidates(ctx, [f"{g}_rank" for g in GENERATORS], PER_GENERATOR)
+
+
+def _ranker_candidates(*args: object) -> Iterator[object]:
+    # imported when the step runs: the models' libraries take seconds to import
+    from spark_jobs.recommender_training import ranker_candidates as transform
+
+    return transform(*args)
 
 
 def _basket_rules(sales_lines: DataFrame) -> DataFrame:
@@ -651,6 +715,29 @@ STEPS: tuple[Step, ...] = (
         transform=ml_inputs.customer_product_features,
         run=ranker_features,
         group_name="ml",
+    ),
+    Step(
+        outputs=(
+            Output(
+                RANKER_CANDIDATES,
+                "What the learned ranker learns from at each training cutoff of the "
+                "recommenders' chain (`as_of`): the candidates every generator proposes to the "
+                "cutoff's sampled buyers, with each generator's score and rank (NaN where it "
+                "did not propose the product). Fitted in Python from the daily rows up to the "
+                "cutoff and the cutoff's statistics in gold.customer_product_features.",
+                suite=_candidates_suite,
+            ),
+        ),
+        inputs=(
+            "gold.customer_product_daily",
+            "gold.dim_product",
+            "gold.dim_customer",
+            RANKER_FEATURES,
+        ),
+        transform=_ranker_candidates,
+        run=ranker_candidates,
+        group_name="ml",
+        kinds=frozenset({"python", "implicit", "sklearn", "delta"}),
     ),
     Step(
         outputs=(

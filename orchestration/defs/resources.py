@@ -123,13 +123,17 @@ class SparkConnectResource(dg.ConfigurableResource):
 
 class TransformResource(dg.ConfigurableResource):
     """The knobs of the silver and gold steps (TRANSFORM_BATCH_ROWS, SILVER_LATENESS_HOURS,
-    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*, ML_TEST_DAYS)."""
+    SILVER_FUTURE_TOLERANCE_MINUTES, INTERACTION_HALF_LIFE_DAYS, QUALITY_*, ML_TEST_DAYS,
+    ML_RANKER_TRAINING_CUSTOMERS, ML_RANKER_GENERATOR_CUSTOMERS)."""
 
     batch_rows: int
     lateness_hours: float
     future_tolerance_minutes: float
     interaction_half_life_days: float
     ml_test_days: int = 14  # the recommenders' windows: the days their features are snapshot
+    # the training cutoffs' samples of buyers and of the customers their generators fit on
+    ml_ranker_training_customers: int = 20_000
+    ml_ranker_generator_customers: int = 100_000
     # the bounds of the distribution checks (QUALITY_*), which warn instead of blocking
     min_kept_share: float = 0.5
     min_dim_share: float = 0.9
@@ -154,6 +158,8 @@ class TransformResource(dg.ConfigurableResource):
             future_tolerance=dt.timedelta(minutes=self.future_tolerance_minutes),
             interaction_half_life_days=self.interaction_half_life_days,
             ml_test_days=self.ml_test_days,
+            ranker_training_customers=self.ml_ranker_training_customers,
+            ranker_generator_customers=self.ml_ranker_generator_customers,
             thresholds=Thresholds(
                 min_kept_share=self.min_kept_share,
                 min_dim_share=self.min_dim_share,
@@ -186,6 +192,8 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             future_tolerance_minutes=settings.silver_future_tolerance_minutes,
             interaction_half_life_days=settings.interaction_half_life_days,
             ml_test_days=settings.ml_test_days,
+            ml_ranker_training_customers=settings.ml_ranker_training_customers,
+            ml_ranker_generator_customers=settings.ml_ranker_generator_customers,
             min_kept_share=settings.quality_min_kept_share,
             min_dim_share=settings.quality_min_dim_share,
             max_money=settings.quality_max_money,

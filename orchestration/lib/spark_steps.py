@@ -121,7 +121,7 @@ def step_asset(step: Step, daily: dg.PartitionsDefinition) -> dg.AssetsDefinitio
             key=key(t.name),
             description=t.description,
             deps=[key(d) for d in step.inputs + step.references],
-            kinds={"spark", "delta"},
+            kinds=set(step.kinds),
             group_name=step.group,
             owners=["team:data-engineering"],
             skippable=True,

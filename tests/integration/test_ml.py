@@ -83,6 +83,7 @@ def test_the_groups_spark_steps_are_gated_and_cover_the_catalogue(world: World) 
     for table in (
         "gold.customer_product_daily",
         "gold.customer_product_features",
+        "gold.customer_product_candidates",
         "gold.similar_products",
         "gold.product_associations",
         "gold.trending_products",
@@ -144,6 +145,48 @@ def test_the_ranker_reads_the_statistics_the_spark_step_computed(world: World) -
         if "computed in-process: " in summary:
             computed = summary.split("computed in-process: ")[1].split(", ")
             assert not {dt.date.fromisoformat(d) for d in computed} & set(days), summary
+
+
+def test_the_ranker_learns_from_the_candidates_the_step_proposed(world: World) -> None:
+    """gold.customer_product_candidates holds every training cutoff's candidates of its
+    sampled buyers, proposed as the fits would propose them; the evaluation's and the refit's
+    fits read every cutoff's from it."""
+    from ml.ranker import LearnedRanker
+    from spark_jobs.recommender_training import load_catalogue, recommender_span
+    from spark_jobs.training import Tables, ranker_snapshot_days, test_window_days
+
+    settings = world.settings
+    table = gold(world, "customer_product_candidates")
+    daily = gold(world, "customer_product_daily")
+    span = recommender_span(daily)
+    days = ranker_snapshot_days(settings.ml_test_days, *span)
+    assert sorted(table["as_of"].unique()) == days
+    ranker = LearnedRanker(
+        load_catalogue(Tables(settings.lake)).for_ranker,
+        test_window_days(settings.ml_test_days, *span),
+        training_customers=settings.ml_ranker_training_customers,
+        generator_customers=settings.ml_ranker_generator_customers,
+    )
+    day = days[-1]
+    got = table[table["as_of"] == day]
+    np.testing.assert_array_equal(np.unique(got["customer_id"]), ranker.training_buyers(daily, day))
+    want = ranker.training_candidates(daily, day)
+    # the generators of the customers' own history are deterministic: exactly the same lists
+    for generator in ("buy_again", "repurchase_due", "browsed", "popular"):
+        columns = ["customer_id", "product_id", f"{generator}_score", f"{generator}_rank"]
+        mine, theirs = (
+            f.loc[f[f"{generator}_rank"].notna(), columns]
+            .sort_values(columns[:2], ignore_index=True)
+            .astype({"customer_id": "int64", "product_id": "int64"})
+            for f in (got, want)
+        )
+        assert len(mine) > 0 or generator == "browsed", generator
+        pd.testing.assert_frame_equal(mine, theirs, rtol=1e-12)
+    materialized = world.runs["training"].materialized
+    for runner in ("gold.model_evaluations", "gold.model_registry"):
+        summary = materialized[runner]["training_report"]["windows"]["ranker_candidates"]
+        read = int(summary.split(" days read from gold.customer_product_candidates")[0])
+        assert read >= 2 and "computed in-process" not in summary, summary
 
 
 def test_the_features_are_the_same_in_any_batches_of_customers(world: World, spark) -> None:  # noqa: ANN001

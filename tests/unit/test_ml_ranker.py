@@ -226,6 +226,46 @@ def test_a_fit_takes_each_snapshots_statistics_from_the_source_that_holds_them(w
     assert ranker.training["rows"] > 0
 
 
+def test_a_fit_learns_the_same_from_candidates_proposed_ahead(world) -> None:
+    daily, catalogue = world
+    as_of = START + dt.timedelta(days=DAYS - 1)
+    ranker = LearnedRanker(catalogue, window_days=7, generator_customers=120)
+    cutoffs = ranker.training_cutoffs(daily, as_of)
+    # proposed ahead from every row (a step of the chain), asked for by a fit as of a day
+    ahead = {day: ranker.training_candidates(daily, day) for day in cutoffs[1:]}
+    asked: list[tuple[dt.date, np.ndarray]] = []
+
+    def source(day: dt.date, buyers: np.ndarray) -> pd.DataFrame | None:
+        asked.append((day, buyers))
+        return ahead.get(day)  # the first day was not: the fit proposes for it itself
+
+    seen = daily[daily["interaction_date"] <= as_of]
+    fitted = LearnedRanker(catalogue, window_days=7, generator_customers=120)
+    got = fitted.purchase_data(seen, as_of, candidates=source)
+    want = LearnedRanker(catalogue, window_days=7, generator_customers=120).purchase_data(
+        seen, as_of
+    )
+    assert [day for day, _ in asked] == cutoffs
+    for day, buyers in asked:
+        np.testing.assert_array_equal(buyers, ranker.training_buyers(daily, day))
+    pd.testing.assert_frame_equal(got.matrix, want.matrix)
+    np.testing.assert_array_equal(got.label, want.label)
+    np.testing.assert_array_equal(got.groups, want.groups)
+
+
+def test_a_cutoffs_generator_rows_do_not_depend_on_the_days_after_it(world) -> None:
+    daily, catalogue = world
+    cutoff = START + dt.timedelta(days=50)
+    buyers = np.array([3, 17, 151, 160], dtype=np.int64)
+    ranker = LearnedRanker(catalogue, window_days=7, generator_customers=60)
+    for end in (cutoff, cutoff + dt.timedelta(days=20)):
+        seen = daily[daily["interaction_date"] <= end]
+        rows = ranker._generator_rows(seen, buyers, cutoff)
+        known = rows[rows["interaction_date"] <= cutoff]
+        everything = ranker._generator_rows(daily, buyers, cutoff)
+        pd.testing.assert_frame_equal(known, everything[everything["interaction_date"] <= cutoff])
+
+
 def test_the_chains_snapshot_days_are_the_training_cutoffs_of_each_fit() -> None:
     from spark_jobs.training import Windows, ranker_snapshot_days, test_window_days
 

@@ -1,10 +1,11 @@
 """The `ml` group: recommenders and customer models trained on gold, outputs written to gold.
 
-The group is a chain. Its Spark steps (spark_jobs/steps.py, group `ml`, gated by Great
+The group is a chain. Its steps (spark_jobs/steps.py, group `ml`, gated by Great
 Expectations like the rest of gold) build the recommenders' training data
-(gold.customer_product_daily) and the product tables (similar products, associations,
-trending). Then the recommenders, in Python only, one asset per runner of
-spark_jobs/recommender_training.py, each materialisable on its own once the one before it is:
+(gold.customer_product_daily, the ranker's features and, in Python, its training candidates)
+and the product tables (similar products, associations, trending). Then the recommenders, in
+Python only, one asset per runner of spark_jobs/recommender_training.py, each materialisable on
+its own once the one before it is:
 `recommender_evaluation` (every model on a validation and a test window, the champion:
 gold.model_evaluations, gold.recommendation_backtests) → `recommender_models` (every model
 refitted on every day and versioned: gold.model_registry) → `customer_recommendations` (the
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from ml import CUSTOMER_MODEL_INPUTS, RANKER_FEATURES, RECOMMENDER_INPUTS
+from ml import CUSTOMER_MODEL_INPUTS, RANKER_CANDIDATES, RANKER_FEATURES, RECOMMENDER_INPUTS
 from ml.evaluation import by_model
 from orchestration.defs.ml.resources import TrainingResource
 from orchestration.defs.resources import LakeResource, SparkConnectResource
@@ -163,7 +164,7 @@ def _figures(rows: list[dict[str, Any]]) -> dg.MetadataValue:
 @dg.multi_asset(
     specs=_specs(
         _outputs("gold.model_evaluations", "gold.recommendation_backtests"),
-        (RANKER_FEATURES, *RECOMMENDER_INPUTS),
+        (RANKER_FEATURES, RANKER_CANDIDATES, *RECOMMENDER_INPUTS),
         RECOMMENDER_RUNNER,
     ),
     name="recommender_evaluation",
@@ -205,7 +206,7 @@ def recommender_evaluation(
 @dg.multi_asset(
     specs=_specs(
         _outputs("gold.model_registry"),
-        ("gold.model_evaluations", RANKER_FEATURES, *RECOMMENDER_INPUTS),
+        ("gold.model_evaluations", RANKER_FEATURES, RANKER_CANDIDATES, *RECOMMENDER_INPUTS),
         RECOMMENDER_RUNNER,
     ),
     name="recommender_models",
