@@ -1015,7 +1015,7 @@ class LearnedRanker:
         self, daily: pd.DataFrame, cutoff: dt.date, statistics: StatisticsSource | None = None
     ) -> pd.DataFrame:
         """The candidates of a training cutoff's buyers (`training_buyers`): what `fit` learns
-        from at that cutoff, computed ahead (the Spark step gold.customer_product_candidates)
+        from at that cutoff, computed ahead (the step gold.customer_product_candidates)
         and handed back through `fit(candidates=...)`."""
         buyers = self.training_buyers(daily, cutoff)
         ahead = statistics(cutoff, buyers) if statistics else None

@@ -53,11 +53,9 @@ from ml.ranker import (
     FEATURES,
     GENERATORS,
     STATISTICS,
-    CandidateSource,
     GeneratorModel,
     LearnedRanker,
     NotEnoughHistory,
-    StatisticsSource,
 )
 from ml.ranker import Catalogue as RankerCatalogue
 from ml.recommenders import (
@@ -406,17 +404,20 @@ def ranker_candidates(
     progress(f"the cutoffs' statistics: {statistics.summary()}")
 
 
-def _report_inputs_read(
-    report: Report,
-    statistics: FeatureSnapshots,
-    candidates: CutoffCandidates,
-    progress: Callable[[str], None],
-) -> None:
-    """Which of the ranker's training inputs came from the Spark steps' tables."""
-    report.windows["ranker_snapshots"] = statistics.summary()
-    report.windows["ranker_candidates"] = candidates.summary()
-    progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
-    progress(f"the ranker's training candidates: {report.windows['ranker_candidates']}")
+class AheadTables:
+    """The ranker's training inputs the group's steps computed ahead: the snapshots'
+    statistics and the cutoffs' candidates."""
+
+    def __init__(self, tables: Tables, options: TrainingOptions) -> None:
+        self.statistics = FeatureSnapshots(tables, options.test_days)
+        self.candidates = CutoffCandidates(tables, options)
+
+    def report(self, report: Report, progress: Callable[[str], None]) -> None:
+        """Which of them came from the tables (in the runner's report)."""
+        report.windows["ranker_snapshots"] = self.statistics.summary()
+        report.windows["ranker_candidates"] = self.candidates.summary()
+        progress(f"the ranker's snapshots: {report.windows['ranker_snapshots']}")
+        progress(f"the ranker's training candidates: {report.windows['ranker_candidates']}")
 
 
 def future_purchases(options: TrainingOptions) -> pd.DataFrame | None:
@@ -449,14 +450,13 @@ def split(
     options: TrainingOptions,
     window_days: int,
     answers: pd.DataFrame | None = None,
-    statistics: StatisticsSource | None = None,
-    proposed: CandidateSource | None = None,
+    ahead: AheadTables | None = None,
 ) -> Split:
     """Fit every model on the interactions up to `fit_end` and set up the scoring of `truth`
     (the purchases of the window after it); the ranker also learns from `answers` (ml.feedback
     rows): all of them for the production fit, else those shown before `fit_end` began. Its
-    snapshots read their statistics from `statistics`, and its training cutoffs their
-    candidates from `proposed`, where they hold them."""
+    training cutoffs read their statistics and candidates from the `ahead` tables, where they
+    hold them."""
     days = pd.to_datetime(daily["interaction_date"])
     seen = daily[days <= pd.Timestamp(fit_end)]
     train = decayed(seen, fit_end, options.interaction_half_life_days)
@@ -484,7 +484,13 @@ def split(
             window_days,
             training_customers=options.ranker_training_customers,
             generator_customers=options.ranker_generator_customers,
-        ).fit(seen, fit_end, answers, statistics, proposed)
+        ).fit(
+            seen,
+            fit_end,
+            answers,
+            ahead.statistics if ahead else None,
+            ahead.candidates if ahead else None,
+        )
     except NotEnoughHistory as exc:
         raise NotEnoughData(f"{exc} (ML_TEST_DAYS sets the windows)") from exc
     fitted["ranker"] = ranker
@@ -547,25 +553,13 @@ def evaluate_recommenders(
     if answers is not None:
         progress(f"learning from {answers['request_id'].nunique():,} answers shoppers acted on")
     splits: list[Split] = []
-    statistics = FeatureSnapshots(tables, options.test_days)
-    proposed = CutoffCandidates(tables, options)
+    ahead = AheadTables(tables, options)
     for name, (fit_end, truth) in windows_.items():
         progress(f"fitting every model up to {fit_end} ({name})")
         splits.append(
-            split(
-                name,
-                daily,
-                fit_end,
-                truth,
-                catalogue,
-                options,
-                w.test_days,
-                answers,
-                statistics,
-                proposed,
-            )
+            split(name, daily, fit_end, truth, catalogue, options, w.test_days, answers, ahead)
         )
-    _report_inputs_read(report, statistics, proposed, progress)
+    ahead.report(report, progress)
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)
@@ -668,8 +662,7 @@ def refit_recommenders(
     catalogue = load_catalogue(tables)
     future = future_purchases(options)
     answers = load_feedback(tables)
-    statistics = FeatureSnapshots(tables, options.test_days)
-    proposed = CutoffCandidates(tables, options)
+    ahead = AheadTables(tables, options)
     report.seconds["load"] = time.monotonic() - clock
     progress(f"fitting every model up to {w.data_end} (production)")
     production = split(
@@ -681,10 +674,9 @@ def refit_recommenders(
         options,
         w.test_days,
         answers,
-        statistics,
-        proposed,
+        ahead,
     )
-    _report_inputs_read(report, statistics, proposed, progress)
+    ahead.report(report, progress)
     report.seconds["fit"] = time.monotonic() - clock - report.seconds["load"]
 
     run = _run(report.run_id, w.test_days, inputs)
