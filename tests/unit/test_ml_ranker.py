@@ -14,6 +14,8 @@ from ml.ranker import (
     BROWSE_DAYS,
     FEATURES,
     GENERATORS,
+    MAX_ROUNDS,
+    ROUNDS,
     TRAINING_CUTOFFS,
     Catalogue,
     GeneratorModel,
@@ -25,6 +27,7 @@ from ml.ranker import (
     _history,
     _lookup,
     _pair_statistics,
+    choose_rounds,
     features,
     labels,
     snapshot_statistics,
@@ -441,6 +444,24 @@ def test_category_favourites_proposes_the_best_sellers_of_the_customers_categori
     frame = features(snapshot, proposed)
     shares = frame.set_index("product_id")["brand_share_in_category"]
     assert shares[3] == pytest.approx(1.0) and shares[0] == 0.0
+
+
+def test_the_number_of_trees_is_chosen_on_the_newest_training_cutoff(world, ranker) -> None:
+    # the fit learns from the earlier cutoffs until NDCG@10 of the newest one's groups stops
+    # improving, then trains every cutoff with that many trees; one cutoff alone: ROUNDS
+    daily, _ = world
+    data = ranker.purchase_data(daily, ranker.as_of)
+    earlier, newest = data.split_newest()
+    newest_cutoff = ranker.training_cutoffs(daily, ranker.as_of)[-1]
+    buyers = ranker.training_buyers(daily, newest_cutoff)  # those with a hit among candidates
+    assert 0 < len(newest.groups) == data.newest <= len(buyers)
+    assert len(earlier.groups) + len(newest.groups) == len(data.groups)
+    assert len(earlier.label) == earlier.groups.sum() and len(newest.label) == newest.groups.sum()
+    pd.testing.assert_frame_equal(pd.concat([earlier.matrix, newest.matrix]), data.matrix)
+    assert 1 <= ranker.rounds < MAX_ROUNDS
+    assert ranker.model.num_trees() == ranker.rounds == ranker.training["rounds"]
+    assert 0 < ranker.training["newest_cutoff_ndcg@10"] <= 1
+    assert choose_rounds([newest], debias=False) == (ROUNDS, None)  # `newest` is unset
 
 
 def test_the_ranker_learns_from_a_fixed_sample_of_each_windows_buyers(world) -> None:
