@@ -329,34 +329,37 @@ def test_factorisations_scan_the_longest_product_vectors_first_and_list_the_same
 ) -> None:
     # products' vector lengths spread as popularity spreads them; a customer is settled by
     # the first products once the bound of the rest is below their k-th score. From 16 on,
-    # the 300 products are scanned in prefixes, as 50,000 are from 1,024 on
+    # the 200 products are scanned in prefixes, as 50,000 are from 1,024 on
     monkeypatch.setattr(factorization, "PRUNED_FIRST_ITEMS", 16)
-    scanned: list[int] = []
+    scanned: list[tuple[int, int]] = []  # (products, customers) of each call
 
     def counted(items: np.ndarray, queries: np.ndarray, k: int, **kw: object) -> tuple:
-        scanned.append(len(items))
+        scanned.append((len(items), len(queries)))
         return topk(items, queries, k, **kw)
 
     monkeypatch.setattr(factorization, "topk", counted)
     model = copy.copy(fitted["als"])
     rng = np.random.default_rng(11)
     items = rng.normal(size=model.item_factors.shape).astype(np.float32)
-    model.item_factors = items * rng.pareto(1.5, size=(len(items), 1)).astype(np.float32)
+    model.item_factors = items * rng.pareto(0.7, size=(len(items), 1)).astype(np.float32)
     users = rng.normal(size=model.user_factors.shape).astype(np.float32)
     users[0] = 0.0  # a customer whose scores all tie at 0
     model.user_factors = users
     customers = np.concatenate([data["train"].user_ids[:80], [10**9]])
     for k in (1, 10, 40):
+        scanned.clear()
         pruned = model.recommend(customers, k, exclude_seen=False)
         dense = _densely(model).recommend(customers, k, exclude_seen=False)
         assert pruned.product_ids[1:].tolist() == dense.product_ids[1:].tolist()
         np.testing.assert_allclose(pruned.scores, dense.scores, rtol=1e-6)
         assert len(set(pruned.product_ids[0])) == k  # any k of the tied products
-    assert scanned[0] == 16 and min(scanned) < len(items) <= max(scanned)
+        # every known customer in the first prefix, most settled before the whole catalogue
+        assert scanned[0] == (max(16, k), 80)
+        assert sum(n for size, n in scanned if size >= len(items)) < 40
     # with a filter, the whole catalogue is scanned (implicit's filters)
     scanned.clear()
     model.recommend(customers, 10, exclude_seen=True)
-    assert set(scanned) == {len(items)}
+    assert scanned == [(len(items), 80)]
 
 
 def _densely(model: Recommender) -> Recommender:
