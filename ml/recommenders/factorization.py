@@ -111,6 +111,7 @@ class _Factorization(Recommender):
         order, factors, lengths = self._by_length
         cols = np.empty((len(queries), k), dtype=np.int64)
         scores = np.empty((len(queries), k), dtype=factors.dtype)
+        query_lengths = np.linalg.norm(queries, axis=1)
         pending = np.arange(len(queries))
         size = max(PRUNED_FIRST_ITEMS, k)
         while len(pending):
@@ -120,7 +121,7 @@ class _Factorization(Recommender):
             settled = (
                 np.ones(len(pending), dtype=bool)
                 if whole
-                else best[:, -1] >= np.linalg.norm(queries[pending], axis=1) * lengths[size]
+                else best[:, -1] >= query_lengths[pending] * lengths[size]
             )
             done = pending[settled]
             cols[done], scores[done] = order[found[settled]], best[settled]
