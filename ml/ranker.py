@@ -50,7 +50,7 @@ import pandas as pd
 
 from ml.interactions import decayed
 from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
-from ml.recommenders.base import Recommendations, Recommender
+from ml.recommenders.base import Recommendations, Recommender, kth_of_packed
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -128,7 +128,9 @@ PAIR_FEATURES = [
     "customer_tenure",
     "customer_products_bought",
 ]
-FEATURES = [f"{g}_{part}" for g in GENERATORS for part in ("score", "rank")] + PAIR_FEATURES
+# what the candidates carry: every generator's score and rank
+GENERATOR_FEATURES = [f"{g}_{part}" for g in GENERATORS for part in ("score", "rank")]
+FEATURES = GENERATOR_FEATURES + PAIR_FEATURES
 
 # fixed, not tuned on any window the reports score (docs/ml.md); the number of trees is
 # chosen in every fit on its own newest training cutoff (`choose_rounds`)
@@ -503,10 +505,6 @@ class CustomerFacts:
         of_category = self.category_share.reindex(in_category.index.droplevel("brand_code"))
         self.brand_share_in_category = in_category / of_category.to_numpy()
 
-    def category_shares(self) -> pd.DataFrame:
-        """(customer_id, category_code, share) of every customer."""
-        return self.category_share.rename("share").reset_index()
-
     def pair_stats(self, customers: npt.ArrayLike, products: npt.ArrayLike) -> pd.DataFrame:
         """The `pairs` columns (without the ids) of each (customer, product), NaN where the
         customer never took the product, in the order given."""
@@ -580,10 +578,18 @@ def _packed(levels: list[npt.NDArray[np.int64]], lows: list[int], spans: list[in
 
 def _rows(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Positions in the sorted `ids` of the entries equal to one of `wanted` (sorted, unique)."""
+    return _matches(ids, wanted)[0]
+
+
+def _matches(
+    ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Positions in the sorted `ids` of the entries equal to each of `wanted` in turn (the
+    rows an inner merge pairs with it, in its order), and how many each of `wanted` has."""
     starts = np.searchsorted(ids, wanted, "left")
     lengths = np.searchsorted(ids, wanted, "right") - starts
     first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-    return first + np.arange(int(lengths.sum()))
+    return first + np.arange(int(lengths.sum())), lengths
 
 
 def threaded(
@@ -707,15 +713,23 @@ class Generators:
     def _category_favourites(self, facts: CustomerFacts) -> pd.DataFrame:
         """The best sellers of each category the customer took, scored by the customer's share
         of the category times the product's share of its buyers, their brands first."""
-        best = facts.category_shares().merge(self._best_sellers, on="category_code")
-        brand = _lookup(
-            facts.brand_share_in_category,
-            best["customer_id"],
-            best["category_code"],
-            best["brand_code"],
+        shares = facts.category_share  # by (customer, category)
+        sellers = self._best_sellers  # by category
+        category = shares.index.get_level_values("category_code").to_numpy(np.int64)
+        # each share with its category's best sellers (a merge's rows, in its order)
+        seller, count = _matches(sellers["category_code"].to_numpy(np.int64), category)
+        share = np.repeat(np.arange(len(shares)), count)
+        customer = shares.index.get_level_values("customer_id").to_numpy(np.int64)[share]
+        brand = sellers["brand_code"].to_numpy(np.int64)[seller]
+        affinity = _lookup(facts.brand_share_in_category, customer, category[share], brand)
+        popularity = sellers["category_popularity_share"].to_numpy(np.float64)[seller]
+        return pd.DataFrame(
+            {
+                "customer_id": customer,
+                "product_id": sellers["product_id"].to_numpy(np.int64)[seller],
+                "score": shares.to_numpy(np.float64)[share] * popularity * (1 + affinity),
+            }
         )
-        score = best["share"] * best["category_popularity_share"] * (1 + brand)
-        return best[["customer_id", "product_id"]].assign(score=score.to_numpy())
 
     @cached_property
     def _best_sellers(self) -> pd.DataFrame:
@@ -747,7 +761,7 @@ def _union(frames: list[pd.DataFrame]) -> pd.DataFrame:
             values[row[start:end], 2 * g] = frame["score"].to_numpy(np.float64)
             values[row[start:end], 2 * g + 1] = frame["rank"].to_numpy(np.float64)
         start = end
-    out = pd.DataFrame(values, columns=FEATURES[: 2 * len(GENERATORS)])
+    out = pd.DataFrame(values, columns=GENERATOR_FEATURES)
     out.insert(0, "product_id", keys % span)
     out.insert(0, "customer_id", keys // span)
     return out
@@ -756,9 +770,16 @@ def _union(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def _top(frame: pd.DataFrame, n: int, generator: str) -> pd.DataFrame:
     """The n best of each customer by score, with their rank (1 = best); among equal scores
     the first in `frame` (numpy's stable sort: pandas' sort and group count took 10 ms a
-    generator for 2,000 customers)."""
+    generator for 2,000 customers). Where the frame's rows are grouped by customer, only
+    those at or above the customer's n-th score are sorted (the category favourites of
+    2,000 customers: 216,000 rows, 3× faster)."""
     customer = frame["customer_id"].to_numpy(np.int64)
-    order = np.lexsort((-frame["score"].to_numpy(np.float64), customer))  # NaN last
+    score = frame["score"].to_numpy(np.float64)
+    rows = np.arange(len(frame))
+    if len(frame) > n and (customer[1:] >= customer[:-1]).all() and not np.isnan(score).any():
+        group = np.concatenate([[0], np.cumsum(customer[1:] != customer[:-1])])
+        rows = np.flatnonzero(score >= kth_of_packed(group, score, int(group[-1]) + 1, n)[group])
+    order = rows[np.lexsort((-score[rows], customer[rows]))]  # NaN last
     rank = np.arange(1, len(order) + 1) - np.searchsorted(customer[order], customer[order])
     keep = rank <= n
     return frame.iloc[order[keep]].assign(rank=rank[keep], generator=generator)

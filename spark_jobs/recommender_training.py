@@ -50,8 +50,7 @@ from ml import (
 from ml.evaluation import TASKS, Window, fill_lists
 from ml.interactions import Interactions, decayed
 from ml.ranker import (
-    FEATURES,
-    GENERATORS,
+    GENERATOR_FEATURES,
     STATISTICS,
     GeneratorModel,
     LearnedRanker,
@@ -93,7 +92,7 @@ POPULAR_DAYS = 28  # the fill of every list: what sold to the most customers in 
 EXPOSURES = "gold.recommendation_exposures"
 DAILY = "gold.customer_product_daily"
 # a training cutoff's candidates: the pair, then every generator's score and rank
-CANDIDATE_COLUMNS = ["customer_id", "product_id", *FEATURES[: 2 * len(GENERATORS)]]
+CANDIDATE_COLUMNS = ["customer_id", "product_id", *GENERATOR_FEATURES]
 
 
 @dataclass

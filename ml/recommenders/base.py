@@ -407,7 +407,7 @@ def _ranked_cells(
     the row's kk-th value, sorted by row, value (largest first) and `preference` (of each
     column: lower first), with their place in the row (0 = the best; cells tied with the kk-th
     go past kk - 1)."""
-    best = v >= _kth_of_packed(r, v, rows, kk)[r]  # only these are sorted
+    best = v >= kth_of_packed(r, v, rows, kk)[r]  # only these are sorted
     r, c, v = r[best], c[best], v[best]
     order = np.lexsort((preference[c], -v, r))
     r, c, v = r[order], c[order], v[order]
@@ -492,10 +492,10 @@ def _kth_of_cells(s: np.ndarray, cells: np.ndarray, kk: int) -> np.ndarray:
     cells alone, packed to the left of a -inf block; meaningless for rows with fewer than kk
     of them."""
     r, c = np.nonzero(cells)
-    return _kth_of_packed(r, s[r, c], s.shape[0], kk)
+    return kth_of_packed(r, s[r, c], s.shape[0], kk)
 
 
-def _kth_of_packed(r: Ids, v: np.ndarray, rows: int, kk: int) -> np.ndarray:
+def kth_of_packed(r: Ids, v: np.ndarray, rows: int, kk: int) -> np.ndarray:
     """Each row's kk-th largest of the values `v` of cells in rows `r` (sorted): -inf where
     a row has fewer than kk. Short rows of similar lengths are packed to the left of a -inf
     block, one row per row, and partitioned at once; otherwise each row's cells are

@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ml.interactions import Interactions
 from ml.recommenders.base import Ids, SparseScored, normalise_rows
-from ml.recommenders.neighbourhood import item_similarity, neighbours_frame
+from ml.recommenders.neighbourhood import item_similarity, neighbours_frame, product_top
 
 PRODUCT_TEXT_COLUMNS = ("name", "brand", "category", "subcategory")
 
@@ -124,6 +124,10 @@ class ContentBased(SparseScored):
     def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
         assert self.train is not None
         return self.train.matrix[rows] @ self.similarity
+
+    def _sparse_top(self, rows: Ids, n: int) -> sp.csr_matrix:
+        assert self.train is not None
+        return product_top(self.train.matrix[rows], self.similarity, n)
 
     def similar_items(self) -> pd.DataFrame:
         """(product_id, rank, similar_product_id, similarity) of the fitted neighbours."""

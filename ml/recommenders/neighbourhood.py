@@ -98,7 +98,7 @@ def _similarity(
     return np.divide(together, union, out=np.zeros_like(together), where=union > 0)
 
 
-def _product_top(a: sp.csr_matrix, b: sp.csr_matrix, n: int) -> sp.csr_matrix:
+def product_top(a: sp.csr_matrix, b: sp.csr_matrix, n: int) -> sp.csr_matrix:
     """The `n` largest positive cells of each row of a @ b, kept as the product is computed."""
     if a.shape[0] == 0 or b.shape[1] == 0:
         return sp.csr_matrix((a.shape[0], b.shape[1]), dtype=np.float32)
@@ -151,7 +151,7 @@ class ItemKNN(SparseScored):
         return self._history()[rows] @ self.similarity
 
     def _sparse_top(self, rows: Ids, n: int) -> sp.csr_matrix:
-        return _product_top(self._history()[rows], self.similarity, n)
+        return product_top(self._history()[rows], self.similarity, n)
 
     def similar_items(self) -> pd.DataFrame:
         """The neighbour lists: (product_id, rank, similar_product_id, similarity)."""
@@ -191,7 +191,7 @@ class UserKNN(SparseScored):
         return self.neighbours_of(rows) @ self._pool_votes
 
     def _sparse_top(self, rows: Ids, n: int) -> sp.csr_matrix:
-        return _product_top(self.neighbours_of(rows), self._pool_votes, n)
+        return product_top(self.neighbours_of(rows), self._pool_votes, n)
 
     def neighbours_of(self, rows: Ids) -> sp.csr_matrix:
         """Each row's `neighbours` most similar pool customers (positive similarities only;

@@ -27,6 +27,7 @@ from ml.ranker import (
     _history,
     _lookup,
     _pair_statistics,
+    _top,
     choose_rounds,
     features,
     labels,
@@ -560,3 +561,32 @@ def test_generators_stored_before_the_codes_propose_as_new_ones(world) -> None:
     assert "_best_sellers" not in vars(loaded)
     assert {"category_code", "brand_code"} <= set(loaded.snapshot.products.columns)
     pd.testing.assert_frame_equal(loaded.propose(customers), expected)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_a_generator_s_top_n_is_each_customer_s_best_scores_first_in_frame_order_among_equals(
+    grouped: bool,
+) -> None:
+    # grouped frames sort only the rows at or above each customer's n-th score: the same
+    # rows, ranks and order as a stable sort of every row (ties are common: rounded scores;
+    # NaN scores come last)
+    rng = np.random.default_rng(4)
+    customer = np.sort(rng.integers(0, 300, 5_000)) if grouped else rng.integers(0, 300, 5_000)
+    frame = pd.DataFrame(
+        {
+            "customer_id": customer,
+            "product_id": rng.integers(0, 10_000, len(customer)),
+            "score": np.round(rng.random(len(customer)), 1),
+        }
+    )
+    with_nan = frame.assign(score=frame["score"].where(frame.index % 9 > 0))
+    for scores in (frame, with_nan):
+        want = scores.assign(position=np.arange(len(scores))).sort_values(
+            ["customer_id", "score", "position"], ascending=[True, False, True], na_position="last"
+        )
+        want = want.assign(rank=want.groupby("customer_id").cumcount() + 1)
+        want = want[want["rank"] <= 7]
+        top = _top(scores, 7, "browsed")
+        assert top.index.tolist() == want.index.tolist()
+        assert top["rank"].tolist() == want["rank"].tolist()
+        assert (top["generator"] == "browsed").all()

@@ -35,7 +35,7 @@ from ml.recommenders import (
     item_similarity,
     top_k,
 )
-from ml.recommenders.base import _kth_of_packed, top_k_of_cells, top_k_sparse
+from ml.recommenders.base import kth_of_packed, top_k_of_cells, top_k_sparse
 from ml.synthetic import clustered_interactions
 
 CUTOFF = "2025-02-20"  # 50 of the 60 synthetic days train, the last 10 test
@@ -257,7 +257,7 @@ def test_each_row_s_kth_largest_cell_is_what_a_sort_says(cells_per_row: int) -> 
     r = np.repeat(np.arange(300), counts)
     v = rng.integers(0, 50, len(r)).astype(np.float64)  # ties too
     want = [np.sort(v[r == i])[::-1][9] if counts[i] >= 10 else -np.inf for i in range(300)]
-    np.testing.assert_array_equal(_kth_of_packed(r, v, 300, 10), want)
+    np.testing.assert_array_equal(kth_of_packed(r, v, 300, 10), want)
 
 
 @pytest.mark.parametrize(
