@@ -133,7 +133,9 @@ GENERATOR_FEATURES = [f"{g}_{part}" for g in GENERATORS for part in ("score", "r
 FEATURES = GENERATOR_FEATURES + PAIR_FEATURES
 
 # fixed, not tuned on any window the reports score (docs/ml.md); the number of trees is
-# chosen in every fit on its own newest training cutoff (`choose_rounds`)
+# chosen in every fit on its own newest training cutoff (`choose_rounds`). Deterministic,
+# histograms built column-wise: left to itself LightGBM times both layouts on the first
+# round and takes the faster, so a busy machine could fit another model from the same rows
 LGBM_PARAMS = {
     "objective": "lambdarank",
     "learning_rate": 0.05,
@@ -144,6 +146,8 @@ LGBM_PARAMS = {
     "colsample_bytree": 0.8,
     "random_state": 0,
     "n_jobs": 2,
+    "deterministic": True,
+    "force_col_wise": True,
     "verbose": -1,
 }
 

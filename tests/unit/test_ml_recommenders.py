@@ -625,12 +625,35 @@ def test_user_knn_draws_neighbours_from_the_most_active_customers_only() -> None
     customers = [1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4]
     products = [10, 11, 12, 10, 11, 12, 10, 11, 13, 14, 10, 15]
     train = Interactions.from_arrays(customers, products)
-    everyone = UserKNN(neighbours=1).fit(train).recommend([1], k=2, exclude_seen=True)
-    assert (everyone.scores[0] == 0).all()  # 1's neighbour is 2, who has nothing new for 1
-    recs = UserKNN(neighbours=1, pool=1).fit(train).recommend([1, 3, 4], k=2, exclude_seen=True)
+    # (every product is common in so small a pool: none is left out here)
+    everyone = UserKNN(neighbours=1, common_share=1.0).fit(train)
+    assert (everyone.recommend([1], k=2, exclude_seen=True).scores[0] == 0).all()  # 2 is 1's
+    pool = UserKNN(neighbours=1, pool=1, common_share=1.0).fit(train)
+    recs = pool.recommend([1, 3, 4], k=2, exclude_seen=True)
     assert sorted(recs.product_ids[0]) == [13, 14] and (recs.scores[0] > 0).all()  # 3's
     assert (recs.scores[1] == 0).all()  # 3 is not their own neighbour: no votes
     assert 11 in recs.product_ids[2] and recs.scores[2, 0] > 0
+
+
+def test_user_knn_matches_tastes_without_the_products_most_of_the_pool_took() -> None:
+    # everyone took 10 (the blockbuster). With it, 1's nearest is 4 (both mostly 10); without
+    # it, 2 (who shares 11 with 1 alone). The blockbuster still gets its votes
+    customers = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 6, 7, 8]
+    products = [10, 11, 12, 10, 11, 20, 10, 12, 21, 10, 12, 10, 10, 10, 10]
+    weights = [5, 2, 1, 1, 2, 3, 5, 1, 1, 5, 1, 5, 5, 5, 5]
+    train = Interactions.from_arrays(customers, products, weights)
+    nearest = UserKNN(neighbours=1, common_share=1.0).fit(train)
+    found = nearest.neighbours_of(train.user_rows([1]))
+    assert train.user_ids[nearest._pool_position == found.indices[0]].tolist() == [4]
+    model = UserKNN(neighbours=1, common_share=0.5).fit(train)
+    pool = model._pool_votes.shape[0]
+    assert pool == 8 and model._pool_t[train.item_cols([10])[0]].nnz == 0
+    assert model._pool_t[train.item_cols([11])[0]].nnz == 2  # 2 of 8: kept
+    neighbour = model.neighbours_of(train.user_rows([1]))
+    assert train.user_ids[model._pool_position == neighbour.indices[0]].tolist() == [2]
+    assert 20 in model.recommend([1], k=3, exclude_seen=True).product_ids[0]
+    votes = model.recommend([3], k=3, exclude_seen=False)
+    assert 10 in votes.product_ids[0]
 
 
 def test_user_knn_neighbours_are_the_most_similar_pool_customers_but_themselves() -> None:
