@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable
+from concurrent.futures import wait
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ def stop_session(session: SparkSession) -> None:
     """Release the session in one attempt: stopping is best effort, and a server that is gone
     must not hold the caller up for another round of retries."""
     session.client.set_retry_policies([])
+    # pyspark ends the session before it waits for its executions' releases, which then fail
+    # with warnings ("session ... is not running"): they are awaited first, as close() would
+    wait(list(getattr(session.client, "_release_futures", ())), timeout=UNAVAILABLE_SECONDS)
     session.stop()
 
 
