@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +16,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below the ephemeral range (see `free_port_block`)."""
+    from lakehouse.devstack.services import free_port_block
+
+    return free_port_block(1)
 
 
 def run_json(args: list[str], env: dict[str, str]) -> dict:

@@ -8,7 +8,6 @@ import datetime as dt
 import faulthandler
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,9 +31,10 @@ DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below the ephemeral range: a port the kernel hands out for port 0
+    can be taken by any outgoing connection before the server binds it (a broker's connection
+    to its object store once took the port chosen for a test's Redis)."""
+    return free_port_block(1)
 
 
 def isolated_env(data_root: Path) -> dict[str, str]:
