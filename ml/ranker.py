@@ -113,7 +113,6 @@ PAIR_FEATURES = [
     "pair_weight",
     "own_interval",
     "typical_interval",
-    "product_repeat_share",
     "cycle_ratio",
     "category_affinity",
     "brand_affinity",
@@ -341,11 +340,8 @@ class Snapshot:
         products = product_prices(catalogue.products)
         # every customer's interval between purchases of a product, from their purchase days
         intervals = _pair_statistics(sold)[["product_id", "own_interval"]]
-        repeated = intervals["own_interval"].notna()  # bought on two days or more
         products = products.assign(
             typical_interval=intervals.groupby("product_id")["own_interval"].median(),
-            # the share of the product's buyers who bought it again: learned repeatability
-            product_repeat_share=repeated.groupby(intervals["product_id"]).mean(),
             product_buyers_7d=sold[sold["age"] < 7].groupby("product_id")["customer_id"].nunique(),
             product_buyers_28d=sold[sold["age"] < POPULAR_DAYS]
             .groupby("product_id")["customer_id"]
