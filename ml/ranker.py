@@ -893,18 +893,23 @@ class RankingData:
         )
 
 
-def train(parts: list[RankingData], debias: bool, rounds: int | None = None) -> lgb.Booster:
+def train(
+    parts: list[RankingData], debias: bool, rounds: int | None = None, seed: int = 0
+) -> lgb.Booster:
     """LambdaMART on the groups of every part with `rounds` trees (default: `choose_rounds`);
     `debias` learns a bias per position with the ranker (LightGBM's position-debiased
-    lambdarank) instead of taking clicks at face value."""
+    lambdarank) instead of taking clicks at face value; `seed` seeds LightGBM's samples."""
     import lightgbm as lgb
 
     if rounds is None:
-        rounds, _ = choose_rounds(parts, debias)
-    return lgb.train(LGBM_PARAMS, _dataset(RankingData.concat(parts), debias), rounds)
+        rounds, _ = choose_rounds(parts, debias, seed)
+    params = {**LGBM_PARAMS, "random_state": seed}
+    return lgb.train(params, _dataset(RankingData.concat(parts), debias), rounds)
 
 
-def choose_rounds(parts: list[RankingData], debias: bool) -> tuple[int, float | None]:
+def choose_rounds(
+    parts: list[RankingData], debias: bool, seed: int = 0
+) -> tuple[int, float | None]:
     """The number of trees, chosen from the fit's own past: trained without the purchase part's
     (the first's) newest training cutoff until NDCG@10 of that cutoff's groups has not improved
     for `EARLY_STOPPING_ROUNDS` rounds (LightGBM's early stopping), with that NDCG; `ROUNDS`
@@ -917,7 +922,7 @@ def choose_rounds(parts: list[RankingData], debias: bool) -> tuple[int, float | 
     earlier, newest = purchases.split_newest()
     fit = _dataset(RankingData.concat([earlier, *others]), debias)
     stopped = lgb.train(
-        {**LGBM_PARAMS, "metric": "ndcg", "eval_at": [10]},
+        {**LGBM_PARAMS, "random_state": seed, "metric": "ndcg", "eval_at": [10]},
         fit,
         num_boost_round=MAX_ROUNDS,
         valid_sets=[_dataset(newest, debias, reference=fit)],
@@ -1196,6 +1201,23 @@ class LearnedRanker:
         # every customer's statistics computed per scoring batch: memory stays bounded
         self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
         return self
+
+    def reseeded(self, seed: int) -> LearnedRanker:
+        """A copy whose forest is fitted again on the same purchase groups with LightGBM's
+        samples seeded by `seed`, its trees chosen again: how far the seed alone moves a
+        figure (bench/ranker_seeds.py). Only for a fit that learnt from purchases alone."""
+        if self.model is None or "feedback_answers" in self.training:
+            raise ValueError("reseeded needs a ranker fitted on purchase groups only")
+        parts = [self._purchases[self.as_of]]
+        out = copy.copy(self)
+        out.training = dict(self.training)
+        out.rounds, newest_ndcg = choose_rounds(parts, False, seed)
+        out.model = train(parts, False, out.rounds, seed)
+        out._compiled = None
+        out.training.update(rounds=float(out.rounds), seed=float(seed))
+        if newest_ndcg is not None:
+            out.training["newest_cutoff_ndcg@10"] = newest_ndcg
+        return out
 
     def importance(self) -> dict[str, float]:
         """Gain importance per feature, largest first."""

@@ -465,6 +465,22 @@ def test_the_number_of_trees_is_chosen_on_the_newest_training_cutoff(world, rank
     assert choose_rounds([newest], debias=False) == (ROUNDS, None)  # `newest` is unset
 
 
+def test_a_reseeded_ranker_refits_only_its_forest_and_seed_zero_is_the_fit_itself(
+    world, ranker
+) -> None:
+    daily, _ = world
+    customers = np.sort(daily["customer_id"].unique())[:30]
+    same, other = ranker.reseeded(0), ranker.reseeded(1)
+    assert same.rounds == ranker.rounds and other.training["seed"] == 1.0
+    assert same.model.model_to_string() == ranker.model.model_to_string()
+    assert other.model.model_to_string() != ranker.model.model_to_string()
+    assert other.serving is ranker.serving and "seed" not in ranker.training
+    want, got = ranker.recommend(customers).as_dict(), same.recommend(customers).as_dict()
+    assert want.keys() == got.keys() and all(np.array_equal(want[c], got[c]) for c in want)
+    with pytest.raises(ValueError, match="purchase groups only"):
+        LearnedRanker(ranker.catalogue, window_days=7).reseeded(1)
+
+
 def test_the_ranker_learns_from_a_fixed_sample_of_each_windows_buyers(world) -> None:
     daily, catalogue = world
     as_of = START + dt.timedelta(days=DAYS - 1)
