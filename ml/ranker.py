@@ -144,7 +144,6 @@ LGBM_PARAMS = {
     "subsample": 0.8,
     "subsample_freq": 1,
     "colsample_bytree": 0.8,
-    "random_state": 0,
     "n_jobs": 2,
     "deterministic": True,
     "force_col_wise": True,
@@ -1186,17 +1185,10 @@ class LearnedRanker:
         if feedback is not None and len(feedback):
             parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))
-        debias = self.debias and len(parts) > 1
-        self.rounds, newest_ndcg = choose_rounds(parts, debias)
-        self.model = train(parts, debias, self.rounds)
-        self._compiled = None
+        self._fit_forest(parts, self.debias and len(parts) > 1)
         self.training.update(
-            rows=float(sum(len(p.label) for p in parts)),
-            customers=float(len(parts[0].groups)),
-            rounds=float(self.rounds),
+            rows=float(sum(len(p.label) for p in parts)), customers=float(len(parts[0].groups))
         )
-        if newest_ndcg is not None:
-            self.training["newest_cutoff_ndcg@10"] = newest_ndcg
         self.as_of = as_of
         # every customer's statistics computed per scoring batch: memory stays bounded
         self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
@@ -1208,16 +1200,19 @@ class LearnedRanker:
         figure (bench/ranker_seeds.py). Only for a fit that learnt from purchases alone."""
         if self.model is None or "feedback_answers" in self.training:
             raise ValueError("reseeded needs a ranker fitted on purchase groups only")
-        parts = [self._purchases[self.as_of]]
         out = copy.copy(self)
-        out.training = dict(self.training)
-        out.rounds, newest_ndcg = choose_rounds(parts, False, seed)
-        out.model = train(parts, False, out.rounds, seed)
-        out._compiled = None
-        out.training.update(rounds=float(out.rounds), seed=float(seed))
-        if newest_ndcg is not None:
-            out.training["newest_cutoff_ndcg@10"] = newest_ndcg
+        out.training = {**self.training, "seed": float(seed)}
+        out._fit_forest([self._purchases[self.as_of]], False, seed)
         return out
+
+    def _fit_forest(self, parts: list[RankingData], debias: bool, seed: int = 0) -> None:
+        """The forest on `parts` with its number of trees chosen first (`choose_rounds`)."""
+        self.rounds, newest_ndcg = choose_rounds(parts, debias, seed)
+        self.model = train(parts, debias, self.rounds, seed)
+        self._compiled = None
+        self.training["rounds"] = float(self.rounds)
+        if newest_ndcg is not None:
+            self.training["newest_cutoff_ndcg@10"] = newest_ndcg
 
     def importance(self) -> dict[str, float]:
         """Gain importance per feature, largest first."""
