@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from event_to_kpi_latency import positive
 
 from lakehouse.core.settings import Settings, load_settings
 from ml.evaluation import TASKS
@@ -51,18 +52,11 @@ def seeds(text: str) -> list[int]:
     return values
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--seeds", type=seeds, default=[0, 1, 2])
-    parser.add_argument("--windows", type=positive, default=2)
+    parser.add_argument("--windows", type=positive(int), default=2)
     args = parser.parse_args()
     settings = load_settings() if args.data_root is None else Settings(data_root=args.data_root)
     options = ml_resources(settings)["training"].options()
