@@ -54,6 +54,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import pickle
 import resource
 import statistics
 import subprocess
@@ -666,6 +667,10 @@ def ranker_phases(
         p.figures = {k: round(v, 3) for k, v in ranker.training.items()}
         p.figures["snapshots_read"] = len(read)
         p.figures["candidates_read"] = len(taken)
+    if args.save_ranker:  # untimed: to profile its scoring without fitting it again
+        with args.save_ranker.open("wb") as file:
+            pickle.dump(ranker, file, protocol=pickle.HIGHEST_PROTOCOL)
+        progress(f"ranker saved to {args.save_ranker}")
     # samples without a common customer: the serving generators keep the candidates of the
     # batches scored last, which a later sample must not find ready
     known = daily["customer_id"].unique()
@@ -756,6 +761,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     parser.add_argument("--keep", action="store_true", help="keep the data root")
+    parser.add_argument(
+        "--save-ranker", type=Path, help="pickle the fitted ranker to this file (untimed)"
+    )
     return parser.parse_args()
 
 

@@ -50,7 +50,7 @@ import pandas as pd
 
 from ml.interactions import decayed
 from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
-from ml.recommenders.base import Recommendations, Recommender, kth_of_packed
+from ml.recommenders.base import Recommendations, Recommender, kth_of_packed, place_in_run
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -783,7 +783,7 @@ def _top(frame: pd.DataFrame, n: int, generator: str) -> pd.DataFrame:
         group = np.concatenate([[0], np.cumsum(customer[1:] != customer[:-1])])
         rows = np.flatnonzero(score >= kth_of_packed(group, score, int(group[-1]) + 1, n)[group])
     order = rows[np.lexsort((-score[rows], customer[rows]))]  # NaN last
-    rank = np.arange(1, len(order) + 1) - np.searchsorted(customer[order], customer[order])
+    rank = place_in_run(customer[order]) + 1
     keep = rank <= n
     return frame.iloc[order[keep]].assign(rank=rank[keep], generator=generator)
 
@@ -1269,8 +1269,7 @@ class LearnedRanker:
         score = predict(feature_matrix(frame)) if len(frame) else np.empty(0)
         customer = frame["customer_id"].to_numpy(np.int64)
         order = np.lexsort((-score, customer))  # stable: candidate order among equal scores
-        starts = np.searchsorted(customer[order], customer[order], "left")
-        slot = np.arange(len(order)) - starts
+        slot = place_in_run(customer[order])
         keep = order[slot < k]
         return frame.iloc[keep].assign(ranker_score=score[keep], slot=slot[slot < k])
 

@@ -38,6 +38,7 @@ from ml.recommenders.base import (
     Ids,
     SparseScored,
     normalise_rows,
+    run_starts,
     top_k_of_cells,
     top_k_sparse,
 )
@@ -217,13 +218,23 @@ class UserKNN(SparseScored):
         if len(rows) == 0 or k == 0 or self._pool_t.shape[1] == 0:
             return sp.csr_matrix((len(rows), self._pool_t.shape[1]), dtype=np.float32)
         # one more than needed: the customer may be in the pool, as their own best match
-        found = sp_matmul_topn(
-            self._users[rows], self._pool_t, top_n=k + 1, threshold=0.0, n_threads=TOPN_THREADS
-        ).tocoo()
-        r, c, v = found.row, found.col, found.data
-        other = c != self._pool_position[rows][r]
-        r, c, v = r[other], c[other], v[other]
-        order = np.lexsort((c, -v, r))  # best first; among equals the first pool column
-        r, c, v = r[order], c[order], v[order]
-        keep = np.arange(len(r)) - np.searchsorted(r, r, "left") < k
-        return sp.csr_matrix((v[keep], (r[keep], c[keep])), shape=found.shape, dtype=np.float32)
+        found = sp.csr_matrix(
+            sp_matmul_topn(
+                self._users[rows], self._pool_t, top_n=k + 1, threshold=0.0, n_threads=TOPN_THREADS
+            )
+        )
+        found.sort_indices()  # by pool column: the votes are added up in one order
+        r = np.repeat(np.arange(len(rows)), np.diff(found.indptr))
+        c, v = found.indices, found.data
+        keep = c != self._pool_position[rows][r]
+        # a row with k + 1 others drops its worst, among equals the last pool column: no sort
+        # of every cell (a lexsort was a third of the search's time at 1 M customers)
+        over = np.flatnonzero(keep & (np.bincount(r[keep], minlength=len(rows)) > k)[r])
+        if len(over):
+            starts = run_starts(r[over])
+            group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(over))))
+            worst = v[over] == np.minimum.reduceat(v[over], starts)[group]
+            last = np.maximum.reduceat(np.where(worst, c[over], -1), starts)[group]
+            keep[over[worst & (c[over] == last)]] = False
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(r[keep], minlength=len(rows)))))
+        return sp.csr_matrix((v[keep], c[keep], indptr), shape=found.shape, dtype=np.float32)

@@ -35,7 +35,7 @@ from ml.recommenders import (
     item_similarity,
     top_k,
 )
-from ml.recommenders.base import kth_of_packed, top_k_of_cells, top_k_sparse
+from ml.recommenders.base import kth_of_packed, place_in_run, top_k_of_cells, top_k_sparse
 from ml.synthetic import clustered_interactions
 
 CUTOFF = "2025-02-20"  # 50 of the 60 synthetic days train, the last 10 test
@@ -654,6 +654,17 @@ def test_user_knn_matches_tastes_without_the_products_most_of_the_pool_took() ->
     assert 20 in model.recommend([1], k=3, exclude_seen=True).product_ids[0]
     votes = model.recommend([3], k=3, exclude_seen=False)
     assert 10 in votes.product_ids[0]
+
+
+def test_place_in_run_counts_the_equal_keys_before_each() -> None:
+    keys = np.array([2, 2, 2, 5, 7, 7, 9])
+    np.testing.assert_array_equal(place_in_run(keys), [0, 1, 2, 0, 0, 1, 0])
+    np.testing.assert_array_equal(place_in_run(keys[:0]), np.empty(0, dtype=np.int64))
+    rng = np.random.default_rng(4)
+    many = np.sort(rng.integers(0, 300, 20_000))
+    np.testing.assert_array_equal(
+        place_in_run(many), np.arange(len(many)) - np.searchsorted(many, many, "left")
+    )
 
 
 def test_user_knn_neighbours_are_the_most_similar_pool_customers_but_themselves() -> None:
