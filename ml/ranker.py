@@ -495,18 +495,9 @@ class CustomerFacts:
         self._pair_keys = pairs["customer_id"].to_numpy(np.int64) * self._span + pairs[
             "product_id"
         ].to_numpy(np.int64)
-        shares = pairs[["customer_id", "product_id", "pair_weight"]].merge(
-            products[["category_code", "brand_code"]], left_on="product_id", right_index=True
+        self.category_share, self.brand_share, self.brand_share_in_category = _shares(
+            pairs, products
         )
-        total = shares.groupby("customer_id")["pair_weight"].transform("sum")
-        shares = shares.assign(share=shares["pair_weight"] / total)
-        category, brand = shares["category_code"] >= 0, shares["brand_code"] >= 0
-        self.category_share = _share_by(shares[category], "category_code")
-        self.brand_share = _share_by(shares[brand], "brand_code")
-        # of what the customer took in a category, the share of each brand
-        in_category = _share_by(shares[category & brand], "category_code", "brand_code")
-        of_category = self.category_share.reindex(in_category.index.droplevel("brand_code"))
-        self.brand_share_in_category = in_category / of_category.to_numpy()
 
     def pair_stats(self, customers: npt.ArrayLike, products: npt.ArrayLike) -> pd.DataFrame:
         """The `pairs` columns (without the ids) of each (customer, product), NaN where the
@@ -534,9 +525,102 @@ def _with_codes(products: pd.DataFrame) -> pd.DataFrame:
     return products.assign(**codes)
 
 
-def _share_by(shares: pd.DataFrame, *codes: str) -> pd.Series:
-    """The customers' summed `share` per value of the `codes` columns."""
-    return shares.groupby(["customer_id", *codes])["share"].sum()
+def _shares(pairs: pd.DataFrame, products: pd.DataFrame) -> tuple[Shares, Shares, Shares]:
+    """Of each customer's weight (`pairs`, sorted by customer), the share in each category, in
+    each brand, and of what they took in a category, the share of each brand. Pairs of products
+    outside `products` count in none."""
+    customer = pairs["customer_id"].to_numpy(np.int64)
+    where = products.index.get_indexer(pairs["product_id"].to_numpy(np.int64))
+    known = where >= 0
+    customer, where = customer[known], where[known]
+    weight = pairs["pair_weight"].to_numpy(np.float64)[known]
+    ids, place = np.unique(customer, return_inverse=True)
+    total = np.bincount(place, weights=weight)[place]
+    # a customer whose weights are all 0 has no share anywhere (0, as pandas' sum of NaNs)
+    share = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)
+    category = products["category_code"].to_numpy(np.int64)
+    brand = products["brand_code"].to_numpy(np.int64)
+    spans = [int(category.max(initial=-1)) + 2, int(brand.max(initial=-1)) + 2]
+    category, brand = category[where], brand[where]
+    has_category, has_brand = category >= 0, brand >= 0
+    of_category = Shares.summed(ids, place, share, has_category, spans[:1], category)
+    of_brand = Shares.summed(ids, place, share, has_brand, spans[1:], brand)
+    both = has_category & has_brand
+    in_category = Shares.summed(ids, place, share, both, spans, category, brand)
+    customers, categories, _ = in_category.unpacked()
+    in_category.values = in_category.values / of_category.lookup(customers, categories)
+    return of_category, of_brand, in_category
+
+
+class Shares:
+    """A share per (customer, code...) held (category; brand; category and brand): each key
+    packed into one integer (the customer's place among `ids`, then each code + 1, so -1 packs
+    too), sorted, and looked up by binary search. pandas' MultiIndex groupby and lookups took
+    about a tenth of scoring a batch at 1 M customers."""
+
+    def __init__(
+        self,
+        ids: npt.NDArray[np.int64],
+        spans: list[int],
+        keys: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        self.ids = ids  # the customers, sorted
+        self.spans = spans  # each code level's codes, with -1
+        self.keys = keys
+        self.values = values
+
+    @classmethod
+    def summed(
+        cls,
+        ids: npt.NDArray[np.int64],
+        place: npt.NDArray[np.intp],
+        share: npt.NDArray[np.float64],
+        rows: npt.NDArray[np.bool_],
+        spans: list[int],
+        *codes: npt.NDArray[np.int64],
+    ) -> Shares:
+        """The `share` of the `rows` summed per (customer at `place` among `ids`, codes)."""
+        if len(ids) * math.prod(spans) >= 2**62:
+            raise OverflowError(
+                f"{len(ids):,} customers × codes {spans} do not pack into one integer: "
+                "score fewer customers at a time"
+            )
+        key = cls._pack(place[rows], [c[rows] for c in codes], spans)
+        keys, inverse = np.unique(key, return_inverse=True)
+        return cls(ids, spans, keys, np.bincount(inverse, weights=share[rows], minlength=len(keys)))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @staticmethod
+    def _pack(
+        place: npt.NDArray[np.integer], codes: list[npt.NDArray[np.int64]], spans: list[int]
+    ) -> npt.NDArray[np.int64]:
+        out = place.astype(np.int64)
+        for code, span in zip(codes, spans, strict=True):
+            out = out * span + (code + 1)
+        return out
+
+    def unpacked(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """The held keys as arrays: the customer ids, then each level's codes."""
+        rest, codes = self.keys, []
+        for span in reversed(self.spans):
+            rest, code = np.divmod(rest, span)
+            codes.insert(0, code - 1)
+        return (self.ids[rest], *codes)
+
+    def lookup(self, customers: npt.ArrayLike, *codes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The share of each (customer, codes...) row, 0 where none is held."""
+        customers = np.asarray(customers, dtype=np.int64)
+        if not len(self.keys):
+            return np.zeros(len(customers))
+        place, found = _positions(self.ids, customers)
+        asked = [np.asarray(c, dtype=np.int64) for c in codes]
+        for code, span in zip(asked, self.spans, strict=True):
+            found &= (code >= -1) & (code < span - 1)
+        pos, held = _positions(self.keys, np.where(found, self._pack(place, asked, self.spans), 0))
+        return np.where(found & held, self.values[pos], 0.0)
 
 
 def _positions(
@@ -546,37 +630,6 @@ def _positions(
     is there."""
     pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
     return pos, sorted_keys[pos] == keys
-
-
-def _lookup(shares: pd.Series, *keys: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """`shares` (index sorted, as groupby leaves it) at each row of the `keys` arrays (one per
-    integer index level), 0 where absent: the levels packed into one integer per row and
-    found by binary search (pandas' MultiIndex lookups took about 20 ms a batch of 2,000
-    customers at 1 M)."""
-    asked = [np.asarray(k, dtype=np.int64) for k in keys]
-    if not len(shares):
-        return np.zeros(len(asked[0]))
-    held = [shares.index.get_level_values(i).to_numpy(np.int64) for i in range(len(asked))]
-    # Python integers: the product of the spans must not overflow while it is checked
-    lows = [int(min(h.min(), a.min(initial=0))) for h, a in zip(held, asked, strict=True)]
-    spans = [
-        int(max(h.max(), a.max(initial=0))) - low + 1
-        for h, a, low in zip(held, asked, lows, strict=True)
-    ]
-    if math.prod(spans) >= 2**62:  # ids too large to pack: pandas' lookup
-        index = pd.MultiIndex.from_arrays(asked)
-        return np.nan_to_num(shares.reindex(index).to_numpy())
-    # packing keeps the order of the tuples, so the packed index is sorted too
-    pos, found = _positions(_packed(held, lows, spans), _packed(asked, lows, spans))
-    return np.nan_to_num(np.where(found, shares.to_numpy(np.float64)[pos], 0.0))
-
-
-def _packed(levels: list[npt.NDArray[np.int64]], lows: list[int], spans: list[int]) -> npt.NDArray:
-    """One integer per row from the levels' values, ordered as the rows' tuples are."""
-    out = np.zeros(len(levels[0]), dtype=np.int64)
-    for values, low, span in zip(levels, lows, spans, strict=True):
-        out = out * span + (values - low)
-    return out
 
 
 def _rows(ids: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -632,7 +685,9 @@ class Generators:
             as_of = np.datetime64(snapshot.cutoff, "s") + np.timedelta64(86_399, "s")
             self.models = {
                 "item_knn": ItemKNN(neighbours=50, metric="jaccard").fit(train),
-                "user_knn": UserKNN().fit(train),
+                # 25 neighbours, not 50: the same NDCG@10 on validation for less of the
+                # scoring's largest part (docs/ml.md, 2026-12-06)
+                "user_knn": UserKNN(neighbours=25).fit(train),
                 "als": ALS(factors=64, iterations=15, num_threads=2).fit(train),
                 "bought_with": BoughtWith().fit(
                     decayed(
@@ -718,19 +773,19 @@ class Generators:
         of the category times the product's share of its buyers, their brands first."""
         shares = facts.category_share  # by (customer, category)
         sellers = self._best_sellers  # by category
-        category = shares.index.get_level_values("category_code").to_numpy(np.int64)
+        customers, category = shares.unpacked()
         # each share with its category's best sellers (a merge's rows, in its order)
         seller, count = _matches(sellers["category_code"].to_numpy(np.int64), category)
         share = np.repeat(np.arange(len(shares)), count)
-        customer = shares.index.get_level_values("customer_id").to_numpy(np.int64)[share]
+        customer = customers[share]
         brand = sellers["brand_code"].to_numpy(np.int64)[seller]
-        affinity = _lookup(facts.brand_share_in_category, customer, category[share], brand)
+        affinity = facts.brand_share_in_category.lookup(customer, category[share], brand)
         popularity = sellers["category_popularity_share"].to_numpy(np.float64)[seller]
         return pd.DataFrame(
             {
                 "customer_id": customer,
                 "product_id": sellers["product_id"].to_numpy(np.int64)[seller],
-                "score": shares.to_numpy(np.float64)[share] * popularity * (1 + affinity),
+                "score": shares.values[share] * popularity * (1 + affinity),
             }
         )
 
@@ -814,11 +869,9 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     out["price_tier_distance"] = np.abs(out["price_tier"] - out["price_tier_level"])
     # products outside the catalogue have no codes (NaN): -1, never a customer's share
     category, brand = (np.nan_to_num(out[f"{c}_code"], nan=-1) for c in ("category", "brand"))
-    out["category_affinity"] = _lookup(facts.category_share, customer, category)
-    out["brand_affinity"] = _lookup(facts.brand_share, customer, brand)
-    out["brand_share_in_category"] = _lookup(
-        facts.brand_share_in_category, customer, category, brand
-    )
+    out["category_affinity"] = facts.category_share.lookup(customer, category)
+    out["brand_affinity"] = facts.brand_share.lookup(customer, brand)
+    out["brand_share_in_category"] = facts.brand_share_in_category.lookup(customer, category, brand)
     return pd.DataFrame(out, copy=False)  # the arrays as they are: one block would copy them all
 
 

@@ -253,6 +253,9 @@ class SparseScored(Recommender):
     scored in full again, so the lists stay the same."""
 
     empty_is_candidate: bool = True
+    # cells fetched past the list by `_sparse_top`, as a share of it: at least one, more
+    # where scores often tie at the list's end (rows cut inside a tie are scored in full)
+    top_spare: float = 0.0
 
     @abstractmethod
     def _sparse_score(self, rows: Ids) -> sp.csr_matrix:
@@ -291,8 +294,10 @@ class SparseScored(Recommender):
         kk = min(k, n)
         if len(known) == 0 or kk == 0:
             return ids, vals
-        # one cell more than the list: a row whose last two kept cells tie is cut in a tie
-        top = self._sparse_top(rows[known], kk + 1) if shortcut and masks.empty else None
+        # cells past the list (`top_spare`): a row whose last kept cell ties with its kk-th
+        # may be cut inside a tie, and only those rows are scored in full again
+        fetched = kk + max(1, int(kk * self.top_spare))
+        top = self._sparse_top(rows[known], fetched) if shortcut and masks.empty else None
         block = sp.csr_matrix(self._sparse_score(rows[known]) if top is None else top)
         r = np.repeat(known, np.diff(block.indptr))
         c, v = block.indices.astype(np.int64), block.data.astype(np.float64)
@@ -311,7 +316,7 @@ class SparseScored(Recommender):
                     rows[short], customers[short], k, masks.of(short), step, dense
                 )
         if top is not None:  # products tied with the last kept may be preferred: in full
-            tied = np.unique(r[slot == kk])
+            tied = np.unique(r[slot == fetched - 1])
             if len(tied):
                 ids[tied], vals[tied] = self._top_of_batch(
                     rows[tied], customers[tied], k, masks.of(tied), shortcut=False

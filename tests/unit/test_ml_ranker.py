@@ -21,11 +21,11 @@ from ml.ranker import (
     GeneratorModel,
     Generators,
     LearnedRanker,
+    Shares,
     Snapshot,
     _day,
     _frame,
     _history,
-    _lookup,
     _pair_statistics,
     _top,
     choose_rounds,
@@ -143,9 +143,12 @@ def test_a_batch_has_the_statistics_of_its_customers_among_everyones(world) -> N
         batch.customers, everyone.customers.loc[customers[:3]], check_freq=False
     )
     for shares in ("category_share", "brand_share", "brand_share_in_category"):
-        every = getattr(everyone, shares)
-        mine = every[every.index.get_level_values("customer_id").isin(customers)]
-        pd.testing.assert_series_equal(getattr(batch, shares), mine)
+        every, mine = getattr(everyone, shares), getattr(batch, shares)
+        keys = every.unpacked()
+        theirs = np.isin(keys[0], customers)
+        for held, all_held in zip(mine.unpacked(), keys, strict=True):
+            np.testing.assert_array_equal(held, all_held[theirs])
+        np.testing.assert_array_equal(mine.values, every.values[theirs])
     taken = expected.iloc[[0, -1]]  # two pairs that exist
     asked = pd.DataFrame(
         {
@@ -543,22 +546,31 @@ def test_a_snapshot_of_sampled_histories_keeps_their_features_and_everyones_prod
 
 
 @pytest.mark.parametrize("big_ids", [False, True])
-def test_share_lookup_matches_pandas_reindex(big_ids: bool) -> None:
-    """The packed binary search finds what pandas' MultiIndex lookup finds (codes from -1,
-    absent keys 0); ids too large to pack fall back to pandas."""
+def test_shares_are_pandas_group_sums_found_by_key(big_ids: bool) -> None:
+    """Shares sum as pandas' groupby does and are found as its MultiIndex lookup finds them
+    (codes from -1; unknown customers, codes outside the spans and absent keys 0), whatever
+    the customer ids."""
     rng = np.random.default_rng(2)
-    spread = [0, 10**18] if big_ids else [0]  # ids 10**18 apart cannot be packed
+    spread = [0, 10**18] if big_ids else [0]
     customer = rng.integers(0, 50, 400) + rng.choice(spread, 400)
     category, brand = rng.integers(-1, 6, 400), rng.integers(-1, 9, 400)
-    frame = pd.DataFrame({"customer_id": customer, "c": category, "b": brand, "share": 1.0})
-    frame["share"] = rng.random(400)
-    shares = frame.groupby(["customer_id", "c", "b"])["share"].sum()
+    share = rng.random(400)
+    frame = pd.DataFrame({"customer_id": customer, "c": category, "b": brand, "share": share})
+    expected = frame.groupby(["customer_id", "c", "b"])["share"].sum()
+    ids, place = np.unique(customer, return_inverse=True)
+    every = np.ones(400, dtype=bool)
+    shares = Shares.summed(ids, place, share, every, [7, 10], category, brand)
+    held = shares.unpacked()
+    for level, values in enumerate(held):
+        np.testing.assert_array_equal(values, expected.index.get_level_values(level))
+    np.testing.assert_allclose(shares.values, expected.to_numpy(), rtol=1e-12)
     asked = [rng.integers(0, 60, 300) + rng.choice(spread, 300), rng.integers(-1, 8, 300)]
     asked.append(rng.integers(-1, 11, 300))
-    expected = shares.reindex(pd.MultiIndex.from_arrays(asked)).fillna(0).to_numpy()
-    assert (expected > 0).sum() > 10  # some asked rows are held
-    np.testing.assert_array_equal(_lookup(shares, *asked), expected)
-    np.testing.assert_array_equal(_lookup(shares.iloc[:0], *asked), np.zeros(300))
+    found = expected.reindex(pd.MultiIndex.from_arrays(asked)).fillna(0).to_numpy()
+    assert (found > 0).sum() > 10  # some asked rows are held
+    np.testing.assert_allclose(shares.lookup(*asked), found, rtol=1e-12)
+    nothing = Shares.summed(ids, place, share, ~every, [7, 10], category, brand)
+    np.testing.assert_array_equal(nothing.lookup(*asked), np.zeros(300))
 
 
 def test_generators_stored_before_the_codes_propose_as_new_ones(world) -> None:

@@ -303,6 +303,23 @@ def test_models_with_a_shortcut_top_k_list_what_their_dense_scores_would(
         np.testing.assert_array_equal(sparse.scores, dense.scores)
 
 
+@pytest.mark.parametrize("spare", [0.0, 0.5, 3.0])
+@pytest.mark.parametrize("name", ["item_knn_jaccard", "content"])
+def test_sparse_top_lists_the_same_whatever_cells_it_fetches_past_the_list(
+    name: str, spare: float, data: dict, fitted: dict[str, Recommender], monkeypatch
+) -> None:
+    # rows whose fetched cells end in a tie with the list's last are scored in full again:
+    # with more cells fetched fewer are, and the lists (ties by popularity) stay the dense ones
+    model = fitted[name]
+    monkeypatch.setattr(type(model), "top_spare", spare)
+    customers = np.random.default_rng(8).choice(data["train"].user_ids, 80, replace=False)
+    for k in (3, 10):
+        sparse = model.recommend(customers, k, exclude_seen=False)
+        dense = _densely(model).recommend(customers, k, exclude_seen=False)
+        assert sparse.product_ids.tolist() == dense.product_ids.tolist()
+        np.testing.assert_array_equal(sparse.scores, dense.scores)
+
+
 @pytest.mark.parametrize("name", ["item_knn_jaccard", "user_knn", "content"])
 def test_sparse_models_list_the_same_whatever_the_blocks_of_rows(
     name: str, data: dict, fitted: dict[str, Recommender], monkeypatch: pytest.MonkeyPatch
