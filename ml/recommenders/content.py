@@ -93,7 +93,7 @@ class ContentBased(SparseScored):
     name = "content"
     # products whose words and price band match score the same: at 1 M customers × 50,000
     # products, 63 % of the rows of a batch had a tie at the end of their 31 cells and were
-    # scored in full again; with 15 more cells the same lists took 62 ms a batch, not 101
+    # scored in full again; with 15 more cells the same lists took 60 ms a batch, not 96–102
     top_spare = 0.5
 
     def __init__(
