@@ -119,7 +119,9 @@ PAIR_FEATURES = [
     "brand_share_in_category",
     "price_ratio",
     "price_tier_distance",
+    "viewed_price_tier_distance",
     "category_popularity_share",
+    "category_viewer_share",
     "product_buyers_7d",
     "product_buyers_28d",
     "product_trend",
@@ -179,6 +181,7 @@ CUSTOMER_STATISTICS = (
     "customer_products_bought",
     "price_level",
     "price_tier_level",
+    "viewed_price_tier_level",
 )
 STATISTICS = {
     name: "int64" if name.endswith("_id") else "float64"
@@ -301,6 +304,16 @@ def _own_interval(purchase_days: pd.Series, first: pd.Series, last: pd.Series) -
     return interval.where(purchase_days >= 2)
 
 
+def _recent_viewers(
+    customers: npt.NDArray[np.int64], products: npt.NDArray[np.int64], days: npt.NDArray, c: int
+) -> pd.Series:
+    """Per product id, how many customers viewed it in the `POPULAR_DAYS` up to day `c`, of
+    the view rows given (customer, product, day number)."""
+    recent = (days > c - POPULAR_DAYS) & (days <= c)
+    pairs = pd.DataFrame({"product_id": products[recent], "customer_id": customers[recent]})
+    return pairs.drop_duplicates()["product_id"].value_counts()
+
+
 class Snapshot:
     """Everything known at the end of `cutoff` from the daily rows up to it (rows after it are
     dropped here): per product, figures of every customer of `daily`; per customer and per
@@ -333,9 +346,20 @@ class Snapshot:
         if statistics is None and histories is None:
             bought = np.flatnonzero(self._history["purchases"] > 0)
             sold = _frame(self._history, c, bought)
+            rows = np.flatnonzero(self._history["views"] > 0)
+            viewers = _recent_viewers(
+                *(self._history[n][rows] for n in ("customer_id", "product_id", "day")), c
+            )
         else:
             sold = daily[daily["purchases"] > 0]
             sold = _frame(_history(sold, c), c, slice(None))
+            rows = np.flatnonzero(daily["views"].to_numpy() > 0)
+            viewers = _recent_viewers(
+                daily["customer_id"].to_numpy()[rows],
+                daily["product_id"].to_numpy()[rows],
+                _days(daily["interaction_date"].iloc[rows]),
+                c,
+            )
         products = product_prices(catalogue.products)
         # every customer's interval between purchases of a product, from their purchase days
         intervals = _pair_statistics(sold)[["product_id", "own_interval"]]
@@ -355,6 +379,10 @@ class Snapshot:
         )
         buyers = products.groupby("category")["product_buyers_28d"].transform("sum")
         products["category_popularity_share"] = (products["product_buyers_28d"] / buyers).fillna(0)
+        # the same share among viewers: several times the rows, so less noise for fewer sales
+        viewers = viewers.reindex(products.index, fill_value=0)
+        in_category = viewers.groupby(products["category"]).transform("sum")
+        products["category_viewer_share"] = (viewers / in_category).fillna(0)
         self.products = _with_codes(products)
 
     def __getstate__(self) -> dict:
@@ -393,6 +421,10 @@ def customer_statistics(
     id), with the `products`' prices and price tiers (`product_prices`)."""
     bought = h[h["purchases"] > 0]
     with_price = bought.merge(products["price"], left_on="product_id", right_index=True, how="left")
+    # views sample a customer's price level more often than purchases do (5 to 1 in the demo)
+    viewed = h[h["views"] > 0]
+    viewed_tier = viewed["product_id"].map(products["price_tier"])
+    view_weight = viewed["views"].astype(np.float64).where(viewed_tier.notna(), 0.0)
     customers = pd.DataFrame(
         {
             "customer_recency": c - bought.groupby("customer_id")["day"].max(),
@@ -404,6 +436,10 @@ def customer_statistics(
             .map(products["price_tier"])
             .groupby(bought["customer_id"])
             .mean(),
+            "viewed_price_tier_level": (viewed_tier * view_weight)
+            .groupby(viewed["customer_id"])
+            .sum()
+            / view_weight.groupby(viewed["customer_id"]).sum(),
         }
     )
     customers.index.name = "customer_id"
@@ -867,6 +903,7 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
         price = out["price"].astype(np.float64)
         out["price_ratio"] = np.log(np.where(price > 0, price, np.nan) / out["price_level"])
     out["price_tier_distance"] = np.abs(out["price_tier"] - out["price_tier_level"])
+    out["viewed_price_tier_distance"] = np.abs(out["price_tier"] - out["viewed_price_tier_level"])
     # products outside the catalogue have no codes (NaN): -1, never a customer's share
     category, brand = (np.nan_to_num(out[f"{c}_code"], nan=-1) for c in ("category", "brand"))
     out["category_affinity"] = facts.category_share.lookup(customer, category)

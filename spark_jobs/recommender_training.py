@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -268,23 +268,30 @@ def snapshot_rows(
 class StepTable:
     """A table a Spark step of the `ml` group computed ahead for the ranker, read with
     delta-rs; none of it is used (the ranker computes what it needs itself) when it does not
-    exist, or was built from other versions of its step's inputs than the runner reads now, or
+    exist, or lacks some of the `columns` the runner reads (built by an older version of its
+    step), or was built from other versions of its step's inputs than the runner reads now, or
     for other settings (`settings`: as recorded with the versions). It counts the days read and
     those computed in-process."""
 
-    def __init__(self, tables: Tables, table: str, settings: Mapping[str, int]) -> None:
+    def __init__(
+        self, tables: Tables, table: str, settings: Mapping[str, int], columns: Sequence[str]
+    ) -> None:
         self.tables = tables
         self.table = table
         self.read: set[dt.date] = set()
         self.computed: set[dt.date] = set()
-        self.stale = self._stale(settings)
+        self.stale = self._stale(settings, columns)
 
-    def _stale(self, settings: Mapping[str, int]) -> str | None:
+    def _stale(self, settings: Mapping[str, int], columns: Sequence[str]) -> str | None:
         """Why the table cannot be used, or None."""
         from spark_jobs.steps import step
 
-        if self.tables.lake.open(self.table) is None:
+        opened = self.tables.lake.open(self.table)
+        if opened is None:
             return "does not exist"
+        missing = sorted(set(columns) - {field.name for field in opened.schema().fields})
+        if missing:
+            return f"lacks {', '.join(missing)} (built by an older version of its step)"
         state = ConsumedVersions(
             self.tables.uri("_state.consumed_versions"), self.tables.lake.options
         )
@@ -318,7 +325,8 @@ class FeatureSnapshots(StepTable):
     it does not hold."""
 
     def __init__(self, tables: Tables, test_days: int) -> None:
-        super().__init__(tables, RANKER_FEATURES, {RANKER_FEATURES_WINDOWS: test_days})
+        settings = {RANKER_FEATURES_WINDOWS: test_days}
+        super().__init__(tables, RANKER_FEATURES, settings, list(STATISTICS))
 
     def __call__(self, day: dt.date, customers: np.ndarray | None) -> pd.DataFrame | None:
         rows = None
@@ -335,7 +343,7 @@ class CutoffCandidates(StepTable):
         settings = candidate_settings(
             options.test_days, options.ranker_training_customers, options.ranker_generator_customers
         )
-        super().__init__(tables, RANKER_CANDIDATES, settings)
+        super().__init__(tables, RANKER_CANDIDATES, settings, CANDIDATE_COLUMNS)
 
     def __call__(self, day: dt.date, buyers: np.ndarray) -> pd.DataFrame | None:
         rows = None

@@ -15,6 +15,7 @@ from ml.ranker import (
     FEATURES,
     GENERATORS,
     MAX_ROUNDS,
+    POPULAR_DAYS,
     ROUNDS,
     TRAINING_CUTOFFS,
     Catalogue,
@@ -31,6 +32,7 @@ from ml.ranker import (
     choose_rounds,
     features,
     labels,
+    product_prices,
     snapshot_statistics,
 )
 
@@ -351,6 +353,39 @@ def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
     )
 
 
+def test_viewer_shares_and_the_viewed_price_level_are_sums_of_the_rows(world) -> None:
+    """Each product's share of its category's viewers of the last `POPULAR_DAYS` days, and
+    each customer's price tier among what they viewed (weighted by views), from the rows:
+    alike whether the snapshot keeps every row or only sales (histories given)."""
+    daily, catalogue = world
+    priced = Catalogue(
+        catalogue.products.assign(price=100.0 + 10 * np.arange(60)), catalogue.cities
+    )
+    cutoff = START + dt.timedelta(days=50)
+    c = _day(cutoff)
+    h = _frame(_history(daily, c), c, slice(None))
+    viewed = h[h["views"] > 0]
+    category = priced.products.set_index("product_id")["category"]
+    recent = viewed[viewed["age"] < POPULAR_DAYS].groupby("product_id")["customer_id"].nunique()
+    recent = recent.reindex(category.index, fill_value=0)
+    share = recent / recent.groupby(category).transform("sum")
+    assert viewed["age"].max() >= POPULAR_DAYS  # older views are left out
+    tier = viewed["product_id"].map(product_prices(priced.products)["price_tier"])
+    level = (tier * viewed["views"]).groupby(viewed["customer_id"]).sum()
+    level /= viewed["views"].groupby(viewed["customer_id"]).sum()
+    customers = np.arange(0, 200, 7)
+    for snapshot in (
+        Snapshot(daily, cutoff, priced),
+        Snapshot(daily, cutoff, priced, histories=daily),
+    ):
+        got = snapshot.products["category_viewer_share"]
+        pd.testing.assert_series_equal(got, share, check_names=False, check_index_type=False)
+        got = snapshot.of(customers).customers["viewed_price_tier_level"]
+        want = level.reindex(customers)
+        assert want.notna().sum() > 10 and want.nunique() > 10
+        np.testing.assert_allclose(got.reindex(customers), want, rtol=1e-12)
+
+
 def test_labels_are_the_purchases_of_the_window_after_the_cutoff(world) -> None:
     daily, _ = world
     cutoff = START + dt.timedelta(days=55)
@@ -541,7 +576,7 @@ def test_a_snapshot_of_sampled_histories_keeps_their_features_and_everyones_prod
     )
     pd.testing.assert_frame_equal(sampled.of(buyers).customers, full.of(buyers).customers)
     everyones = ["product_buyers_7d", "product_buyers_28d", "category_popularity_share"]
-    everyones += ["product_trend", "typical_interval"]
+    everyones += ["category_viewer_share", "product_trend", "typical_interval"]
     pd.testing.assert_frame_equal(sampled.products[everyones], full.products[everyones])
 
 
