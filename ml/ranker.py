@@ -114,6 +114,9 @@ PAIR_FEATURES = [
     "own_interval",
     "typical_interval",
     "cycle_ratio",
+    "touch_interval",
+    "touch_cycle_ratio",
+    "touch_due_in",
     "category_affinity",
     "brand_affinity",
     "brand_share_in_category",
@@ -169,6 +172,8 @@ PAIR_STATISTICS = (
     "last_purchase",
     "last_view",
     "last_cart",
+    "last_touch",
+    "touch_interval",
     "browse_score",
     "views_in_browse_window",
     "pair_weight",
@@ -271,8 +276,11 @@ def _pair_statistics(h: pd.DataFrame) -> pd.DataFrame:
     day, age = column("day").astype(np.float64), column("age")
     views, adds = column("views"), column("adds_to_cart")
     purchased, recent = column("purchases") > 0, age < BROWSE_DAYS
+    touched = purchased | (views > 0) | (adds > 0)
     browsed = per_pair(np.add, recent) > 0
     purchase_days = per_pair(np.add, purchased)
+    touch_days = per_pair(np.add, touched)
+    first_touch, last_touch = day_of(np.minimum, touched), day_of(np.maximum, touched)
     browse = (views + 3 * adds) * np.exp2(-age / BROWSE_HALF_LIFE_DAYS)
     pairs = pd.DataFrame(
         {
@@ -283,6 +291,8 @@ def _pair_statistics(h: pd.DataFrame) -> pd.DataFrame:
             "last_purchase": day_of(np.maximum, purchased),
             "last_view": day_of(np.maximum, views > 0),
             "last_cart": day_of(np.maximum, adds > 0),
+            "last_touch": last_touch,
+            "touch_interval": _mean_interval(touch_days, first_touch, last_touch),
             "browse_score": np.where(
                 browsed, per_pair(np.add, np.where(recent, browse, 0)), np.nan
             ),
@@ -292,16 +302,18 @@ def _pair_statistics(h: pd.DataFrame) -> pd.DataFrame:
             "pair_weight": per_pair(np.add, column("weight") * np.exp2(-age / HALF_LIFE_DAYS)),
         }
     )
-    pairs["own_interval"] = _own_interval(
+    pairs["own_interval"] = _mean_interval(
         pairs["purchase_days"], pairs["first_purchase"], pairs["last_purchase"]
     )
     return pairs
 
 
-def _own_interval(purchase_days: pd.Series, first: pd.Series, last: pd.Series) -> pd.Series:
-    """A pair's mean days between purchases (NaN when bought on fewer than two days)."""
-    interval = (last - first) / (purchase_days - 1).clip(lower=1)
-    return interval.where(purchase_days >= 2)
+def _mean_interval(days: npt.ArrayLike, first: npt.ArrayLike, last: npt.ArrayLike) -> npt.NDArray:
+    """A pair's mean days between the `days` days it was bought (or touched) on, from the first
+    to the last: NaN on fewer than two."""
+    days, first, last = (np.asarray(v, dtype=np.float64) for v in (days, first, last))
+    with np.errstate(invalid="ignore"):
+        return np.where(days >= 2, (last - first) / np.maximum(days - 1, 1), np.nan)
 
 
 def _recent_viewers(
@@ -897,9 +909,15 @@ def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     out["days_since_purchase"] = c - out["last_purchase"]
     out["days_since_view"] = c - out["last_view"]
     out["days_since_cart"] = c - out["last_cart"]
+    # a regular's visits for a product (viewed, carted or bought) keep its rhythm even when a
+    # visit buys nothing: the days until the next is due, and the time since over the interval
+    since_touch = c - out["last_touch"]
+    out["touch_due_in"] = out["touch_interval"] - since_touch
     interval = np.where(np.isnan(out["own_interval"]), out["typical_interval"], out["own_interval"])
     with np.errstate(divide="ignore", invalid="ignore"):
         out["cycle_ratio"] = np.where(interval > 0, out["days_since_purchase"] / interval, np.nan)
+        touch = out["touch_interval"]
+        out["touch_cycle_ratio"] = np.where(touch > 0, since_touch / touch, np.nan)
         price = out["price"].astype(np.float64)
         out["price_ratio"] = np.log(np.where(price > 0, price, np.nan) / out["price_level"])
     out["price_tier_distance"] = np.abs(out["price_tier"] - out["price_tier_level"])

@@ -319,6 +319,7 @@ def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
     c = _day(START + dt.timedelta(days=50))
     h = _frame(_history(daily, c), c, slice(None))
     recent = h["age"] < BROWSE_DAYS
+    touched = (h["purchases"] > 0) | (h["views"] > 0) | (h["adds_to_cart"] > 0)
     expected = (
         h.assign(
             purchase_days=(h["purchases"] > 0).astype(float),
@@ -326,6 +327,9 @@ def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
             last_purchase=h["day"].where(h["purchases"] > 0),
             last_view=h["day"].where(h["views"] > 0),
             last_cart=h["day"].where(h["adds_to_cart"] > 0),
+            first_touch=h["day"].where(touched),
+            last_touch=h["day"].where(touched),
+            touch_days=touched.astype(float),
             browse_score=((h["views"] + 3 * h["adds_to_cart"]) * 0.5 ** (h["age"] / 7)).where(
                 recent
             ),
@@ -339,6 +343,9 @@ def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
             last_purchase=("last_purchase", "max"),
             last_view=("last_view", "max"),
             last_cart=("last_cart", "max"),
+            last_touch=("last_touch", "max"),
+            first_touch=("first_touch", "min"),
+            touch_days=("touch_days", "sum"),
             browse_score=("browse_score", lambda v: v.sum(min_count=1)),
             views_in_browse_window=("views_in_browse_window", lambda v: v.sum(min_count=1)),
             pair_weight=("pair_weight", "sum"),
@@ -346,10 +353,19 @@ def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
         .reset_index()
     )
     expected["purchase_days"] = expected["purchase_days"].where(expected["purchase_days"] > 0)
+    # the mean days between the first and the last day the product was touched (2 or more)
+    touch_days, first_touch = expected.pop("touch_days"), expected.pop("first_touch")
+    expected["touch_interval"] = ((expected["last_touch"] - first_touch) / (touch_days - 1)).where(
+        touch_days >= 2
+    )
     got = _pair_statistics(h)
     assert got["own_interval"].notna().any() and got["last_cart"].isna().any()
+    assert got["touch_interval"].notna().sum() > got["own_interval"].notna().sum()
     pd.testing.assert_frame_equal(
-        got.drop(columns="own_interval"), expected, check_dtype=False, rtol=1e-9
+        got.drop(columns="own_interval"),
+        expected[[c for c in got.columns if c != "own_interval"]],
+        check_dtype=False,
+        rtol=1e-9,
     )
 
 
