@@ -80,6 +80,12 @@ HALF_LIFE_DAYS = 30.0  # the decay of the history the CF generators and affiniti
 # overlap): twice the groups of the same recent weeks (docs/ml.md: on both windows it was
 # chosen on, 6 cutoffs half a window apart ranked better than 3 a window apart)
 TRAINING_CUTOFFS = 6
+# the training cutoffs whose LONG_WINDOW_DAYS after them end by the fit's day also learn
+# what their buyers bought in those days (a second group each, the same candidates): the
+# lists are judged over 28 days, and a staple due in the third or fourth week is a purchase
+# there (docs/ml.md: on the 28-day windows before the test window it ranked better, on the
+# 14-day ones the same). No effect when the label window is as long.
+LONG_WINDOW_DAYS = 28
 # buyers of a label window the ranker learns from (a seeded sample when there are more; 0 =
 # every buyer): bounds the candidates and LightGBM's rows on a large customer base. Fewer
 # groups rank worse (docs/ml.md), so this is a budget, not a free cut.
@@ -948,6 +954,21 @@ def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
     return daily.loc[inside, ["customer_id", "product_id"]].drop_duplicates()
 
 
+def _hits(pairs: pd.DataFrame, truth: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """1 where the (customer_id, product_id) of `pairs` is among `truth`'s, else 0."""
+    return pairs.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
+
+
+def _groups(
+    matrix: pd.DataFrame, label: npt.NDArray, customer: npt.NDArray
+) -> tuple[pd.DataFrame, npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """The rows (sorted by customer) of the customers with a hit among their candidates (the
+    others teach LambdaMART nothing): their features, labels and group sizes."""
+    keep = pd.Series(label).groupby(customer).transform("max").to_numpy() > 0
+    sizes = np.unique(customer[keep], return_counts=True)[1]
+    return matrix[keep].reset_index(drop=True), label[keep].astype(np.int32), sizes
+
+
 @dataclass
 class RankingData:
     """Query groups for LambdaMART: the feature block, graded labels, group sizes (rows of a
@@ -961,6 +982,7 @@ class RankingData:
     rows: pd.DataFrame | None = None  # feedback only: its rows in the matrix's order
     recall: dict[str, float] = field(default_factory=dict)  # purchases: candidate recall per cutoff
     newest: int = 0  # purchases: the groups at the end that are the newest cutoff's
+    long_groups: int = 0  # purchases: the groups at the start labelled by the long window
 
     def split_newest(self) -> tuple[RankingData, RankingData]:
         """(every group but the newest cutoff's, the newest cutoff's groups)."""
@@ -1103,6 +1125,7 @@ class LearnedRanker:
         debias: bool = True,
         training_customers: int = TRAINING_CUSTOMERS,
         generator_customers: int = GENERATOR_CUSTOMERS,
+        long_window_days: int = LONG_WINDOW_DAYS,
     ) -> None:
         for name, value in (
             ("training_customers", training_customers),
@@ -1112,6 +1135,7 @@ class LearnedRanker:
                 raise ValueError(f"{name} must be >= 0 (0 = all), got {value}")
         self.catalogue = catalogue
         self.window_days = window_days
+        self.long_window_days = long_window_days
         self.cutoffs = cutoffs
         self.training_customers = training_customers
         self.generator_customers = generator_customers
@@ -1147,13 +1171,18 @@ class LearnedRanker:
         candidates: CandidateSource | None = None,
     ) -> RankingData:
         """One group per customer and training cutoff before `as_of`: their candidates at
-        the cutoff, labelled by what they bought in the window after it (kept per `as_of`
-        for the feedback evaluation, never stored); `statistics` gives the snapshots' customer
+        the cutoff, labelled by what they bought in the window after it, and for the cutoffs
+        whose `long_window_days` after them end by `as_of`, a second group labelled by those
+        days (first, so the newest cutoff's groups stay last). Kept per `as_of` for the
+        feedback evaluation, never stored; `statistics` gives the snapshots' customer
         statistics and `candidates` the cutoffs' candidates where they were computed ahead
         (`training_candidates`)."""
         if as_of in self._purchases:
             return self._purchases[as_of]
-        matrices, targets, groups, recall = [], [], [], {}
+        parts: list[tuple[pd.DataFrame, npt.NDArray[np.int32], npt.NDArray[np.int64]]] = []
+        long_parts: list[tuple[pd.DataFrame, npt.NDArray[np.int32], npt.NDArray[np.int64]]] = []
+        recall = {}
+        long = dt.timedelta(days=self.long_window_days)
         for cutoff in self.training_cutoffs(daily, as_of):
             truth = self._sample(labels(daily, cutoff, self.window_days), cutoff)
             buyers = np.sort(truth["customer_id"].unique())
@@ -1166,27 +1195,31 @@ class LearnedRanker:
                 snapshot = Snapshot(daily, cutoff, self.catalogue, mine, statistics=ahead)
             frame = features(snapshot, proposed)  # sorted by customer (the union's order)
             pairs = frame[["customer_id", "product_id"]]  # merging the whole frame copies it
-            label = pairs.merge(truth.assign(_hit=1), how="left")["_hit"].fillna(0).to_numpy()
-            # customers without a purchase among their candidates teach LambdaMART nothing
-            keep = pd.Series(label).groupby(frame["customer_id"]).transform("max").to_numpy() > 0
-            recall[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
-            matrices.append(feature_matrix(frame)[keep].reset_index(drop=True))
-            targets.append(label[keep].astype(np.int32))
-            groups.append(np.unique(frame["customer_id"].to_numpy()[keep], return_counts=True)[1])
+            customer = frame["customer_id"].to_numpy()
+            matrix = feature_matrix(frame)
             del frame, proposed, snapshot
-        if not matrices or not any(len(m) for m in matrices):
+            label = _hits(pairs, truth)
+            recall[f"candidate_recall@{cutoff}"] = float(label.sum() / max(len(truth), 1))
+            parts.append(_groups(matrix, label, customer))
+            if self.long_window_days > self.window_days and cutoff + long <= as_of:
+                later = labels(daily, cutoff, self.long_window_days)
+                long_parts.append(_groups(matrix, _hits(pairs, later), customer))
+            del matrix
+        if not parts or not any(len(m) for m, _, _ in parts):
             raise NotEnoughHistory(
                 f"no training cutoff with history and purchases before {as_of}: "
                 f"{self.window_days}-day windows need more days"
             )
-        rows = sum(len(m) for m in matrices)
+        every = long_parts + parts
+        rows = sum(len(m) for m, _, _ in every)
         data = RankingData(
-            pd.concat(matrices, ignore_index=True),
-            np.concatenate(targets),
-            np.concatenate(groups),
+            pd.concat([m for m, _, _ in every], ignore_index=True),
+            np.concatenate([t for _, t, _ in every]),
+            np.concatenate([g for _, _, g in every]),
             np.full(rows, NOT_SHOWN, dtype=np.int32),
             recall=recall,
-            newest=len(groups[-1]),
+            newest=len(parts[-1][2]),
+            long_groups=sum(len(g) for _, _, g in long_parts),
         )
         self._purchases = {as_of: data}
         return data
@@ -1289,7 +1322,7 @@ class LearnedRanker:
         rows; `candidates` gives the training cutoffs' candidates where they were proposed
         ahead."""
         parts = [self.purchase_data(daily, as_of, statistics, candidates)]
-        self.training.update(parts[0].recall)
+        self.training.update(parts[0].recall, long_window_groups=float(parts[0].long_groups))
         if feedback is not None and len(feedback):
             parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))

@@ -519,6 +519,36 @@ def test_the_number_of_trees_is_chosen_on_the_newest_training_cutoff(world, rank
     assert choose_rounds([newest], debias=False) == (ROUNDS, None)  # `newest` is unset
 
 
+def test_cutoffs_whose_long_window_ends_by_the_fit_also_learn_its_purchases(world) -> None:
+    # a second group per buyer of the cutoffs whose 14 days after them end by the fit's day,
+    # the same candidates labelled by those 14 days, first; the 7-day groups as they were
+    daily, catalogue = world
+    as_of = START + dt.timedelta(days=70)
+    seen = daily[pd.to_datetime(daily["interaction_date"]) <= pd.Timestamp(as_of)]
+    short = LearnedRanker(catalogue, window_days=7, long_window_days=7).purchase_data(seen, as_of)
+    ranker = LearnedRanker(catalogue, window_days=7, long_window_days=14)
+    both = ranker.purchase_data(seen, as_of)
+    head = int(both.groups[: both.long_groups].sum())
+    assert short.long_groups == 0 and both.long_groups > 0 and both.newest == short.newest
+    pd.testing.assert_frame_equal(both.matrix.iloc[head:].reset_index(drop=True), short.matrix)
+    np.testing.assert_array_equal(both.label[head:], short.label)
+    long = [c for c in ranker.training_cutoffs(seen, as_of) if c + dt.timedelta(days=14) <= as_of]
+    hits = [
+        ranker.training_candidates(seen, c)[["customer_id", "product_id"]]
+        .merge(labels(seen, c, 14))
+        .assign(cutoff=c)
+        for c in long
+    ]
+    hits = pd.concat(hits)
+    assert 0 < len(long) < TRAINING_CUTOFFS
+    assert both.label[:head].sum() == len(hits)
+    assert both.long_groups == len(hits[["cutoff", "customer_id"]].drop_duplicates())
+    # every label from days up to the fit's: the rows after it change nothing
+    later = LearnedRanker(catalogue, window_days=7, long_window_days=14).purchase_data(daily, as_of)
+    pd.testing.assert_frame_equal(later.matrix, both.matrix)
+    np.testing.assert_array_equal(later.label, both.label)
+
+
 def test_a_reseeded_ranker_refits_only_its_forest_and_seed_zero_is_the_fit_itself(
     world, ranker
 ) -> None:
