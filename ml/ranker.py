@@ -24,8 +24,10 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
 
 Features (`FEATURES`) are computed from the rows up to the cutoff only (`Snapshot` filters the
 history itself, and a test proves a later row changes nothing); labels are the purchases of the
-`window_days` after it. The ranker is trained on several earlier cutoffs, so whether a bought
-product comes back is learned (repurchase cycles, categories that repeat), not a rule. When
+`window_days` after it, and of the `LONG_WINDOW_DAYS` after it too where those end by the fit's
+day (a second group of the same candidates). The ranker is trained on several earlier
+cutoffs, so whether a bought product comes back is learned (repurchase cycles, categories
+that repeat), not a rule. When
 the lists shown on the website have been answered (clicks, carts, purchases: ml/feedback.py),
 each shown list is one more training group, its features as of the day before it was shown and
 its positions corrected for by LightGBM's position-debiased LambdaMART.
@@ -1111,7 +1113,8 @@ CandidateSource = Callable[[dt.date, "npt.NDArray[np.int64]"], "pd.DataFrame | N
 
 class LearnedRanker:
     """LambdaMART over the generators' union, trained on `cutoffs` earlier cutoffs (each
-    with the purchases of the `window_days` after it as labels) and, when given, on what
+    with the purchases of the `window_days` after it as labels, and of the `long_window_days`
+    after it as a second group where those end by the fit's day) and, when given, on what
     shoppers did with the lists they were shown (ml/feedback.py, position-debiased), serving
     from the generators fitted at `as_of`. It answers like a `Recommender` (`recommend`)."""
 
