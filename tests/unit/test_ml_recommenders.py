@@ -377,6 +377,8 @@ def test_factorisations_scan_the_longest_product_vectors_first_and_list_the_same
         magnitude = np.einsum("cf,ckf->ck", np.abs(users[rows]), np.abs(model.item_factors[cols]))
         error = np.abs(pruned.scores[1:80] - dense.scores[1:80])
         assert (error <= 64 * np.finfo(np.float32).eps * magnitude).all()
+        # the tied customer's zeros and the unknown customer's padding, exactly
+        np.testing.assert_array_equal(pruned.scores[[0, 80]], dense.scores[[0, 80]])
         assert len(set(pruned.product_ids[0])) == k  # any k of the tied products
         # every known customer in the first prefix, most settled before the whole catalogue
         assert scanned[0] == (max(16, k), 80)
