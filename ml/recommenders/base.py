@@ -434,9 +434,13 @@ def _top_cells(
     need = kk - above.sum(axis=1)
     crowded = np.flatnonzero(tie.sum(axis=1) > need)  # more ties than slots left
     if len(crowded):
-        ties = tie[crowded][:, order]
-        ties &= np.cumsum(ties, axis=1) <= need[crowded, None]
-        tie[crowded] = ties[:, rank]
+        # each crowded row's ties in `order`, the first `need` of them kept: read from the
+        # tie cells alone (a running count over every column took a fifth of a 50,000
+        # products' content similarity, whose rows tie often)
+        r, c = np.nonzero(tie[crowded][:, order])
+        keep = place_in_run(r) < need[crowded][r]
+        tie[crowded] = False
+        tie[crowded[r[keep]], order[c[keep]]] = True
     return above | tie
 
 
