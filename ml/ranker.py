@@ -40,6 +40,7 @@ import datetime as dt
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -145,10 +146,11 @@ PAIR_FEATURES = [
 GENERATOR_FEATURES = [f"{g}_{part}" for g in GENERATORS for part in ("score", "rank")]
 FEATURES = GENERATOR_FEATURES + PAIR_FEATURES
 
-# fixed, not tuned on any window the reports score (docs/ml.md); the number of trees is
-# chosen in every fit on its own newest training cutoff (`choose_rounds`). Deterministic,
-# histograms built column-wise: left to itself LightGBM times both layouts on the first
-# round and takes the faster, so a busy machine could fit another model from the same rows.
+# chosen on the windows before the test window, never on it nor on the held-out future
+# (docs/ml.md); the number of trees is chosen in every fit on its own newest training cutoff
+# (`choose_rounds`). Deterministic, histograms built column-wise: left to itself LightGBM
+# times both layouts on the first round and takes the faster, so a busy machine could fit
+# another model from the same rows.
 # The L2 penalty on the leaves' values ranked better on `all` on each of the five windows
 # before the test window it was tried on (docs/ml_log.md): at the demo's size the ranker
 # still gains from more groups, and the penalty shrinks leaves that rest on few of them
@@ -1328,18 +1330,22 @@ class LearnedRanker:
         other snapshots (the serving one, those of the answers' weeks) compute them from the
         rows; `candidates` gives the training cutoffs' candidates where they were proposed
         ahead."""
+        clock = time.perf_counter()
         parts = [self.purchase_data(daily, as_of, statistics, candidates)]
         self.training.update(parts[0].recall, long_window_groups=float(parts[0].long_groups))
         if feedback is not None and len(feedback):
             parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))
+        self.training["groups_s"] = (forest := time.perf_counter()) - clock
         self._fit_forest(parts, self.debias and len(parts) > 1)
         self.training.update(
             rows=float(sum(len(p.label) for p in parts)), customers=float(len(parts[0].groups))
         )
         self.as_of = as_of
+        self.training["forest_s"] = (serving := time.perf_counter()) - forest
         # every customer's statistics computed per scoring batch: memory stays bounded
         self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
+        self.training["serving_s"] = time.perf_counter() - serving
         return self
 
     def reseeded(self, seed: int) -> LearnedRanker:
@@ -1355,7 +1361,9 @@ class LearnedRanker:
 
     def _fit_forest(self, parts: list[RankingData], debias: bool, seed: int = 0) -> None:
         """The forest on `parts` with its number of trees chosen first (`choose_rounds`)."""
+        clock = time.perf_counter()
         self.rounds, newest_ndcg = choose_rounds(parts, debias, seed)
+        self.training["choose_rounds_s"] = time.perf_counter() - clock
         self.model = train(parts, debias, self.rounds, seed)
         self._compiled = None
         self.training["rounds"] = float(self.rounds)
