@@ -361,7 +361,7 @@ def top_k(
     finite = np.isfinite(s)
     if not finite.all():  # NaN would sort above every score
         s = np.where(finite, s, -np.inf)
-    return _best_of(s, _top_cells(s, finite, kk, order, rank), k, rank)
+    return _best_of(s, _top_cells(s, finite, kk, order), k, rank)
 
 
 def _preference(tie_order: npt.NDArray[np.int64] | None, n: int) -> npt.NDArray[np.int64]:
@@ -379,7 +379,7 @@ def top_k_sparse(dense: np.ndarray, k: int) -> sp.csr_matrix:
     if b == 0 or n == 0 or k == 0:
         return sp.csr_matrix(dense.shape, dtype=np.float32)
     order = np.arange(n)
-    chosen = _top_cells(dense, dense > 0, min(k, n), order, order)
+    chosen = _top_cells(dense, dense > 0, min(k, n), order)
     cols, vals = _best_of(dense, chosen, k, order)
     ok = cols >= 0
     r = np.repeat(np.arange(b), ok.sum(axis=1))
@@ -424,7 +424,6 @@ def _top_cells(
     valid: np.ndarray,
     kk: int,
     order: npt.NDArray[np.int64],
-    rank: npt.NDArray[np.int64],
 ) -> np.ndarray:
     """A mask of the kk best `valid` cells of each row (fewer where fewer are valid); among
     cells tied at the kk-th score, the first in `order`."""
