@@ -630,7 +630,7 @@ def ranker_phases(
     `candidates_uri`), fit the learned ranker (its snapshots reading the features Spark built,
     when it did, and its cutoffs the candidates table), score a sample of customers."""
     with rec.phase("6a load daily rows (delta-rs)") as p:
-        daily = DeltaTable(daily_uri).to_pyarrow_table().to_pandas()
+        daily = DeltaTable(daily_uri).to_pyarrow_table().to_pandas(date_as_object=False)
         p.figures = {"rows": len(daily)}
     ranker = LearnedRanker(
         catalogue(shape, np.random.default_rng(shape.seed)),
