@@ -1341,13 +1341,16 @@ class LearnedRanker:
         if feedback is not None and len(feedback):
             parts.append(self.feedback_data(daily, feedback))
             self.training["feedback_answers"] = float(len(parts[-1].groups))
-        self.training["groups_s"] = (forest := time.perf_counter()) - clock
+        forest = time.perf_counter()
+        self.training["groups_s"] = forest - clock
         self._fit_forest(parts, self.debias and len(parts) > 1)
         self.training.update(
             rows=float(sum(len(p.label) for p in parts)), customers=float(len(parts[0].groups))
         )
+        del parts  # the training rows (0.6 GB at 1 M customers) are not needed to serve
         self.as_of = as_of
-        self.training["forest_s"] = (serving := time.perf_counter()) - forest
+        serving = time.perf_counter()
+        self.training["forest_s"] = serving - forest
         # every customer's statistics computed per scoring batch: memory stays bounded
         self.serving = Generators(daily, Snapshot(daily, as_of, self.catalogue))
         self.training["serving_s"] = time.perf_counter() - serving
