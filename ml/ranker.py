@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ml.interactions import decayed
+from ml.interactions import day_numbers, decayed
 from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
 from ml.recommenders.base import Recommendations, Recommender, kth_of_packed, place_in_run
 
@@ -213,11 +213,6 @@ STATISTICS = {
 }
 
 
-def _days(values: pd.Series) -> npt.NDArray[np.int64]:
-    """Dates as day numbers (days since 1970-01-01)."""
-    return pd.to_datetime(values).to_numpy("datetime64[D]").astype(np.int64)
-
-
 def _day(value: dt.date) -> int:
     return int(np.datetime64(value, "D").astype(np.int64))
 
@@ -253,7 +248,7 @@ class Catalogue:
 def _history(rows: pd.DataFrame, day: int) -> dict[str, npt.NDArray]:
     """The daily rows of days up to `day` (a day number), the columns a snapshot reads and
     their `day`, as arrays sorted by customer (stable: each customer's rows keep their order)."""
-    days = _days(rows["interaction_date"])
+    days = day_numbers(rows["interaction_date"])
     keep = np.flatnonzero(days <= day)
     keep = keep[np.argsort(rows["customer_id"].to_numpy()[keep], kind="stable")]
     return {
@@ -388,7 +383,7 @@ class Snapshot:
             viewers = _recent_viewers(
                 daily["customer_id"].to_numpy()[rows],
                 daily["product_id"].to_numpy()[rows],
-                _days(daily["interaction_date"].iloc[rows]),
+                day_numbers(daily["interaction_date"].iloc[rows]),
                 c,
             )
         products = product_prices(catalogue.products)
@@ -744,7 +739,7 @@ class Generators:
         self.per_generator = per_generator
         self._proposed: dict[bytes, pd.DataFrame] = {}
         items = snapshot.products.index.to_numpy(np.int64)
-        known = _days(daily["interaction_date"]) <= _day(snapshot.cutoff)
+        known = day_numbers(daily["interaction_date"]) <= _day(snapshot.cutoff)
         history = daily if known.all() else daily[known]  # the serving round's: every row
         self.models: dict[str, Recommender] = {}
         if len(history):
@@ -962,7 +957,7 @@ def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
 
 def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
     """(customer_id, product_id) bought in the `days` after `after`."""
-    day = _days(daily["interaction_date"])
+    day = day_numbers(daily["interaction_date"])
     inside = (day > _day(after)) & (day <= _day(after) + days) & (daily["purchases"] > 0).to_numpy()
     return daily.loc[inside, ["customer_id", "product_id"]].drop_duplicates()
 
@@ -1285,7 +1280,7 @@ class LearnedRanker:
         `generator_customers` in all (every row when there are no more customers than that).
         The others are drawn from those with a row up to the cutoff, so a cutoff's rows are
         the same whichever later day the fit is as of."""
-        everyone = daily.loc[_days(daily["interaction_date"]) <= _day(cutoff), "customer_id"]
+        everyone = daily.loc[day_numbers(daily["interaction_date"]) <= _day(cutoff), "customer_id"]
         everyone = everyone.unique()
         if not self.generator_customers or len(everyone) <= self.generator_customers:
             return daily
@@ -1298,7 +1293,7 @@ class LearnedRanker:
         """One group per answer shown (ml.feedback rows): the products on the page with the
         features known the day before it was shown (snapshots every `FEEDBACK_SNAPSHOT_DAYS`
         days: the features of an answer are at most that stale, never from after it)."""
-        day = _days(rows["shown_at"])
+        day = day_numbers(rows["shown_at"])
         start = day - day % FEEDBACK_SNAPSHOT_DAYS
         order = np.lexsort((rows["position"].to_numpy(), rows["request_id"].to_numpy(), start))
         rows, start = rows.iloc[order].reset_index(drop=True), start[order]
