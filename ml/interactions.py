@@ -118,6 +118,8 @@ class Interactions:
         content model, which can recommend products nobody has interacted with yet). Items
         missing from the new universe are dropped."""
         items = np.unique(np.asarray(item_ids, dtype=np.int64))
+        if np.array_equal(items, self.item_ids):  # already so: no copy of every interaction
+            return self
         coo = self.matrix.tocoo()
         new_cols, ok = _lookup(items, self.item_ids[coo.col])
         matrix = sp.csr_matrix(

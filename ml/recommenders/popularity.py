@@ -159,8 +159,12 @@ class Trending(Recommender):
         as_of = self.as_of if self.as_of is not None else at.max()
         self.fitted_as_of = as_of
         age = (as_of - at).astype("timedelta64[s]").astype(np.float64) / 86_400.0
-        weight = np.asarray(interactions.event_weight, dtype=np.float64)
-        item = interactions.event_item.astype(np.int64)
+        # only the last two windows count: the other events (most of a long history) are
+        # dropped before the per-event arrays are built, so memory follows the windows
+        inside = np.flatnonzero((age >= 0) & (age < 2 * self.window_days))
+        age = age[inside]
+        weight = np.asarray(interactions.event_weight, dtype=np.float64)[inside]
+        item = interactions.event_item[inside].astype(np.int64)
         n_items = interactions.shape[1]
         boost = (
             np.ones(n_items)
@@ -172,7 +176,7 @@ class Trending(Recommender):
         if self.groups is not None and interactions.event_user is not None:
             self.group_names = self._group_codes.names
             codes = self._group_codes(interactions.user_ids)
-            bucket = codes[interactions.event_user] + 1  # 0 = no group; 1.. = groups
+            bucket = codes[interactions.event_user[inside]] + 1  # 0 = no group; 1.. = groups
             n_buckets = len(self.group_names) + 1
         per_bucket = self._components(age, weight, item, bucket, n_buckets, n_items, boost)
         global_parts = self._components(age, weight, item, np.zeros_like(item), 1, n_items, boost)

@@ -182,6 +182,7 @@ def test_interactions_sum_duplicates_and_keep_a_fixed_universe() -> None:
     assert inter.item_user_counts().tolist() == [1, 1, 0]
     wider = inter.reindex_items([0, 1, 2, 3, 4])
     assert wider.shape == (3, 5) and wider.matrix[0, 1] == 3.0
+    assert inter.reindex_items([3, 1, 2]) is inter  # the same universe: not copied
 
 
 def test_top_k_breaks_ties_by_popularity_and_pads() -> None:
