@@ -496,6 +496,9 @@ def snapshot_statistics(
     rows are what `Snapshot(..., statistics=...)` takes: the Spark step of
     gold.customer_product_features runs it per group of customers."""
     prices = product_prices(products)
+    if rows["interaction_date"].dtype.kind != "M":  # Spark hands dates over as date objects:
+        # made datetime64 once, so each day's day numbers below are a cast, not a parse
+        rows = rows.assign(interaction_date=pd.to_datetime(rows["interaction_date"]))
     # one order of each pair's rows whatever order they come in: its sums are the same to the bit
     rows = rows.sort_values(["customer_id", "product_id", "interaction_date"], kind="stable")
     out = []
