@@ -158,6 +158,11 @@ def _lookup(
     return pos.astype(np.int64), universe[pos] == ids
 
 
+def day_number(value: object) -> int:
+    """A date (or a timestamp's day) as a day number (days since 1970-01-01)."""
+    return int(np.datetime64(value, "D").astype(np.int64))
+
+
 def day_numbers(dates: pd.Series) -> npt.NDArray[np.int64]:
     """Dates (datetime64 or date objects) as day numbers (days since 1970-01-01)."""
     if dates.dtype.kind != "M":  # to_datetime of datetime64 maps every row through a cache
@@ -171,7 +176,7 @@ def decayed(
     """The interaction matrix as of a day from daily rows (customer_id, product_id,
     interaction_date, weight, at): each day's weight halved every half-life before `as_of` (the
     decay of gold.customer_product_interactions)."""
-    age = np.datetime64(as_of, "D").astype(np.int64) - day_numbers(daily["interaction_date"])
+    age = day_number(as_of) - day_numbers(daily["interaction_date"])
     weight = daily["weight"].to_numpy(np.float64) * np.power(0.5, age / half_life_days)
     return Interactions.from_arrays(
         daily["customer_id"], daily["product_id"], weight, daily["at"], **universe

@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ml.interactions import day_numbers, decayed
+from ml.interactions import day_number, day_numbers, decayed
 from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
 from ml.recommenders.base import Recommendations, Recommender, kth_of_packed, place_in_run
 
@@ -213,10 +213,6 @@ STATISTICS = {
 }
 
 
-def _day(value: dt.date) -> int:
-    return int(np.datetime64(value, "D").astype(np.int64))
-
-
 @dataclass(frozen=True)
 class Catalogue:
     """What the ranker knows of products (product_id, category, brand, price, optionally name
@@ -360,7 +356,7 @@ class Snapshot:
     ) -> None:
         self.cutoff = cutoff
         self.catalogue = catalogue
-        self._day = c = _day(cutoff)
+        self._day = c = day_number(cutoff)
         self._facts: dict[bytes, CustomerFacts] = {}
         # the customers' statistics computed ahead (`snapshot_statistics`, e.g. the Spark
         # step's gold.customer_product_features): a batch is a slice of them, no rows are kept
@@ -503,7 +499,7 @@ def snapshot_statistics(
     rows = rows.sort_values(["customer_id", "product_id", "interaction_date"], kind="stable")
     out = []
     for day, window in days.items():
-        c = _day(day)
+        c = day_number(day)
         mine = rows
         if window is not None:
             buyers = labels(rows, day, window)["customer_id"].unique()
@@ -742,7 +738,7 @@ class Generators:
         self.per_generator = per_generator
         self._proposed: dict[bytes, pd.DataFrame] = {}
         items = snapshot.products.index.to_numpy(np.int64)
-        known = day_numbers(daily["interaction_date"]) <= _day(snapshot.cutoff)
+        known = day_numbers(daily["interaction_date"]) <= day_number(snapshot.cutoff)
         history = daily if known.all() else daily[known]  # the serving round's: every row
         self.models: dict[str, Recommender] = {}
         if len(history):
@@ -796,7 +792,7 @@ class Generators:
         facts = snap.of(customers)
         mine = facts.pairs
         bought = mine[mine["purchase_days"] > 0]
-        since = _day(snap.cutoff) - bought["last_purchase"]
+        since = day_number(snap.cutoff) - bought["last_purchase"]
         interval = bought["own_interval"].fillna(
             bought["product_id"].map(snap.products["typical_interval"])
         )
@@ -911,7 +907,7 @@ def _top(frame: pd.DataFrame, n: int, generator: str) -> pd.DataFrame:
 def features(snapshot: Snapshot, candidates: pd.DataFrame) -> pd.DataFrame:
     """`candidates` (customer_id, product_id, generator scores and ranks) with every feature
     of `FEATURES`, from the snapshot alone (assembled column by column: no joins)."""
-    c = _day(snapshot.cutoff)
+    c = day_number(snapshot.cutoff)
     customer = candidates["customer_id"].to_numpy(np.int64)
     product = candidates["product_id"].to_numpy(np.int64)
     out = {name: candidates[name].to_numpy() for name in candidates.columns}
@@ -960,8 +956,8 @@ def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
 
 def labels(daily: pd.DataFrame, after: dt.date, days: int) -> pd.DataFrame:
     """(customer_id, product_id) bought in the `days` after `after`."""
-    day = day_numbers(daily["interaction_date"])
-    inside = (day > _day(after)) & (day <= _day(after) + days) & (daily["purchases"] > 0).to_numpy()
+    day, start = day_numbers(daily["interaction_date"]), day_number(after)
+    inside = (day > start) & (day <= start + days) & (daily["purchases"] > 0).to_numpy()
     return daily.loc[inside, ["customer_id", "product_id"]].drop_duplicates()
 
 
@@ -1271,7 +1267,7 @@ class LearnedRanker:
         buyers = truth["customer_id"].unique()
         if not self.training_customers or len(buyers) <= self.training_customers:
             return truth
-        rng = np.random.default_rng(_day(cutoff))
+        rng = np.random.default_rng(day_number(cutoff))
         kept = rng.choice(buyers, self.training_customers, replace=False)
         return truth[truth["customer_id"].isin(kept)]
 
@@ -1283,13 +1279,13 @@ class LearnedRanker:
         `generator_customers` in all (every row when there are no more customers than that).
         The others are drawn from those with a row up to the cutoff, so a cutoff's rows are
         the same whichever later day the fit is as of."""
-        everyone = daily.loc[day_numbers(daily["interaction_date"]) <= _day(cutoff), "customer_id"]
-        everyone = everyone.unique()
+        known = day_numbers(daily["interaction_date"]) <= day_number(cutoff)
+        everyone = daily.loc[known, "customer_id"].unique()
         if not self.generator_customers or len(everyone) <= self.generator_customers:
             return daily
         others = np.setdiff1d(everyone, customers)
         extra = max(0, self.generator_customers - len(customers))
-        drawn = np.random.default_rng(_day(cutoff)).choice(others, extra, replace=False)
+        drawn = np.random.default_rng(day_number(cutoff)).choice(others, extra, replace=False)
         return daily[daily["customer_id"].isin(np.concatenate([customers, drawn]))]
 
     def feedback_data(self, daily: pd.DataFrame, rows: pd.DataFrame) -> RankingData:

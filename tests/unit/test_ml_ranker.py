@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.interactions import day_number
 from ml.ranker import (
     BROWSE_DAYS,
     FEATURES,
@@ -24,7 +25,6 @@ from ml.ranker import (
     LearnedRanker,
     Shares,
     Snapshot,
-    _day,
     _frame,
     _history,
     _pair_statistics,
@@ -316,7 +316,7 @@ def test_a_training_cutoffs_statistics_are_its_buyers_rows_of_everyones(world) -
 
 def test_pair_statistics_are_a_groupby_of_the_rows(world) -> None:
     daily, _ = world
-    c = _day(START + dt.timedelta(days=50))
+    c = day_number(START + dt.timedelta(days=50))
     h = _frame(_history(daily, c), c, slice(None))
     recent = h["age"] < BROWSE_DAYS
     touched = (h["purchases"] > 0) | (h["views"] > 0) | (h["adds_to_cart"] > 0)
@@ -378,7 +378,7 @@ def test_viewer_shares_and_the_viewed_price_level_are_sums_of_the_rows(world) ->
         catalogue.products.assign(price=100.0 + 10 * np.arange(60)), catalogue.cities
     )
     cutoff = START + dt.timedelta(days=50)
-    c = _day(cutoff)
+    c = day_number(cutoff)
     h = _frame(_history(daily, c), c, slice(None))
     viewed = h[h["views"] > 0]
     category = priced.products.set_index("product_id")["category"]
