@@ -20,7 +20,8 @@ Generators (`GENERATORS`), each also usable alone as a model (`GeneratorModel`):
 - `category_favourites`: the best sellers of the categories the customer buys in, their
   favourite brands of each category first;
 - `trending_city`: what trends in the customer's city (cold customers included);
-- `popular`: the best sellers of the last `POPULAR_DAYS` days.
+- `popular`: the best sellers of the last `POPULAR_DAYS` days;
+- `ease`: Steck's EASE, item-item weights learnt in closed form from who took what.
 
 Features (`FEATURES`) are computed from the rows up to the cutoff only (`Snapshot` filters the
 history itself, and a test proves a later row changes nothing); labels are the purchases of the
@@ -52,7 +53,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ml.interactions import day_number, day_numbers, decayed
-from ml.recommenders import ALS, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
+from ml.recommenders import ALS, EASE, BoughtWith, ContentBased, ItemKNN, Trending, UserKNN
 from ml.recommenders.base import Recommendations, Recommender, kth_of_packed, place_in_run
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ GENERATORS = (
     "category_favourites",
     "trending_city",
     "popular",
+    # last: added on 2026-12-07, after the others' columns had their places (docs/ml_log.md)
+    "ease",
 )
 # what the customer did with the product itself; its reasons say so in words of their own
 HISTORY_GENERATORS = ("buy_again", "repurchase_due", "browsed")
@@ -760,6 +763,7 @@ class Generators:
                 ),
                 "content": copy.copy(snapshot.catalogue.content).fit(train),
                 "trending_city": Trending(groups=snapshot.catalogue.cities, as_of=as_of).fit(train),
+                "ease": EASE().fit(train),
             }
 
     def propose(self, customers: npt.ArrayLike) -> pd.DataFrame:
@@ -1535,6 +1539,7 @@ _GENERATOR_REASONS: Mapping[str, str] = {
     "bought_with": "often bought with what you bought",
     "content": "like products you bought or viewed",
     "popular": f"popular in the last {POPULAR_DAYS} days",
+    "ease": "often goes with what you bought or viewed",
 }
 
 

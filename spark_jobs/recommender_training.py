@@ -60,6 +60,7 @@ from ml.ranker import Catalogue as RankerCatalogue
 from ml.recommenders import (
     ALS,
     BPR,
+    EASE,
     BusinessRules,
     BuyAgain,
     ContentBased,
@@ -165,6 +166,7 @@ def candidates(catalogue: Catalogue) -> dict[str, Callable[[], Recommender]]:
         "item_knn_jaccard": lambda: ItemKNN(neighbours=50, metric="jaccard"),
         "content": lambda: ContentBased(products),
         "user_knn": UserKNN,
+        "ease": EASE,
     }
 
 

@@ -10,6 +10,7 @@ from ml.recommenders.base import Recommendations, Recommender, top_k
 from ml.recommenders.content import ContentBased, product_features
 from ml.recommenders.factorization import ALS, BPR
 from ml.recommenders.hybrid import BusinessRules, Hybrid
+from ml.recommenders.linear import EASE
 from ml.recommenders.neighbourhood import ItemKNN, UserKNN, item_similarity
 from ml.recommenders.popularity import GroupPopularity, Popularity, Trending
 from ml.recommenders.repeat import BuyAgain
@@ -21,6 +22,7 @@ __all__ = [
     "BusinessRules",
     "BuyAgain",
     "ContentBased",
+    "EASE",
     "GroupPopularity",
     "Hybrid",
     "ItemKNN",

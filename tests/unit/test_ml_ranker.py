@@ -446,7 +446,7 @@ def test_ranked_lists_respect_filters_and_explain_every_slot(ranker) -> None:
     regular = recs.reasons[0][recs.product_ids[0] < 10]
     assert any(r.startswith("bought every ~7 days") for r in regular), regular
     assert set(ranker.importance()) == set(FEATURES)
-    assert ranker.training["customers"] > 0 and len(GENERATORS) == 11
+    assert ranker.training["customers"] > 0 and len(GENERATORS) == 12
 
 
 def test_batches_scored_on_threads_give_the_lists_of_one_batch(world) -> None:

@@ -18,6 +18,7 @@ from ml.interactions import Interactions
 from ml.recommenders import (
     ALS,
     BPR,
+    EASE,
     BoughtWith,
     BusinessRules,
     BuyAgain,
@@ -75,6 +76,7 @@ def _factories(products: pd.DataFrame) -> dict[str, Callable[[], Recommender]]:
         "item_knn_jaccard": lambda: ItemKNN(20, "jaccard"),
         "user_knn": lambda: UserKNN(30),
         "content": lambda: ContentBased(products, neighbours=20),
+        "ease": lambda: EASE(regularization=50.0),
     }
 
 
@@ -126,6 +128,7 @@ def new_items_window(train: Interactions, test: pd.DataFrame) -> Window:
         "item_knn_jaccard",
         "user_knn",
         "content",
+        "ease",
     ],
 )
 def test_every_recommender_returns_k_distinct_unseen_items_best_first(
@@ -158,7 +161,7 @@ def test_als_beats_popularity_on_latent_structure(ndcg: dict[str, dict]) -> None
 
 
 @pytest.mark.parametrize(
-    "name", ["item_knn_cosine", "item_knn_jaccard", "user_knn", "bpr", "hybrid"]
+    "name", ["item_knn_cosine", "item_knn_jaccard", "user_knn", "bpr", "ease", "hybrid"]
 )
 def test_collaborative_models_beat_popularity(name: str, ndcg: dict[str, dict]) -> None:
     assert ndcg[name]["ndcg@10"] >= 1.5 * ndcg["popularity"]["ndcg@10"]
@@ -395,6 +398,32 @@ def _densely(model: Recommender) -> Recommender:
     dense = copy.copy(model)
     dense._top_of_batch = types.MethodType(Recommender._top_of_batch, dense)  # type: ignore[method-assign]
     return dense
+
+
+def test_ease_weights_are_each_product_s_ridge_regression_on_the_others() -> None:
+    # B's column j is the ridge regression (penalty λ) of who took j on who took each other
+    # product, j itself left out; the model holds the `max_items` most taken products only
+    rng = np.random.default_rng(11)
+    taken = rng.random((80, 12)) < np.linspace(0.05, 0.6, 12)  # product 12 the most taken
+    rows, cols = np.nonzero(taken)
+    weights = rng.integers(1, 5, len(rows)).astype(np.float64)  # weights do not count: 0/1
+    train = Interactions.from_arrays(rows + 1, cols + 1, weights, np.zeros(len(rows)))
+    model = EASE(regularization=3.0, max_items=8).fit(train)
+    kept = np.sort(np.argsort(-taken.sum(axis=0), kind="stable")[:8])
+    np.testing.assert_array_equal(model.item_ids, kept + 1)
+    x = taken[:, kept].astype(np.float64)
+    for j in range(8):
+        others = np.delete(np.arange(8), j)
+        a = x[:, others]
+        solved = np.linalg.solve(a.T @ a + 3.0 * np.eye(7), a.T @ x[:, j])
+        np.testing.assert_allclose(model.weights[others, j], solved, rtol=1e-4, atol=1e-6)
+        assert model.weights[j, j] == 0.0
+    recs = model.recommend([1, 2, 999], 12, exclude_seen=False)
+    outside = set((np.setdiff1d(np.arange(12), kept) + 1).tolist())
+    assert not outside & set(recs.product_ids.ravel().tolist())  # never scored
+    assert (recs.product_ids[2] == -1).all()  # a customer it never saw: padding
+    with pytest.raises(ValueError, match="regularization > 0"):
+        EASE(regularization=0.0)
 
 
 def test_bought_with_recommends_only_products_bought_with_the_customer_s() -> None:
