@@ -9,7 +9,7 @@ B. Item-kNN adds up similarities measured pair by pair; EASE fits all of them at
 products that only ever go together with a third do not count twice.
 
 B is dense: only the `max_items` products most customers took are modelled (max_items² float32:
-16 MB at 2,000); the others are left to the other generators. The model's products (`item_ids`)
+4 MB at 1,000); the others are left to the other generators. The model's products (`item_ids`)
 are those, so a batch is scored and its top k taken over them, not over the whole catalogue.
 cornac's and LensKit's EASE score one customer per call; the ranker asks for 2,000 at a time, so
 the scoring here is one sparse × dense product per batch.
@@ -28,11 +28,12 @@ from threadpoolctl import threadpool_limits
 from ml.interactions import Interactions
 from ml.recommenders.base import Ids, Recommender
 
-# the products modelled: B holds max_items² float32 (16 MB). Its scoring slows with B's size
+# the products modelled: B holds max_items² float32 (4 MB). Its scoring slows with B's size
 # beyond the caches: 10,000 customers over 50,000 Zipf-popular products on one thread took
 # 55,000 customers/s with 1,000 products modelled (39 % of the interactions), 27,000/s with
-# 2,000 (46 %), 18,000/s with 3,000 (51 %) and 6,500/s with 5,000 (58 %) (docs/ml_log.md)
-EASE_MAX_ITEMS = 2_000
+# 2,000 (46 %), 18,000/s with 3,000 (51 %) and 6,500/s with 5,000 (58 %); with 2,000 the 1 M
+# benchmark's scoring fell from ~9,600 to ~6,000 customers/s (docs/ml_log.md)
+EASE_MAX_ITEMS = 1_000
 # λ, the ridge penalty, in co-occurrence counts (the paper's data sets took 200-1,000)
 EASE_REGULARIZATION = 200.0
 
