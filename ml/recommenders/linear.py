@@ -31,8 +31,8 @@ from ml.recommenders.base import Ids, Recommender
 # the products modelled: B holds max_items² float32 (4 MB). Its scoring slows with B's size
 # beyond the caches: 10,000 customers over 50,000 Zipf-popular products on one thread took
 # 55,000 customers/s with 1,000 products modelled (39 % of the interactions), 27,000/s with
-# 2,000 (46 %), 18,000/s with 3,000 (51 %) and 6,500/s with 5,000 (58 %); with 2,000 the 1 M
-# benchmark's scoring fell from ~9,600 to ~6,000 customers/s (docs/ml_log.md)
+# 2,000 (46 %), 18,000/s with 3,000 (51 %) and 6,500/s with 5,000 (58 %); in the ranker's
+# scoring at 200,000 customers it is ~12 % of the time with 1,000 (docs/ml_log.md)
 EASE_MAX_ITEMS = 1_000
 # λ, the ridge penalty, in co-occurrence counts (the paper's data sets took 200-1,000)
 EASE_REGULARIZATION = 200.0
