@@ -424,6 +424,10 @@ def test_ease_weights_are_each_product_s_ridge_regression_on_the_others() -> Non
     assert (recs.product_ids[2] == -1).all()  # a customer it never saw: padding
     with pytest.raises(ValueError, match="regularization > 0"):
         EASE(regularization=0.0)
+    # nothing taken (every weight 0): no product modelled, every list padding
+    nothing = Interactions.from_arrays([1, 2], [5, 6], [0.0, 0.0], np.zeros(2))
+    empty = EASE().fit(nothing).recommend([1, 3], 4, exclude_seen=False)
+    assert (empty.product_ids == -1).all()
 
 
 def test_bought_with_recommends_only_products_bought_with_the_customer_s() -> None:
