@@ -153,7 +153,7 @@ class Recommender(ABC):
             batch = np.asarray(batch, dtype=np.float64)
         masks.apply(batch, rows)
         cols, vals = top_k(batch, k, self._tie_order)
-        if not len(self.item_ids):  # nothing to recommend (EASE with nothing taken): padding
+        if not len(self.item_ids):  # a model with no products (e.g. nothing taken): padding
             return cols, vals
         return np.where(cols >= 0, self.item_ids[np.maximum(cols, 0)], -1), vals
 

@@ -57,6 +57,7 @@ class EASE(Recommender):
         self.max_items = max_items
         self.columns = np.empty(0, dtype=np.int64)  # the modelled products' matrix columns
         self.weights = np.empty((0, 0), dtype=np.float32)  # B over those columns
+        self.taken = sp.csr_matrix((0, 0), dtype=np.float32)  # customers × those columns, 0/1
 
     def fit(self, interactions: Interactions) -> Self:
         """Learn B; the model's products (`item_ids`) are the modelled ones only, so a batch
@@ -71,7 +72,11 @@ class EASE(Recommender):
         taken = np.flatnonzero(takers > 0)
         most = taken[np.argsort(-takers[taken], kind="stable")[: self.max_items]]
         self.columns = np.sort(most)
-        x = self._taken(interactions.matrix)
+        # who took which modelled product, 0/1: what B is learnt from and each batch is scored
+        # from, kept so that scoring does not slice the columns again every batch
+        x = sp.csr_matrix(interactions.matrix[:, self.columns], dtype=np.float32)
+        x.data[:] = 1.0
+        self.taken = x
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.regularization
         # XᵀX + λI is symmetric positive definite: its Cholesky inverse, on every core
@@ -81,20 +86,12 @@ class EASE(Recommender):
         np.fill_diagonal(weights, 0.0)
         self.weights = weights.astype(np.float32)
 
-    def _taken(self, rows: sp.csr_matrix) -> sp.csr_matrix:
-        """Who took which modelled product, 0/1, float32."""
-        x = sp.csr_matrix(rows[:, self.columns], dtype=np.float32)
-        x.data[:] = 1.0
-        return x
-
     def _seen_matrix(self) -> sp.csr_matrix:
-        assert self.train is not None
-        return self.train.matrix[:, self.columns]
+        return self.taken
 
     def _score(self, rows: Ids, customer_ids: Ids) -> np.ndarray:
-        assert self.train is not None
         scores = np.full((len(rows), len(self.columns)), -np.inf, dtype=np.float32)
         known = np.flatnonzero(rows >= 0)
         if len(known) and len(self.columns):
-            scores[known] = self._taken(self.train.matrix[rows[known]]) @ self.weights
+            scores[known] = self.taken[rows[known]] @ self.weights
         return scores
