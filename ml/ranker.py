@@ -120,10 +120,11 @@ NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 MAX_ROUNDS = 1_000
 EARLY_STOPPING_ROUNDS = 30
 ROUNDS = 300
-# forests of the same rows whose scores are averaged, their trees chosen once (`choose_rounds`):
-# on the five windows before the test window two bags of three ranked better on `all` than the
-# mean of their forests alone in 9 of 10 cases (+0.0006 on average; docs/ml_log.md)
-FORESTS = 3
+# forests of the same rows whose scores are averaged, their trees chosen once (`choose_rounds`).
+# Three gained +0.0006 NDCG@10 `all` on average on the windows before the test window, less
+# than runs of one code spread, and cost a fifth of the scoring rate at 1 M customers (4,891
+# against 6,120 customers/s, below the 5,000/s goal; docs/ml_log.md): one
+FORESTS = 1
 
 PAIR_FEATURES = [
     "purchase_days",

@@ -35,6 +35,7 @@ from ml.ranker import (
     labels,
     product_prices,
     snapshot_statistics,
+    train,
 )
 
 START = dt.date(2025, 1, 1)
@@ -524,16 +525,21 @@ def test_the_number_of_trees_is_chosen_on_the_newest_training_cutoff(world, rank
 def test_the_ranker_averages_forests_of_the_same_rows_seeded_apart(world, ranker) -> None:
     daily, _ = world
     data = ranker.purchase_data(daily, ranker.as_of)
-    boosters = ranker.model.boosters
-    assert len(boosters) == FORESTS > 1
-    assert len({b.model_to_string() for b in boosters}) == FORESTS  # each its own samples
-    scores = ranker.model.predict(data.matrix)
+    bag = copy.copy(ranker)
+    bag.model, bag._compiled = train([data], False, ranker.rounds, seed=1, forests=3), None
+    boosters = bag.model.boosters
+    assert [b.num_trees() for b in boosters] == [ranker.rounds] * 3
+    assert len({b.model_to_string() for b in boosters}) == 3  # each its own samples
+    scores = bag.model.predict(data.matrix)
     np.testing.assert_allclose(scores, np.mean([b.predict(data.matrix) for b in boosters], axis=0))
     gains = {
         name: sum(b.feature_importance("gain")[j] for b in boosters)
         for j, name in enumerate(FEATURES)
     }
-    assert ranker.importance() == pytest.approx(gains)
+    assert bag.importance() == pytest.approx(gains)
+    customers = np.arange(-1, 60)
+    compiled = bag.recommend(customers, compiled=True)
+    assert (compiled.product_ids == bag.recommend(customers, compiled=False).product_ids).all()
     # a ranker stored before the forests were averaged holds one booster: it still answers
     stored = copy.copy(ranker)
     stored.model, stored._compiled = boosters[0], None
@@ -587,7 +593,7 @@ def test_a_reseeded_ranker_refits_only_its_forest_and_seed_zero_is_the_fit_itsel
         return [b.model_to_string() for b in r.model.boosters]
 
     assert forests(same) == forests(ranker)
-    assert not set(forests(other)) & set(forests(ranker))  # seeds 3-5, not 0-2
+    assert not set(forests(other)) & set(forests(ranker))  # seeded apart
     assert other.serving is ranker.serving and "seed" not in ranker.training
     want, got = ranker.recommend(customers).as_dict(), same.recommend(customers).as_dict()
     assert want.keys() == got.keys() and all(np.array_equal(want[c], got[c]) for c in want)
