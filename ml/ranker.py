@@ -120,11 +120,6 @@ NOT_SHOWN = 0  # the position of a purchase group's rows (never on a page)
 MAX_ROUNDS = 1_000
 EARLY_STOPPING_ROUNDS = 30
 ROUNDS = 300
-# forests of the same rows whose scores are averaged, their trees chosen once (`choose_rounds`).
-# Three gained +0.0006 NDCG@10 `all` on average on the windows before the test window, less
-# than runs of one code spread, and cost a fifth of the scoring rate at 1 M customers (4,891
-# against 6,120 customers/s, below the 5,000/s goal; docs/ml_log.md): one
-FORESTS = 1
 
 PAIR_FEATURES = [
     "purchase_days",
@@ -1039,45 +1034,19 @@ class RankingData:
 
 
 def train(
-    parts: list[RankingData],
-    debias: bool,
-    rounds: int | None = None,
-    seed: int = 0,
-    forests: int = 1,
-) -> Forests:
+    parts: list[RankingData], debias: bool, rounds: int | None = None, seed: int = 0
+) -> lgb.Booster:
     """LambdaMART on the groups of every part with `rounds` trees (default: `choose_rounds`);
     `debias` learns a bias per position with the ranker (LightGBM's position-debiased
-    lambdarank) instead of taking clicks at face value. `forests` forests are trained on the
-    same rows, LightGBM's samples seeded `seed * forests` onwards, and their scores averaged."""
+    lambdarank) instead of taking clicks at face value; `seed` seeds LightGBM's samples.
+    One forest: three seeded apart and averaged ranked +0.0006 better on `all` and scored a
+    fifth slower at 1 M customers, below the 5,000/s goal (docs/ml_log.md)."""
     import lightgbm as lgb
 
     if rounds is None:
         rounds, _ = choose_rounds(parts, debias, seed)
-    dataset = _dataset(RankingData.concat(parts), debias)  # binned once for every forest
-    first = seed * forests
-    return Forests(
-        [
-            lgb.train({**LGBM_PARAMS, "random_state": s}, dataset, rounds)
-            for s in range(first, first + forests)
-        ]
-    )
-
-
-class Forests:
-    """LightGBM forests of the same rows whose scores are averaged: each saw its own sample of
-    the rows and features (LGBM_PARAMS), so the average varies less than one of them."""
-
-    def __init__(self, boosters: list[lgb.Booster]) -> None:
-        self.boosters = boosters
-
-    def predict(self, matrix: pd.DataFrame) -> npt.NDArray[np.float64]:
-        if len(self.boosters) == 1:
-            return self.boosters[0].predict(matrix)
-        return np.mean([b.predict(matrix) for b in self.boosters], axis=0)
-
-    def feature_importance(self, importance_type: str) -> npt.NDArray[np.float64]:
-        """Each feature's importance summed over the forests."""
-        return np.sum([b.feature_importance(importance_type) for b in self.boosters], axis=0)
+    params = {**LGBM_PARAMS, "random_state": seed}
+    return lgb.train(params, _dataset(RankingData.concat(parts), debias), rounds)
 
 
 def choose_rounds(
@@ -1113,36 +1082,24 @@ def _dataset(data: RankingData, debias: bool, reference: lgb.Dataset | None = No
     )
 
 
-def _forests(model: Forests | lgb.Booster) -> Forests:
-    """A fitted ranker's model as `Forests`: rankers stored before 2026-12-07 hold one
-    LightGBM booster (older ones an LGBMRanker)."""
-    if isinstance(model, Forests):
-        return model
-    return Forests([getattr(model, "booster_", model)])
-
-
 class CompiledForest:
-    """The ranker's forests compiled to machine code with lleaves: the scores of LightGBM's
+    """The ranker's forest compiled to machine code with lleaves: the scores of LightGBM's
     `predict` (to ~1e-14) several times faster (docs/ml.md), after a compile of seconds to a
-    minute per forest. Compiled in the process that scores; never pickled."""
+    minute. Compiled in the process that scores; never pickled."""
 
-    def __init__(self, forests: Forests) -> None:
+    def __init__(self, booster: lgb.Booster) -> None:
         import lleaves
 
-        self.models = []
         with tempfile.TemporaryDirectory(prefix="ranker-forest-") as folder:
-            for i, booster in enumerate(forests.boosters):
-                path = os.path.join(folder, f"model{i}.txt")
-                booster.save_model(path)
-                model = lleaves.Model(model_file=path)
-                model.compile()
-                self.models.append(model)
+            path = os.path.join(folder, "model.txt")
+            booster.save_model(path)
+            self.model = lleaves.Model(model_file=path)
+            self.model.compile()
 
     def predict(self, matrix: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Scores of the rows; one thread (the scoring threads run in parallel)."""
         # row-major float64 in one copy (lleaves would otherwise cast, then copy again)
-        rows = np.ascontiguousarray(matrix.to_numpy(), np.float64)
-        return np.mean([m.predict(rows, n_jobs=1) for m in self.models], axis=0)
+        return self.model.predict(np.ascontiguousarray(matrix.to_numpy(), np.float64), n_jobs=1)
 
 
 def training_cutoffs(
@@ -1212,7 +1169,7 @@ class LearnedRanker:
         threads start)."""
         assert self.model is not None
         if getattr(self, "_compiled", None) is None:
-            self._compiled = CompiledForest(_forests(self.model))
+            self._compiled = CompiledForest(self.model)
         return self._compiled
 
     def training_cutoffs(self, daily: pd.DataFrame, as_of: dt.date) -> list[dt.date]:
@@ -1400,9 +1357,9 @@ class LearnedRanker:
         return self
 
     def reseeded(self, seed: int) -> LearnedRanker:
-        """A copy whose forests are fitted again on the same purchase groups with LightGBM's
-        samples seeded from `seed` (`train`), their trees chosen again: how far the seed alone
-        moves a figure (bench/ranker_seeds.py). Only for a fit that learnt from purchases alone."""
+        """A copy whose forest is fitted again on the same purchase groups with LightGBM's
+        samples seeded by `seed`, its trees chosen again: how far the seed alone moves a
+        figure (bench/ranker_seeds.py). Only for a fit that learnt from purchases alone."""
         if self.model is None or "feedback_answers" in self.training:
             raise ValueError("reseeded needs a ranker fitted on purchase groups only")
         out = copy.copy(self)
@@ -1415,7 +1372,7 @@ class LearnedRanker:
         clock = time.perf_counter()
         self.rounds, newest_ndcg = choose_rounds(parts, debias, seed)
         self.training["choose_rounds_s"] = time.perf_counter() - clock
-        self.model = train(parts, debias, self.rounds, seed, FORESTS)
+        self.model = train(parts, debias, self.rounds, seed)
         self._compiled = None
         self.training["rounds"] = float(self.rounds)
         if newest_ndcg is not None:
@@ -1424,7 +1381,8 @@ class LearnedRanker:
     def importance(self) -> dict[str, float]:
         """Gain importance per feature, largest first."""
         assert self.model is not None
-        gains = _forests(self.model).feature_importance("gain")
+        booster = getattr(self.model, "booster_", self.model)  # older versions: LGBMRanker
+        gains = booster.feature_importance("gain")
         return dict(sorted(zip(FEATURES, gains.tolist(), strict=True), key=lambda kv: -kv[1]))
 
     def recommend(

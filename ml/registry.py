@@ -6,7 +6,8 @@ zero-padded integers ("000001", ...), so they sort as strings and as numbers. A 
 only once its metadata.json exists: the artefact is written first, the metadata last (each via a
 temporary file and a rename), so a crash mid-save leaves no half version that `load` would
 return. Every version stays loadable; the champion is chosen by a declared metric, not stored,
-so it can never disagree with the metrics.
+so it can never disagree with the metrics. A version stored by code whose classes have
+since been removed or renamed cannot be loaded: `load` says so and asks for a refit.
 
 Paths are plain strings joined with "/" and all file access goes through a handful of small
 functions (`_open`, `_exists`, `_listdir`, `_makedirs`, `_rename`), so an fsspec/S3 backend
@@ -28,6 +29,10 @@ import joblib
 
 ARTEFACT = "model.joblib"
 METADATA = "metadata.json"
+
+
+class StaleModel(RuntimeError):
+    """A stored version the current code cannot load (its classes are gone)."""
 
 
 def _join(*parts: str) -> str:
@@ -150,10 +155,17 @@ class ModelRegistry:
         raise KeyError(f"model {name!r} has no version {version!r}")
 
     def load(self, name: str, version: str | None = None) -> Any:
-        """The fitted model of a version (default: the latest)."""
+        """The fitted model of a version (default: the latest); `StaleModel` when it was
+        stored by code whose classes are gone."""
         record = self.get(name, version)
         with _open(_join(record.path, ARTEFACT), "rb") as f:
-            return joblib.load(f)
+            try:
+                return joblib.load(f)
+            except (AttributeError, ImportError) as exc:  # unpickling names a missing class
+                raise StaleModel(
+                    f"model {name!r} version {record.version} was stored by other code "
+                    f"({exc}): refit it (`lakehouse ml train`)"
+                ) from exc
 
     def champion(self, name: str, metric: str, mode: Literal["max", "min"] = "max") -> ModelVersion:
         """The version with the best value of `metric` (versions lacking it are ignored; ties

@@ -14,7 +14,6 @@ from ml.interactions import day_number
 from ml.ranker import (
     BROWSE_DAYS,
     FEATURES,
-    FORESTS,
     GENERATORS,
     MAX_ROUNDS,
     POPULAR_DAYS,
@@ -35,7 +34,6 @@ from ml.ranker import (
     labels,
     product_prices,
     snapshot_statistics,
-    train,
 )
 
 START = dt.date(2025, 1, 1)
@@ -516,39 +514,9 @@ def test_the_number_of_trees_is_chosen_on_the_newest_training_cutoff(world, rank
     assert len(earlier.label) == earlier.groups.sum() and len(newest.label) == newest.groups.sum()
     pd.testing.assert_frame_equal(pd.concat([earlier.matrix, newest.matrix]), data.matrix)
     assert 1 <= ranker.rounds < MAX_ROUNDS
-    assert ranker.rounds == ranker.training["rounds"]
-    assert [b.num_trees() for b in ranker.model.boosters] == [ranker.rounds] * FORESTS
+    assert ranker.model.num_trees() == ranker.rounds == ranker.training["rounds"]
     assert 0 < ranker.training["newest_cutoff_ndcg@10"] <= 1
     assert choose_rounds([newest], debias=False) == (ROUNDS, None)  # `newest` is unset
-
-
-def test_the_ranker_averages_forests_of_the_same_rows_seeded_apart(world, ranker) -> None:
-    daily, _ = world
-    data = ranker.purchase_data(daily, ranker.as_of)
-    bag = copy.copy(ranker)
-    bag.model, bag._compiled = train([data], False, ranker.rounds, seed=1, forests=3), None
-    boosters = bag.model.boosters
-    assert [b.num_trees() for b in boosters] == [ranker.rounds] * 3
-    assert len({b.model_to_string() for b in boosters}) == 3  # each its own samples
-    scores = bag.model.predict(data.matrix)
-    np.testing.assert_allclose(scores, np.mean([b.predict(data.matrix) for b in boosters], axis=0))
-    gains = {
-        name: sum(b.feature_importance("gain")[j] for b in boosters)
-        for j, name in enumerate(FEATURES)
-    }
-    assert bag.importance() == pytest.approx(gains)
-    customers = np.arange(-1, 60)
-    compiled = bag.recommend(customers, compiled=True)
-    assert (compiled.product_ids == bag.recommend(customers, compiled=False).product_ids).all()
-    # a ranker stored before the forests were averaged holds one booster: it still answers
-    stored = copy.copy(ranker)
-    stored.model, stored._compiled = boosters[0], None
-    assert stored.importance() == pytest.approx(
-        dict(zip(FEATURES, boosters[0].feature_importance("gain"), strict=True))
-    )
-    customers = np.arange(-1, 60)
-    compiled = stored.recommend(customers, compiled=True)
-    assert (compiled.product_ids == stored.recommend(customers, compiled=False).product_ids).all()
 
 
 def test_cutoffs_whose_long_window_ends_by_the_fit_also_learn_its_purchases(world) -> None:
@@ -588,12 +556,8 @@ def test_a_reseeded_ranker_refits_only_its_forest_and_seed_zero_is_the_fit_itsel
     customers = np.sort(daily["customer_id"].unique())[:30]
     same, other = ranker.reseeded(0), ranker.reseeded(1)
     assert same.rounds == ranker.rounds and other.training["seed"] == 1.0
-
-    def forests(r: LearnedRanker) -> list[str]:
-        return [b.model_to_string() for b in r.model.boosters]
-
-    assert forests(same) == forests(ranker)
-    assert not set(forests(other)) & set(forests(ranker))  # seeded apart
+    assert same.model.model_to_string() == ranker.model.model_to_string()
+    assert other.model.model_to_string() != ranker.model.model_to_string()
     assert other.serving is ranker.serving and "seed" not in ranker.training
     want, got = ranker.recommend(customers).as_dict(), same.recommend(customers).as_dict()
     assert want.keys() == got.keys() and all(np.array_equal(want[c], got[c]) for c in want)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from ml.interactions import Interactions
 from ml.recommenders import Popularity
-from ml.registry import ModelRegistry
+from ml.registry import ModelRegistry, StaleModel
 
 
 def test_save_list_load_and_metadata(tmp_path: Path) -> None:
@@ -68,3 +70,25 @@ def test_half_written_versions_are_invisible_and_not_reused(tmp_path: Path) -> N
     assert registry.save("churn", 3).version == "000003"
     with pytest.raises(ValueError):
         registry.save("bad/name", 1)
+
+
+class Fitted:
+    """A model class of code that is later removed."""
+
+
+def test_a_version_whose_class_is_gone_asks_for_a_refit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = types.ModuleType("models_of_older_code")
+    module.Fitted = Fitted
+    monkeypatch.setattr(Fitted, "__module__", module.__name__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    registry = ModelRegistry(str(tmp_path / "models"))
+    registry.save("ranker", Fitted())
+    assert isinstance(registry.load("ranker"), Fitted)
+    del module.Fitted  # the class was removed from its module
+    with pytest.raises(StaleModel, match=r"'ranker' version 000001 .*refit it"):
+        registry.load("ranker")
+    monkeypatch.delitem(sys.modules, module.__name__)  # the whole module is gone
+    with pytest.raises(StaleModel, match="models_of_older_code"):
+        registry.load("ranker")
