@@ -8,6 +8,7 @@ import datetime as dt
 import faulthandler
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from filelock import FileLock, Timeout
 
 from lakehouse.core.settings import Settings, env_var_names
 from lakehouse.devstack.services import STORE_PORTS, free_port_block
@@ -98,15 +100,38 @@ def run_cli_process(
     )
 
 
+# Rough seconds each of the longest modules took in `./run test` (2026-12-07, setup included;
+# test_superset's include building the tiny world). Only the order in which the two workers
+# take modules depends on them: the longest first, so that one worker builds the world while
+# the other runs the longest module without it, and the short ones fill the ends.
+MODULE_SECONDS = {
+    "tests.browser.test_superset": 370,
+    "tests.integration.test_dagster_live": 190,
+    "tests.integration.test_marts": 120,
+    "tests.integration.test_s3_lake": 90,
+    "tests.integration.test_erp_only": 85,
+    "tests.integration.test_lake_faults": 85,
+    "tests.integration.test_silver_gold": 75,
+    "tests.integration.test_broker_reset": 75,
+    "tests.integration.test_ingest": 65,
+    "tests.integration.test_marts_rfm": 40,
+    "tests.integration.test_api": 40,
+    "tests.integration.test_ml": 30,
+    "tests.integration.test_bronze_assets": 25,
+    "tests.integration.test_experiments": 25,
+    "tests.unit.test_ml_ranker": 25,
+    "tests.unit.test_ml_feedback": 25,
+}
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (`./run test` runs two workers): the tests on the tiny world run on
-    one worker, so the world is built once; every other module stays whole on one worker, so
-    its module fixtures are built once."""
+    """With pytest-xdist (`./run test` runs two workers, `--no-loadscope-reorder`): each module
+    stays whole on one worker, so its module fixtures are built once, and the modules are
+    queued longest first (`MODULE_SECONDS`; the others after them, in their own order)."""
     for item in items:
-        on_world = {"world", "world_copy"} & set(getattr(item, "fixturenames", ()))
-        group = "world" if on_world else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: -MODULE_SECONDS.get(item.module.__name__, 0))  # stable
 
 
 @pytest.fixture(scope="session")
@@ -299,9 +324,44 @@ def _dbt_selection(select: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def world(platform_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> World:
-    """The tiny world, built once per session (read it; copy it to change it)."""
-    root = tmp_path_factory.mktemp("world")
+def world(
+    platform_settings: Settings, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> World:
+    """The tiny world: built once per test run by the first worker that needs it (the other
+    waits for it), then a copy of it per worker, on that worker's services (read it; copy it
+    to change it)."""
+    if worker_id == "master":  # one process (no pytest-xdist): nothing to share
+        return _build_world(platform_settings, tmp_path_factory.mktemp("world"))
+    shared = tmp_path_factory.getbasetemp().parent / "world"  # the run's, common to the workers
+    shared.mkdir(exist_ok=True)
+    built, failed = shared / "world.pickle", shared / "failed.txt"
+    try:
+        with FileLock(shared / "build.lock", timeout=WORLD_TIMEOUT + 60):
+            if failed.exists():
+                pytest.fail(
+                    f"the tiny world failed to build on another worker:\n{failed.read_text()}"
+                )
+            if not built.exists():
+                try:
+                    world = _build_world(platform_settings, shared / f"root-{worker_id}")
+                except BaseException:
+                    failed.write_text(traceback.format_exc())
+                    raise
+                built.write_bytes(
+                    pickle.dumps(
+                        (world.root, world.settings.events_topic, world.produced, world.runs)
+                    )
+                )
+    except Timeout:
+        waited = WORLD_TIMEOUT + 60
+        pytest.fail(f"waited {waited} s for the tiny world another worker builds in {shared}")
+    root, topic, produced, runs = pickle.loads(built.read_bytes())
+    # the built world stays as it was, for the other worker to copy: each works on a copy
+    on_mine = replace_settings(platform_settings, data_root=root, events_topic=topic)
+    return World(on_mine, produced, runs).copy(tmp_path_factory.mktemp("world") / "root")
+
+
+def _build_world(platform_settings: Settings, root: Path) -> World:
     settings = replace_settings(
         platform_settings, data_root=root, events_topic=f"world-{uuid.uuid4().hex[:8]}"
     )
