@@ -190,6 +190,9 @@ STORE_PORT_FLAGS = tuple(
 STORE_PORTS = len(STORE_PORT_FLAGS)
 
 
+_HANDED_OUT: set[int] = set()  # by free_port_block in this process
+
+
 def free_port_block(size: int) -> int:
     """The first of `size` consecutive free loopback ports, below the kernel's ephemeral range
     (`ip_local_port_range`): ports in that range are handed to outgoing connections at any
@@ -202,7 +205,10 @@ def free_port_block(size: int) -> int:
     generator = random.Random()
     for _ in range(500):
         base = generator.randrange(10000, max(10001, ephemeral - size))
-        if all(_port_is_free(base + i) for i in range(size)):
+        block = range(base, base + size)
+        # a port handed out before may not be bound yet (its server starts later)
+        if _HANDED_OUT.isdisjoint(block) and all(_port_is_free(p) for p in block):
+            _HANDED_OUT.update(block)
             return base
     raise RuntimeError(f"no {size} consecutive free ports between 10000 and {ephemeral}")
 
