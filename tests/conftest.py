@@ -1,6 +1,6 @@
 """Shared fixtures: the embedded services once per session, free ports and isolated data roots
-(tests never touch a running demo), and one tiny world built once through Dagster and copied
-per module that changes it."""
+(tests never touch a running demo), and one tiny world built once through Dagster (by one of
+the test workers), copied for each worker and again for each module that changes it."""
 
 from __future__ import annotations
 
@@ -356,7 +356,8 @@ def world(
         waited = WORLD_TIMEOUT + 60
         pytest.fail(f"waited {waited} s for the tiny world another worker builds in {shared}")
     root, topic, produced, runs = pickle.loads(built.read_bytes())
-    # the built world stays as it was, for the other worker to copy: each works on a copy
+    # the built world stays as it was, for the other worker to copy: each works on a copy. Its
+    # topic is on the builder's broker; tests that produce or ingest use topics of their own
     on_mine = replace_settings(platform_settings, data_root=root, events_topic=topic)
     return World(on_mine, produced, runs).copy(tmp_path_factory.mktemp("world") / "root")
 
