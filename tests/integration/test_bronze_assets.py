@@ -15,8 +15,9 @@ import pytest
 from deltalake import DeltaTable
 
 from ingestion.erp import ERP_TABLES, bronze_name
+from lakehouse.core.settings import Settings
 from orchestration.defs.bronze.assets import bronze_clickstream
-from orchestration.defs.bronze.sensors import clickstream_sensor
+from orchestration.defs.bronze.sensors import clickstream_sensor, streaming_refresh_sensor
 from orchestration.defs.maintenance.assets import bronze_table_maintenance
 from orchestration.defs.resources import resources
 from tests.conftest import DAGSTER, World, replace_settings, run_cli
@@ -70,6 +71,10 @@ def test_sensor_requests_a_run_only_when_the_topic_has_new_data(fresh_topic: Wor
         with dg.build_sensor_context(instance=instance, resources=configured) as context:
             return clickstream_sensor(context)
 
+    nothing_yet = evaluate()  # the topic does not exist until the first producer writes
+    assert isinstance(nothing_yet, dg.SkipReason), nothing_yet
+    assert f"topic '{fresh_topic.settings.events_topic}' does not exist" in nothing_yet.skip_message
+
     run_cli("produce", "--preset", "tiny", "--events", "2000", env=env)
     request = evaluate()
     assert isinstance(request, dg.RunRequest), request
@@ -82,6 +87,36 @@ def test_sensor_requests_a_run_only_when_the_topic_has_new_data(fresh_topic: Wor
     run_cli("produce", "--preset", "tiny", "--events", "3000", "--start", "2025-09-05", env=env)
     again = evaluate()
     assert isinstance(again, dg.RunRequest) and again.run_key != request.run_key
+
+
+def test_the_streaming_refresh_waits_for_the_erp_dimensions(
+    fresh_topic: World, tmp_path: Path
+) -> None:
+    """A refresh after an ingestion is requested once silver has its customers and products
+    (silver.events keeps the events of known ones); before, the sensor says what is missing."""
+
+    @dg.asset
+    def ingested() -> None:
+        """Stands in for a successful ingestion run."""
+
+    instance = dg.DagsterInstance.ephemeral()
+    run = dg.materialize([ingested], instance=instance)
+
+    def evaluate(settings: Settings) -> dg.RunRequest | dg.SkipReason:
+        context = dg.build_run_status_sensor_context(
+            sensor_name=streaming_refresh_sensor.name,
+            dagster_instance=instance,
+            dagster_run=run.dagster_run,
+            dagster_event=run.get_run_success_event(),
+            resources=resources(settings),
+        )
+        return streaming_refresh_sensor(context)
+
+    assert isinstance(evaluate(fresh_topic.settings), dg.RunRequest)
+    skip = evaluate(replace_settings(fresh_topic.settings, data_root=tmp_path / "new"))
+    assert isinstance(skip, dg.SkipReason), skip
+    assert "silver.customers, silver.products not built yet" in skip.skip_message
+    assert "lakehouse transform" in skip.skip_message
 
 
 def test_maintenance_compacts_and_vacuums_without_losing_rows(fresh_topic: World) -> None:

@@ -8,6 +8,9 @@ from confluent_kafka import KafkaException
 from orchestration.defs.bronze.assets import bronze_clickstream
 from orchestration.defs.resources import KafkaResource, LakeResource
 from orchestration.lib.spark_steps import refresh_request
+from spark_jobs.steps import STEPS
+
+SILVER_EVENTS = next(step for step in STEPS if step.name == "silver.events")
 
 ingest_clickstream_job = dg.define_asset_job(
     "ingest_clickstream",
@@ -51,10 +54,14 @@ def clickstream_sensor(
     )
     if active:
         return dg.SkipReason(f"ingestion run {active[0].dagster_run.run_id} is still going")
+    from streaming.ingest import TopicNotFound
+
     try:
         status = kafka.status(lake.lake)
     except KafkaException as exc:
         return dg.SkipReason(f"Kafka at {kafka.bootstrap_servers} not answering: {exc}")
+    except TopicNotFound as exc:  # nothing produced yet: the first producer creates it
+        return dg.SkipReason(f"nothing to ingest: {exc} yet")
     if status["problems"]:
         # not lag 0: the broker lost or recreated the topic; a run would only fail the same way
         return dg.SkipReason(
@@ -80,11 +87,21 @@ def clickstream_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After every successful ingestion run, requests a streaming refresh, unless "
     "one has not started yet (it will see this ingestion's events). A refresh already running "
-    "may have passed silver, so another one is requested; the pools make it wait its turn.",
+    "may have passed silver, so another one is requested; the pools make it wait its turn. "
+    "Skips, naming what is missing, until the ERP transform has built silver's customers and "
+    "products.",
 )
 def streaming_refresh_sensor(
-    context: dg.RunStatusSensorContext,
+    context: dg.RunStatusSensorContext, lake: LakeResource
 ) -> dg.RunRequest | dg.SkipReason:
+    # silver.events keeps the events of known customers and products: before the first ERP
+    # transform there are none, and a refresh would only fail
+    missing = [t for t in SILVER_EVENTS.inputs if lake.lake.version(t) is None]
+    if missing:
+        return dg.SkipReason(
+            f"{', '.join(missing)} not built yet: the events wait in bronze until the ERP is "
+            "extracted and transformed (`lakehouse extract`, then `lakehouse transform`)"
+        )
     waiting = context.instance.get_run_records(
         dg.RunsFilter(job_name=streaming_refresh_job.name, statuses=_NOT_STARTED), limit=1
     )
