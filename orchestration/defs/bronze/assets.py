@@ -10,7 +10,7 @@ from orchestration.lib.code_versions import source_version
 from orchestration.lib.metadata import delta_metadata
 from orchestration.lib.retries import TRANSIENT_RETRY, failing_fast_when_the_disk_is_full
 from orchestration.lib.spark_steps import key
-from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE
+from streaming.ingest import DEAD_LETTER_TABLE, EVENTS_TABLE, TopicNotFound, TopicReset
 
 # Sources, shown in the graph so lineage starts where the data does.
 CLICKSTREAM_TOPIC = dg.AssetSpec(
@@ -95,8 +95,6 @@ def bronze_clickstream(
             f"committed batch {report.batches}: {report.events_written:,} events, "
             f"{report.dead_letters_written:,} dead letters so far, lag {sum(report.lag.values()):,}"
         )
-
-    from streaming.ingest import TopicNotFound, TopicReset
 
     try:
         with failing_fast_when_the_disk_is_full("bronze.events", lake.lake.uri):

@@ -9,6 +9,7 @@ from orchestration.defs.bronze.assets import bronze_clickstream
 from orchestration.defs.resources import KafkaResource, LakeResource
 from orchestration.lib.spark_steps import refresh_request
 from spark_jobs.steps import STEPS
+from streaming.ingest import TopicNotFound
 
 SILVER_EVENTS = next(step for step in STEPS if step.name == "silver.events")
 
@@ -54,8 +55,6 @@ def clickstream_sensor(
     )
     if active:
         return dg.SkipReason(f"ingestion run {active[0].dagster_run.run_id} is still going")
-    from streaming.ingest import TopicNotFound
-
     try:
         status = kafka.status(lake.lake)
     except KafkaException as exc:
