@@ -28,7 +28,8 @@ history itself, and a test proves a later row changes nothing); labels are the p
 `window_days` after it, and of the `LONG_WINDOW_DAYS` after it too where those end by the fit's
 day (a second group of the same candidates). The ranker is trained on several earlier
 cutoffs, so whether a bought product comes back is learned (repurchase cycles, categories
-that repeat), not a rule. When
+that repeat), not a rule. Customers with no history at all get the cold-start list instead
+(`cold_start_scores`: what trends in their city, then the best sellers). When
 the lists shown on the website have been answered (clicks, carts, purchases: ml/feedback.py),
 each shown list is one more training group, its features as of the day before it was shown and
 its positions corrected for by LightGBM's position-debiased LambdaMART.
@@ -1431,11 +1432,35 @@ class LearnedRanker:
         candidates = _allowed(self.serving.propose(customers), items, exclude)
         frame = features(self.serving.snapshot, candidates)
         score = predict(feature_matrix(frame)) if len(frame) else np.empty(0)
+        score = cold_start_scores(frame, score)
         customer = frame["customer_id"].to_numpy(np.int64)
         order = np.lexsort((-score, customer))  # stable: candidate order among equal scores
         slot = place_in_run(customer[order])
         keep = order[slot < k]
         return frame.iloc[keep].assign(ranker_score=score[keep], slot=slot[slot < k])
+
+
+def cold_start_scores(
+    frame: pd.DataFrame, score: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The forest's `score` of each candidate of `frame` (from `features`), but for customers
+    with no row at all up to the cutoff (no tenure): minus the candidate's place in their
+    cold-start list, what trends in their city (`trending_city`'s order), then the best
+    sellers (`popular`'s), then the forest's order. The forest learnt from customers with a
+    history; with none of theirs to go on it ranked these below the trending order on every
+    window it was tried on (docs/ml_log.md, "Cold-start lists")."""
+    rows = np.flatnonzero(np.isnan(frame["customer_tenure"].to_numpy(np.float64)))
+    if not len(rows):
+        return score
+
+    def rank(generator: str) -> npt.NDArray[np.float64]:  # not proposed by it: last
+        return np.nan_to_num(frame[f"{generator}_rank"].to_numpy(np.float64)[rows], nan=np.inf)
+
+    customer = frame["customer_id"].to_numpy(np.int64)[rows]
+    order = np.lexsort((-score[rows], rank("popular"), rank("trending_city"), customer))
+    out = np.array(score, dtype=np.float64)
+    out[rows[order]] = (-place_in_run(customer[order])).astype(np.float64)  # 0, -1, -2, …
+    return out
 
 
 def _allowed(

@@ -30,6 +30,7 @@ from ml.ranker import (
     _pair_statistics,
     _top,
     choose_rounds,
+    feature_matrix,
     features,
     labels,
     product_prices,
@@ -447,6 +448,20 @@ def test_ranked_lists_respect_filters_and_explain_every_slot(ranker) -> None:
     assert any(r.startswith("bought every ~7 days") for r in regular), regular
     assert set(ranker.importance()) == set(FEATURES)
     assert ranker.training["customers"] > 0 and len(GENERATORS) == 12
+
+
+def test_a_customer_with_no_history_gets_the_trending_list_in_its_order(ranker) -> None:
+    strangers = [999, 1000]  # no row at all: the forest has nothing of theirs to go on
+    recs = ranker.recommend([0, *strangers], k=5)
+    alone = GeneratorModel("trending_city", ranker).recommend(strangers, k=5)
+    assert (recs.product_ids[1:] == alone.product_ids).all() and (alone.product_ids >= 0).all()
+    assert (recs.scores[1:] == [0, -1, -2, -3, -4]).all()  # minus the place: best first
+    reasons = set(recs.reasons[1:].ravel())  # each row's best generator: one of the two
+    assert reasons <= {"trending", "popular in the last 28 days"} and "trending" in reasons
+    # a customer with a history keeps the forest's order and scores
+    forest = ranker.model.predict(feature_matrix(features(ranker.serving.snapshot,
+                                  ranker.serving.propose([0]))))  # fmt: skip
+    assert recs.scores[0, 0] == pytest.approx(forest.max())
 
 
 def test_batches_scored_on_threads_give_the_lists_of_one_batch(world) -> None:
