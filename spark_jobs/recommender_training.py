@@ -876,6 +876,9 @@ def published_lists(
     frame["source"] = (
         frame["reason"].str.split(":").str[0].where(frame["reason"].str.contains(":"), "model")
     )
+    # a customer with no row at all got the model's cold-start list (the ranker's: trending)
+    cold = ~frame["customer_id"].isin(daily["customer_id"].unique())
+    frame.loc[cold & frame["source"].eq("model"), "source"] = "cold_start"
     lists = fill_lists(recs.as_dict(), customers, fallback, k)
     filled = pd.DataFrame(
         [(c, rank + 1, p) for c, ids in lists.items() for rank, p in enumerate(ids.tolist())],

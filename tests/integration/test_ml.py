@@ -339,6 +339,10 @@ def test_recommendations_follow_the_business_rules(world_copy: World, second_run
     assert set(recs["source"]) <= {"model", "popular", "blend", "cold_start", "new_product"}
     assert recs["reason"].str.len().gt(0).all()
     assert recs.loc[recs["source"] == "popular", "reason"].str.startswith("popular in").all()
+    # customers with no history: the model's cold-start list (the ranker's is what trends:
+    # test_ml_ranker), or the best sellers
+    cold = ~recs["customer_id"].isin(gold(world_copy, "customer_product_daily")["customer_id"])
+    assert cold.any() and recs.loc[cold, "source"].isin(["cold_start", "popular"]).all()
 
 
 def test_every_model_version_stays_loadable(world_copy: World, second_run: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from ml.ranker import (
     product_prices,
     snapshot_statistics,
 )
+from spark_jobs.recommender_training import published_lists
 
 START = dt.date(2025, 1, 1)
 DAYS = 84
@@ -462,6 +464,14 @@ def test_a_customer_with_no_history_gets_the_trending_list_in_its_order(ranker) 
     forest = ranker.model.predict(feature_matrix(features(ranker.serving.snapshot,
                                   ranker.serving.propose([0]))))  # fmt: skip
     assert recs.scores[0, 0] == pytest.approx(forest.max())
+
+
+def test_published_lists_say_which_are_cold_start_lists(world, ranker) -> None:
+    daily, _ = world
+    everything = SimpleNamespace(active=np.arange(1_000))  # a catalogue: its active products
+    out = published_lists(ranker, "ranker", np.array([0, 999]), 5, everything, daily, [1, 2])
+    assert set(out.loc[out["customer_id"] == 999, "source"]) == {"cold_start"}
+    assert set(out.loc[out["customer_id"] == 0, "source"]) == {"model"}
 
 
 def test_batches_scored_on_threads_give_the_lists_of_one_batch(world) -> None:
