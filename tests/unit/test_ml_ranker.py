@@ -461,9 +461,8 @@ def test_a_customer_with_no_history_gets_the_trending_list_in_its_order(ranker) 
     reasons = set(recs.reasons[1:].ravel())  # each row's best generator: one of the two
     assert reasons <= {"trending", "popular in the last 28 days"} and "trending" in reasons
     # a customer with a history keeps the forest's order and scores
-    forest = ranker.model.predict(feature_matrix(features(ranker.serving.snapshot,
-                                  ranker.serving.propose([0]))))  # fmt: skip
-    assert recs.scores[0, 0] == pytest.approx(forest.max())
+    frame = features(ranker.serving.snapshot, ranker.serving.propose([0]))
+    assert recs.scores[0, 0] == pytest.approx(ranker.model.predict(feature_matrix(frame)).max())
 
 
 def test_published_lists_say_which_are_cold_start_lists(world, ranker) -> None:
